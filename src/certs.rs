@@ -1,0 +1,281 @@
+//! A throwaway demonstration PKI: one CA per country, a node certificate and one certificate
+//! per role, and ready configurations. Never for production: the CA keys sit beside the
+//! certificates they sign.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::model::{CountryCode, Identity, Role};
+
+/// Why certificates could not be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} already exists; choose an empty directory")]
+    Exists(PathBuf),
+}
+
+/// A certificate and its key, PEM.
+#[derive(Clone)]
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key; printed as MASKED.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"MASKED")
+            .finish()
+    }
+}
+
+/// A country's certificate authority.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate and key.
+    pub issued: Issued,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authority { .. }")
+    }
+}
+
+/// The DNS name a country's node certificate carries in the demo PKI.
+pub fn node_dns_name(country: CountryCode) -> String {
+    format!(
+        "{}.focalpoint.example",
+        country.as_str().to_ascii_lowercase()
+    )
+}
+
+impl Authority {
+    /// A new self-signed CA for `country`, valid from `not_before` to `not_after`.
+    pub fn new(
+        country: CountryCode,
+        common_name: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Self, CertsError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(country, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        let issued = Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            issued,
+        })
+    }
+
+    /// A certificate for `identity`, valid from `not_before` to `not_after`. Nodes get both
+    /// server and client authentication and the DNS names given; users get client only.
+    pub fn issue(
+        &self,
+        identity: &Identity,
+        dns_names: &[String],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Issued, CertsError> {
+        let mut params = CertificateParams::new(dns_names.to_vec())?;
+        let common_name = if identity.name.is_empty() {
+            format!("focalpoint node {}", identity.country)
+        } else {
+            format!("{} ({})", identity.name, identity.role)
+        };
+        params.distinguished_name = name(identity.country, &common_name);
+        params.subject_alt_names.push(SanType::URI(
+            identity.uri().try_into().map_err(rcgen::Error::from)?,
+        ));
+        if identity.role == Role::Node {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+fn name(country: CountryCode, common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::OrganizationName,
+        format!("focalpoint demo {country}"),
+    );
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// The user certificates every country gets, with their names.
+pub const USERS: [(Role, &str); 3] = [
+    (Role::Operator, "duty-officer"),
+    (Role::Auditor, "inspectorate"),
+    (Role::Sync, "nightly-sync"),
+];
+
+/// Loopback ports of the demo: (peer, operator) per country.
+fn ports(country: CountryCode) -> (u16, u16) {
+    match country.as_str() {
+        "IDN" => (7443, 7444),
+        "KHM" => (7543, 7544),
+        _ => (7643, 7644),
+    }
+}
+
+/// Writes a demo PKI for two countries under `out`: `out/idn/`, `out/khm/`.
+pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), CertsError> {
+    let now = OffsetDateTime::now_utc();
+    let not_before = now - Duration::days(1);
+    let not_after = now + Duration::days(365 * years);
+    let authorities = countries
+        .iter()
+        .map(|c| {
+            Authority::new(
+                *c,
+                &format!("focalpoint demo CA {c} (never use in production)"),
+                not_before,
+                not_after,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, country) in countries.iter().enumerate() {
+        let dir = out.join(country.as_str().to_ascii_lowercase());
+        if dir.exists() {
+            return Err(CertsError::Exists(dir));
+        }
+        let authority = &authorities[i];
+        let peer = countries[1 - i];
+        let write = |file: &str, text: &str| {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| CertsError::Write {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            std::fs::write(&path, text).map_err(|source| CertsError::Write { path, source })
+        };
+        write("ca.pem", &authority.issued.cert_pem)?;
+        write("ca.key", &authority.issued.key_pem)?;
+        let node = authority.issue(
+            &Identity {
+                country: *country,
+                role: Role::Node,
+                name: String::new(),
+            },
+            &[node_dns_name(*country), "localhost".into()],
+            not_before,
+            not_after,
+        )?;
+        write("node.pem", &node.cert_pem)?;
+        write("node.key", &node.key_pem)?;
+        let peer_ca = format!("peers/{}-ca.pem", peer.as_str().to_ascii_lowercase());
+        write(&peer_ca, &authorities[1 - i].issued.cert_pem)?;
+        let (peer_port, operator_port) = ports(*country);
+        let (their_peer_port, _) = ports(peer);
+        write(
+            "node.toml",
+            &format!(
+                "# focalpoint node of {country}: demo configuration, never for production.\n\
+                 country = \"{country}\"\n\
+                 # Relative paths are relative to this file. `serve --data-dir` overrides.\n\
+                 data_dir = \"data\"\n\
+                 # fsync: an acknowledged message survives a power cut. flush: a killed process only.\n\
+                 durability = \"fsync\"\n\n\
+                 [node]\n\
+                 certificate = \"node.pem\"\n\
+                 key = \"node.key\"\n\n\
+                 [peer_listener]\n\
+                 address = \"127.0.0.1:{peer_port}\"\n\n\
+                 [operator_listener]\n\
+                 address = \"127.0.0.1:{operator_port}\"\n\
+                 ca = \"ca.pem\"\n\n\
+                 [[peers]]\n\
+                 country = \"{peer}\"\n\
+                 address = \"https://127.0.0.1:{their_peer_port}\"\n\
+                 server_name = \"{}\"\n\
+                 ca = \"{peer_ca}\"\n",
+                node_dns_name(peer)
+            ),
+        )?;
+        for (role, user) in USERS {
+            let issued = authority.issue(
+                &Identity {
+                    country: *country,
+                    role,
+                    name: user.into(),
+                },
+                &[],
+                not_before,
+                not_after,
+            )?;
+            write(&format!("{role}.pem"), &issued.cert_pem)?;
+            write(&format!("{role}.key"), &issued.key_pem)?;
+            write(
+                &format!("{role}.toml"),
+                &format!(
+                    "# {role} client of the {country} node: demo configuration.\n\
+                     node = \"https://127.0.0.1:{operator_port}\"\n\
+                     server_name = \"{}\"\n\
+                     ca = \"ca.pem\"\n\
+                     certificate = \"{role}.pem\"\n\
+                     key = \"{role}.key\"\n",
+                    node_dns_name(*country)
+                ),
+            )?;
+        }
+    }
+    std::fs::write(
+        out.join("README.md"),
+        "# Demonstration PKI: never use in production\n\n\
+         Made by `focalpoint certs init`. The CA keys (`ca.key`) sit beside the certificates \
+         they signed and are public in this repository: anyone can issue certificates these \
+         CAs vouch for. Use it for the demo, the tests and trying the CLI on loopback only.\n\n\
+         Each country directory holds its CA (`ca.pem`), the node's certificate and key, one \
+         certificate per role (operator, auditor, sync), the other country's CA under `peers/`, \
+         the node configuration `node.toml` and one client configuration per role.\n",
+    )
+    .map_err(|source| CertsError::Write {
+        path: out.join("README.md"),
+        source,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The operator plane's client, used by the command line and the demo, and the text shown to
+//! people for what it returns.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::config::ClientConfig;
+use crate::model::{Digest, format_micros};
+use crate::pb;
+use crate::pb::operator_service_client::OperatorServiceClient;
+use crate::tls::{ClientTls, TlsError};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Input {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("the node refused: {}: {}", status_name(.0.code()), .0.message())]
+    Refused(tonic::Status),
+}
+
+fn status_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Refused(s)
+    }
+}
+
+/// A connection to a node's operator plane.
+#[derive(Debug, Clone)]
+pub struct OperatorClient {
+    inner: OperatorServiceClient<tonic::transport::Channel>,
+}
+
+impl OperatorClient {
+    /// A client as configured (connects on first use).
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        crate::tls::install_crypto_provider();
+        let tls = ClientTls::load(
+            &config.ca,
+            &config.certificate,
+            &config.key,
+            &config.server_name,
+        )?;
+        Ok(Self {
+            inner: OperatorServiceClient::new(tls.channel(&config.node)?),
+        })
+    }
+
+    /// Sends an envelope.
+    pub async fn send(
+        &mut self,
+        envelope: pb::Envelope,
+        wait: bool,
+    ) -> Result<pb::SendResponse, ClientError> {
+        Ok(self
+            .inner
+            .send(pb::SendRequest {
+                envelope: Some(envelope),
+                wait_for_receipt: wait,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The inbox.
+    pub async fn inbox(
+        &mut self,
+        request: pb::InboxRequest,
+    ) -> Result<pb::InboxResponse, ClientError> {
+        Ok(self.inner.inbox(request).await?.into_inner())
+    }
+
+    /// The outbox.
+    pub async fn outbox(
+        &mut self,
+        request: pb::OutboxRequest,
+    ) -> Result<pb::OutboxResponse, ClientError> {
+        Ok(self.inner.outbox(request).await?.into_inner())
+    }
+
+    /// One message and everything about it.
+    pub async fn show(&mut self, message_id: &str) -> Result<pb::ShowResponse, ClientError> {
+        Ok(self
+            .inner
+            .show(pb::ShowRequest {
+                message_id: message_id.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// A range of log entries.
+    pub async fn log(&mut self, from: u64, limit: u32) -> Result<pb::LogResponse, ClientError> {
+        Ok(self
+            .inner
+            .log(pb::LogRequest { from, limit })
+            .await?
+            .into_inner())
+    }
+}
+
+/// Reads an envelope from a JSON file (the proto3 JSON mapping with field names as in the
+/// .proto files; unknown fields are refused). A missing message id is generated.
+pub fn read_envelope(path: &Path) -> Result<pb::Envelope, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut envelope = parse_envelope(&text).map_err(|message| ClientError::Input {
+        path: path.to_owned(),
+        message,
+    })?;
+    if envelope.message_id.is_empty() {
+        envelope.message_id = new_message_id(&envelope.sender);
+    }
+    Ok(envelope)
+}
+
+/// Parses an envelope from JSON text.
+pub fn parse_envelope(text: &str) -> Result<pb::Envelope, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// A fresh message id: `COUNTRY-YYYYMMDD-<16 hex>`.
+pub fn new_message_id(sender: &str) -> String {
+    let mut random = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    let today = time::OffsetDateTime::now_utc().date();
+    let prefix = if sender.is_empty() { "MSG" } else { sender };
+    format!(
+        "{prefix}-{:04}{:02}{:02}-{}",
+        today.year(),
+        u8::from(today.month()),
+        today.day(),
+        crate::model::hex(&random)
+    )
+}
+
+/// A short label for a message kind.
+pub fn kind_label(kind: i32) -> &'static str {
+    match pb::MessageKind::try_from(kind).unwrap_or_default() {
+        pb::MessageKind::TravellerAlert => "alert",
+        pb::MessageKind::DocumentFraudNotice => "fraud",
+        pb::MessageKind::StatisticsReport => "stats",
+        pb::MessageKind::CaseResponse => "response",
+        pb::MessageKind::Unspecified => "-",
+    }
+}
+
+fn entry_label(kind: i32) -> &'static str {
+    match pb::EntryKind::try_from(kind).unwrap_or_default() {
+        pb::EntryKind::MessageSent => "sent",
+        pb::EntryKind::MessageReceived => "received",
+        pb::EntryKind::ReceiptReceived => "receipt",
+        pb::EntryKind::Refusal => "refusal",
+        pb::EntryKind::Unspecified => "?",
+    }
+}
+
+fn state_label(state: i32) -> &'static str {
+    match pb::DeliveryState::try_from(state).unwrap_or_default() {
+        pb::DeliveryState::Pending => "pending",
+        pb::DeliveryState::Delivered => "delivered",
+        pb::DeliveryState::Failed => "failed",
+        pb::DeliveryState::Unspecified => "",
+    }
+}
+
+fn short(bytes: &[u8]) -> String {
+    Digest::from_slice(bytes).map_or_else(|| "-".into(), |d| d.short())
+}
+
+/// One line summarising what an envelope is about, without document numbers.
+pub fn summary(envelope: &pb::Envelope) -> String {
+    use pb::envelope::Body;
+    match &envelope.body {
+        Some(Body::TravellerAlert(a)) => {
+            let category = pb::AlertCategory::try_from(a.category)
+                .map(|c| {
+                    c.as_str_name()
+                        .trim_start_matches("ALERT_CATEGORY_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            let who = a
+                .person
+                .as_ref()
+                .map(|p| format!("{}, {}", p.family_name, p.given_names))
+                .unwrap_or_default();
+            format!("{category}: {who}")
+        }
+        Some(Body::DocumentFraudNotice(n)) => {
+            let fraud = pb::FraudType::try_from(n.fraud_type)
+                .map(|f| {
+                    f.as_str_name()
+                        .trim_start_matches("FRAUD_TYPE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            let place = n.detection.as_ref().map(|d| d.place.as_str()).unwrap_or("");
+            format!("{fraud} document at {place}")
+        }
+        Some(Body::StatisticsReport(r)) => {
+            let period = r
+                .period
+                .as_ref()
+                .map(|p| format!("{}..{}", p.start_date, p.end_date))
+                .unwrap_or_default();
+            format!(
+                "statistics {period} rev {} ({} counters)",
+                r.revision,
+                r.counters.len()
+            )
+        }
+        Some(Body::CaseResponse(r)) => {
+            let status = pb::ResponseStatus::try_from(r.status)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("RESPONSE_STATUS_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            format!("{status} re {}", envelope.reference)
+        }
+        None => String::new(),
+    }
+}
+
+/// A table of stored messages.
+pub fn messages_table(messages: &[pb::StoredMessage]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  SUMMARY",
+        "SEQ", "STORED (UTC)", "PEER", "KIND", "MESSAGE ID", "STATE"
+    );
+    for m in messages {
+        let Some(e) = m.entry.as_ref().and_then(|v| v.entry.as_ref()) else {
+            continue;
+        };
+        let stored = format_micros(e.recorded_at_micros);
+        let state = if m.state == 0 {
+            if m.receipt.is_some() { "receipted" } else { "" }
+        } else {
+            state_label(m.state)
+        };
+        let _ = writeln!(
+            out,
+            "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  {}",
+            e.sequence,
+            stored.get(..19).unwrap_or(&stored),
+            e.peer,
+            kind_label(e.message_kind),
+            e.message_id,
+            state,
+            m.envelope.as_ref().map(summary).unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// A table of log entries.
+pub fn entries_table(entries: &[pb::EntryView]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5}  {:<20}  {:<8}  {:<4}  {:<9}  {:<34}  {:<12}  {:<12}  NOTE",
+        "SEQ", "RECORDED (UTC)", "ENTRY", "PEER", "KIND", "MESSAGE ID", "CONTENT", "HASH"
+    );
+    for view in entries {
+        let Some(e) = &view.entry else { continue };
+        let recorded = format_micros(e.recorded_at_micros);
+        let note = if e.refers_to != 0 {
+            format!("for entry {}", e.refers_to)
+        } else {
+            e.reason.clone()
+        };
+        let _ = writeln!(
+            out,
+            "{:>5}  {:<20}  {:<8}  {:<4}  {:<9}  {:<34}  {:<12}  {:<12}  {}",
+            e.sequence,
+            recorded.get(..19).unwrap_or(&recorded),
+            entry_label(e.kind),
+            e.peer,
+            kind_label(e.message_kind),
+            e.message_id,
+            short(&e.content_sha256),
+            short(&view.entry_hash),
+            note
+        );
+    }
+    out
+}
+
+/// What a send returned, for people.
+pub fn send_text(r: &pb::SendResponse) -> String {
+    let mut out = format!(
+        "{} {} (log entry {}, sha256 {})\n  {}\n",
+        r.message_id,
+        if r.duplicate {
+            "already logged"
+        } else {
+            "logged"
+        },
+        r.log_sequence,
+        short(&r.envelope_sha256),
+        r.detail
+    );
+    if let Some(receipt) = &r.receipt {
+        if let Ok(inner) = <pb::Receipt as prost::Message>::decode(receipt.receipt.as_slice()) {
+            let _ = writeln!(
+                out,
+                "  receipt: {} stored it as entry {} at {} (signed {})",
+                inner.receiver, inner.log_sequence, inner.stored_at, receipt.signature_scheme
+            );
+        }
+    }
+    out
+}
+
+/// JSON for scripts.
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

@@ -1,0 +1,266 @@
+//! Node and client configuration files (TOML). Unknown keys are refused, errors name the key,
+//! and relative paths are read relative to the file that names them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::log::Durability;
+use crate::model::CountryCode;
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// A node's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This focal point's country.
+    pub country: CountryCode,
+    /// Where the exchange log lives; `--data-dir` overrides it.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// What an acknowledged write survives.
+    #[serde(default)]
+    pub durability: Durability,
+    /// The node's own certificate and key, used on both listeners and to sign receipts.
+    pub node: NodeIdentityConfig,
+    /// Where peers connect.
+    pub peer_listener: ListenerConfig,
+    /// Where local operators, auditors and the sync connect.
+    pub operator_listener: OperatorListenerConfig,
+    /// The other focal points.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// The node's certificate and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeIdentityConfig {
+    /// PEM certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// A listening address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `host:port`; port 0 picks a free one.
+    pub address: SocketAddr,
+}
+
+/// The operator listener: address and the local CA its users' certificates chain to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorListenerConfig {
+    /// `host:port`; port 0 picks a free one.
+    pub address: SocketAddr,
+    /// PEM certificate of the local CA.
+    pub ca: PathBuf,
+}
+
+/// One other focal point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's country.
+    pub country: CountryCode,
+    /// Its peer listener, `https://host:port`.
+    pub address: String,
+    /// The DNS name in its node certificate.
+    pub server_name: String,
+    /// PEM certificate of the CA its node certificate chains to.
+    pub ca: PathBuf,
+}
+
+/// A command-line client's configuration: which node, and as whom.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The node's operator listener, `https://host:port`.
+    pub node: String,
+    /// The DNS name in the node's certificate.
+    pub server_name: String,
+    /// PEM certificate of the local CA.
+    pub ca: PathBuf,
+    /// The user's PEM certificate.
+    pub certificate: PathBuf,
+    /// The user's PEM private key.
+    pub key: PathBuf,
+}
+
+fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl NodeConfig {
+    /// Reads and checks a node configuration; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = load(path)?;
+        config.finish(path)?;
+        Ok(config)
+    }
+
+    /// Parses a node configuration from text, as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut config: Self = parse(path, text)?;
+        config.finish(path)?;
+        Ok(config)
+    }
+
+    fn finish(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(d) = &mut self.data_dir {
+            resolve(base, d);
+        }
+        resolve(base, &mut self.node.certificate);
+        resolve(base, &mut self.node.key);
+        resolve(base, &mut self.operator_listener.ca);
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if self.peers.is_empty() {
+            return Err(invalid(
+                "peers".into(),
+                "at least one peer is required".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            resolve(base, &mut peer.ca);
+            if peer.country == self.country {
+                return Err(invalid(
+                    format!("peers[{i}].country"),
+                    "is this node's own country".into(),
+                ));
+            }
+            if !seen.insert(peer.country) {
+                return Err(invalid(
+                    format!("peers[{i}].country"),
+                    format!("{} is configured twice", peer.country),
+                ));
+            }
+            if !peer.address.starts_with("https://") {
+                return Err(invalid(
+                    format!("peers[{i}].address"),
+                    format!("{:?} must start with https://", peer.address),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration of the peer `country`.
+    pub fn peer(&self, country: CountryCode) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.country == country)
+    }
+}
+
+impl ClientConfig {
+    /// Reads a client configuration; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = load(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        resolve(base, &mut config.ca);
+        resolve(base, &mut config.certificate);
+        resolve(base, &mut config.key);
+        if !config.node.starts_with("https://") {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "node".into(),
+                message: format!("{:?} must start with https://", config.node),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+country = "IDN"
+[node]
+certificate = "node.pem"
+key = "node.key"
+[peer_listener]
+address = "127.0.0.1:7443"
+[operator_listener]
+address = "127.0.0.1:7444"
+ca = "ca.pem"
+[[peers]]
+country = "KHM"
+address = "https://127.0.0.1:7543"
+server_name = "khm.focalpoint.example"
+ca = "peers/khm-ca.pem"
+"#;
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let c = NodeConfig::parse(Path::new("/etc/focalpoint/node.toml"), GOOD).unwrap();
+        assert_eq!(c.node.key, Path::new("/etc/focalpoint/node.key"));
+        assert_eq!(c.peers[0].ca, Path::new("/etc/focalpoint/peers/khm-ca.pem"));
+        assert_eq!(c.durability, Durability::Fsync);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                GOOD.replace("country = \"IDN\"", "country = \"IDN\"\ncolour = 1"),
+                "colour",
+            ),
+            (GOOD.replace("\"KHM\"", "\"IDN\""), "peers[0].country"),
+            (GOOD.replace("\"KHM\"", "\"KHN\""), "KHN"),
+            (
+                GOOD.replace("https://127.0.0.1:7543", "127.0.0.1:7543"),
+                "peers[0].address",
+            ),
+            (GOOD.replace("127.0.0.1:7444", "localhost"), "address"),
+            (GOOD.replace("[[peers]]", "[[peer]]"), "peer"),
+        ];
+        for (text, key) in cases {
+            let err = NodeConfig::parse(Path::new("node.toml"), &text).unwrap_err();
+            assert!(err.to_string().contains(key), "{err} does not name {key}");
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! The exchange: what a node does with envelopes, apart from any transport. It checks who may
+//! do what, validates, logs, signs receipts and answers queries. gRPC handlers only translate
+//! to and from it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Notify;
+
+use crate::log::{Appended, ExchangeLog, LogError, NewEntry, StoredEntry};
+use crate::model::{CountryCode, Digest, Identity, MessageId, Role, format_instant, parse_instant};
+use crate::pb;
+use crate::receipt::{self, ReceiptError, ReceiptSigner};
+use crate::validate::{self, ValidEnvelope, ValidationError};
+
+/// Why the exchange refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("invalid {0}")]
+    Invalid(#[from] ValidationError),
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+    #[error("message {0} was already logged with other content")]
+    Conflict(String),
+    #[error("{0} is not a configured peer")]
+    UnknownPeer(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("receipt refused: {0}")]
+    Receipt(#[from] ReceiptError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// What the node knows of one peer: whose CA signs its node and receipts.
+#[derive(Debug, Clone)]
+pub struct PeerTrust {
+    /// The CA certificates of the peer.
+    pub anchors: Vec<CertificateDer<'static>>,
+}
+
+/// A sent message's delivery state, derived from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Logged here, no receipt yet.
+    Pending,
+    /// The peer's receipt is logged.
+    Delivered,
+    /// The peer refused it for good.
+    Failed,
+}
+
+/// The result of an operator's send.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The message id.
+    pub message_id: MessageId,
+    /// The receiving country.
+    pub peer: CountryCode,
+    /// Where the message sits in this node's log.
+    pub sequence: u64,
+    /// SHA-256 of the envelope.
+    pub digest: Digest,
+    /// Whether this exact message had already been logged.
+    pub duplicate: bool,
+}
+
+/// A message as the log holds it, with its receipt.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// The log entry.
+    pub entry: StoredEntry,
+    /// The envelope, if its content is still held.
+    pub envelope: Option<pb::Envelope>,
+    /// For received messages the receipt this node issued; for sent ones the peer's.
+    pub receipt: Option<pb::SignedReceipt>,
+    /// For sent messages, the delivery state.
+    pub delivery: Option<Delivery>,
+}
+
+/// Filters for the inbox.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    /// Only this kind.
+    pub kind: Option<pb::MessageKind>,
+    /// Only from this peer.
+    pub peer: Option<CountryCode>,
+    /// Stored at or after, microseconds since the epoch.
+    pub since_micros: Option<i64>,
+    /// Stored at or before.
+    pub until_micros: Option<i64>,
+    /// At most this many, the newest.
+    pub limit: usize,
+}
+
+/// One node's exchange. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    country: CountryCode,
+    log: ExchangeLog,
+    signer: ReceiptSigner,
+    peers: BTreeMap<CountryCode, PeerTrust>,
+    outbound: BTreeMap<CountryCode, Arc<Notify>>,
+    receipts: Notify,
+}
+
+impl Exchange {
+    /// An exchange for `country` over `log`.
+    pub fn new(
+        country: CountryCode,
+        log: ExchangeLog,
+        signer: ReceiptSigner,
+        peers: BTreeMap<CountryCode, PeerTrust>,
+    ) -> Self {
+        let outbound = peers
+            .keys()
+            .map(|c| (*c, Arc::new(Notify::new())))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                country,
+                log,
+                signer,
+                peers,
+                outbound,
+                receipts: Notify::new(),
+            }),
+        }
+    }
+
+    /// This node's country.
+    pub fn country(&self) -> CountryCode {
+        self.inner.country
+    }
+
+    /// The log.
+    pub fn log(&self) -> &ExchangeLog {
+        &self.inner.log
+    }
+
+    /// Woken whenever a message for `peer` is logged.
+    pub fn outbound_signal(&self, peer: CountryCode) -> Option<Arc<Notify>> {
+        self.inner.outbound.get(&peer).cloned()
+    }
+
+    /// Checks that `caller` may read.
+    pub fn authorize_read(&self, caller: &Identity) -> Result<(), ExchangeError> {
+        self.local_user(caller)?;
+        match caller.role {
+            Role::Operator | Role::Auditor => Ok(()),
+            Role::Sync | Role::Node => Err(ExchangeError::Forbidden(format!(
+                "role {} may not read the log",
+                caller.role
+            ))),
+        }
+    }
+
+    fn local_user(&self, caller: &Identity) -> Result<(), ExchangeError> {
+        if caller.country != self.inner.country || caller.role == Role::Node {
+            return Err(ExchangeError::Forbidden(format!(
+                "{caller} is not a user of this node"
+            )));
+        }
+        Ok(())
+    }
+
+    /// An operator's or the sync's send: validated, logged and flushed, then handed to delivery.
+    pub async fn submit(
+        &self,
+        caller: &Identity,
+        mut envelope: pb::Envelope,
+    ) -> Result<Submitted, ExchangeError> {
+        self.local_user(caller)?;
+        let is_statistics = matches!(envelope.body, Some(pb::envelope::Body::StatisticsReport(_)));
+        match caller.role {
+            Role::Operator => {}
+            Role::Sync if is_statistics => {}
+            Role::Sync => {
+                return Err(ExchangeError::Forbidden(
+                    "the sync role may push statistics reports only".into(),
+                ));
+            }
+            Role::Auditor | Role::Node => {
+                return Err(ExchangeError::Forbidden(format!(
+                    "role {} may not send",
+                    caller.role
+                )));
+            }
+        }
+        let own = self.inner.country;
+        if envelope.sender.is_empty() {
+            envelope.sender = own.to_string();
+        }
+        if envelope.created_at.is_empty() {
+            envelope.created_at = format_instant(time::OffsetDateTime::now_utc());
+        }
+        let valid = match validate::validate(envelope.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.refuse(
+                    None,
+                    &envelope.message_id,
+                    &envelope.encode_to_vec(),
+                    &e.to_string(),
+                )
+                .await?;
+                return Err(e.into());
+            }
+        };
+        if valid.sender != own {
+            let e = ValidationError {
+                field: "sender".into(),
+                reason: format!("must be this node's country {own}"),
+            };
+            self.refuse(None, &envelope.message_id, &valid.bytes, &e.to_string())
+                .await?;
+            return Err(e.into());
+        }
+        let peer = valid.receiver;
+        if !self.inner.peers.contains_key(&peer) {
+            return Err(ExchangeError::UnknownPeer(peer.to_string()));
+        }
+        let ValidEnvelope {
+            message_id,
+            kind,
+            reference,
+            bytes,
+            digest,
+            ..
+        } = valid;
+        let id = message_id.clone();
+        let outcome = self
+            .inner
+            .log
+            .transact(move |t| {
+                if let Some(seq) = t.sent(id.as_str())? {
+                    let first = t.entry(seq)?.ok_or(LogError::Corrupt {
+                        sequence: seq,
+                        reason: "indexed entry is missing".into(),
+                    })?;
+                    if first.entry.content_sha256 == digest.0 {
+                        return Ok(Ok((seq, true)));
+                    }
+                    t.append(refusal(
+                        Some(peer),
+                        id.as_str(),
+                        digest,
+                        "message id already used for other content",
+                    ))?;
+                    return Ok(Err(id.to_string()));
+                }
+                let Appended { sequence, .. } = t.append(NewEntry {
+                    kind: pb::EntryKind::MessageSent,
+                    peer: Some(peer),
+                    message_id: id.to_string(),
+                    message_kind: kind,
+                    content: Some(bytes),
+                    ..Default::default()
+                })?;
+                if let Some(r) = &reference {
+                    t.index_reference(r, sequence);
+                }
+                Ok(Ok((sequence, false)))
+            })
+            .await?;
+        let (sequence, duplicate) = outcome.map_err(ExchangeError::Conflict)?;
+        if !duplicate {
+            tracing::info!(peer = %peer, sequence, message_id = %message_id, "message logged for delivery");
+        }
+        if let Some(signal) = self.inner.outbound.get(&peer) {
+            signal.notify_one();
+        }
+        Ok(Submitted {
+            message_id,
+            peer,
+            sequence,
+            digest,
+            duplicate,
+        })
+    }
+
+    async fn refuse(
+        &self,
+        peer: Option<CountryCode>,
+        message_id: &str,
+        bytes: &[u8],
+        reason: &str,
+    ) -> Result<(), ExchangeError> {
+        let entry = refusal(peer, message_id, Digest::of(bytes), reason);
+        self.inner.log.transact(move |t| t.append(entry)).await?;
+        tracing::warn!(peer = ?peer, reason, "input refused");
+        Ok(())
+    }
+
+    /// An envelope delivered by the peer `caller`: logged and flushed, then acknowledged with a
+    /// signed receipt. The same envelope again returns the first receipt.
+    pub async fn receive(
+        &self,
+        caller: CountryCode,
+        bytes: Vec<u8>,
+    ) -> Result<pb::SignedReceipt, ExchangeError> {
+        if !self.inner.peers.contains_key(&caller) {
+            return Err(ExchangeError::UnknownPeer(caller.to_string()));
+        }
+        let valid = match validate::decode_canonical(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let id = pb::Envelope::decode(bytes.as_slice())
+                    .map(|e| e.message_id)
+                    .unwrap_or_default();
+                self.refuse(Some(caller), &id, &bytes, &e.to_string())
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        if valid.sender != caller {
+            let reason = format!(
+                "envelope sender {} differs from the caller's certificate country {caller}",
+                valid.sender
+            );
+            self.refuse(Some(caller), valid.message_id.as_str(), &bytes, &reason)
+                .await?;
+            return Err(ExchangeError::Forbidden(reason));
+        }
+        if valid.receiver != self.inner.country {
+            let e = ValidationError {
+                field: "receiver".into(),
+                reason: format!(
+                    "is {}, but this node is {}",
+                    valid.receiver, self.inner.country
+                ),
+            };
+            self.refuse(
+                Some(caller),
+                valid.message_id.as_str(),
+                &bytes,
+                &e.to_string(),
+            )
+            .await?;
+            return Err(e.into());
+        }
+        let this = self.clone();
+        let outcome = self
+            .inner
+            .log
+            .transact(move |t| {
+                let id = valid.message_id.as_str();
+                if let Some(seq) = t.received(caller, id)? {
+                    let first = t.entry(seq)?.ok_or(LogError::Corrupt {
+                        sequence: seq,
+                        reason: "indexed entry is missing".into(),
+                    })?;
+                    if first.entry.content_sha256 == valid.digest.0 {
+                        let receipt = t.issued_receipt(seq)?.ok_or(LogError::Corrupt {
+                            sequence: seq,
+                            reason: "issued receipt is missing".into(),
+                        })?;
+                        return Ok(Ok(receipt));
+                    }
+                    t.append(refusal(
+                        Some(caller),
+                        id,
+                        valid.digest,
+                        "message id already used for other content",
+                    ))?;
+                    return Ok(Err(id.to_owned()));
+                }
+                let appended = t.append(NewEntry {
+                    kind: pb::EntryKind::MessageReceived,
+                    peer: Some(caller),
+                    message_id: id.to_owned(),
+                    message_kind: valid.kind,
+                    content: Some(valid.bytes),
+                    ..Default::default()
+                })?;
+                if let Some(r) = &valid.reference {
+                    t.index_reference(r, appended.sequence);
+                }
+                let receipt = pb::Receipt {
+                    message_id: id.to_owned(),
+                    envelope_sha256: valid.digest.0.to_vec(),
+                    sender: caller.to_string(),
+                    receiver: this.inner.country.to_string(),
+                    log_sequence: appended.sequence,
+                    entry_hash: appended.hash.0.to_vec(),
+                    stored_at: format_instant(time::OffsetDateTime::now_utc()),
+                };
+                let signed = this
+                    .inner
+                    .signer
+                    .sign(&receipt)
+                    .map_err(|e| LogError::Job(e.to_string()))?
+                    .encode_to_vec();
+                t.store_issued_receipt(appended.sequence, signed.clone());
+                Ok(Ok(signed))
+            })
+            .await?;
+        let signed = outcome.map_err(ExchangeError::Conflict)?;
+        pb::SignedReceipt::decode(signed.as_slice()).map_err(|e| {
+            ExchangeError::Log(LogError::Corrupt {
+                sequence: 0,
+                reason: format!("stored receipt: {e}"),
+            })
+        })
+    }
+
+    /// The peer's receipt for the sent message at `sequence`: checked against the peer's CA and
+    /// the message, then logged. Logging the same receipt twice is a no-op.
+    pub async fn accept_receipt(
+        &self,
+        peer: CountryCode,
+        sequence: u64,
+        signed: pb::SignedReceipt,
+    ) -> Result<(), ExchangeError> {
+        let trust = self
+            .inner
+            .peers
+            .get(&peer)
+            .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
+        let receipt = receipt::verify(&signed, &trust.anchors, peer)?;
+        let sent = self
+            .inner
+            .log
+            .entry(sequence)?
+            .ok_or_else(|| ExchangeError::NotFound(format!("log entry {sequence}")))?;
+        if receipt.message_id != sent.entry.message_id {
+            return Err(ReceiptError::Mismatch {
+                field: "message_id",
+                found: receipt.message_id,
+                expected: sent.entry.message_id,
+            }
+            .into());
+        }
+        if receipt.envelope_sha256 != sent.entry.content_sha256 {
+            return Err(ReceiptError::Mismatch {
+                field: "envelope_sha256",
+                found: crate::model::hex(&receipt.envelope_sha256),
+                expected: crate::model::hex(&sent.entry.content_sha256),
+            }
+            .into());
+        }
+        let bytes = signed.encode_to_vec();
+        let message_id = receipt.message_id.clone();
+        let message_kind = sent.entry.message_kind;
+        self.inner
+            .log
+            .transact(move |t| {
+                if t.receipt_for(sequence)?.is_some() {
+                    return Ok(());
+                }
+                t.append(NewEntry {
+                    kind: pb::EntryKind::ReceiptReceived,
+                    peer: Some(peer),
+                    message_id,
+                    message_kind: pb::MessageKind::try_from(message_kind).unwrap_or_default(),
+                    content: Some(bytes),
+                    refers_to: sequence,
+                    ..Default::default()
+                })?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(peer = %peer, sequence, peer_sequence = receipt.log_sequence, "receipt logged");
+        self.inner.receipts.notify_waiters();
+        Ok(())
+    }
+
+    /// The peer refused the message at `sequence` for good.
+    pub async fn mark_failed(
+        &self,
+        peer: CountryCode,
+        sequence: u64,
+        reason: String,
+    ) -> Result<(), ExchangeError> {
+        tracing::warn!(peer = %peer, sequence, reason, "delivery failed for good");
+        self.inner
+            .log
+            .transact(move |t| {
+                t.mark_failed(peer, sequence, &reason);
+                Ok(())
+            })
+            .await?;
+        self.inner.receipts.notify_waiters();
+        Ok(())
+    }
+
+    /// Waits until the sent message at `sequence` is delivered or failed, at most `timeout`.
+    pub async fn wait_for_delivery(
+        &self,
+        sequence: u64,
+        timeout: std::time::Duration,
+    ) -> Result<Delivery, ExchangeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.receipts.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let state = self.delivery(sequence)?;
+            if state != Delivery::Pending {
+                return Ok(state);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Delivery::Pending);
+            }
+        }
+    }
+
+    fn delivery(&self, sequence: u64) -> Result<Delivery, ExchangeError> {
+        let log = &self.inner.log;
+        if log.receipt_for(sequence)?.is_some() {
+            Ok(Delivery::Delivered)
+        } else if log.failure(sequence)?.is_some() {
+            Ok(Delivery::Failed)
+        } else {
+            Ok(Delivery::Pending)
+        }
+    }
+
+    /// A stored message with its receipt and state.
+    pub fn stored_message(&self, sequence: u64) -> Result<StoredMessage, ExchangeError> {
+        let log = &self.inner.log;
+        let entry = log
+            .entry(sequence)?
+            .ok_or_else(|| ExchangeError::NotFound(format!("log entry {sequence}")))?;
+        let envelope = log
+            .content(sequence)?
+            .and_then(|c| pb::Envelope::decode(c.as_slice()).ok());
+        let (receipt_bytes, delivery) = match entry.kind() {
+            pb::EntryKind::MessageReceived => (log.issued_receipt(sequence)?, None),
+            pb::EntryKind::MessageSent => match log.receipt_for(sequence)? {
+                Some(r) => (log.content(r)?, Some(Delivery::Delivered)),
+                None => (None, Some(self.delivery(sequence)?)),
+            },
+            _ => (None, None),
+        };
+        let receipt = receipt_bytes.and_then(|b| pb::SignedReceipt::decode(b.as_slice()).ok());
+        Ok(StoredMessage {
+            entry,
+            envelope,
+            receipt,
+            delivery,
+        })
+    }
+
+    /// The failure reason of a sent message, if it failed.
+    pub fn failure_reason(&self, sequence: u64) -> Result<Option<String>, ExchangeError> {
+        Ok(self.inner.log.failure(sequence)?)
+    }
+
+    /// Received messages matching `filter`, oldest first.
+    pub fn inbox(&self, filter: &InboxFilter) -> Result<Vec<StoredMessage>, ExchangeError> {
+        let mut out = Vec::new();
+        for sequence in self.inner.log.inbox()?.into_iter().rev() {
+            if out.len() >= filter.limit {
+                break;
+            }
+            let Some(entry) = self.inner.log.entry(sequence)? else {
+                continue;
+            };
+            let e = &entry.entry;
+            if filter.kind.is_some_and(|k| k as i32 != e.message_kind)
+                || filter.peer.is_some_and(|p| p.as_str() != e.peer)
+                || filter
+                    .since_micros
+                    .is_some_and(|s| e.recorded_at_micros < s)
+                || filter
+                    .until_micros
+                    .is_some_and(|u| e.recorded_at_micros > u)
+            {
+                continue;
+            }
+            out.push(self.stored_message(sequence)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Sent messages to `peer` (or all peers), newest `limit`, oldest first.
+    pub fn outbox(
+        &self,
+        peer: Option<CountryCode>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, ExchangeError> {
+        let mut out = Vec::new();
+        let (size, _) = self.inner.log.head()?;
+        let mut sequence = size;
+        while sequence > 0 && out.len() < limit {
+            if let Some(entry) = self.inner.log.entry(sequence)? {
+                if entry.kind() == pb::EntryKind::MessageSent
+                    && peer.is_none_or(|p| p.as_str() == entry.entry.peer)
+                {
+                    out.push(self.stored_message(sequence)?);
+                }
+            }
+            sequence -= 1;
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Everything about one message id: the messages with that id (sent or received), those
+    /// that reference it, and every log entry naming it.
+    pub fn show(&self, id: &str) -> Result<(Vec<StoredMessage>, Vec<StoredEntry>), ExchangeError> {
+        let log = &self.inner.log;
+        let mut sequences = Vec::new();
+        if let Some(s) = log.sent(id)? {
+            sequences.push(s);
+        }
+        for peer in self.inner.peers.keys() {
+            if let Some(s) = log.received(*peer, id)? {
+                sequences.push(s);
+            }
+        }
+        if sequences.is_empty() {
+            return Err(ExchangeError::NotFound(format!("message {id}")));
+        }
+        sequences.extend(log.referencing(id)?);
+        sequences.sort_unstable();
+        sequences.dedup();
+        let messages = sequences
+            .iter()
+            .map(|s| self.stored_message(*s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut entries = Vec::new();
+        for s in &sequences {
+            if let Some(e) = log.entry(*s)? {
+                entries.push(e);
+            }
+            if let Some(r) = log.receipt_for(*s)? {
+                if let Some(e) = log.entry(r)? {
+                    entries.push(e);
+                }
+            }
+        }
+        entries.sort_by_key(|e| e.entry.sequence);
+        Ok((messages, entries))
+    }
+}
+
+fn refusal(peer: Option<CountryCode>, message_id: &str, digest: Digest, reason: &str) -> NewEntry {
+    NewEntry {
+        kind: pb::EntryKind::Refusal,
+        peer,
+        // An unparseable id could be anything; keep only a well-formed one.
+        message_id: message_id
+            .parse::<MessageId>()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        refused_digest: Some(digest),
+        reason: reason.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Parses an RFC 3339 bound for inbox filters.
+pub fn parse_bound(field: &str, value: &str) -> Result<Option<i64>, ExchangeError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let t = parse_instant(value).map_err(|e| ValidationError {
+        field: field.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(
+        i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
+    ))
+}

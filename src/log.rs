@@ -1,0 +1,737 @@
+//! The exchange log: one append-only, hash-chained record of every message sent and received,
+//! every receipt and every refusal. Inbox, outbox and case views are indexes beside it.
+//!
+//! Each entry (`focalpoint.v1.LogEntry`) names the hash of the entry before it, and commits to
+//! its content by SHA-256 only; the content is stored beside the chain, so it can be redacted
+//! later without breaking verification.
+//!
+//! All writes go through one writer thread that commits in groups: every job in a group is
+//! applied as its own atomic sled batch, then the group is flushed once (and, with
+//! [`Durability::Fsync`], fsynced) before any job in it is answered. Nothing is acknowledged
+//! before it is durable. sled stays behind this module.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use prost::Message;
+
+use crate::model::{CountryCode, Digest, MessageId, now_micros};
+use crate::pb;
+
+/// What "durable" means for this log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Every acknowledged write has been fsynced: it survives a power cut.
+    #[default]
+    Fsync,
+    /// Every acknowledged write has reached the kernel (sled's flush): it survives the
+    /// process being killed, not necessarily a power cut.
+    Flush,
+}
+
+/// Why the log could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("cannot open the log's data file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("flushing the log failed: {0}")]
+    Flush(String),
+    #[error("the log writer has stopped after an earlier storage failure")]
+    Closed,
+    #[error("log entry {sequence} cannot be decoded: {reason}")]
+    Corrupt { sequence: u64, reason: String },
+    #[error("{0}")]
+    Job(String),
+}
+
+/// Where a verification failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("entry {sequence}: {problem}")]
+pub struct VerifyError {
+    /// The first bad entry.
+    pub sequence: u64,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// An entry as stored, with its hash.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    /// The entry.
+    pub entry: pb::LogEntry,
+    /// SHA-256(0x00 || encoding): what the next entry names.
+    pub hash: Digest,
+}
+
+impl StoredEntry {
+    /// The entry's kind, `Unspecified` if unknown.
+    pub fn kind(&self) -> pb::EntryKind {
+        pb::EntryKind::try_from(self.entry.kind).unwrap_or_default()
+    }
+}
+
+/// An entry to append; the log fills in sequence, time and previous hash.
+#[derive(Debug, Clone, Default)]
+pub struct NewEntry {
+    /// What happened.
+    pub kind: pb::EntryKind,
+    /// The other focal point.
+    pub peer: Option<CountryCode>,
+    /// The message concerned.
+    pub message_id: String,
+    /// The kind of message concerned.
+    pub message_kind: pb::MessageKind,
+    /// The content kept beside the entry.
+    pub content: Option<Vec<u8>>,
+    /// The digest of content that is not kept (refusals).
+    pub refused_digest: Option<Digest>,
+    /// For receipts: the sent message's sequence.
+    pub refers_to: u64,
+    /// For refusals: why.
+    pub reason: String,
+}
+
+/// The position of an appended entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Its hash.
+    pub hash: Digest,
+}
+
+/// The zero hash the first entry names as its predecessor.
+pub const GENESIS: Digest = Digest([0; 32]);
+
+mod key {
+    pub(super) const ENTRY: u8 = b'e';
+    pub(super) const CONTENT: u8 = b'c';
+    pub(super) const ISSUED_RECEIPT: u8 = b'r';
+    pub(super) const MESSAGE: u8 = b'i';
+    pub(super) const RECEIPT_FOR: u8 = b'a';
+    pub(super) const PENDING: u8 = b'o';
+    pub(super) const INBOX: u8 = b'n';
+    pub(super) const REFERENCE: u8 = b'x';
+    pub(super) const FAILED: u8 = b'f';
+
+    pub(super) fn seq(prefix: u8, sequence: u64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(9);
+        k.push(prefix);
+        k.extend_from_slice(&sequence.to_be_bytes());
+        k
+    }
+
+    pub(super) fn message(sender: &str, id: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(4 + id.len());
+        k.push(MESSAGE);
+        k.extend_from_slice(sender.as_bytes());
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    pub(super) fn pending(peer: &str, sequence: u64) -> Vec<u8> {
+        let mut k = vec![PENDING];
+        k.extend_from_slice(peer.as_bytes());
+        k.extend_from_slice(&sequence.to_be_bytes());
+        k
+    }
+
+    pub(super) fn reference(id: &str, sequence: u64) -> Vec<u8> {
+        let mut k = vec![REFERENCE];
+        k.extend_from_slice(id.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&sequence.to_be_bytes());
+        k
+    }
+
+    pub(super) fn reference_prefix(id: &str) -> Vec<u8> {
+        let mut k = vec![REFERENCE];
+        k.extend_from_slice(id.as_bytes());
+        k.push(0);
+        k
+    }
+
+    pub(super) fn tail_seq(k: &[u8]) -> Option<u64> {
+        let tail: [u8; 8] = k.get(k.len().checked_sub(8)?..)?.try_into().ok()?;
+        Some(u64::from_be_bytes(tail))
+    }
+}
+
+/// One writer's view while it runs a job: reads see everything committed so far, writes are
+/// staged and applied atomically when the job succeeds.
+#[derive(Debug)]
+pub struct Txn<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    next: u64,
+    head: Digest,
+}
+
+impl Txn<'_> {
+    /// The sequence of the message `id` this node sent, if logged.
+    pub fn sent(&self, id: &str) -> Result<Option<u64>, LogError> {
+        read_seq(self.tree, &key::message(&own_sender_marker(), id))
+    }
+
+    /// The sequence of the message `id` received from `sender`, if logged.
+    pub fn received(&self, sender: CountryCode, id: &str) -> Result<Option<u64>, LogError> {
+        read_seq(self.tree, &key::message(sender.as_str(), id))
+    }
+
+    /// Marks the sent message at `sequence` as refused for good by `peer`.
+    pub fn mark_failed(&mut self, peer: CountryCode, sequence: u64, reason: &str) {
+        self.batch.remove(key::pending(peer.as_str(), sequence));
+        self.batch
+            .insert(key::seq(key::FAILED, sequence), reason.as_bytes());
+    }
+
+    /// A committed entry.
+    pub fn entry(&self, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
+        read_entry(self.tree, sequence)
+    }
+
+    /// The receipt this node issued for a received message.
+    pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self
+            .tree
+            .get(key::seq(key::ISSUED_RECEIPT, sequence))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The sequence of the receipt entry for a sent message, if one is logged.
+    pub fn receipt_for(&self, sent: u64) -> Result<Option<u64>, LogError> {
+        read_seq(self.tree, &key::seq(key::RECEIPT_FOR, sent))
+    }
+
+    /// Stages an entry and the indexes that go with its kind.
+    pub fn append(&mut self, new: NewEntry) -> Result<Appended, LogError> {
+        let sequence = self.next;
+        let (content_sha256, content_length) = match (&new.content, new.refused_digest) {
+            (Some(c), _) => (Digest::of(c), c.len() as u64),
+            (None, Some(d)) => (d, 0),
+            (None, None) => (Digest::default(), 0),
+        };
+        let peer = new.peer.map(|p| p.as_str().to_owned()).unwrap_or_default();
+        let entry = pb::LogEntry {
+            sequence,
+            previous_hash: self.head.0.to_vec(),
+            recorded_at_micros: now_micros(),
+            kind: new.kind as i32,
+            peer: peer.clone(),
+            message_id: new.message_id.clone(),
+            message_kind: new.message_kind as i32,
+            content_sha256: content_sha256.0.to_vec(),
+            content_length,
+            refers_to: new.refers_to,
+            reason: new.reason,
+        };
+        let bytes = entry.encode_to_vec();
+        let hash = entry_hash(&bytes);
+        self.batch.insert(key::seq(key::ENTRY, sequence), bytes);
+        if let Some(content) = new.content {
+            self.batch.insert(key::seq(key::CONTENT, sequence), content);
+        }
+        let seq_bytes = sequence.to_be_bytes().to_vec();
+        match new.kind {
+            pb::EntryKind::MessageSent => {
+                self.batch.insert(
+                    key::message(&own_sender_marker(), &new.message_id),
+                    seq_bytes,
+                );
+                self.batch.insert(key::pending(&peer, sequence), Vec::new());
+            }
+            pb::EntryKind::MessageReceived => {
+                self.batch
+                    .insert(key::message(&peer, &new.message_id), seq_bytes);
+                self.batch
+                    .insert(key::seq(key::INBOX, sequence), Vec::new());
+            }
+            pb::EntryKind::ReceiptReceived => {
+                self.batch
+                    .insert(key::seq(key::RECEIPT_FOR, new.refers_to), seq_bytes);
+                self.batch.remove(key::pending(&peer, new.refers_to));
+            }
+            pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
+        }
+        self.next += 1;
+        self.head = hash;
+        Ok(Appended { sequence, hash })
+    }
+
+    /// Records that `sequence` refers to the earlier message `reference`.
+    pub fn index_reference(&mut self, reference: &MessageId, sequence: u64) {
+        self.batch
+            .insert(key::reference(reference.as_str(), sequence), Vec::new());
+    }
+
+    /// Stages the receipt this node issued for the received message at `sequence`.
+    pub fn store_issued_receipt(&mut self, sequence: u64, receipt: Vec<u8>) {
+        self.batch
+            .insert(key::seq(key::ISSUED_RECEIPT, sequence), receipt);
+    }
+}
+
+/// Sent messages are indexed under a marker instead of the node's own country, so the index
+/// does not depend on configuration: "SNT" can never be a peer's alpha-3 code.
+fn own_sender_marker() -> String {
+    "SNT".to_owned()
+}
+
+type Completion = Box<dyn FnOnce(Option<&LogError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Completion) + Send>;
+
+/// The exchange log of one node. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ExchangeLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    jobs: mpsc::SyncSender<Job>,
+    closed: Arc<AtomicBool>,
+}
+
+impl ExchangeLog {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
+        std::fs::create_dir_all(dir).map_err(|source| LogError::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()?;
+        let tree = db.open_tree("exchange-log")?;
+        let (next, head) = match tree.scan_prefix([key::ENTRY]).next_back() {
+            None => (1, GENESIS),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let sequence = key::tail_seq(&k).ok_or(LogError::Corrupt {
+                    sequence: 0,
+                    reason: "malformed entry key".into(),
+                })?;
+                (sequence + 1, entry_hash(&v))
+            }
+        };
+        let data_file = match durability {
+            Durability::Fsync => {
+                let path = dir.join("db");
+                Some(File::open(&path).map_err(|source| LogError::Open { path, source })?)
+            }
+            Durability::Flush => None,
+        };
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(4096);
+        let closed = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            db: db.clone(),
+            tree: tree.clone(),
+            data_file,
+            next,
+            head,
+            closed: closed.clone(),
+        };
+        std::thread::Builder::new()
+            .name("exchange-log-writer".into())
+            .spawn(move || writer.run(&receiver))
+            .map_err(|source| LogError::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                tree,
+                jobs,
+                closed,
+            }),
+        })
+    }
+
+    /// Runs `job` on the writer; its writes are applied atomically if it returns `Ok`, and the
+    /// answer comes only once they are durable.
+    pub async fn transact<R, F>(&self, job: F) -> Result<R, LogError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(job, tx)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// [`Self::transact`] for code outside the async runtime.
+    pub fn transact_blocking<R, F>(&self, job: F) -> Result<R, LogError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(job, tx)?;
+        rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    fn submit<R, F>(
+        &self,
+        job: F,
+        reply: tokio::sync::oneshot::Sender<Result<R, LogError>>,
+    ) -> Result<(), LogError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
+    {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        let job: Job = Box::new(move |txn| {
+            let result = job(txn);
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |flush_error| {
+                let answer = match flush_error {
+                    Some(e) => Err(LogError::Flush(e.to_string())),
+                    None => result,
+                };
+                let _ = reply.send(answer);
+            });
+            (ok, done)
+        });
+        self.inner.jobs.send(job).map_err(|_| LogError::Closed)
+    }
+
+    /// The number of entries and the hash of the last one.
+    pub fn head(&self) -> Result<(u64, Digest), LogError> {
+        match self.inner.tree.scan_prefix([key::ENTRY]).next_back() {
+            None => Ok((0, GENESIS)),
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok((key::tail_seq(&k).unwrap_or(0), entry_hash(&v)))
+            }
+        }
+    }
+
+    /// One entry.
+    pub fn entry(&self, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
+        read_entry(&self.inner.tree, sequence)
+    }
+
+    /// Entries from `from` on, at most `limit`.
+    pub fn range(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>, LogError> {
+        self.inner
+            .tree
+            .range(key::seq(key::ENTRY, from.max(1))..key::seq(key::ENTRY, u64::MAX))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode_entry(key::tail_seq(&k).unwrap_or(0), &v)
+            })
+            .collect()
+    }
+
+    /// The content kept beside an entry, if it is still there.
+    pub fn content(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self
+            .inner
+            .tree
+            .get(key::seq(key::CONTENT, sequence))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The sequence of the message `id` received from `sender`.
+    pub fn received(&self, sender: CountryCode, id: &str) -> Result<Option<u64>, LogError> {
+        read_seq(&self.inner.tree, &key::message(sender.as_str(), id))
+    }
+
+    /// The sequence of the message `id` this node sent.
+    pub fn sent(&self, id: &str) -> Result<Option<u64>, LogError> {
+        read_seq(&self.inner.tree, &key::message(&own_sender_marker(), id))
+    }
+
+    /// The receipt this node issued for the received message at `sequence`.
+    pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self
+            .inner
+            .tree
+            .get(key::seq(key::ISSUED_RECEIPT, sequence))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The sequence of the receipt entry for the sent message at `sent`.
+    pub fn receipt_for(&self, sent: u64) -> Result<Option<u64>, LogError> {
+        read_seq(&self.inner.tree, &key::seq(key::RECEIPT_FOR, sent))
+    }
+
+    /// Why the peer refused the sent message at `sequence` for good, if it did.
+    pub fn failure(&self, sequence: u64) -> Result<Option<String>, LogError> {
+        Ok(self
+            .inner
+            .tree
+            .get(key::seq(key::FAILED, sequence))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Sequences of sent messages to `peer` without a receipt yet, oldest first.
+    pub fn pending(&self, peer: CountryCode) -> Result<Vec<u64>, LogError> {
+        let mut prefix = vec![key::PENDING];
+        prefix.extend_from_slice(peer.as_str().as_bytes());
+        self.inner
+            .tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(|k| Ok(key::tail_seq(&k?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// Sequences of received messages, oldest first.
+    pub fn inbox(&self) -> Result<Vec<u64>, LogError> {
+        self.inner
+            .tree
+            .scan_prefix([key::INBOX])
+            .keys()
+            .map(|k| Ok(key::tail_seq(&k?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// Sequences of messages that name `id` as their reference.
+    pub fn referencing(&self, id: &str) -> Result<Vec<u64>, LogError> {
+        self.inner
+            .tree
+            .scan_prefix(key::reference_prefix(id))
+            .keys()
+            .map(|k| Ok(key::tail_seq(&k?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// Recomputes the whole chain: sequence numbers, links and content digests. Returns the
+    /// number of entries checked, or the first bad entry.
+    pub fn verify(&self) -> Result<u64, VerifyError> {
+        let mut previous = GENESIS;
+        let mut expected = 1;
+        for kv in self.inner.tree.scan_prefix([key::ENTRY]) {
+            let (k, v) = kv.map_err(|e| VerifyError {
+                sequence: expected,
+                problem: format!("cannot be read: {e}"),
+            })?;
+            let stored = key::tail_seq(&k).unwrap_or(0);
+            let bad = |problem: String| VerifyError {
+                sequence: expected,
+                problem,
+            };
+            if stored != expected {
+                return Err(bad(format!("missing; the next entry found is {stored}")));
+            }
+            let entry = pb::LogEntry::decode(v.as_ref())
+                .map_err(|e| bad(format!("cannot be decoded: {e}")))?;
+            if entry.sequence != expected {
+                return Err(bad(format!(
+                    "names itself sequence {} in its body",
+                    entry.sequence
+                )));
+            }
+            if entry.previous_hash != previous.0 {
+                return Err(bad(
+                    "does not link to the entry before it (previous hash differs)".into(),
+                ));
+            }
+            if let Some(content) = self
+                .inner
+                .tree
+                .get(key::seq(key::CONTENT, expected))
+                .map_err(|e| bad(format!("content cannot be read: {e}")))?
+            {
+                if Digest::of(&content).0[..] != entry.content_sha256[..] {
+                    return Err(bad("content does not match its digest".into()));
+                }
+            }
+            previous = entry_hash(&v);
+            expected += 1;
+        }
+        Ok(expected - 1)
+    }
+
+    /// Flushes everything to disk; used at shutdown.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+}
+
+struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+    data_file: Option<File>,
+    next: u64,
+    head: Digest,
+    closed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self, jobs: &mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < 1024 {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut completions = Vec::with_capacity(group.len());
+            let mut failure = None;
+            for job in group {
+                let mut txn = Txn {
+                    tree: &self.tree,
+                    batch: sled::Batch::default(),
+                    next: self.next,
+                    head: self.head,
+                };
+                let (ok, done) = job(&mut txn);
+                if ok && failure.is_none() {
+                    let (next, head) = (txn.next, txn.head);
+                    match self.tree.apply_batch(txn.batch) {
+                        Ok(()) => {
+                            self.next = next;
+                            self.head = head;
+                        }
+                        Err(e) => failure = Some(LogError::Storage(e)),
+                    }
+                }
+                completions.push(done);
+            }
+            let outcome = match failure {
+                Some(e) => Err(e),
+                None => self.make_durable(),
+            };
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, "exchange log write failed; refusing further writes");
+                self.closed.store(true, Ordering::Release);
+            }
+            for done in completions {
+                done(outcome.as_ref().err());
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    fn make_durable(&self) -> Result<(), LogError> {
+        self.db.flush()?;
+        if let Some(file) = &self.data_file {
+            file.sync_data()
+                .map_err(|e| LogError::Flush(format!("fsync: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256(0x00 || encoded entry), the RFC 6962 leaf hash of the entry.
+pub fn entry_hash(encoded: &[u8]) -> Digest {
+    Digest::of_parts(&[&[0], encoded])
+}
+
+fn read_seq(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {
+    Ok(tree
+        .get(k)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes))
+}
+
+fn read_entry(tree: &sled::Tree, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
+    tree.get(key::seq(key::ENTRY, sequence))?
+        .map(|v| decode_entry(sequence, &v))
+        .transpose()
+}
+
+fn decode_entry(sequence: u64, bytes: &[u8]) -> Result<StoredEntry, LogError> {
+    let entry = pb::LogEntry::decode(bytes).map_err(|e| LogError::Corrupt {
+        sequence,
+        reason: e.to_string(),
+    })?;
+    Ok(StoredEntry {
+        entry,
+        hash: entry_hash(bytes),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(id: &str) -> NewEntry {
+        NewEntry {
+            kind: pb::EntryKind::MessageSent,
+            peer: Some("KHM".parse().unwrap()),
+            message_id: id.into(),
+            message_kind: pb::MessageKind::TravellerAlert,
+            content: Some(format!("content of {id}").into_bytes()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn appends_chain_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = ExchangeLog::open(dir.path(), Durability::Fsync).unwrap();
+            for i in 0..5 {
+                let id = format!("m{i}");
+                let appended = log.transact_blocking(move |t| t.append(sent(&id))).unwrap();
+                assert_eq!(appended.sequence, i + 1);
+            }
+            assert_eq!(log.verify(), Ok(5));
+            assert_eq!(log.pending("KHM".parse().unwrap()).unwrap().len(), 5);
+        }
+        let log = ExchangeLog::open(dir.path(), Durability::Fsync).unwrap();
+        let (size, head) = log.head().unwrap();
+        assert_eq!(size, 5);
+        let appended = log.transact_blocking(|t| t.append(sent("m5"))).unwrap();
+        assert_eq!(appended.sequence, 6);
+        let sixth = log.entry(6).unwrap().unwrap();
+        assert_eq!(sixth.entry.previous_hash, head.0.to_vec());
+        assert_eq!(log.verify(), Ok(6));
+        assert_eq!(log.sent("m3").unwrap(), Some(4));
+    }
+
+    #[test]
+    fn a_failed_job_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        let result: Result<(), LogError> = log.transact_blocking(|t| {
+            t.append(sent("a"))?;
+            Err(LogError::Job("refused".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(log.head().unwrap().0, 0);
+        let appended = log.transact_blocking(|t| t.append(sent("b"))).unwrap();
+        assert_eq!(appended.sequence, 1);
+        assert_eq!(log.verify(), Ok(1));
+    }
+
+    #[test]
+    fn changed_content_is_found_by_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        for id in ["a", "b", "c"] {
+            log.transact_blocking(move |t| t.append(sent(id))).unwrap();
+        }
+        log.inner
+            .tree
+            .insert(key::seq(key::CONTENT, 2), b"tampered".to_vec())
+            .unwrap();
+        let err = log.verify().unwrap_err();
+        assert_eq!(err.sequence, 2);
+        assert!(err.problem.contains("digest"));
+    }
+}

@@ -1,0 +1,370 @@
+//! The `focalpoint` command: parse the command line, set up tracing, call the library, map the
+//! outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use focalpoint::client::{self, ClientError, OperatorClient};
+use focalpoint::config::{ClientConfig, NodeConfig};
+use focalpoint::node::BoundNode;
+use focalpoint::pb;
+
+/// Gateway between the immigration focal points of Indonesia (IDN) and Cambodia (KHM).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve {
+        /// The node's configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the exchange log lives (overrides data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run an IDN and a KHM node in this process and exchange messages of every kind.
+    Demo,
+    /// Demonstration certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Traveller alerts.
+    Alert {
+        #[command(subcommand)]
+        command: SendCommand,
+    },
+    /// Document-fraud notices.
+    Fraud {
+        #[command(subcommand)]
+        command: SendCommand,
+    },
+    /// Statistics reports.
+    Stats {
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
+    /// Answer an alert or notice with a case response (JSON file).
+    Respond(SendArgs),
+    /// Messages received from peers.
+    Inbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this kind: alert, fraud, stats or response.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only from this country.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Stored at or after (RFC 3339, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Stored at or before (RFC 3339, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Messages this node sent and their delivery state.
+    Outbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only to this country.
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One message, its receipt, and everything that refers to it.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message id.
+        id: String,
+    },
+    /// A range of exchange-log entries.
+    Log {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// First sequence number.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a fresh demonstration PKI for IDN and KHM.
+    Init {
+        /// Output directory; gets idn/ and khm/.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in years.
+        #[arg(long, default_value_t = 10)]
+        years: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SendCommand {
+    /// Send one message from a JSON file.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum StatsCommand {
+    /// Push a statistics report from a JSON file.
+    Push(SendArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Client configuration: node address and your certificate.
+    #[arg(long, env = "FOCALPOINT_CLIENT_CONFIG")]
+    config: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Wait for the peer's signed receipt (at most 30 s) instead of returning once logged here.
+    #[arg(long)]
+    wait: bool,
+    /// The envelope, as JSON (see examples/).
+    file: PathBuf,
+}
+
+/// Exit codes, after sysexits.h.
+mod exit {
+    pub(crate) const REFUSED: u8 = 1;
+    pub(crate) const CONFIG: u8 = 64;
+    pub(crate) const INPUT: u8 = 65;
+    pub(crate) const UNAVAILABLE: u8 = 69;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_logs = std::env::var("FOCALPOINT_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOCALPOINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::UNAVAILABLE);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<focalpoint::config::ConfigError>() || cause.is::<focalpoint::tls::TlsError>()
+        {
+            return exit::CONFIG;
+        }
+        if let Some(c) = cause.downcast_ref::<ClientError>() {
+            return match c {
+                ClientError::Tls(_) => exit::CONFIG,
+                ClientError::Read { .. } | ClientError::Input { .. } => exit::INPUT,
+                ClientError::Refused(s) if s.code() == tonic::Code::Unavailable => {
+                    exit::UNAVAILABLE
+                }
+                ClientError::Refused(_) => exit::REFUSED,
+            };
+        }
+    }
+    exit::REFUSED
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config, data_dir } => serve(config, data_dir).await,
+        Command::Demo => focalpoint::demo::run().await,
+        Command::Certs {
+            command: CertsCommand::Init { out, years },
+        } => {
+            let countries = ["IDN".parse()?, "KHM".parse()?];
+            focalpoint::certs::init(&out, countries, years)?;
+            println!(
+                "demonstration PKI written to {} (never use in production)",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Alert {
+            command: SendCommand::Send(args),
+        } => send(args, Some(pb::MessageKind::TravellerAlert)).await,
+        Command::Fraud {
+            command: SendCommand::Send(args),
+        } => send(args, Some(pb::MessageKind::DocumentFraudNotice)).await,
+        Command::Stats {
+            command: StatsCommand::Push(args),
+        } => send(args, Some(pb::MessageKind::StatisticsReport)).await,
+        Command::Respond(args) => send(args, Some(pb::MessageKind::CaseResponse)).await,
+        Command::Inbox {
+            client,
+            kind,
+            peer,
+            since,
+            until,
+            limit,
+        } => {
+            let kind = match kind.as_deref() {
+                None => pb::MessageKind::Unspecified,
+                Some("alert") => pb::MessageKind::TravellerAlert,
+                Some("fraud") => pb::MessageKind::DocumentFraudNotice,
+                Some("stats") => pb::MessageKind::StatisticsReport,
+                Some("response") => pb::MessageKind::CaseResponse,
+                Some(other) => {
+                    anyhow::bail!("--kind {other:?} is not one of alert, fraud, stats, response")
+                }
+            };
+            let mut c = connect(&client)?;
+            let r = c
+                .inbox(pb::InboxRequest {
+                    kind: kind as i32,
+                    peer: peer.unwrap_or_default(),
+                    since: since.unwrap_or_default(),
+                    until: until.unwrap_or_default(),
+                    limit,
+                })
+                .await?;
+            print(client.json, &r, || client::messages_table(&r.messages));
+            Ok(())
+        }
+        Command::Outbox {
+            client,
+            peer,
+            limit,
+        } => {
+            let mut c = connect(&client)?;
+            let r = c
+                .outbox(pb::OutboxRequest {
+                    peer: peer.unwrap_or_default(),
+                    limit,
+                })
+                .await?;
+            print(client.json, &r, || client::messages_table(&r.messages));
+            Ok(())
+        }
+        Command::Show { client, id } => {
+            let mut c = connect(&client)?;
+            let r = c.show(&id).await?;
+            print(client.json, &r, || {
+                format!(
+                    "{}\n{}",
+                    client::messages_table(&r.messages),
+                    client::entries_table(&r.entries)
+                )
+            });
+            Ok(())
+        }
+        Command::Log {
+            client,
+            from,
+            limit,
+        } => {
+            let mut c = connect(&client)?;
+            let r = c.log(from, limit).await?;
+            print(client.json, &r, || {
+                format!(
+                    "{}log size {}, head {}\n",
+                    client::entries_table(&r.entries),
+                    r.size,
+                    focalpoint::model::hex(&r.head_hash)
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
+        println!("{}", client::to_json(value));
+    } else {
+        print!("{}", text());
+    }
+}
+
+fn connect(args: &ClientArgs) -> anyhow::Result<OperatorClient> {
+    let config = ClientConfig::load(&args.config)?;
+    Ok(OperatorClient::new(&config)?)
+}
+
+async fn send(args: SendArgs, expected: Option<pb::MessageKind>) -> anyhow::Result<()> {
+    let envelope = client::read_envelope(&args.file)?;
+    let kind = match &envelope.body {
+        Some(pb::envelope::Body::TravellerAlert(_)) => pb::MessageKind::TravellerAlert,
+        Some(pb::envelope::Body::DocumentFraudNotice(_)) => pb::MessageKind::DocumentFraudNotice,
+        Some(pb::envelope::Body::StatisticsReport(_)) => pb::MessageKind::StatisticsReport,
+        Some(pb::envelope::Body::CaseResponse(_)) => pb::MessageKind::CaseResponse,
+        None => pb::MessageKind::Unspecified,
+    };
+    if let Some(expected) = expected {
+        if kind != expected {
+            return Err(ClientError::Input {
+                path: args.file.clone(),
+                message: format!(
+                    "holds a {}, not a {}",
+                    client::kind_label(kind as i32),
+                    client::kind_label(expected as i32)
+                ),
+            }
+            .into());
+        }
+    }
+    let mut c = connect(&args.client)?;
+    let r = c.send(envelope, args.wait).await?;
+    print(args.client.json, &r, || client::send_text(&r));
+    Ok(())
+}
+
+async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = NodeConfig::load(&config_path)?;
+    let country = config.country;
+    let node = BoundNode::bind(config, data_dir)
+        .await
+        .with_context(|| format!("starting the node from {}", config_path.display()))?
+        .start()?;
+    // Scripts and tests wait for this line rather than for a port.
+    println!(
+        "focalpoint {country} serving peer={} operator={}",
+        node.peer_address, node.operator_address
+    );
+    node.run_until(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

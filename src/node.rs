@@ -1,0 +1,243 @@
+//! One focal point's node: the exchange log, both listeners and delivery to each peer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::exchange::{Exchange, PeerTrust};
+use crate::log::{ExchangeLog, LogError};
+use crate::model::{CountryCode, Role};
+use crate::pb::operator_service_server::OperatorServiceServer;
+use crate::pb::peer_service_server::PeerServiceServer;
+use crate::receipt::{ReceiptError, ReceiptSigner};
+use crate::service::{OperatorApi, PeerApi};
+use crate::tls::{self, Admission, ClientTls, TlsError};
+
+/// Why a node cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("node key: {0}")]
+    Signer(#[from] ReceiptError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node certificate names {found}, but the configuration is for the node of {expected}")]
+    WrongIdentity { found: String, expected: String },
+    #[error("no data directory: set data_dir in the configuration or pass --data-dir")]
+    NoDataDir,
+    #[error("{plane} listener failed: {source}")]
+    Serve {
+        plane: &'static str,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// A node with its listeners bound, not yet serving.
+#[derive(Debug)]
+pub struct BoundNode {
+    config: NodeConfig,
+    exchange: Exchange,
+    peer_listener: TcpListener,
+    operator_listener: TcpListener,
+    peer_tls: std::sync::Arc<rustls::ServerConfig>,
+    operator_tls: std::sync::Arc<rustls::ServerConfig>,
+}
+
+/// A serving node.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The peer listener's address.
+    pub peer_address: SocketAddr,
+    /// The operator listener's address.
+    pub operator_address: SocketAddr,
+    exchange: Exchange,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl BoundNode {
+    /// Loads certificates, opens the log and binds both listeners.
+    pub async fn bind(config: NodeConfig, data_dir: Option<PathBuf>) -> Result<Self, NodeError> {
+        tls::install_crypto_provider();
+        let data_dir = data_dir
+            .or_else(|| config.data_dir.clone())
+            .ok_or(NodeError::NoDataDir)?;
+        let chain = tls::load_certs(&config.node.certificate)?;
+        let key = tls::load_key(&config.node.key)?;
+        let identity = tls::identity_of(&chain[0])?;
+        if identity.country != config.country || identity.role != Role::Node {
+            return Err(NodeError::WrongIdentity {
+                found: identity.to_string(),
+                expected: config.country.to_string(),
+            });
+        }
+        let mut peers = BTreeMap::new();
+        let mut trust = BTreeMap::new();
+        for peer in &config.peers {
+            let anchors = tls::load_certs(&peer.ca)?;
+            peers.insert(peer.country, (peer.ca.clone(), anchors.clone()));
+            trust.insert(peer.country, PeerTrust { anchors });
+        }
+        let local_ca = tls::load_certs(&config.operator_listener.ca)?;
+        let peer_tls =
+            tls::server_config(&Admission::Peers(peers), chain.clone(), key.clone_key())?;
+        let operator_tls = tls::server_config(
+            &Admission::Users {
+                country: config.country,
+                ca: (config.operator_listener.ca.clone(), local_ca),
+            },
+            chain.clone(),
+            key.clone_key(),
+        )?;
+        let signer = ReceiptSigner::new(&chain[0], &key)?;
+        let log = ExchangeLog::open(&data_dir, config.durability)?;
+        let exchange = Exchange::new(config.country, log, signer, trust);
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| NodeError::Listen { address, source })
+        };
+        let peer_listener = bind(config.peer_listener.address).await?;
+        let operator_listener = bind(config.operator_listener.address).await?;
+        Ok(Self {
+            config,
+            exchange,
+            peer_listener,
+            operator_listener,
+            peer_tls,
+            operator_tls,
+        })
+    }
+
+    /// The bound peer listener's address.
+    pub fn peer_address(&self) -> SocketAddr {
+        self.peer_listener
+            .local_addr()
+            .unwrap_or(self.config.peer_listener.address)
+    }
+
+    /// The bound operator listener's address.
+    pub fn operator_address(&self) -> SocketAddr {
+        self.operator_listener
+            .local_addr()
+            .unwrap_or(self.config.operator_listener.address)
+    }
+
+    /// Points delivery for `country` at another address (for nodes on ephemeral ports).
+    pub fn set_peer_address(&mut self, country: CountryCode, address: &str) {
+        for peer in &mut self.config.peers {
+            if peer.country == country {
+                peer.address = address.to_owned();
+            }
+        }
+    }
+
+    /// Starts serving both planes and delivering to every peer.
+    pub fn start(self) -> Result<RunningNode, NodeError> {
+        let peer_address = self.peer_address();
+        let operator_address = self.operator_address();
+        let (shutdown, watcher) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for peer in &self.config.peers {
+            let client = ClientTls::load(
+                &peer.ca,
+                &self.config.node.certificate,
+                &self.config.node.key,
+                &peer.server_name,
+            )?;
+            let channel = client.channel(&peer.address)?;
+            let exchange = self.exchange.clone();
+            let country = peer.country;
+            let watcher = watcher.clone();
+            tasks.push(tokio::spawn(async move {
+                crate::delivery::run(exchange, country, channel, watcher).await;
+                Ok(())
+            }));
+        }
+        let peer_incoming = tls::incoming(self.peer_listener, self.peer_tls, "peer");
+        let operator_incoming =
+            tls::incoming(self.operator_listener, self.operator_tls, "operator");
+        let stop = |mut w: watch::Receiver<bool>| async move {
+            let _ = w.wait_for(|stopped| *stopped).await;
+        };
+        let peer_api = PeerServiceServer::new(PeerApi::new(self.exchange.clone()));
+        let peer_stop = stop(watcher.clone());
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(peer_api)
+                .serve_with_incoming_shutdown(peer_incoming, peer_stop)
+                .await
+                .map_err(|source| NodeError::Serve {
+                    plane: "peer",
+                    source,
+                })
+        }));
+        let operator_api = OperatorServiceServer::new(OperatorApi::new(self.exchange.clone()));
+        let operator_stop = stop(watcher);
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(operator_api)
+                .serve_with_incoming_shutdown(operator_incoming, operator_stop)
+                .await
+                .map_err(|source| NodeError::Serve {
+                    plane: "operator",
+                    source,
+                })
+        }));
+        tracing::info!(
+            country = %self.config.country,
+            peer = %peer_address,
+            operator = %operator_address,
+            "node serving"
+        );
+        Ok(RunningNode {
+            peer_address,
+            operator_address,
+            exchange: self.exchange,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+impl RunningNode {
+    /// The node's exchange, for in-process inspection.
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// Stops accepting, lets in-flight calls finish, and flushes the log.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        let _ = self.shutdown.send(true);
+        let mut first_error = None;
+        for task in self.tasks {
+            if let Ok(Err(e)) = task.await {
+                first_error.get_or_insert(e);
+            }
+        }
+        self.exchange.log().flush()?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Serves until `signal` completes, then stops.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        signal.await;
+        self.stop().await
+    }
+}

@@ -1,0 +1,158 @@
+//! Signed receipts: what a receiving node stored, signed with its node key, so that anyone
+//! holding the receiver's CA certificate can check it offline.
+//!
+//! The signature covers `focalpoint-receipt-v1 || 0x00 || receipt bytes`; the domain prefix
+//! keeps a receipt signature from ever being valid as anything else.
+
+use std::sync::Arc;
+
+use prost::Message;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::sign::SigningKey;
+
+use crate::model::{CountryCode, Role, parse_instant};
+use crate::pb;
+use crate::tls::identity_of;
+
+const DOMAIN: &[u8] = b"focalpoint-receipt-v1\0";
+
+/// Why a receipt is not good.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiptError {
+    #[error("receipt cannot be decoded: {0}")]
+    Decode(String),
+    #[error("signer certificate: {0}")]
+    Certificate(String),
+    #[error("signer certificate names {found}, expected the node of {expected}")]
+    WrongSigner { found: String, expected: String },
+    #[error("signature scheme {0:?} is not supported")]
+    Scheme(String),
+    #[error("signature does not verify")]
+    Signature,
+    #[error("receipt says {field} is {found}, expected {expected}")]
+    Mismatch {
+        field: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// Signs receipts with the node's TLS key.
+pub struct ReceiptSigner {
+    key: Arc<dyn SigningKey>,
+    certificate: Vec<u8>,
+}
+
+impl std::fmt::Debug for ReceiptSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiptSigner { key: MASKED }")
+    }
+}
+
+impl ReceiptSigner {
+    /// A signer from the node's certificate and key.
+    pub fn new(
+        certificate: &CertificateDer<'_>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<Self, ReceiptError> {
+        let key = rustls::crypto::ring::sign::any_supported_type(key)
+            .map_err(|e| ReceiptError::Signing(e.to_string()))?;
+        Ok(Self {
+            key,
+            certificate: certificate.as_ref().to_vec(),
+        })
+    }
+
+    /// Signs `receipt`.
+    pub fn sign(&self, receipt: &pb::Receipt) -> Result<pb::SignedReceipt, ReceiptError> {
+        let schemes = [
+            rustls::SignatureScheme::ED25519,
+            rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+            rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
+            rustls::SignatureScheme::RSA_PSS_SHA256,
+        ];
+        let signer = self
+            .key
+            .choose_scheme(&schemes)
+            .ok_or_else(|| ReceiptError::Signing("key type has no supported scheme".into()))?;
+        let bytes = receipt.encode_to_vec();
+        let signature = signer
+            .sign(&[DOMAIN, &bytes].concat())
+            .map_err(|e| ReceiptError::Signing(e.to_string()))?;
+        Ok(pb::SignedReceipt {
+            receipt: bytes,
+            signature_scheme: format!("{:?}", signer.scheme()),
+            signature,
+            signer_certificate: self.certificate.clone(),
+        })
+    }
+}
+
+/// Checks a signed receipt: the signer certificate chains to one of `anchors` (the receiving
+/// country's CA) at the time the receipt says it was stored, names the node of `receiver`,
+/// and its key made the signature. Returns the receipt.
+pub fn verify(
+    signed: &pb::SignedReceipt,
+    anchors: &[CertificateDer<'_>],
+    receiver: CountryCode,
+) -> Result<pb::Receipt, ReceiptError> {
+    let receipt = pb::Receipt::decode(signed.receipt.as_slice())
+        .map_err(|e| ReceiptError::Decode(e.to_string()))?;
+    let stored_at = parse_instant(&receipt.stored_at)
+        .map_err(|e| ReceiptError::Decode(format!("stored_at: {e}")))?;
+    let cert = CertificateDer::from(signed.signer_certificate.as_slice());
+    let identity = identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    if identity.role != Role::Node || identity.country != receiver {
+        return Err(ReceiptError::WrongSigner {
+            found: identity.to_string(),
+            expected: receiver.to_string(),
+        });
+    }
+    if receipt.receiver != receiver.as_str() {
+        return Err(ReceiptError::Mismatch {
+            field: "receiver",
+            found: receipt.receiver.clone(),
+            expected: receiver.to_string(),
+        });
+    }
+    let trust_anchors = anchors
+        .iter()
+        .map(|a| webpki::anchor_from_trusted_cert(a).map(|t| t.to_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ReceiptError::Certificate(format!("trust anchor: {e}")))?;
+    let end_entity = webpki::EndEntityCert::try_from(&cert)
+        .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let algorithms = provider.signature_verification_algorithms;
+    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(stored_at.unix_timestamp()).unwrap_or(0),
+    ));
+    end_entity
+        .verify_for_usage(
+            algorithms.all,
+            &trust_anchors,
+            &[],
+            at,
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
+    let (_, candidates) = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| format!("{scheme:?}") == signed.signature_scheme)
+        .ok_or_else(|| ReceiptError::Scheme(signed.signature_scheme.clone()))?;
+    let message = [DOMAIN, &signed.receipt].concat();
+    candidates
+        .iter()
+        .any(|alg| {
+            end_entity
+                .verify_signature(*alg, &message, &signed.signature)
+                .is_ok()
+        })
+        .then_some(receipt)
+        .ok_or(ReceiptError::Signature)
+}

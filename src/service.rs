@@ -1,0 +1,349 @@
+//! gRPC adapters for both planes. Handlers read the caller's identity from its verified
+//! certificate, convert, call the [`Exchange`], and map the error. Nothing else happens here.
+
+use std::pin::Pin;
+
+use prost::Message;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::exchange::{Delivery, Exchange, ExchangeError, InboxFilter, StoredMessage};
+use crate::log::StoredEntry;
+use crate::model::{CountryCode, Identity, Role};
+use crate::pb;
+use crate::pb::operator_service_server::OperatorService;
+use crate::pb::peer_service_server::PeerService;
+use crate::tls::identity_of;
+
+impl From<ExchangeError> for Status {
+    fn from(e: ExchangeError) -> Self {
+        match &e {
+            ExchangeError::Invalid(_) | ExchangeError::BadRequest(_) => {
+                tracing::info!(error = %e, "request refused");
+                Self::invalid_argument(e.to_string())
+            }
+            ExchangeError::Forbidden(_) => {
+                tracing::warn!(error = %e, "request refused");
+                Self::permission_denied(e.to_string())
+            }
+            ExchangeError::Conflict(_) => {
+                tracing::warn!(error = %e, "conflicting duplicate refused");
+                Self::already_exists(e.to_string())
+            }
+            ExchangeError::UnknownPeer(_) => {
+                tracing::info!(error = %e, "request refused");
+                Self::failed_precondition(e.to_string())
+            }
+            ExchangeError::NotFound(_) => Self::not_found(e.to_string()),
+            ExchangeError::Receipt(_) => {
+                tracing::warn!(error = %e, "receipt refused");
+                Self::invalid_argument(e.to_string())
+            }
+            ExchangeError::Log(inner) => {
+                // Ours, not the caller's: log the detail, tell the caller only that it failed.
+                tracing::error!(error = %inner, "exchange log failure");
+                Self::unavailable("the exchange log is unavailable; retry later")
+            }
+        }
+    }
+}
+
+/// The verified caller of an RPC. The TLS layer has already refused anything else; this reads
+/// the identity again from the leaf for the handler.
+fn caller<T>(request: &Request<T>) -> Result<Identity, Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    identity_of(leaf).map_err(|e| Status::unauthenticated(e.to_string()))
+}
+
+fn peer_country<T>(request: &Request<T>) -> Result<CountryCode, Status> {
+    let identity = caller(request)?;
+    if identity.role != Role::Node {
+        return Err(Status::permission_denied("only nodes may deliver"));
+    }
+    Ok(identity.country)
+}
+
+/// The peer plane.
+#[derive(Debug, Clone)]
+pub struct PeerApi {
+    exchange: Exchange,
+}
+
+impl PeerApi {
+    /// The peer plane over `exchange`.
+    pub fn new(exchange: Exchange) -> Self {
+        Self { exchange }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::DeliverResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PeerService for PeerApi {
+    async fn deliver(
+        &self,
+        request: Request<pb::DeliverRequest>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let peer = peer_country(&request)?;
+        let receipt = self
+            .exchange
+            .receive(peer, request.into_inner().envelope)
+            .await?;
+        Ok(Response::new(pb::DeliverResponse {
+            outcome: Some(pb::deliver_response::Outcome::Receipt(receipt)),
+        }))
+    }
+
+    type DeliverStreamStream = ResponseStream;
+
+    async fn deliver_stream(
+        &self,
+        request: Request<Streaming<pb::DeliverRequest>>,
+    ) -> Result<Response<Self::DeliverStreamStream>, Status> {
+        let peer = peer_country(&request)?;
+        let exchange = self.exchange.clone();
+        let mut incoming = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(item) = incoming.next().await {
+                let request = match item {
+                    Ok(r) => r,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let id = pb::Envelope::decode(request.envelope.as_slice())
+                    .map(|e| e.message_id)
+                    .unwrap_or_default();
+                let outcome = match exchange.receive(peer, request.envelope).await {
+                    Ok(receipt) => pb::deliver_response::Outcome::Receipt(receipt),
+                    Err(ExchangeError::Log(e)) => {
+                        let _ = tx.send(Err(ExchangeError::Log(e).into())).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let status = Status::from(e);
+                        pb::deliver_response::Outcome::Refusal(pb::Refusal {
+                            message_id: id,
+                            code: status.code() as i32,
+                            reason: status.message().to_owned(),
+                        })
+                    }
+                };
+                let response = pb::DeliverResponse {
+                    outcome: Some(outcome),
+                };
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The operator plane.
+#[derive(Debug, Clone)]
+pub struct OperatorApi {
+    exchange: Exchange,
+}
+
+impl OperatorApi {
+    /// The operator plane over `exchange`.
+    pub fn new(exchange: Exchange) -> Self {
+        Self { exchange }
+    }
+
+    fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let identity = caller(request)?;
+        Ok(self.exchange.authorize_read(&identity)?)
+    }
+}
+
+/// How long a send with `wait_for_receipt` waits for the peer's receipt.
+pub const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn entry_view(e: &StoredEntry) -> pb::EntryView {
+    pb::EntryView {
+        entry: Some(e.entry.clone()),
+        entry_hash: e.hash.0.to_vec(),
+    }
+}
+
+fn delivery_state(d: Option<Delivery>) -> pb::DeliveryState {
+    match d {
+        None => pb::DeliveryState::Unspecified,
+        Some(Delivery::Pending) => pb::DeliveryState::Pending,
+        Some(Delivery::Delivered) => pb::DeliveryState::Delivered,
+        Some(Delivery::Failed) => pb::DeliveryState::Failed,
+    }
+}
+
+impl OperatorApi {
+    fn message_view(&self, m: StoredMessage) -> Result<pb::StoredMessage, Status> {
+        let detail = if m.delivery == Some(Delivery::Failed) {
+            self.exchange
+                .failure_reason(m.entry.entry.sequence)?
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::StoredMessage {
+            entry: Some(entry_view(&m.entry)),
+            envelope: m.envelope,
+            receipt: m.receipt,
+            state: delivery_state(m.delivery) as i32,
+            detail,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl OperatorService for OperatorApi {
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
+        let identity = caller(&request)?;
+        let request = request.into_inner();
+        let envelope = request
+            .envelope
+            .ok_or_else(|| Status::invalid_argument("envelope: is required"))?;
+        let submitted = self.exchange.submit(&identity, envelope).await?;
+        let state = if request.wait_for_receipt {
+            self.exchange
+                .wait_for_delivery(submitted.sequence, RECEIPT_WAIT)
+                .await?
+        } else {
+            Delivery::Pending
+        };
+        let stored = self.exchange.stored_message(submitted.sequence)?;
+        let state = stored.delivery.unwrap_or(state);
+        let detail = match state {
+            Delivery::Pending => format!(
+                "logged and flushed on this node; delivery to {} is pending",
+                submitted.peer
+            ),
+            Delivery::Delivered => format!("delivered; {} logged it", submitted.peer),
+            Delivery::Failed => self
+                .exchange
+                .failure_reason(submitted.sequence)?
+                .unwrap_or_default(),
+        };
+        Ok(Response::new(pb::SendResponse {
+            message_id: submitted.message_id.to_string(),
+            log_sequence: submitted.sequence,
+            envelope_sha256: submitted.digest.0.to_vec(),
+            state: delivery_state(Some(state)) as i32,
+            receipt: stored.receipt,
+            detail,
+            duplicate: submitted.duplicate,
+        }))
+    }
+
+    async fn inbox(
+        &self,
+        request: Request<pb::InboxRequest>,
+    ) -> Result<Response<pb::InboxResponse>, Status> {
+        self.reader(&request)?;
+        let r = request.into_inner();
+        let kind = match pb::MessageKind::try_from(r.kind) {
+            Ok(pb::MessageKind::Unspecified) => None,
+            Ok(k) => Some(k),
+            Err(_) => return Err(Status::invalid_argument("kind: is not a known value")),
+        };
+        let peer = if r.peer.is_empty() {
+            None
+        } else {
+            Some(
+                r.peer
+                    .parse()
+                    .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?,
+            )
+        };
+        let filter = InboxFilter {
+            kind,
+            peer,
+            since_micros: crate::exchange::parse_bound("since", &r.since)?,
+            until_micros: crate::exchange::parse_bound("until", &r.until)?,
+            limit: if r.limit == 0 { 100 } else { r.limit as usize },
+        };
+        let messages = self
+            .exchange
+            .inbox(&filter)?
+            .into_iter()
+            .map(|m| self.message_view(m))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::InboxResponse { messages }))
+    }
+
+    async fn show(
+        &self,
+        request: Request<pb::ShowRequest>,
+    ) -> Result<Response<pb::ShowResponse>, Status> {
+        self.reader(&request)?;
+        let id = request.into_inner().message_id;
+        let (messages, entries) = self.exchange.show(&id)?;
+        Ok(Response::new(pb::ShowResponse {
+            messages: messages
+                .into_iter()
+                .map(|m| self.message_view(m))
+                .collect::<Result<_, _>>()?,
+            entries: entries.iter().map(entry_view).collect(),
+        }))
+    }
+
+    async fn log(
+        &self,
+        request: Request<pb::LogRequest>,
+    ) -> Result<Response<pb::LogResponse>, Status> {
+        self.reader(&request)?;
+        let r = request.into_inner();
+        let limit = if r.limit == 0 {
+            100
+        } else {
+            r.limit.min(10_000) as usize
+        };
+        let log = self.exchange.log();
+        let entries = log.range(r.from, limit).map_err(ExchangeError::from)?;
+        let (size, head) = log.head().map_err(ExchangeError::from)?;
+        Ok(Response::new(pb::LogResponse {
+            entries: entries.iter().map(entry_view).collect(),
+            size,
+            head_hash: head.0.to_vec(),
+        }))
+    }
+
+    async fn outbox(
+        &self,
+        request: Request<pb::OutboxRequest>,
+    ) -> Result<Response<pb::OutboxResponse>, Status> {
+        self.reader(&request)?;
+        let r = request.into_inner();
+        let peer = if r.peer.is_empty() {
+            None
+        } else {
+            Some(
+                r.peer
+                    .parse()
+                    .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?,
+            )
+        };
+        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let messages = self
+            .exchange
+            .outbox(peer, limit)?
+            .into_iter()
+            .map(|m| self.message_view(m))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::OutboxResponse { messages }))
+    }
+}

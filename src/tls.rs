@@ -1,0 +1,389 @@
+//! Mutual TLS for both planes, and the identities certificates carry.
+//!
+//! Trust model. Every certificate names its holder in one URI subject alternative name,
+//! `urn:focalpoint:COUNTRY:ROLE[:NAME]` ([`Identity`]). Each listener terminates TLS itself
+//! and refuses a client during the handshake, before any handler runs, unless:
+//! - on the peer plane: the certificate chains to the CA configured for the country it names,
+//!   and names the role `node` of a configured peer country;
+//! - on the operator plane: the certificate chains to the local CA and names a user role
+//!   (operator, auditor, sync) of this node's own country.
+//!
+//! Handlers read the identity again from the verified leaf certificate; nothing is trusted
+//! because it came from "some certificate of this CA".
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::DistinguishedName;
+use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::model::{CountryCode, Identity, Role};
+
+/// Why certificates, keys or identities could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no PEM private key")]
+    NoKey { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("certificate is not valid X.509: {0}")]
+    Parse(String),
+    #[error("certificate names no focalpoint identity (a URI SAN urn:focalpoint:COUNTRY:ROLE)")]
+    NoIdentity,
+    #[error("certificate names more than one focalpoint identity")]
+    SeveralIdentities,
+    #[error("certificate identity: {0}")]
+    BadIdentity(#[from] crate::model::ParseError),
+    #[error("tls configuration: {0}")]
+    Config(String),
+}
+
+/// Installs ring as the process's one rustls crypto provider. Safe to call more than once.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed; the tree only has ring, so it is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Reads every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads the private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| TlsError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::NoKey {
+            path: path.to_owned(),
+        })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The focalpoint identity a certificate names.
+pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, TlsError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::Parse(e.to_string()))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| TlsError::Parse(e.to_string()))?;
+    let mut found = None;
+    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
+        if let x509_parser::extensions::GeneralName::URI(uri) = name {
+            if Identity::is_focalpoint_uri(uri) {
+                if found.is_some() {
+                    return Err(TlsError::SeveralIdentities);
+                }
+                found = Some(uri.parse::<Identity>()?);
+            }
+        }
+    }
+    found.ok_or(TlsError::NoIdentity)
+}
+
+/// A certificate's validity period as Unix seconds (not before, not after).
+pub fn validity_of(cert: &CertificateDer<'_>) -> Result<(i64, i64), TlsError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::Parse(e.to_string()))?;
+    let v = parsed.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+fn roots(path: &Path, certs: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store.add(cert.clone()).map_err(|e| TlsError::Invalid {
+            path: path.to_owned(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// Who may connect to a listener.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// The peer plane: nodes of these countries, each checked against its own CA.
+    Peers(BTreeMap<CountryCode, (PathBuf, Vec<CertificateDer<'static>>)>),
+    /// The operator plane: users of this country with these roles, under the local CA.
+    Users {
+        country: CountryCode,
+        ca: (PathBuf, Vec<CertificateDer<'static>>),
+    },
+}
+
+/// Checks the chain with the CA of the country the leaf names, then the role.
+#[derive(Debug)]
+struct PlaneVerifier {
+    by_country: BTreeMap<CountryCode, Arc<dyn ClientCertVerifier>>,
+    allowed_roles: &'static [Role],
+    hints: Vec<DistinguishedName>,
+}
+
+impl PlaneVerifier {
+    fn any(&self) -> Result<&Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.by_country
+            .values()
+            .next()
+            .ok_or_else(|| rustls::Error::General("no trust anchors".into()))
+    }
+}
+
+fn refuse(reason: impl Into<String>) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(IdentityRefused(reason.into())),
+    )))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct IdentityRefused(String);
+
+impl ClientCertVerifier for PlaneVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let identity = identity_of(end_entity).map_err(|e| refuse(e.to_string()))?;
+        if !self.allowed_roles.contains(&identity.role) {
+            tracing::warn!(identity = %identity, "refused: role not allowed on this plane");
+            return Err(refuse(format!(
+                "role {} is not allowed on this listener",
+                identity.role
+            )));
+        }
+        let Some(verifier) = self.by_country.get(&identity.country) else {
+            tracing::warn!(identity = %identity, "refused: country not trusted on this plane");
+            return Err(refuse(format!(
+                "country {} is not trusted on this listener",
+                identity.country
+            )));
+        };
+        verifier
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(
+                |e| tracing::warn!(identity = %identity, error = %e, "refused certificate"),
+            )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.any()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.any()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.any()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
+}
+
+/// The rustls server configuration of one listener.
+pub fn server_config(
+    admission: &Admission,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let build = |path: &Path, certs: &[CertificateDer<'static>]| {
+        let store = Arc::new(roots(path, certs)?);
+        let hints = store.subjects();
+        WebPkiClientVerifier::builder(store)
+            .build()
+            .map(|v| (v, hints))
+            .map_err(|e| TlsError::Config(e.to_string()))
+    };
+    let mut by_country = BTreeMap::new();
+    let mut hints = Vec::new();
+    let allowed_roles: &'static [Role] = match admission {
+        Admission::Peers(peers) => {
+            for (country, (path, certs)) in peers {
+                let (verifier, h) = build(path, certs)?;
+                hints.extend(h);
+                by_country.insert(*country, verifier);
+            }
+            &[Role::Node]
+        }
+        Admission::Users {
+            country,
+            ca: (path, certs),
+        } => {
+            let (verifier, h) = build(path, certs)?;
+            hints.extend(h);
+            by_country.insert(*country, verifier);
+            &[Role::Operator, Role::Auditor, Role::Sync]
+        }
+    };
+    let verifier = Arc::new(PlaneVerifier {
+        by_country,
+        allowed_roles,
+        hints,
+    });
+    let mut config = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// How long a client has to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts TCP connections and completes TLS handshakes off the accept loop, yielding the
+/// connections that passed. Ends when `listener` fails or the receiver is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    plane: &'static str,
+) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>>
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(plane, error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(plane, %remote, reason = %e, "tls handshake refused");
+                    }
+                    Err(_) => {
+                        tracing::warn!(plane, %remote, reason = "timeout", "tls handshake refused");
+                    }
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Client-side TLS material: whom to trust and what to present.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// The CA the server's certificate must chain to (PEM).
+    pub ca_pem: Vec<u8>,
+    /// The client's certificate chain (PEM).
+    pub cert_pem: Vec<u8>,
+    /// The client's key (PEM); printed as MASKED.
+    pub key_pem: Vec<u8>,
+    /// The DNS name the server's certificate must carry.
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .field("key_pem", &"MASKED")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Reads the PEM files.
+    pub fn load(ca: &Path, cert: &Path, key: &Path, server_name: &str) -> Result<Self, TlsError> {
+        // Parse now so a bad file is named here, not as an opaque handshake failure later.
+        load_certs(ca)?;
+        load_certs(cert)?;
+        load_key(key)?;
+        Ok(Self {
+            ca_pem: read(ca)?,
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            server_name: server_name.to_owned(),
+        })
+    }
+
+    /// A lazily connecting channel to `address` (`https://host:port`).
+    pub fn channel(&self, address: &str) -> Result<tonic::transport::Channel, TlsError> {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            .domain_name(self.server_name.clone());
+        let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
+            .map_err(|e| TlsError::Config(format!("address {address:?}: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        Ok(endpoint.connect_lazy())
+    }
+}

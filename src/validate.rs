@@ -1,0 +1,609 @@
+//! Turns raw envelopes into [`ValidEnvelope`]s: every field checked once, here, with an error
+//! that names the field. Nothing downstream re-checks or sees an unchecked envelope.
+
+use prost::Message;
+
+use crate::model::{CountryCode, Digest, MessageId, parse_date, parse_instant};
+use crate::mrz;
+use crate::pb;
+use crate::pb::envelope::Body;
+
+/// The largest envelope accepted, in bytes of its canonical encoding.
+pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024;
+
+/// An input field that is wrong, and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    /// Dotted path of the field, e.g. `traveller_alert.person.date_of_birth`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ValidationError {
+    fn new(field: impl Into<String>, reason: impl ToString) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ValidationError>;
+
+/// An envelope whose every field has been checked, with its canonical encoding and digest.
+#[derive(Debug, Clone)]
+pub struct ValidEnvelope {
+    /// The sender-chosen id.
+    pub message_id: MessageId,
+    /// The sending country.
+    pub sender: CountryCode,
+    /// The receiving country.
+    pub receiver: CountryCode,
+    /// Which of the four kinds the body is.
+    pub kind: pb::MessageKind,
+    /// The earlier message this one refers to.
+    pub reference: Option<MessageId>,
+    /// The checked envelope.
+    pub envelope: pb::Envelope,
+    /// Its canonical encoding: what is stored, delivered and hashed.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`.
+    pub digest: Digest,
+}
+
+/// Decodes an envelope from the peer plane. The bytes must be the canonical encoding: an
+/// unknown field or a non-canonical encoding would make the two sides' digests disagree.
+pub fn decode_canonical(bytes: &[u8]) -> Result<ValidEnvelope> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(ValidationError::new(
+            "envelope",
+            format!(
+                "{} bytes, more than the limit of {MAX_ENVELOPE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let envelope = pb::Envelope::decode(bytes)
+        .map_err(|e| ValidationError::new("envelope", format!("not a valid encoding: {e}")))?;
+    if envelope.encode_to_vec() != bytes {
+        return Err(ValidationError::new(
+            "envelope",
+            "unknown fields or a non-canonical encoding",
+        ));
+    }
+    validate(envelope)
+}
+
+/// Checks every field of `envelope`.
+pub fn validate(envelope: pb::Envelope) -> Result<ValidEnvelope> {
+    let message_id = envelope
+        .message_id
+        .parse()
+        .map_err(|e| ValidationError::new("message_id", e))?;
+    let sender = country("sender", &envelope.sender)?;
+    let receiver = country("receiver", &envelope.receiver)?;
+    if sender == receiver {
+        return Err(ValidationError::new(
+            "receiver",
+            "is the sender's own country",
+        ));
+    }
+    parse_instant(&envelope.created_at).map_err(|e| ValidationError::new("created_at", e))?;
+    let handling = envelope
+        .handling
+        .as_ref()
+        .ok_or_else(|| ValidationError::new("handling", "is required"))?;
+    enumeration::<pb::Distribution>("handling.distribution", handling.distribution)?;
+    enumeration::<pb::OnwardSharing>("handling.onward_sharing", handling.onward_sharing)?;
+    text("handling.conditions", &handling.conditions, 1000, false)?;
+    let reference = if envelope.reference.is_empty() {
+        None
+    } else {
+        let reference: MessageId = envelope
+            .reference
+            .parse()
+            .map_err(|e| ValidationError::new("reference", e))?;
+        if reference == message_id {
+            return Err(ValidationError::new(
+                "reference",
+                "names the message itself",
+            ));
+        }
+        Some(reference)
+    };
+    let kind = match &envelope.body {
+        None => {
+            return Err(ValidationError::new(
+                "body",
+                "is required (one of traveller_alert, document_fraud_notice, statistics_report, case_response)",
+            ));
+        }
+        Some(Body::TravellerAlert(a)) => {
+            alert(a, reference.is_some())?;
+            pb::MessageKind::TravellerAlert
+        }
+        Some(Body::DocumentFraudNotice(n)) => {
+            fraud_notice(n)?;
+            pb::MessageKind::DocumentFraudNotice
+        }
+        Some(Body::StatisticsReport(r)) => {
+            statistics(r)?;
+            pb::MessageKind::StatisticsReport
+        }
+        Some(Body::CaseResponse(r)) => {
+            if reference.is_none() {
+                return Err(ValidationError::new(
+                    "reference",
+                    "is required for a case response: name the alert or notice it answers",
+                ));
+            }
+            enumeration::<pb::ResponseStatus>("case_response.status", r.status)?;
+            text("case_response.details", &r.details, 4000, false)?;
+            text("case_response.office", &r.office, 200, true)?;
+            pb::MessageKind::CaseResponse
+        }
+    };
+    let bytes = envelope.encode_to_vec();
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(ValidationError::new(
+            "envelope",
+            format!(
+                "{} bytes, more than the limit of {MAX_ENVELOPE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let digest = Digest::of(&bytes);
+    Ok(ValidEnvelope {
+        message_id,
+        sender,
+        receiver,
+        kind,
+        reference,
+        envelope,
+        bytes,
+        digest,
+    })
+}
+
+fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
+    let lifecycle = enumeration::<pb::AlertLifecycle>("traveller_alert.lifecycle", a.lifecycle)?;
+    let issuing = lifecycle == pb::AlertLifecycle::Issue;
+    if !issuing && !has_reference {
+        return Err(ValidationError::new(
+            "reference",
+            "is required to update, withdraw or expire an alert: name the alert",
+        ));
+    }
+    if issuing && has_reference {
+        return Err(ValidationError::new(
+            "reference",
+            "must be empty when an alert is issued; use lifecycle ALERT_LIFECYCLE_UPDATE",
+        ));
+    }
+    enumeration::<pb::AlertCategory>("traveller_alert.category", a.category)?;
+    let withdrawing = matches!(
+        lifecycle,
+        pb::AlertLifecycle::Withdraw | pb::AlertLifecycle::Expire
+    );
+    if !withdrawing {
+        let person = a
+            .person
+            .as_ref()
+            .ok_or_else(|| ValidationError::new("traveller_alert.person", "is required"))?;
+        self::person("traveller_alert.person", person)?;
+        enumeration::<pb::RequestedAction>("traveller_alert.action_requested", a.action_requested)?;
+        date("traveller_alert.valid_until", &a.valid_until)?;
+    } else if let Some(person) = &a.person {
+        self::person("traveller_alert.person", person)?;
+    }
+    for (i, d) in a.documents.iter().enumerate() {
+        document(&format!("traveller_alert.documents[{i}]"), d)?;
+    }
+    if let Some(route) = &a.route {
+        for (i, c) in route.transit_countries.iter().enumerate() {
+            country(&format!("traveller_alert.route.transit_countries[{i}]"), c)?;
+        }
+        optional(&route.destination_country, |c| {
+            country("traveller_alert.route.destination_country", c)
+        })?;
+        optional(&route.departure_date, |d| {
+            date("traveller_alert.route.departure_date", d)
+        })?;
+        text(
+            "traveller_alert.route.departure_port",
+            &route.departure_port,
+            200,
+            false,
+        )?;
+        text("traveller_alert.route.carrier", &route.carrier, 100, false)?;
+    }
+    for (i, indicator) in a.indicators.iter().enumerate() {
+        let field = format!("traveller_alert.indicators[{i}]");
+        enumeration::<pb::IndicatorCode>(&format!("{field}.code"), indicator.code)?;
+        text(&format!("{field}.detail"), &indicator.detail, 1000, false)?;
+    }
+    text("traveller_alert.summary", &a.summary, 4000, false)?;
+    if !withdrawing && !a.valid_until.is_empty() {
+        // Checked above as a date; nothing more to hold against it without a clock.
+    }
+    Ok(())
+}
+
+fn fraud_notice(n: &pb::DocumentFraudNotice) -> Result<()> {
+    let d = n
+        .document
+        .as_ref()
+        .ok_or_else(|| ValidationError::new("document_fraud_notice.document", "is required"))?;
+    document("document_fraud_notice.document", d)?;
+    enumeration::<pb::FraudType>("document_fraud_notice.fraud_type", n.fraud_type)?;
+    let detection = n
+        .detection
+        .as_ref()
+        .ok_or_else(|| ValidationError::new("document_fraud_notice.detection", "is required"))?;
+    text(
+        "document_fraud_notice.detection.place",
+        &detection.place,
+        200,
+        true,
+    )?;
+    country(
+        "document_fraud_notice.detection.country",
+        &detection.country,
+    )?;
+    parse_instant(&detection.detected_at)
+        .map_err(|e| ValidationError::new("document_fraud_notice.detection.detected_at", e))?;
+    text(
+        "document_fraud_notice.detection.office",
+        &detection.office,
+        200,
+        false,
+    )?;
+    if let Some(p) = &n.presented_by {
+        person("document_fraud_notice.presented_by", p)?;
+    }
+    text(
+        "document_fraud_notice.description",
+        &n.description,
+        4000,
+        false,
+    )?;
+    Ok(())
+}
+
+fn statistics(r: &pb::StatisticsReport) -> Result<()> {
+    let period = r
+        .period
+        .as_ref()
+        .ok_or_else(|| ValidationError::new("statistics_report.period", "is required"))?;
+    let start = date("statistics_report.period.start_date", &period.start_date)?;
+    let end = date("statistics_report.period.end_date", &period.end_date)?;
+    if end < start {
+        return Err(ValidationError::new(
+            "statistics_report.period.end_date",
+            "is before start_date",
+        ));
+    }
+    if r.revision == 0 {
+        return Err(ValidationError::new(
+            "statistics_report.revision",
+            "must be 1 or more",
+        ));
+    }
+    if r.counters.is_empty() {
+        return Err(ValidationError::new(
+            "statistics_report.counters",
+            "at least one counter is required",
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, c) in r.counters.iter().enumerate() {
+        let field = format!("statistics_report.counters[{i}]");
+        let name_ok = (1..=64).contains(&c.name.len())
+            && c.name.starts_with(|ch: char| ch.is_ascii_lowercase())
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(ValidationError::new(
+                format!("{field}.name"),
+                format!("{:?} is not a snake_case counter name", c.name),
+            ));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(ValidationError::new(
+                format!("{field}.name"),
+                format!("{:?} appears twice", c.name),
+            ));
+        }
+        if !c.breakdown.is_empty() {
+            let mut sum: u64 = 0;
+            for (j, b) in c.breakdown.iter().enumerate() {
+                text(
+                    &format!("{field}.breakdown[{j}].location"),
+                    &b.location,
+                    200,
+                    true,
+                )?;
+                sum = sum.saturating_add(b.value);
+            }
+            if sum != c.value {
+                return Err(ValidationError::new(
+                    format!("{field}.breakdown"),
+                    format!("adds up to {sum}, but the counter's value is {}", c.value),
+                ));
+            }
+        }
+    }
+    text("statistics_report.source", &r.source, 200, false)?;
+    Ok(())
+}
+
+fn person(field: &str, p: &pb::Person) -> Result<()> {
+    text(&format!("{field}.family_name"), &p.family_name, 200, true)?;
+    text(&format!("{field}.given_names"), &p.given_names, 200, false)?;
+    let born = date(&format!("{field}.date_of_birth"), &p.date_of_birth)?;
+    if born > time::OffsetDateTime::now_utc().date() {
+        return Err(ValidationError::new(
+            format!("{field}.date_of_birth"),
+            "is in the future",
+        ));
+    }
+    enumeration::<pb::Sex>(&format!("{field}.sex"), p.sex)?;
+    if p.nationalities.is_empty() {
+        return Err(ValidationError::new(
+            format!("{field}.nationalities"),
+            "at least one is required",
+        ));
+    }
+    for (i, n) in p.nationalities.iter().enumerate() {
+        country(&format!("{field}.nationalities[{i}]"), n)?;
+    }
+    text(
+        &format!("{field}.place_of_birth"),
+        &p.place_of_birth,
+        200,
+        false,
+    )?;
+    for (i, a) in p.aliases.iter().enumerate() {
+        text(&format!("{field}.aliases[{i}]"), a, 200, true)?;
+    }
+    Ok(())
+}
+
+fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
+    enumeration::<pb::DocumentType>(&format!("{field}.type"), d.r#type)?;
+    let number_ok = (1..=20).contains(&d.number.len())
+        && d.number
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !number_ok {
+        return Err(ValidationError::new(
+            format!("{field}.number"),
+            format!(
+                "{:?} is not a document number (1 to 20 of A-Z 0-9)",
+                d.number
+            ),
+        ));
+    }
+    country(&format!("{field}.issuing_state"), &d.issuing_state)?;
+    optional(&d.issue_date, |v| date(&format!("{field}.issue_date"), v))?;
+    optional(&d.expiry_date, |v| date(&format!("{field}.expiry_date"), v))?;
+    if !d.mrz.is_empty() {
+        let zone: mrz::Mrz = d
+            .mrz
+            .parse()
+            .map_err(|e| ValidationError::new(format!("{field}.mrz"), e))?;
+        if zone.document_number() != d.number {
+            return Err(ValidationError::new(
+                format!("{field}.mrz"),
+                format!(
+                    "document number {} differs from the document's number {}",
+                    zone.document_number(),
+                    d.number
+                ),
+            ));
+        }
+        if zone.issuing_state() != d.issuing_state {
+            return Err(ValidationError::new(
+                format!("{field}.mrz"),
+                format!(
+                    "issuing state {} differs from the document's issuing state {}",
+                    zone.issuing_state(),
+                    d.issuing_state
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn country(field: &str, value: &str) -> Result<CountryCode> {
+    if value.is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    value.parse().map_err(|e| ValidationError::new(field, e))
+}
+
+fn date(field: &str, value: &str) -> Result<time::Date> {
+    if value.is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    parse_date(value).map_err(|e| ValidationError::new(field, e))
+}
+
+fn optional<T>(value: &str, check: impl FnOnce(&str) -> Result<T>) -> Result<()> {
+    if !value.is_empty() {
+        check(value)?;
+    }
+    Ok(())
+}
+
+fn text(field: &str, value: &str, max_chars: usize, required: bool) -> Result<()> {
+    if required && value.trim().is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    let chars = value.chars().count();
+    if chars > max_chars {
+        return Err(ValidationError::new(
+            field,
+            format!("{chars} characters, more than the limit of {max_chars}"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ValidationError::new(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn enumeration<E>(field: &str, value: i32) -> Result<E>
+where
+    E: TryFrom<i32> + Default + PartialEq,
+{
+    match E::try_from(value) {
+        Ok(e) if e != E::default() => Ok(e),
+        Ok(_) => Err(ValidationError::new(field, "is required")),
+        Err(_) => Err(ValidationError::new(
+            field,
+            format!("{value} is not a known value"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn alert_envelope() -> pb::Envelope {
+        pb::Envelope {
+            message_id: "IDN-TEST-1".into(),
+            sender: "IDN".into(),
+            receiver: "KHM".into(),
+            created_at: "2025-04-30T08:15:00Z".into(),
+            handling: Some(pb::Handling {
+                distribution: pb::Distribution::ImmigrationService as i32,
+                onward_sharing: pb::OnwardSharing::Prohibited as i32,
+                conditions: String::new(),
+            }),
+            reference: String::new(),
+            body: Some(Body::TravellerAlert(pb::TravellerAlert {
+                lifecycle: pb::AlertLifecycle::Issue as i32,
+                category: pb::AlertCategory::SuspectedTraffickingVictim as i32,
+                person: Some(pb::Person {
+                    family_name: "ERIKSSON".into(),
+                    given_names: "ANNA MARIA".into(),
+                    date_of_birth: "1974-08-12".into(),
+                    sex: pb::Sex::Female as i32,
+                    nationalities: vec!["IDN".into()],
+                    ..Default::default()
+                }),
+                documents: vec![pb::TravelDocument {
+                    r#type: pb::DocumentType::Passport as i32,
+                    number: "L898902C3".into(),
+                    issuing_state: "UTO".into(),
+                    mrz: "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10".into(),
+                    ..Default::default()
+                }],
+                action_requested: pb::RequestedAction::LocateAndProtect as i32,
+                valid_until: "2025-12-31".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn body(e: &mut pb::Envelope) -> &mut pb::TravellerAlert {
+        match e.body.as_mut() {
+            Some(Body::TravellerAlert(a)) => a,
+            _ => unreachable!("the test envelope carries an alert"),
+        }
+    }
+
+    #[test]
+    fn a_complete_alert_is_accepted() {
+        let v = validate(alert_envelope()).unwrap();
+        assert_eq!(v.kind, pb::MessageKind::TravellerAlert);
+        assert_eq!(v.digest, Digest::of(&v.bytes));
+        let again = decode_canonical(&v.bytes).unwrap();
+        assert_eq!(again.digest, v.digest);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        type Mutation = fn(&mut pb::Envelope);
+        let cases: &[(&str, Mutation)] = &[
+            ("message_id", |e| e.message_id = "has space".into()),
+            ("sender", |e| e.sender = "XYZ".into()),
+            ("receiver", |e| e.receiver = "IDN".into()),
+            ("created_at", |e| e.created_at = "yesterday".into()),
+            ("handling", |e| e.handling = None),
+            ("handling.distribution", |e| {
+                e.handling.as_mut().unwrap().distribution = 99
+            }),
+            ("body", |e| e.body = None),
+            ("traveller_alert.lifecycle", |e| body(e).lifecycle = 0),
+            ("traveller_alert.person.date_of_birth", |e| {
+                body(e).person.as_mut().unwrap().date_of_birth = "1974-02-30".into()
+            }),
+            ("traveller_alert.person.nationalities", |e| {
+                body(e).person.as_mut().unwrap().nationalities.clear()
+            }),
+            ("traveller_alert.person.family_name", |e| {
+                body(e).person.as_mut().unwrap().family_name = String::new()
+            }),
+            ("traveller_alert.documents[0].mrz", |e| {
+                body(e).documents[0].mrz = body(e).documents[0].mrz.replace("C36", "C37")
+            }),
+            ("traveller_alert.documents[0].mrz", |e| {
+                body(e).documents[0].number = "L898902C4".into()
+            }),
+            ("traveller_alert.valid_until", |e| {
+                body(e).valid_until = String::new()
+            }),
+            ("reference", |e| {
+                body(e).lifecycle = pb::AlertLifecycle::Update as i32
+            }),
+        ];
+        for (field, mutate) in cases {
+            let mut e = alert_envelope();
+            mutate(&mut e);
+            let err = validate(e).unwrap_err();
+            assert_eq!(&err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_on_the_peer_plane() {
+        let mut bytes = validate(alert_envelope()).unwrap().bytes;
+        // Field 99, varint 1: not part of the contract.
+        bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
+        let err = decode_canonical(&bytes).unwrap_err();
+        assert_eq!(err.field, "envelope");
+        assert!(err.reason.contains("unknown fields"));
+        assert!(decode_canonical(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn statistics_breakdown_must_add_up() {
+        let mut e = alert_envelope();
+        e.body = Some(Body::StatisticsReport(pb::StatisticsReport {
+            period: Some(pb::Period {
+                start_date: "2025-01-01".into(),
+                end_date: "2025-04-30".into(),
+            }),
+            revision: 1,
+            counters: vec![pb::Counter {
+                name: "departures_postponed".into(),
+                value: 5000,
+                breakdown: vec![pb::Breakdown {
+                    location: "CGK".into(),
+                    value: 4000,
+                }],
+            }],
+            source: String::new(),
+        }));
+        let err = validate(e).unwrap_err();
+        assert_eq!(err.field, "statistics_report.counters[0].breakdown");
+    }
+}
