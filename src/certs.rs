@@ -108,9 +108,9 @@ impl Authority {
             format!("{} ({})", identity.name, identity.role)
         };
         params.distinguished_name = name(identity.country, &common_name);
-        params.subject_alt_names.push(SanType::URI(
-            identity.uri().try_into().map_err(rcgen::Error::from)?,
-        ));
+        params
+            .subject_alt_names
+            .push(SanType::URI(identity.uri().try_into()?));
         if identity.role == Role::Node {
             params
                 .subject_alt_names

@@ -321,14 +321,14 @@ pub fn send_text(r: &pb::SendResponse) -> String {
         short(&r.envelope_sha256),
         r.detail
     );
-    if let Some(receipt) = &r.receipt {
-        if let Ok(inner) = <pb::Receipt as prost::Message>::decode(receipt.receipt.as_slice()) {
-            let _ = writeln!(
-                out,
-                "  receipt: {} stored it as entry {} at {} (signed {})",
-                inner.receiver, inner.log_sequence, inner.stored_at, receipt.signature_scheme
-            );
-        }
+    if let Some(receipt) = &r.receipt
+        && let Ok(inner) = <pb::Receipt as prost::Message>::decode(receipt.receipt.as_slice())
+    {
+        let _ = writeln!(
+            out,
+            "  receipt: {} stored it as entry {} at {} (signed {})",
+            inner.receiver, inner.log_sequence, inner.stored_at, receipt.signature_scheme
+        );
     }
     out
 }

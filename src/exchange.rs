@@ -594,12 +594,11 @@ impl Exchange {
         let (size, _) = self.inner.log.head()?;
         let mut sequence = size;
         while sequence > 0 && out.len() < limit {
-            if let Some(entry) = self.inner.log.entry(sequence)? {
-                if entry.kind() == pb::EntryKind::MessageSent
-                    && peer.is_none_or(|p| p.as_str() == entry.entry.peer)
-                {
-                    out.push(self.stored_message(sequence)?);
-                }
+            if let Some(entry) = self.inner.log.entry(sequence)?
+                && entry.kind() == pb::EntryKind::MessageSent
+                && peer.is_none_or(|p| p.as_str() == entry.entry.peer)
+            {
+                out.push(self.stored_message(sequence)?);
             }
             sequence -= 1;
         }
@@ -635,10 +634,10 @@ impl Exchange {
             if let Some(e) = log.entry(*s)? {
                 entries.push(e);
             }
-            if let Some(r) = log.receipt_for(*s)? {
-                if let Some(e) = log.entry(r)? {
-                    entries.push(e);
-                }
+            if let Some(r) = log.receipt_for(*s)?
+                && let Some(e) = log.entry(r)?
+            {
+                entries.push(e);
             }
         }
         entries.sort_by_key(|e| e.entry.sequence);

@@ -300,8 +300,20 @@ pub struct ExchangeLog {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
-    jobs: mpsc::SyncSender<Job>,
+    jobs: Option<mpsc::SyncSender<Job>>,
     closed: Arc<AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Stops the writer and waits for it, so the data directory is released when the last
+    /// handle to the log is gone (a node can be reopened at once).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl ExchangeLog {
@@ -344,7 +356,7 @@ impl ExchangeLog {
             head,
             closed: closed.clone(),
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("exchange-log-writer".into())
             .spawn(move || writer.run(&receiver))
             .map_err(|source| LogError::Open {
@@ -355,8 +367,9 @@ impl ExchangeLog {
             inner: Arc::new(Inner {
                 db,
                 tree,
-                jobs,
+                jobs: Some(jobs),
                 closed,
+                writer: Some(writer),
             }),
         })
     }
@@ -408,7 +421,12 @@ impl ExchangeLog {
             });
             (ok, done)
         });
-        self.inner.jobs.send(job).map_err(|_| LogError::Closed)
+        self.inner
+            .jobs
+            .as_ref()
+            .ok_or(LogError::Closed)?
+            .send(job)
+            .map_err(|_| LogError::Closed)
     }
 
     /// The number of entries and the hash of the last one.
@@ -550,10 +568,9 @@ impl ExchangeLog {
                 .tree
                 .get(key::seq(key::CONTENT, expected))
                 .map_err(|e| bad(format!("content cannot be read: {e}")))?
+                && Digest::of(&content).0[..] != entry.content_sha256[..]
             {
-                if Digest::of(&content).0[..] != entry.content_sha256[..] {
-                    return Err(bad("content does not match its digest".into()));
-                }
+                return Err(bad("content does not match its digest".into()));
             }
             previous = entry_hash(&v);
             expected += 1;

@@ -223,14 +223,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Alert {
             command: SendCommand::Send(args),
-        } => send(args, Some(pb::MessageKind::TravellerAlert)).await,
+        } => send(args, pb::MessageKind::TravellerAlert).await,
         Command::Fraud {
             command: SendCommand::Send(args),
-        } => send(args, Some(pb::MessageKind::DocumentFraudNotice)).await,
+        } => send(args, pb::MessageKind::DocumentFraudNotice).await,
         Command::Stats {
             command: StatsCommand::Push(args),
-        } => send(args, Some(pb::MessageKind::StatisticsReport)).await,
-        Command::Respond(args) => send(args, Some(pb::MessageKind::CaseResponse)).await,
+        } => send(args, pb::MessageKind::StatisticsReport).await,
+        Command::Respond(args) => send(args, pb::MessageKind::CaseResponse).await,
         Command::Inbox {
             client,
             kind,
@@ -322,7 +322,7 @@ fn connect(args: &ClientArgs) -> anyhow::Result<OperatorClient> {
     Ok(OperatorClient::new(&config)?)
 }
 
-async fn send(args: SendArgs, expected: Option<pb::MessageKind>) -> anyhow::Result<()> {
+async fn send(args: SendArgs, expected: pb::MessageKind) -> anyhow::Result<()> {
     let envelope = client::read_envelope(&args.file)?;
     let kind = match &envelope.body {
         Some(pb::envelope::Body::TravellerAlert(_)) => pb::MessageKind::TravellerAlert,
@@ -331,18 +331,16 @@ async fn send(args: SendArgs, expected: Option<pb::MessageKind>) -> anyhow::Resu
         Some(pb::envelope::Body::CaseResponse(_)) => pb::MessageKind::CaseResponse,
         None => pb::MessageKind::Unspecified,
     };
-    if let Some(expected) = expected {
-        if kind != expected {
-            return Err(ClientError::Input {
-                path: args.file.clone(),
-                message: format!(
-                    "holds a {}, not a {}",
-                    client::kind_label(kind as i32),
-                    client::kind_label(expected as i32)
-                ),
-            }
-            .into());
+    if kind != expected {
+        return Err(ClientError::Input {
+            path: args.file.clone(),
+            message: format!(
+                "holds a {}, not a {}",
+                client::kind_label(kind as i32),
+                client::kind_label(expected as i32)
+            ),
         }
+        .into());
     }
     let mut c = connect(&args.client)?;
     let r = c.send(envelope, args.wait).await?;

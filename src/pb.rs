@@ -3,7 +3,9 @@
     missing_docs,
     unreachable_pub,
     missing_debug_implementations,
-    clippy::all
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery
 )]
 
 tonic::include_proto!("focalpoint.v1");

@@ -108,13 +108,13 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, TlsError> {
         .map_err(|e| TlsError::Parse(e.to_string()))?;
     let mut found = None;
     for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
-        if let x509_parser::extensions::GeneralName::URI(uri) = name {
-            if Identity::is_focalpoint_uri(uri) {
-                if found.is_some() {
-                    return Err(TlsError::SeveralIdentities);
-                }
-                found = Some(uri.parse::<Identity>()?);
+        if let x509_parser::extensions::GeneralName::URI(uri) = name
+            && Identity::is_focalpoint_uri(uri)
+        {
+            if found.is_some() {
+                return Err(TlsError::SeveralIdentities);
             }
+            found = Some(uri.parse::<Identity>()?);
         }
     }
     found.ok_or(TlsError::NoIdentity)

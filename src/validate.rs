@@ -226,9 +226,6 @@ fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
         text(&format!("{field}.detail"), &indicator.detail, 1000, false)?;
     }
     text("traveller_alert.summary", &a.summary, 4000, false)?;
-    if !withdrawing && !a.valid_until.is_empty() {
-        // Checked above as a date; nothing more to hold against it without a clock.
-    }
     Ok(())
 }
 
@@ -501,9 +498,9 @@ mod tests {
                 }),
                 documents: vec![pb::TravelDocument {
                     r#type: pb::DocumentType::Passport as i32,
-                    number: "L898902C3".into(),
-                    issuing_state: "UTO".into(),
-                    mrz: "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10".into(),
+                    number: "X2217845".into(),
+                    issuing_state: "IDN".into(),
+                    mrz: "P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4".into(),
                     ..Default::default()
                 }],
                 action_requested: pb::RequestedAction::LocateAndProtect as i32,
@@ -553,10 +550,10 @@ mod tests {
                 body(e).person.as_mut().unwrap().family_name = String::new()
             }),
             ("traveller_alert.documents[0].mrz", |e| {
-                body(e).documents[0].mrz = body(e).documents[0].mrz.replace("C36", "C37")
+                body(e).documents[0].mrz = body(e).documents[0].mrz.replace("<8IDN", "<7IDN")
             }),
             ("traveller_alert.documents[0].mrz", |e| {
-                body(e).documents[0].number = "L898902C4".into()
+                body(e).documents[0].number = "X2217846".into()
             }),
             ("traveller_alert.valid_until", |e| {
                 body(e).valid_until = String::new()
