@@ -92,6 +92,19 @@ impl Authority {
         })
     }
 
+    /// An existing CA from its PEM certificate and key.
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, CertsError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        Ok(Self {
+            issuer,
+            issued: Issued {
+                cert_pem: cert_pem.to_owned(),
+                key_pem: key_pem.to_owned(),
+            },
+        })
+    }
+
     /// A certificate for `identity`, valid from `not_before` to `not_after`. Nodes get both
     /// server and client authentication and the DNS names given; users get client only.
     pub fn issue(

@@ -33,6 +33,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../certs-example/idn/operator.key"),
     ),
     (
+        "idn/auditor.pem",
+        include_str!("../certs-example/idn/auditor.pem"),
+    ),
+    (
+        "idn/auditor.key",
+        include_str!("../certs-example/idn/auditor.key"),
+    ),
+    (
         "idn/sync.pem",
         include_str!("../certs-example/idn/sync.pem"),
     ),
@@ -64,6 +72,14 @@ const FILES: &[(&str, &str)] = &[
     (
         "khm/operator.key",
         include_str!("../certs-example/khm/operator.key"),
+    ),
+    (
+        "khm/auditor.pem",
+        include_str!("../certs-example/khm/auditor.pem"),
+    ),
+    (
+        "khm/auditor.key",
+        include_str!("../certs-example/khm/auditor.key"),
     ),
     (
         "khm/sync.pem",

@@ -1,0 +1,147 @@
+//! Shared set-up for the integration tests: two real nodes on 127.0.0.1:0 with the example PKI.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+
+use focalpoint::certs::Authority;
+use focalpoint::client::OperatorClient;
+use focalpoint::model::{Identity, Role};
+use focalpoint::node::RunningNode;
+use focalpoint::pb;
+use focalpoint::pb::peer_service_client::PeerServiceClient;
+use focalpoint::tls::ClientTls;
+use time::{Duration, OffsetDateTime};
+
+pub struct Pair {
+    pub dir: tempfile::TempDir,
+    pub idn: RunningNode,
+    pub khm: RunningNode,
+}
+
+pub async fn start_pair() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (idn, khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+    Pair { dir, idn, khm }
+}
+
+impl Pair {
+    pub fn node(&self, country: &str) -> &RunningNode {
+        if country == "idn" {
+            &self.idn
+        } else {
+            &self.khm
+        }
+    }
+
+    pub fn client(&self, country: &str, role: &str) -> OperatorClient {
+        let config =
+            focalpoint::demo::example_client(self.dir.path(), country, role, self.node(country));
+        OperatorClient::new(&config).unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.idn.stop().await.unwrap();
+        self.khm.stop().await.unwrap();
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example(path: &str) -> pb::Envelope {
+    let text = std::fs::read_to_string(repo().join("examples").join(path)).unwrap();
+    focalpoint::client::parse_envelope(&text).unwrap()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The CA of `country` in the example PKI.
+pub fn example_authority(country: &str) -> Authority {
+    let base = repo().join("certs-example").join(country);
+    Authority::load(&read(&base.join("ca.pem")), &read(&base.join("ca.key"))).unwrap()
+}
+
+pub fn identity(uri: &str) -> Identity {
+    uri.parse().unwrap()
+}
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// A certificate for `identity` from `authority`, valid from `from` to `until` days from now.
+pub fn issue(
+    authority: &Authority,
+    identity: &Identity,
+    from: i64,
+    until: i64,
+) -> (String, String) {
+    let dns = if identity.role == Role::Node {
+        vec![format!(
+            "{}.focalpoint.example",
+            identity.country.as_str().to_ascii_lowercase()
+        )]
+    } else {
+        vec![]
+    };
+    let issued = authority
+        .issue(
+            identity,
+            &dns,
+            now() + Duration::days(from),
+            now() + Duration::days(until),
+        )
+        .unwrap();
+    (issued.cert_pem, issued.key_pem)
+}
+
+/// A peer-plane client of `node` presenting `cert`/`key`, trusting the node's CA.
+pub fn peer_client(
+    node: &RunningNode,
+    node_country: &str,
+    cert_pem: String,
+    key_pem: String,
+) -> PeerServiceClient<tonic::transport::Channel> {
+    let tls = ClientTls {
+        ca_pem: read(
+            &repo()
+                .join("certs-example")
+                .join(node_country)
+                .join("ca.pem"),
+        )
+        .into_bytes(),
+        cert_pem: cert_pem.into_bytes(),
+        key_pem: key_pem.into_bytes(),
+        server_name: format!("{node_country}.focalpoint.example"),
+    };
+    PeerServiceClient::new(
+        tls.channel(&format!("https://{}", node.peer_address))
+            .unwrap(),
+    )
+}
+
+/// The example certificate and key of `role` in `country`.
+pub fn example_cert(country: &str, role: &str) -> (String, String) {
+    let base = repo().join("certs-example").join(country);
+    (
+        read(&base.join(format!("{role}.pem"))),
+        read(&base.join(format!("{role}.key"))),
+    )
+}
+
+/// An envelope from IDN to KHM, canonical bytes.
+pub fn idn_alert_bytes(id: &str, summary: &str) -> Vec<u8> {
+    use prost::Message;
+    let mut e = example("idn/alert-trafficking-victim.json");
+    e.message_id = id.into();
+    e.sender = "IDN".into();
+    e.created_at = "2025-04-30T08:15:00Z".into();
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+        a.summary = summary.into();
+    }
+    e.encode_to_vec()
+}

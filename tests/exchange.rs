@@ -1,0 +1,329 @@
+//! The exchange end to end: two real nodes over mutual TLS on loopback.
+
+mod common;
+
+use common::*;
+use focalpoint::model::{CountryCode, Digest};
+use focalpoint::pb;
+use prost::Message;
+use tonic::Code;
+
+fn ca(country: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    focalpoint::tls::load_certs(&repo().join("certs-example").join(country).join("ca.pem")).unwrap()
+}
+
+#[tokio::test]
+async fn every_kind_goes_both_ways_and_is_in_both_logs_with_matching_digests() {
+    let pair = start_pair().await;
+    let sends = [
+        ("idn", "operator", "idn/alert-trafficking-victim.json"),
+        ("khm", "operator", "khm/fraud-notice-poipet.json"),
+        ("idn", "sync", "idn/statistics-2025-jan-apr.json"),
+        ("khm", "sync", "khm/statistics-2025-jan-apr.json"),
+        ("khm", "operator", "khm/response-to-alert.json"),
+        ("idn", "operator", "idn/response-to-fraud-notice.json"),
+        // Every kind in both directions: an alert from KHM and a response from IDN to it.
+        ("khm", "operator", "khm/response-to-alert.json"),
+    ];
+    for (from, role, file) in sends {
+        let r = pair
+            .client(from, role)
+            .send(example(file), true)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.state,
+            pb::DeliveryState::Delivered as i32,
+            "{file}: {}",
+            r.detail
+        );
+        let receipt = r.receipt.expect("a delivered message carries its receipt");
+        let receiver = if from == "idn" { "khm" } else { "idn" };
+        let checked = focalpoint::receipt::verify(
+            &receipt,
+            &ca(receiver),
+            receiver.to_uppercase().parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(checked.envelope_sha256, r.envelope_sha256);
+    }
+    // An alert and a fraud notice from KHM, so every kind also flows KHM to IDN.
+    let mut alert = example("idn/alert-trafficking-victim.json");
+    alert.message_id = "KHM-20250502-ALERT-0001".into();
+    alert.receiver = "IDN".into();
+    let mut fraud = example("khm/fraud-notice-poipet.json");
+    fraud.message_id = "IDN-20250503-FRAUD-0001".into();
+    fraud.receiver = "KHM".into();
+    for (from, envelope) in [("khm", alert), ("idn", fraud)] {
+        let r = pair
+            .client(from, "operator")
+            .send(envelope, true)
+            .await
+            .unwrap();
+        assert_eq!(r.state, pb::DeliveryState::Delivered as i32, "{}", r.detail);
+    }
+
+    for (name, node) in [("idn", &pair.idn), ("khm", &pair.khm)] {
+        let inbox = pair
+            .client(name, "operator")
+            .inbox(pb::InboxRequest::default())
+            .await
+            .unwrap();
+        let kinds: std::collections::BTreeSet<i32> = inbox
+            .messages
+            .iter()
+            .map(|m| {
+                m.entry
+                    .as_ref()
+                    .unwrap()
+                    .entry
+                    .as_ref()
+                    .unwrap()
+                    .message_kind
+            })
+            .collect();
+        assert_eq!(kinds.len(), 4, "{name} inbox holds every kind");
+        assert!(node.exchange().log().verify().is_ok());
+    }
+    // Every sent message is in the receiver's log with the same digest.
+    let mut compared = 0;
+    for (from, to) in [(&pair.idn, &pair.khm), (&pair.khm, &pair.idn)] {
+        let sender: CountryCode = from.exchange().country();
+        for e in from.exchange().log().range(1, 1000).unwrap() {
+            if e.kind() != pb::EntryKind::MessageSent {
+                continue;
+            }
+            let seq = to
+                .exchange()
+                .log()
+                .received(sender, &e.entry.message_id)
+                .unwrap()
+                .expect("the receiver logged it");
+            let theirs = to.exchange().log().entry(seq).unwrap().unwrap();
+            assert_eq!(theirs.entry.content_sha256, e.entry.content_sha256);
+            compared += 1;
+        }
+    }
+    // The duplicate response above was a no-op, so 8 distinct messages.
+    assert_eq!(compared, 8);
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_returns_the_first_receipt_and_appends_nothing() {
+    let pair = start_pair().await;
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let bytes = idn_alert_bytes("IDN-DUP-1", "first");
+    let first = peer
+        .deliver(pb::DeliverRequest {
+            envelope: bytes.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let size = pair.khm.exchange().log().head().unwrap().0;
+    let again = peer
+        .deliver(pb::DeliverRequest { envelope: bytes })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again, "the same receipt, signature and all");
+    assert_eq!(pair.khm.exchange().log().head().unwrap().0, size);
+
+    // The operator plane too: the same send again is reported as a duplicate, nothing logged.
+    let mut operator = pair.client("idn", "operator");
+    let envelope = example("idn/alert-trafficking-victim.json");
+    let r1 = operator.send(envelope.clone(), true).await.unwrap();
+    let idn_size = pair.idn.exchange().log().head().unwrap().0;
+    let mut retry = envelope;
+    retry.created_at = pb::Envelope::decode(
+        pair.idn
+            .exchange()
+            .log()
+            .content(r1.log_sequence)
+            .unwrap()
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap()
+    .created_at;
+    let r2 = operator.send(retry, false).await.unwrap();
+    assert!(r2.duplicate);
+    assert_eq!(r2.log_sequence, r1.log_sequence);
+    assert_eq!(pair.idn.exchange().log().head().unwrap().0, idn_size);
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn a_conflicting_duplicate_is_refused_and_the_refusal_is_logged() {
+    let pair = start_pair().await;
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    peer.deliver(pb::DeliverRequest {
+        envelope: idn_alert_bytes("IDN-CONFLICT-1", "first"),
+    })
+    .await
+    .unwrap();
+    let err = peer
+        .deliver(pb::DeliverRequest {
+            envelope: idn_alert_bytes("IDN-CONFLICT-1", "other content"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let log = pair.khm.exchange().log();
+    let (size, _) = log.head().unwrap();
+    let last = log.entry(size).unwrap().unwrap();
+    assert_eq!(last.kind(), pb::EntryKind::Refusal);
+    assert_eq!(last.entry.message_id, "IDN-CONFLICT-1");
+    assert_eq!(
+        Digest::from_slice(&last.entry.content_sha256),
+        Some(Digest::of(&idn_alert_bytes(
+            "IDN-CONFLICT-1",
+            "other content"
+        )))
+    );
+    // The first message is untouched.
+    let first = log
+        .received("IDN".parse().unwrap(), "IDN-CONFLICT-1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        log.content(first).unwrap().unwrap(),
+        idn_alert_bytes("IDN-CONFLICT-1", "first")
+    );
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_inputs_are_refused_naming_the_field_and_leave_only_a_refusal() {
+    let pair = start_pair().await;
+    let mut operator = pair.client("idn", "operator");
+    let cases: Vec<(&str, Box<dyn Fn(&mut pb::Envelope)>)> = vec![
+        ("receiver", Box::new(|e| e.receiver = "KHN".into())),
+        ("message_id", Box::new(|e| e.message_id = "bad id".into())),
+        (
+            "traveller_alert.person.date_of_birth",
+            Box::new(|e| {
+                if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+                    a.person.as_mut().unwrap().date_of_birth = "2001-02-30".into();
+                }
+            }),
+        ),
+        (
+            "traveller_alert.documents[0].mrz",
+            Box::new(|e| {
+                if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+                    a.documents[0].mrz = a.documents[0].mrz.replace("<8IDN", "<9IDN");
+                }
+            }),
+        ),
+        ("handling", Box::new(|e| e.handling = None)),
+    ];
+    for (field, mutate) in cases {
+        let before = pair.idn.exchange().log().head().unwrap().0;
+        let mut e = example("idn/alert-trafficking-victim.json");
+        mutate(&mut e);
+        let err = operator.send(e, false).await.unwrap_err();
+        let focalpoint::client::ClientError::Refused(status) = err else {
+            panic!("{field}: expected a refusal, got {err}");
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            status.message().contains(field),
+            "{field} not named in {}",
+            status.message()
+        );
+        let log = pair.idn.exchange().log();
+        assert_eq!(
+            log.head().unwrap().0,
+            before + 1,
+            "{field}: exactly one entry"
+        );
+        assert_eq!(
+            log.entry(before + 1).unwrap().unwrap().kind(),
+            pb::EntryKind::Refusal
+        );
+    }
+    assert!(
+        pair.idn
+            .exchange()
+            .log()
+            .pending("KHM".parse().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+
+    // The peer plane refuses unknown fields and garbage, naming the envelope.
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let mut bytes = idn_alert_bytes("IDN-UNKNOWN-FIELD", "x");
+    bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
+    for envelope in [bytes, vec![0xff, 0x00, 0x13]] {
+        let err = peer
+            .deliver(pb::DeliverRequest { envelope })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("envelope"), "{}", err.message());
+    }
+    assert!(pair.khm.exchange().log().inbox().unwrap().is_empty());
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn an_envelope_whose_sender_is_not_the_callers_country_is_refused() {
+    let pair = start_pair().await;
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let mut e = pb::Envelope::decode(idn_alert_bytes("THA-1", "x").as_slice()).unwrap();
+    e.sender = "THA".into();
+    let err = peer
+        .deliver(pb::DeliverRequest {
+            envelope: e.encode_to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(pair.khm.exchange().log().inbox().unwrap().is_empty());
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
+    let pair = start_pair().await;
+    let err = pair
+        .client("idn", "auditor")
+        .send(example("idn/statistics-2025-jan-apr.json"), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+    );
+    let err = pair
+        .client("idn", "sync")
+        .send(example("idn/alert-trafficking-victim.json"), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+    );
+    let err = pair
+        .client("idn", "sync")
+        .inbox(pb::InboxRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+    );
+    assert_eq!(
+        pair.idn.exchange().log().head().unwrap().0,
+        0,
+        "nothing logged"
+    );
+    // Auditors read.
+    let log = pair.client("idn", "auditor").log(1, 10).await.unwrap();
+    assert_eq!(log.size, 0);
+    pair.stop().await;
+}
