@@ -360,8 +360,14 @@ async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Resul
         "focalpoint {country} serving peer={} operator={}",
         node.peer_address, node.operator_address
     );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     node.run_until(async {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight work");
     })
     .await?;
     Ok(())

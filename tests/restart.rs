@@ -1,0 +1,107 @@
+//! A node is a real child process: killed and restarted, it keeps its log and its inbox.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use focalpoint::client::OperatorClient;
+use focalpoint::config::ClientConfig;
+use focalpoint::log::{Durability, ExchangeLog};
+use focalpoint::node::BoundNode;
+use focalpoint::pb;
+
+/// Starts `focalpoint serve` and waits for its readiness line; returns the child and the
+/// addresses it printed.
+fn serve(config: &Path, data: &Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("FOCALPOINT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_owned()
+    };
+    (child, field("peer="), field("operator="))
+}
+
+#[tokio::test]
+async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    // KHM runs in this process; IDN is a child process on ephemeral ports.
+    let idn_toml = dir.path().join("idn/node.toml");
+    let text = read(&idn_toml)
+        .replace("127.0.0.1:7443", "127.0.0.1:0")
+        .replace("127.0.0.1:7444", "127.0.0.1:0");
+    let mut khm = BoundNode::bind(khm_config, None).await.unwrap();
+    let text = text.replace(
+        "https://127.0.0.1:7543",
+        &format!("https://{}", khm.peer_address()),
+    );
+    std::fs::write(&idn_toml, text).unwrap();
+    drop(idn_config);
+    let data = dir.path().join("idn-data");
+    let (mut child, idn_peer, idn_operator) = serve(&idn_toml, &data);
+    khm.set_peer_address("IDN".parse().unwrap(), &format!("https://{idn_peer}"));
+    let khm = khm.start().unwrap();
+
+    let mut khm_operator = OperatorClient::new(&focalpoint::demo::example_client(
+        dir.path(),
+        "khm",
+        "operator",
+        &khm,
+    ))
+    .unwrap();
+    for file in [
+        "khm/fraud-notice-poipet.json",
+        "khm/statistics-2025-jan-apr.json",
+    ] {
+        let r = khm_operator.send(example(file), true).await.unwrap();
+        assert_eq!(r.state, pb::DeliveryState::Delivered as i32, "{}", r.detail);
+    }
+    let idn_client = |operator: &str| ClientConfig {
+        node: format!("https://{operator}"),
+        server_name: "idn.focalpoint.example".into(),
+        ca: dir.path().join("idn/ca.pem"),
+        certificate: dir.path().join("idn/operator.pem"),
+        key: dir.path().join("idn/operator.key"),
+    };
+    let mut idn = OperatorClient::new(&idn_client(&idn_operator)).unwrap();
+    let before_inbox = idn.inbox(pb::InboxRequest::default()).await.unwrap();
+    let before_log = idn.log(1, 1000).await.unwrap();
+    assert_eq!(before_inbox.messages.len(), 2);
+
+    // SIGKILL: no chance to flush anything that was not already durable.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, _, idn_operator) = serve(&idn_toml, &data);
+    let mut idn = OperatorClient::new(&idn_client(&idn_operator)).unwrap();
+    let after_inbox = idn.inbox(pb::InboxRequest::default()).await.unwrap();
+    let after_log = idn.log(1, 1000).await.unwrap();
+    assert_eq!(after_inbox, before_inbox);
+    assert_eq!(after_log.size, before_log.size);
+    assert_eq!(after_log.head_hash, before_log.head_hash);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Offline, the chain verifies.
+    let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+    assert_eq!(log.verify(), Ok(before_log.size));
+    khm.stop().await.unwrap();
+}
