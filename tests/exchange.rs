@@ -200,7 +200,8 @@ async fn a_conflicting_duplicate_is_refused_and_the_refusal_is_logged() {
 async fn invalid_inputs_are_refused_naming_the_field_and_leave_only_a_refusal() {
     let pair = start_pair().await;
     let mut operator = pair.client("idn", "operator");
-    let cases: Vec<(&str, Box<dyn Fn(&mut pb::Envelope)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut pb::Envelope)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("receiver", Box::new(|e| e.receiver = "KHN".into())),
         ("message_id", Box::new(|e| e.message_id = "bad id".into())),
         (
