@@ -328,3 +328,117 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
     assert_eq!(log.size, 0);
     pair.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_of_envelopes_gets_one_answer_each_in_order() {
+    let pair = start_pair().await;
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let mut bad = idn_alert_bytes("IDN-STREAM-2", "x");
+    bad.extend_from_slice(&[0x98, 0x06, 0x01]);
+    let requests = vec![
+        idn_alert_bytes("IDN-STREAM-1", "first"),
+        bad,
+        idn_alert_bytes("IDN-STREAM-3", "third"),
+        idn_alert_bytes("IDN-STREAM-1", "first"),
+    ]
+    .into_iter()
+    .map(|envelope| pb::DeliverRequest { envelope });
+    let mut responses = peer
+        .deliver_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(r) = responses.message().await.unwrap() {
+        outcomes.push(r.outcome.unwrap());
+    }
+    use pb::deliver_response::Outcome;
+    assert_eq!(outcomes.len(), 4);
+    let receipt_id = |o: &Outcome| match o {
+        Outcome::Receipt(r) => {
+            pb::Receipt::decode(r.receipt.as_slice())
+                .unwrap()
+                .message_id
+        }
+        Outcome::Refusal(r) => panic!("unexpected refusal {r:?}"),
+    };
+    assert_eq!(receipt_id(&outcomes[0]), "IDN-STREAM-1");
+    assert!(
+        matches!(&outcomes[1], Outcome::Refusal(r) if r.code == Code::InvalidArgument as i32 && r.message_id == "IDN-STREAM-2")
+    );
+    assert_eq!(receipt_id(&outcomes[2]), "IDN-STREAM-3");
+    assert_eq!(
+        outcomes[3], outcomes[0],
+        "the duplicate gets the first receipt"
+    );
+    assert_eq!(pair.khm.exchange().log().inbox().unwrap().len(), 2);
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn the_inbox_filters_by_kind_peer_and_time() {
+    let pair = start_pair().await;
+    let mut khm = pair.client("khm", "operator");
+    for file in [
+        "khm/fraud-notice-poipet.json",
+        "khm/statistics-2025-jan-apr.json",
+    ] {
+        let r = khm.send(example(file), true).await.unwrap();
+        assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    }
+    let mut idn = pair.client("idn", "operator");
+    let count = |r: pb::InboxResponse| r.messages.len();
+    let all = idn.inbox(pb::InboxRequest::default()).await.unwrap();
+    assert_eq!(count(all), 2);
+    let fraud = idn
+        .inbox(pb::InboxRequest {
+            kind: pb::MessageKind::DocumentFraudNotice as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fraud.messages.len(), 1);
+    assert_eq!(
+        fraud.messages[0].envelope.as_ref().unwrap().message_id,
+        "KHM-20250429-FRAUD-0001"
+    );
+    let from_tha = idn
+        .inbox(pb::InboxRequest {
+            peer: "THA".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(from_tha), 0);
+    let future = idn
+        .inbox(pb::InboxRequest {
+            since: "2999-01-01T00:00:00Z".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(future), 0);
+    let past = idn
+        .inbox(pb::InboxRequest {
+            until: "2999-01-01T00:00:00Z".into(),
+            since: "2000-01-01T00:00:00Z".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(past), 2);
+    let err = idn
+        .inbox(pb::InboxRequest {
+            since: "yesterday".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("since"), "{err}");
+    // show: the alert's story from the sender's side.
+    let shown = idn.show("KHM-20250429-FRAUD-0001").await.unwrap();
+    assert_eq!(shown.messages.len(), 1);
+    assert!(shown.messages[0].receipt.is_some());
+    pair.stop().await;
+}
