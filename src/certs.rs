@@ -292,3 +292,37 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientConfig, NodeConfig};
+    use crate::tls::{identity_of, load_certs};
+
+    #[test]
+    fn init_writes_a_pki_whose_configs_and_identities_hold_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let countries = ["IDN".parse().unwrap(), "KHM".parse().unwrap()];
+        init(dir.path(), countries, 1).unwrap();
+        for (country, name) in [(countries[0], "idn"), (countries[1], "khm")] {
+            let base = dir.path().join(name);
+            let node = NodeConfig::load(&base.join("node.toml")).unwrap();
+            assert_eq!(node.country, country);
+            let cert = load_certs(&node.node.certificate).unwrap();
+            let identity = identity_of(&cert[0]).unwrap();
+            assert_eq!((identity.country, identity.role), (country, Role::Node));
+            for (role, user) in USERS {
+                let client = ClientConfig::load(&base.join(format!("{role}.toml"))).unwrap();
+                let cert = load_certs(&client.certificate).unwrap();
+                let identity = identity_of(&cert[0]).unwrap();
+                assert_eq!(identity.role, role);
+                assert_eq!(identity.name, user);
+            }
+        }
+        // A second run into the same place refuses rather than overwrite keys.
+        assert!(matches!(
+            init(dir.path(), countries, 1),
+            Err(CertsError::Exists(_))
+        ));
+    }
+}

@@ -156,3 +156,83 @@ pub fn verify(
         .then_some(receipt)
         .ok_or(ReceiptError::Signature)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{load_certs, load_key};
+    use std::path::Path;
+
+    fn example(country: &str, file: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("certs-example")
+            .join(country)
+            .join(file)
+    }
+
+    fn signed() -> pb::SignedReceipt {
+        let cert = load_certs(&example("khm", "node.pem")).unwrap();
+        let key = load_key(&example("khm", "node.key")).unwrap();
+        let signer = ReceiptSigner::new(&cert[0], &key).unwrap();
+        signer
+            .sign(&pb::Receipt {
+                message_id: "IDN-1".into(),
+                envelope_sha256: vec![7; 32],
+                sender: "IDN".into(),
+                receiver: "KHM".into(),
+                log_sequence: 42,
+                entry_hash: vec![9; 32],
+                stored_at: crate::model::format_instant(time::OffsetDateTime::now_utc()),
+            })
+            .unwrap()
+    }
+
+    fn khm() -> CountryCode {
+        "KHM".parse().unwrap()
+    }
+
+    #[test]
+    fn a_receipt_verifies_offline_with_the_receivers_ca_alone() {
+        let anchors = load_certs(&example("khm", "ca.pem")).unwrap();
+        let receipt = verify(&signed(), &anchors, khm()).unwrap();
+        assert_eq!(receipt.log_sequence, 42);
+    }
+
+    #[test]
+    fn forged_or_misattributed_receipts_are_refused() {
+        let khm_ca = load_certs(&example("khm", "ca.pem")).unwrap();
+        let idn_ca = load_certs(&example("idn", "ca.pem")).unwrap();
+
+        let mut forged = signed();
+        let mut receipt = pb::Receipt::decode(forged.receipt.as_slice()).unwrap();
+        receipt.log_sequence = 43;
+        forged.receipt = receipt.encode_to_vec();
+        assert_eq!(
+            verify(&forged, &khm_ca, khm()),
+            Err(ReceiptError::Signature)
+        );
+
+        let mut flipped = signed();
+        let last = flipped.signature.len() - 1;
+        flipped.signature[last] ^= 1;
+        assert_eq!(
+            verify(&flipped, &khm_ca, khm()),
+            Err(ReceiptError::Signature)
+        );
+
+        assert!(matches!(
+            verify(&signed(), &idn_ca, khm()),
+            Err(ReceiptError::Certificate(_))
+        ));
+        assert!(matches!(
+            verify(&signed(), &khm_ca, "IDN".parse().unwrap()),
+            Err(ReceiptError::WrongSigner { .. })
+        ));
+        let mut unknown = signed();
+        unknown.signature_scheme = "ROT13".into();
+        assert!(matches!(
+            verify(&unknown, &khm_ca, khm()),
+            Err(ReceiptError::Scheme(_))
+        ));
+    }
+}
