@@ -168,6 +168,7 @@ fn entry_label(kind: i32) -> &'static str {
         pb::EntryKind::MessageReceived => "received",
         pb::EntryKind::ReceiptReceived => "receipt",
         pb::EntryKind::Refusal => "refusal",
+        pb::EntryKind::DeliveryFailed => "failed",
         pb::EntryKind::Unspecified => "?",
     }
 }

@@ -264,11 +264,9 @@ impl Exchange {
                     message_id: id.to_string(),
                     message_kind: kind,
                     content: Some(bytes),
+                    reference,
                     ..Default::default()
                 })?;
-                if let Some(r) = &reference {
-                    t.index_reference(r, sequence);
-                }
                 Ok(Ok((sequence, false)))
             })
             .await?;
@@ -380,11 +378,9 @@ impl Exchange {
                     message_id: id.to_owned(),
                     message_kind: valid.kind,
                     content: Some(valid.bytes),
+                    reference: valid.reference,
                     ..Default::default()
                 })?;
-                if let Some(r) = &valid.reference {
-                    t.index_reference(r, appended.sequence);
-                }
                 let receipt = pb::Receipt {
                     message_id: id.to_owned(),
                     envelope_sha256: valid.digest.0.to_vec(),
@@ -485,7 +481,24 @@ impl Exchange {
         self.inner
             .log
             .transact(move |t| {
-                t.mark_failed(peer, sequence, &reason);
+                if t.receipt_for(sequence)?.is_some() || t.failed(sequence)? {
+                    return Ok(());
+                }
+                let sent = t.entry(sequence)?;
+                t.append(NewEntry {
+                    kind: pb::EntryKind::DeliveryFailed,
+                    peer: Some(peer),
+                    message_id: sent
+                        .as_ref()
+                        .map(|s| s.entry.message_id.clone())
+                        .unwrap_or_default(),
+                    message_kind: sent
+                        .and_then(|s| pb::MessageKind::try_from(s.entry.message_kind).ok())
+                        .unwrap_or_default(),
+                    refers_to: sequence,
+                    reason,
+                    ..Default::default()
+                })?;
                 Ok(())
             })
             .await?;

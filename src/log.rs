@@ -97,8 +97,10 @@ pub struct NewEntry {
     pub refused_digest: Option<Digest>,
     /// For receipts: the sent message's sequence.
     pub refers_to: u64,
-    /// For refusals: why.
+    /// For refusals and failed deliveries: why.
     pub reason: String,
+    /// For messages: the earlier message referred to.
+    pub reference: Option<MessageId>,
 }
 
 /// The position of an appended entry.
@@ -109,6 +111,9 @@ pub struct Appended {
     /// Its hash.
     pub hash: Digest,
 }
+
+/// One key and value of a view.
+pub type ViewRecord = (Vec<u8>, Vec<u8>);
 
 /// The zero hash the first entry names as its predecessor.
 pub const GENESIS: Digest = Digest([0; 32]);
@@ -188,11 +193,9 @@ impl Txn<'_> {
         read_seq(self.tree, &key::message(sender.as_str(), id))
     }
 
-    /// Marks the sent message at `sequence` as refused for good by `peer`.
-    pub fn mark_failed(&mut self, peer: CountryCode, sequence: u64, reason: &str) {
-        self.batch.remove(key::pending(peer.as_str(), sequence));
-        self.batch
-            .insert(key::seq(key::FAILED, sequence), reason.as_bytes());
+    /// Whether the sent message at `sequence` has been marked failed.
+    pub fn failed(&self, sequence: u64) -> Result<bool, LogError> {
+        Ok(self.tree.contains_key(key::seq(key::FAILED, sequence))?)
     }
 
     /// A committed entry.
@@ -234,44 +237,23 @@ impl Txn<'_> {
             content_length,
             refers_to: new.refers_to,
             reason: new.reason,
+            reference: new.reference.map(|r| r.to_string()).unwrap_or_default(),
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);
+        for (k, v) in view_updates(&entry) {
+            match v {
+                Some(v) => self.batch.insert(k, v),
+                None => self.batch.remove(k),
+            }
+        }
         self.batch.insert(key::seq(key::ENTRY, sequence), bytes);
         if let Some(content) = new.content {
             self.batch.insert(key::seq(key::CONTENT, sequence), content);
         }
-        let seq_bytes = sequence.to_be_bytes().to_vec();
-        match new.kind {
-            pb::EntryKind::MessageSent => {
-                self.batch.insert(
-                    key::message(&own_sender_marker(), &new.message_id),
-                    seq_bytes,
-                );
-                self.batch.insert(key::pending(&peer, sequence), Vec::new());
-            }
-            pb::EntryKind::MessageReceived => {
-                self.batch
-                    .insert(key::message(&peer, &new.message_id), seq_bytes);
-                self.batch
-                    .insert(key::seq(key::INBOX, sequence), Vec::new());
-            }
-            pb::EntryKind::ReceiptReceived => {
-                self.batch
-                    .insert(key::seq(key::RECEIPT_FOR, new.refers_to), seq_bytes);
-                self.batch.remove(key::pending(&peer, new.refers_to));
-            }
-            pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
-        }
         self.next += 1;
         self.head = hash;
         Ok(Appended { sequence, hash })
-    }
-
-    /// Records that `sequence` refers to the earlier message `reference`.
-    pub fn index_reference(&mut self, reference: &MessageId, sequence: u64) {
-        self.batch
-            .insert(key::reference(reference.as_str(), sequence), Vec::new());
     }
 
     /// Stages the receipt this node issued for the received message at `sequence`.
@@ -578,6 +560,45 @@ impl ExchangeLog {
         Ok(expected - 1)
     }
 
+    /// Every key and value of the views (not the chain, content or issued receipts), in key
+    /// order: what [`Self::rebuild_views`] must reproduce.
+    pub fn views(&self) -> Result<Vec<ViewRecord>, LogError> {
+        let mut out = Vec::new();
+        for prefix in VIEW_PREFIXES {
+            for kv in self.inner.tree.scan_prefix([prefix]) {
+                let (k, v) = kv?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Throws the views away and rebuilds them from the chain alone. Run with the node stopped.
+    /// Returns the number of entries replayed.
+    pub fn rebuild_views(&self) -> Result<u64, LogError> {
+        self.transact_blocking(|t| {
+            for prefix in VIEW_PREFIXES {
+                for k in t.tree.scan_prefix([prefix]).keys() {
+                    t.batch.remove(k?);
+                }
+            }
+            let mut replayed = 0;
+            for kv in t.tree.scan_prefix([key::ENTRY]) {
+                let (k, v) = kv?;
+                let stored = decode_entry(key::tail_seq(&k).unwrap_or(0), &v)?;
+                for (k, v) in view_updates(&stored.entry) {
+                    match v {
+                        Some(v) => t.batch.insert(k, v),
+                        None => t.batch.remove(k),
+                    }
+                }
+                replayed += 1;
+            }
+            Ok(replayed)
+        })
+    }
+
     /// Flushes everything to disk; used at shutdown.
     pub fn flush(&self) -> Result<(), LogError> {
         self.inner.db.flush()?;
@@ -652,6 +673,59 @@ impl Writer {
         Ok(())
     }
 }
+
+/// The changes an entry makes to the views beside the chain: the message index, the outbox,
+/// the inbox, receipts and failures by message, and references. `None` removes a key. The same
+/// function serves appends and rebuilds, so a rebuilt view equals the one kept while running.
+fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let sequence = entry.sequence;
+    let seq_bytes = || Some(sequence.to_be_bytes().to_vec());
+    let mut updates = Vec::new();
+    let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
+    match kind {
+        pb::EntryKind::MessageSent => {
+            updates.push((
+                key::message(&own_sender_marker(), &entry.message_id),
+                seq_bytes(),
+            ));
+            updates.push((key::pending(&entry.peer, sequence), Some(Vec::new())));
+        }
+        pb::EntryKind::MessageReceived => {
+            updates.push((key::message(&entry.peer, &entry.message_id), seq_bytes()));
+            updates.push((key::seq(key::INBOX, sequence), Some(Vec::new())));
+        }
+        pb::EntryKind::ReceiptReceived => {
+            updates.push((key::seq(key::RECEIPT_FOR, entry.refers_to), seq_bytes()));
+            updates.push((key::pending(&entry.peer, entry.refers_to), None));
+        }
+        pb::EntryKind::DeliveryFailed => {
+            updates.push((
+                key::seq(key::FAILED, entry.refers_to),
+                Some(entry.reason.as_bytes().to_vec()),
+            ));
+            updates.push((key::pending(&entry.peer, entry.refers_to), None));
+        }
+        pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
+    }
+    if !entry.reference.is_empty()
+        && matches!(
+            kind,
+            pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived
+        )
+    {
+        updates.push((key::reference(&entry.reference, sequence), Some(Vec::new())));
+    }
+    updates
+}
+
+const VIEW_PREFIXES: [u8; 6] = [
+    key::MESSAGE,
+    key::RECEIPT_FOR,
+    key::PENDING,
+    key::INBOX,
+    key::REFERENCE,
+    key::FAILED,
+];
 
 /// SHA-256(0x00 || encoded entry), the RFC 6962 leaf hash of the entry.
 pub fn entry_hash(encoded: &[u8]) -> Digest {
@@ -734,6 +808,54 @@ mod tests {
         let appended = log.transact_blocking(|t| t.append(sent("b"))).unwrap();
         assert_eq!(appended.sequence, 1);
         assert_eq!(log.verify(), Ok(1));
+    }
+
+    #[test]
+    fn views_rebuilt_from_the_chain_equal_the_views_kept_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        let khm: CountryCode = "KHM".parse().unwrap();
+        for id in ["a", "b", "c"] {
+            log.transact_blocking(move |t| t.append(sent(id))).unwrap();
+        }
+        log.transact_blocking(move |t| {
+            t.append(NewEntry {
+                kind: pb::EntryKind::MessageReceived,
+                peer: Some(khm),
+                message_id: "k1".into(),
+                message_kind: pb::MessageKind::CaseResponse,
+                content: Some(b"response".to_vec()),
+                reference: Some("a".parse().unwrap()),
+                ..Default::default()
+            })?;
+            t.append(NewEntry {
+                kind: pb::EntryKind::ReceiptReceived,
+                peer: Some(khm),
+                message_id: "a".into(),
+                content: Some(b"receipt".to_vec()),
+                refers_to: 1,
+                ..Default::default()
+            })?;
+            t.append(NewEntry {
+                kind: pb::EntryKind::DeliveryFailed,
+                peer: Some(khm),
+                message_id: "b".into(),
+                refers_to: 2,
+                reason: "refused by KHM".into(),
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        let kept = log.views().unwrap();
+        assert_eq!(log.pending(khm).unwrap(), vec![3]);
+        assert_eq!(log.failure(2).unwrap().as_deref(), Some("refused by KHM"));
+        assert_eq!(log.referencing("a").unwrap(), vec![4]);
+        // Lose a view key, then rebuild everything from the chain alone.
+        log.inner.tree.remove(key::seq(key::INBOX, 4)).unwrap();
+        assert_ne!(log.views().unwrap(), kept);
+        assert_eq!(log.rebuild_views().unwrap(), 6);
+        assert_eq!(log.views().unwrap(), kept);
+        assert_eq!(log.verify(), Ok(6));
     }
 
     #[test]

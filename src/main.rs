@@ -30,6 +30,19 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Replay: with --rebuild, rebuild a stopped node's inbox, outbox and index views from
+    /// its log alone.
+    Replay {
+        /// The node's configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The node's data directory (overrides data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Rebuild the views from the log (the node must be stopped).
+        #[arg(long, required = true)]
+        rebuild: bool,
+    },
     /// Run an IDN and a KHM node in this process and exchange messages of every kind.
     Demo,
     /// Demonstration certificates.
@@ -210,6 +223,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
         Command::Demo => focalpoint::demo::run().await,
+        Command::Replay {
+            config,
+            data_dir,
+            rebuild: _,
+        } => {
+            let config = NodeConfig::load(&config)?;
+            let dir = data_dir
+                .or(config.data_dir)
+                .context("no data directory: set data_dir or pass --data-dir")?;
+            let log =
+                focalpoint::log::ExchangeLog::open(&dir, config.durability).with_context(|| {
+                    format!("opening {} (is the node still running?)", dir.display())
+                })?;
+            let checked = log
+                .verify()
+                .context("the log does not verify; views not rebuilt")?;
+            let replayed = log.rebuild_views()?;
+            println!(
+                "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Certs {
             command: CertsCommand::Init { out, years },
         } => {
