@@ -2,42 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use common::*;
 use focalpoint::client::OperatorClient;
-use focalpoint::config::ClientConfig;
 use focalpoint::log::{Durability, ExchangeLog};
 use focalpoint::node::BoundNode;
 use focalpoint::pb;
-
-/// Starts `focalpoint serve` and waits for its readiness line; returns the child and the
-/// addresses it printed.
-fn serve(config: &Path, data: &Path) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("FOCALPOINT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-            .to_owned()
-    };
-    (child, field("peer="), field("operator="))
-}
 
 #[tokio::test]
 async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
@@ -74,13 +43,7 @@ async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
         let r = khm_operator.send(example(file), true).await.unwrap();
         assert_eq!(r.state, pb::DeliveryState::Delivered as i32, "{}", r.detail);
     }
-    let idn_client = |operator: &str| ClientConfig {
-        node: format!("https://{operator}"),
-        server_name: "idn.focalpoint.example".into(),
-        ca: dir.path().join("idn/ca.pem"),
-        certificate: dir.path().join("idn/operator.pem"),
-        key: dir.path().join("idn/operator.key"),
-    };
+    let idn_client = |operator: &str| idn_client(dir.path(), "operator", operator);
     let mut idn = OperatorClient::new(&idn_client(&idn_operator)).unwrap();
     let before_inbox = idn.inbox(pb::InboxRequest::default()).await.unwrap();
     let before_log = idn.log(1, 1000).await.unwrap();

@@ -1,7 +1,9 @@
 //! Shared set-up for the integration tests: two real nodes on 127.0.0.1:0 with the example PKI.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use focalpoint::certs::Authority;
 use focalpoint::client::OperatorClient;
@@ -144,4 +146,53 @@ pub fn idn_alert_bytes(id: &str, summary: &str) -> Vec<u8> {
         a.summary = summary.into();
     }
     e.encode_to_vec()
+}
+
+/// Starts `focalpoint serve` and waits for its readiness line; returns the child and the
+/// addresses it printed.
+pub fn serve(config: &Path, data: &Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("FOCALPOINT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_owned()
+    };
+    (child, field("peer="), field("operator="))
+}
+
+/// Writes a copy of the example IDN node configuration that listens on ephemeral ports and
+/// delivers to `khm_peer`; returns its path.
+pub fn idn_child_config(dir: &Path, khm_peer: std::net::SocketAddr) -> PathBuf {
+    let path = dir.join("idn/node.toml");
+    let text = read(&path)
+        .replace("127.0.0.1:7443", "127.0.0.1:0")
+        .replace("127.0.0.1:7444", "127.0.0.1:0")
+        .replace("https://127.0.0.1:7543", &format!("https://{khm_peer}"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A client configuration for `role` at IDN's operator listener `operator`.
+pub fn idn_client(dir: &Path, role: &str, operator: &str) -> focalpoint::config::ClientConfig {
+    focalpoint::config::ClientConfig {
+        node: format!("https://{operator}"),
+        server_name: "idn.focalpoint.example".into(),
+        ca: dir.join("idn/ca.pem"),
+        certificate: dir.join(format!("idn/{role}.pem")),
+        key: dir.join(format!("idn/{role}.key")),
+    }
 }
