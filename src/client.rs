@@ -275,6 +275,42 @@ pub fn messages_table(messages: &[pb::StoredMessage]) -> String {
     out
 }
 
+/// A table of sent messages with their delivery state.
+pub fn outbox_table(messages: &[pb::StoredMessage]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  {:>8}  RECEIPT / LAST ERROR",
+        "SEQ", "LOGGED (UTC)", "PEER", "KIND", "MESSAGE ID", "STATE", "ATTEMPTS"
+    );
+    for m in messages {
+        let Some(e) = m.entry.as_ref().and_then(|v| v.entry.as_ref()) else {
+            continue;
+        };
+        let logged = format_micros(e.recorded_at_micros);
+        let note = match (&m.receipt, m.state) {
+            (Some(r), _) => <pb::Receipt as prost::Message>::decode(r.receipt.as_slice())
+                .map(|r| format!("{} entry {} at {}", r.receiver, r.log_sequence, r.stored_at))
+                .unwrap_or_default(),
+            (None, s) if s == pb::DeliveryState::Failed as i32 => m.detail.clone(),
+            (None, _) => m.last_error.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  {:>8}  {}",
+            e.sequence,
+            logged.get(..19).unwrap_or(&logged),
+            e.peer,
+            kind_label(e.message_kind),
+            e.message_id,
+            state_label(m.state),
+            m.attempts,
+            note
+        );
+    }
+    out
+}
+
 /// A table of log entries.
 pub fn entries_table(entries: &[pb::EntryView]) -> String {
     let mut out = String::new();

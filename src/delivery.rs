@@ -53,7 +53,9 @@ pub async fn run(
         };
         let mut stalled = false;
         for sequence in pending {
-            match deliver_one(&exchange, &mut client, peer, sequence).await {
+            let outcome = deliver_one(&exchange, &mut client, peer, sequence).await;
+            exchange.record_attempt(sequence, outcome.as_ref().err().cloned());
+            match outcome {
                 Ok(()) => backoff = FIRST_BACKOFF,
                 Err(reason) => {
                     tracing::info!(peer = %peer, sequence, reason, retry_in_ms = backoff.as_millis() as u64, "delivery deferred");

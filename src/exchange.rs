@@ -111,6 +111,16 @@ struct Inner {
     peers: BTreeMap<CountryCode, PeerTrust>,
     outbound: BTreeMap<CountryCode, Arc<Notify>>,
     receipts: Notify,
+    attempts: std::sync::Mutex<BTreeMap<u64, Attempts>>,
+}
+
+/// Delivery attempts of one sent message since this node started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// How many times it was sent.
+    pub count: u32,
+    /// Why the last attempt did not deliver it, if it did not.
+    pub last_error: Option<String>,
 }
 
 impl Exchange {
@@ -133,6 +143,7 @@ impl Exchange {
                 peers,
                 outbound,
                 receipts: Notify::new(),
+                attempts: std::sync::Mutex::default(),
             }),
         }
     }
@@ -504,6 +515,30 @@ impl Exchange {
             .await?;
         self.inner.receipts.notify_waiters();
         Ok(())
+    }
+
+    /// Records one delivery attempt of the sent message at `sequence` and its outcome.
+    pub fn record_attempt(&self, sequence: u64, error: Option<String>) {
+        // A poisoned lock only means another thread panicked mid-update of a counter.
+        let mut attempts = self
+            .inner
+            .attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let a = attempts.entry(sequence).or_default();
+        a.count += 1;
+        a.last_error = error;
+    }
+
+    /// Delivery attempts of the sent message at `sequence` since this node started.
+    pub fn attempts(&self, sequence: u64) -> Attempts {
+        self.inner
+            .attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&sequence)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until the sent message at `sequence` is delivered or failed, at most `timeout`.

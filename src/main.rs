@@ -310,7 +310,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     limit,
                 })
                 .await?;
-            print(client.json, &r, || client::messages_table(&r.messages));
+            print(client.json, &r, || client::outbox_table(&r.messages));
             Ok(())
         }
         Command::Show { client, id } => {

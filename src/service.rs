@@ -7,7 +7,7 @@ use prost::Message;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::exchange::{Delivery, Exchange, ExchangeError, InboxFilter, StoredMessage};
+use crate::exchange::{Attempts, Delivery, Exchange, ExchangeError, InboxFilter, StoredMessage};
 use crate::log::StoredEntry;
 use crate::model::{CountryCode, Identity, Role};
 use crate::pb;
@@ -196,12 +196,19 @@ impl OperatorApi {
         } else {
             String::new()
         };
+        let attempts = if m.delivery.is_some() {
+            self.exchange.attempts(m.entry.entry.sequence)
+        } else {
+            Attempts::default()
+        };
         Ok(pb::StoredMessage {
             entry: Some(entry_view(&m.entry)),
             envelope: m.envelope,
             receipt: m.receipt,
             state: delivery_state(m.delivery) as i32,
             detail,
+            attempts: attempts.count,
+            last_error: attempts.last_error.unwrap_or_default(),
         })
     }
 }

@@ -79,6 +79,13 @@ async fn messages_queued_while_the_peer_is_down_arrive_in_order_when_it_returns(
         })
         .collect();
     assert_eq!(received, ids, "every queued message, once, in order");
+    let outbox = operator.outbox(pb::OutboxRequest::default()).await.unwrap();
+    for m in &outbox.messages {
+        assert_eq!(m.state, pb::DeliveryState::Delivered as i32);
+        assert!(m.attempts >= 1);
+        assert!(m.last_error.is_empty(), "{}", m.last_error);
+        assert!(m.receipt.is_some());
+    }
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
 }
