@@ -104,6 +104,24 @@ impl OperatorClient {
             .into_inner())
     }
 
+    /// Re-sends logged messages to `peer`.
+    pub async fn replay(
+        &mut self,
+        peer: &str,
+        from: u64,
+        until: u64,
+    ) -> Result<pb::ReplayResponse, ClientError> {
+        Ok(self
+            .inner
+            .replay(pb::ReplayRequest {
+                peer: peer.to_owned(),
+                from,
+                until,
+            })
+            .await?
+            .into_inner())
+    }
+
     /// A range of log entries.
     pub async fn log(&mut self, from: u64, limit: u32) -> Result<pb::LogResponse, ClientError> {
         Ok(self

@@ -2,9 +2,15 @@
 //! order until the peer's receipt is logged. While the peer is away the worker backs off
 //! exponentially with jitter; a message the peer refuses for good is marked failed and not
 //! retried blindly.
+//!
+//! Catch-up: whenever the worker (re)connects, it first asks the peer for the last of this
+//! node's sequence numbers it holds ([`pb::CursorResponse`]) and sends everything after it as
+//! well as everything still without a receipt; the peer deduplicates by message id, so the
+//! exchange is effectively once.
 
 use std::time::Duration;
 
+use prost::Message;
 use tokio::sync::watch;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -12,10 +18,15 @@ use tonic::transport::Channel;
 use crate::exchange::Exchange;
 use crate::model::CountryCode;
 use crate::pb;
+use crate::pb::deliver_response::Outcome;
 use crate::pb::peer_service_client::PeerServiceClient;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Envelopes per streaming call; bounds memory during a long catch-up.
+const STREAM_BATCH: usize = 256;
+/// How often an idle worker re-agrees with the peer on what it holds (anti-entropy).
+const RESYNC_EVERY: Duration = Duration::from_secs(600);
 
 /// Whether the peer's answer means "this message will never be accepted".
 fn is_permanent(code: Code) -> bool {
@@ -26,6 +37,18 @@ fn is_permanent(code: Code) -> bool {
             | Code::AlreadyExists
             | Code::FailedPrecondition
     )
+}
+
+/// What became of one message sent to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The peer's receipt is logged; `already_held` when it matches a receipt logged before.
+    Receipted {
+        /// The peer answered with the receipt this node already had.
+        already_held: bool,
+    },
+    /// The peer refused it for good; it is marked failed.
+    Refused,
 }
 
 /// Delivers messages for `peer` until `shutdown` turns true.
@@ -40,98 +63,221 @@ pub async fn run(
     };
     let mut client = PeerServiceClient::new(channel);
     let mut backoff = FIRST_BACKOFF;
+    let mut synced = false;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let pending = match exchange.log().pending(peer) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(peer = %peer, error = %e, "cannot read the outbox");
-                Vec::new()
-            }
-        };
-        let mut stalled = false;
-        for sequence in pending {
-            let outcome = deliver_one(&exchange, &mut client, peer, sequence).await;
-            exchange.record_attempt(sequence, outcome.as_ref().err().cloned());
-            match outcome {
-                Ok(()) => backoff = FIRST_BACKOFF,
-                Err(reason) => {
-                    tracing::info!(peer = %peer, sequence, reason, retry_in_ms = backoff.as_millis() as u64, "delivery deferred");
-                    stalled = true;
-                    break;
-                }
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-        }
-        if stalled {
-            let sleep = jitter(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            tokio::select! {
-                () = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => return,
+        let outcome = if synced {
+            match exchange.log().pending(peer) {
+                Ok(plan) => send(&exchange, &mut client, peer, &plan).await.map(|_| ()),
+                Err(e) => Err(e.to_string()),
             }
         } else {
-            tokio::select! {
-                () = signal.notified() => {}
-                _ = shutdown.changed() => return,
+            catch_up(&exchange, &mut client, peer).await
+        };
+        match outcome {
+            Ok(()) => {
+                synced = true;
+                backoff = FIRST_BACKOFF;
+                tokio::select! {
+                    () = signal.notified() => {}
+                    () = tokio::time::sleep(RESYNC_EVERY) => synced = false,
+                    _ = shutdown.changed() => return,
+                }
+            }
+            Err(reason) => {
+                synced = false;
+                tracing::info!(peer = %peer, reason, retry_in_ms = backoff.as_millis() as u64, "delivery deferred");
+                let sleep = jitter(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::select! {
+                    () = tokio::time::sleep(sleep) => {}
+                    _ = shutdown.changed() => return,
+                }
             }
         }
     }
 }
 
-/// Sends one message and logs the outcome. `Err` means "try again later".
-async fn deliver_one(
+/// Agrees with the peer on what it holds, then sends everything it lacks or has not receipted.
+async fn catch_up(
     exchange: &Exchange,
     client: &mut PeerServiceClient<Channel>,
     peer: CountryCode,
-    sequence: u64,
 ) -> Result<(), String> {
-    let envelope = exchange
-        .log()
-        .content(sequence)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("content of entry {sequence} is missing"))?;
-    let outcome = client
-        .deliver(pb::DeliverRequest { envelope })
+    let cursor = client
+        .cursor(pb::CursorRequest {})
         .await
-        .map(|r| r.into_inner().outcome);
-    match outcome {
-        Ok(Some(pb::deliver_response::Outcome::Receipt(receipt))) => {
-            match exchange.accept_receipt(peer, sequence, receipt).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    // A receipt that does not check out is not a delivery: keep it pending and
-                    // let an operator look, rather than record a bad receipt.
-                    tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
-                    Err(e.to_string())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .last_sender_sequence;
+    let log = exchange.log();
+    let mut plan = log.pending(peer).map_err(|e| e.to_string())?;
+    let after = log
+        .sent_to(peer, cursor.saturating_add(1), u64::MAX)
+        .map_err(|e| e.to_string())?;
+    for sequence in &after {
+        if !plan.contains(sequence) && log.failure(*sequence).ok().flatten().is_none() {
+            tracing::warn!(peer = %peer, sequence, cursor, "peer lacks a message it had receipted; re-sending");
+        }
+    }
+    plan.extend(after);
+    plan.sort_unstable();
+    plan.dedup();
+    plan.retain(|s| log.failure(*s).ok().flatten().is_none());
+    if !plan.is_empty() {
+        tracing::info!(peer = %peer, cursor, messages = plan.len(), "catching up");
+    }
+    send(exchange, client, peer, &plan).await.map(|_| ())
+}
+
+/// Re-sends the messages sent to `peer` with sequences in `from..=until`; the peer answers
+/// with its original receipts for what it holds and stores what it lacks.
+pub async fn replay(
+    exchange: &Exchange,
+    client: &mut PeerServiceClient<Channel>,
+    peer: CountryCode,
+    from: u64,
+    until: u64,
+) -> Result<pb::ReplayResponse, String> {
+    let plan = exchange
+        .log()
+        .sent_to(peer, from, until)
+        .map_err(|e| e.to_string())?;
+    let settled = send(exchange, client, peer, &plan).await?;
+    let mut report = pb::ReplayResponse {
+        resent: plan.len() as u64,
+        ..Default::default()
+    };
+    for s in settled {
+        match s {
+            Settled::Receipted { already_held: true } => report.already_held += 1,
+            Settled::Receipted {
+                already_held: false,
+            } => report.newly_stored += 1,
+            Settled::Refused => report.refused += 1,
+        }
+    }
+    Ok(report)
+}
+
+/// Sends `plan` in order: one unary call for a single message, streams for more. Stops at the
+/// first message that cannot be settled now.
+async fn send(
+    exchange: &Exchange,
+    client: &mut PeerServiceClient<Channel>,
+    peer: CountryCode,
+    plan: &[u64],
+) -> Result<Vec<Settled>, String> {
+    let mut settled = Vec::with_capacity(plan.len());
+    for batch in plan.chunks(STREAM_BATCH) {
+        let mut requests = Vec::with_capacity(batch.len());
+        for &sequence in batch {
+            let envelope = exchange
+                .log()
+                .content(sequence)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("content of entry {sequence} is missing"))?;
+            requests.push(pb::DeliverRequest {
+                envelope,
+                sender_sequence: sequence,
+            });
+        }
+        if let [request] = requests.as_slice() {
+            let sequence = batch[0];
+            let outcome = client
+                .deliver(request.clone())
+                .await
+                .map(|r| r.into_inner().outcome);
+            let result = match outcome {
+                Ok(Some(o)) => settle(exchange, peer, sequence, o).await,
+                Ok(None) => Err("peer answered without an outcome".into()),
+                Err(status) if is_permanent(status.code()) => {
+                    refuse(
+                        exchange,
+                        peer,
+                        sequence,
+                        &format!("{:?}: {}", status.code(), status.message()),
+                    )
+                    .await
                 }
+                Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+            };
+            exchange.record_attempt(sequence, result.as_ref().err().cloned());
+            settled.push(result?);
+            continue;
+        }
+        let mut responses = client
+            .deliver_stream(tokio_stream::iter(requests))
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        for &sequence in batch {
+            let result = match responses.message().await {
+                Ok(Some(pb::DeliverResponse { outcome: Some(o) })) => {
+                    settle(exchange, peer, sequence, o).await
+                }
+                Ok(_) => Err("the peer's stream ended early".into()),
+                Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+            };
+            exchange.record_attempt(sequence, result.as_ref().err().cloned());
+            settled.push(result?);
+        }
+    }
+    Ok(settled)
+}
+
+async fn settle(
+    exchange: &Exchange,
+    peer: CountryCode,
+    sequence: u64,
+    outcome: Outcome,
+) -> Result<Settled, String> {
+    match outcome {
+        Outcome::Receipt(receipt) => {
+            let log = exchange.log();
+            let earlier = log
+                .receipt_for(sequence)
+                .map_err(|e| e.to_string())?
+                .and_then(|r| log.content(r).ok().flatten());
+            let already_held = earlier.as_ref().is_some_and(|bytes| {
+                pb::SignedReceipt::decode(bytes.as_slice())
+                    .is_ok_and(|e| e.receipt == receipt.receipt)
+            });
+            // A receipt that does not check out is not a delivery: keep the message pending
+            // and let an operator look, rather than record a bad receipt.
+            exchange
+                .accept_receipt(peer, sequence, receipt)
+                .await
+                .map_err(|e| {
+                    tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
+                    e.to_string()
+                })?;
+            Ok(Settled::Receipted { already_held })
+        }
+        Outcome::Refusal(r) => {
+            let code = Code::from_i32(r.code);
+            if is_permanent(code) {
+                refuse(exchange, peer, sequence, &format!("{code:?}: {}", r.reason)).await
+            } else {
+                Err(format!("{code:?}: {}", r.reason))
             }
         }
-        Ok(Some(pb::deliver_response::Outcome::Refusal(r))) => {
-            let reason = format!("refused by {peer}: {}", r.reason);
-            exchange
-                .mark_failed(peer, sequence, reason)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        Ok(None) => Err("peer answered without an outcome".into()),
-        Err(status) if is_permanent(status.code()) => {
-            let reason = format!(
-                "refused by {peer}: {:?}: {}",
-                status.code(),
-                status.message()
-            );
-            exchange
-                .mark_failed(peer, sequence, reason)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
     }
+}
+
+async fn refuse(
+    exchange: &Exchange,
+    peer: CountryCode,
+    sequence: u64,
+    reason: &str,
+) -> Result<Settled, String> {
+    exchange
+        .mark_failed(peer, sequence, format!("refused by {peer}: {reason}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Settled::Refused)
 }
 
 fn jitter(d: Duration) -> Duration {

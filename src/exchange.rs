@@ -316,6 +316,7 @@ impl Exchange {
         &self,
         caller: CountryCode,
         bytes: Vec<u8>,
+        sender_sequence: u64,
     ) -> Result<pb::SignedReceipt, ExchangeError> {
         if !self.inner.peers.contains_key(&caller) {
             return Err(ExchangeError::UnknownPeer(caller.to_string()));
@@ -390,6 +391,7 @@ impl Exchange {
                     message_kind: valid.kind,
                     content: Some(valid.bytes),
                     reference: valid.reference,
+                    peer_sequence: sender_sequence,
                     ..Default::default()
                 })?;
                 let receipt = pb::Receipt {
@@ -418,6 +420,14 @@ impl Exchange {
                 reason: format!("stored receipt: {e}"),
             })
         })
+    }
+
+    /// The highest sender sequence this node holds from `peer`.
+    pub fn cursor(&self, peer: CountryCode) -> Result<u64, ExchangeError> {
+        if !self.inner.peers.contains_key(&peer) {
+            return Err(ExchangeError::UnknownPeer(peer.to_string()));
+        }
+        Ok(self.inner.log.cursor(peer)?)
     }
 
     /// The peer's receipt for the sent message at `sequence`: checked against the peer's CA and

@@ -101,6 +101,8 @@ pub struct NewEntry {
     pub reason: String,
     /// For messages: the earlier message referred to.
     pub reference: Option<MessageId>,
+    /// For received messages: the position in the sender's log.
+    pub peer_sequence: u64,
 }
 
 /// The position of an appended entry.
@@ -128,6 +130,21 @@ mod key {
     pub(super) const INBOX: u8 = b'n';
     pub(super) const REFERENCE: u8 = b'x';
     pub(super) const FAILED: u8 = b'f';
+    pub(super) const SENT_TO: u8 = b't';
+    pub(super) const RECEIVED_FROM: u8 = b's';
+
+    pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
+        let mut k = vec![prefix];
+        k.extend_from_slice(peer.as_bytes());
+        k.extend_from_slice(&sequence.to_be_bytes());
+        k
+    }
+
+    pub(super) fn peer_prefix(prefix: u8, peer: &str) -> Vec<u8> {
+        let mut k = vec![prefix];
+        k.extend_from_slice(peer.as_bytes());
+        k
+    }
 
     pub(super) fn seq(prefix: u8, sequence: u64) -> Vec<u8> {
         let mut k = Vec::with_capacity(9);
@@ -145,10 +162,7 @@ mod key {
     }
 
     pub(super) fn pending(peer: &str, sequence: u64) -> Vec<u8> {
-        let mut k = vec![PENDING];
-        k.extend_from_slice(peer.as_bytes());
-        k.extend_from_slice(&sequence.to_be_bytes());
-        k
+        per_peer(PENDING, peer, sequence)
     }
 
     pub(super) fn reference(id: &str, sequence: u64) -> Vec<u8> {
@@ -238,6 +252,7 @@ impl Txn<'_> {
             refers_to: new.refers_to,
             reason: new.reason,
             reference: new.reference.map(|r| r.to_string()).unwrap_or_default(),
+            peer_sequence: new.peer_sequence,
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);
@@ -364,25 +379,29 @@ impl ExchangeLog {
         F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(job, tx)?;
+        self.submit(job, move |answer| {
+            let _ = tx.send(answer);
+        })?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 
-    /// [`Self::transact`] for code outside the async runtime.
+    /// [`Self::transact`] for code that may block its thread (offline tools, tests).
     pub fn transact_blocking<R, F>(&self, job: F) -> Result<R, LogError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(job, tx)?;
-        rx.blocking_recv().map_err(|_| LogError::Closed)?
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(job, move |answer| {
+            let _ = tx.send(answer);
+        })?;
+        rx.recv().map_err(|_| LogError::Closed)?
     }
 
     fn submit<R, F>(
         &self,
         job: F,
-        reply: tokio::sync::oneshot::Sender<Result<R, LogError>>,
+        reply: impl FnOnce(Result<R, LogError>) + Send + 'static,
     ) -> Result<(), LogError>
     where
         R: Send + 'static,
@@ -395,11 +414,10 @@ impl ExchangeLog {
             let result = job(txn);
             let ok = result.is_ok();
             let done: Completion = Box::new(move |flush_error| {
-                let answer = match flush_error {
+                reply(match flush_error {
                     Some(e) => Err(LogError::Flush(e.to_string())),
                     None => result,
-                };
-                let _ = reply.send(answer);
+                });
             });
             (ok, done)
         });
@@ -484,11 +502,34 @@ impl ExchangeLog {
 
     /// Sequences of sent messages to `peer` without a receipt yet, oldest first.
     pub fn pending(&self, peer: CountryCode) -> Result<Vec<u64>, LogError> {
-        let mut prefix = vec![key::PENDING];
-        prefix.extend_from_slice(peer.as_str().as_bytes());
         self.inner
             .tree
-            .scan_prefix(prefix)
+            .scan_prefix(key::peer_prefix(key::PENDING, peer.as_str()))
+            .keys()
+            .map(|k| Ok(key::tail_seq(&k?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// The highest sender sequence held from `peer`, 0 if none.
+    pub fn cursor(&self, peer: CountryCode) -> Result<u64, LogError> {
+        match self
+            .inner
+            .tree
+            .scan_prefix(key::peer_prefix(key::RECEIVED_FROM, peer.as_str()))
+            .keys()
+            .next_back()
+        {
+            Some(k) => Ok(key::tail_seq(&k?).unwrap_or(0)),
+            None => Ok(0),
+        }
+    }
+
+    /// Sequences of messages sent to `peer` in `from..=until`, oldest first.
+    pub fn sent_to(&self, peer: CountryCode, from: u64, until: u64) -> Result<Vec<u64>, LogError> {
+        let p = peer.as_str();
+        self.inner
+            .tree
+            .range(key::per_peer(key::SENT_TO, p, from)..=key::per_peer(key::SENT_TO, p, until))
             .keys()
             .map(|k| Ok(key::tail_seq(&k?).unwrap_or(0)))
             .collect()
@@ -689,10 +730,20 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
                 seq_bytes(),
             ));
             updates.push((key::pending(&entry.peer, sequence), Some(Vec::new())));
+            updates.push((
+                key::per_peer(key::SENT_TO, &entry.peer, sequence),
+                Some(Vec::new()),
+            ));
         }
         pb::EntryKind::MessageReceived => {
             updates.push((key::message(&entry.peer, &entry.message_id), seq_bytes()));
             updates.push((key::seq(key::INBOX, sequence), Some(Vec::new())));
+            if entry.peer_sequence != 0 {
+                updates.push((
+                    key::per_peer(key::RECEIVED_FROM, &entry.peer, entry.peer_sequence),
+                    seq_bytes(),
+                ));
+            }
         }
         pb::EntryKind::ReceiptReceived => {
             updates.push((key::seq(key::RECEIPT_FOR, entry.refers_to), seq_bytes()));
@@ -718,7 +769,9 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     updates
 }
 
-const VIEW_PREFIXES: [u8; 6] = [
+const VIEW_PREFIXES: [u8; 8] = [
+    key::SENT_TO,
+    key::RECEIVED_FROM,
     key::MESSAGE,
     key::RECEIPT_FOR,
     key::PENDING,
@@ -826,6 +879,7 @@ mod tests {
                 message_kind: pb::MessageKind::CaseResponse,
                 content: Some(b"response".to_vec()),
                 reference: Some("a".parse().unwrap()),
+                peer_sequence: 17,
                 ..Default::default()
             })?;
             t.append(NewEntry {
@@ -850,6 +904,8 @@ mod tests {
         assert_eq!(log.pending(khm).unwrap(), vec![3]);
         assert_eq!(log.failure(2).unwrap().as_deref(), Some("refused by KHM"));
         assert_eq!(log.referencing("a").unwrap(), vec![4]);
+        assert_eq!(log.cursor(khm).unwrap(), 17);
+        assert_eq!(log.sent_to(khm, 2, u64::MAX).unwrap(), vec![2, 3]);
         // Lose a view key, then rebuild everything from the chain alone.
         log.inner.tree.remove(key::seq(key::INBOX, 4)).unwrap();
         assert_ne!(log.views().unwrap(), kept);

@@ -30,18 +30,31 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Replay: with --rebuild, rebuild a stopped node's inbox, outbox and index views from
-    /// its log alone.
+    /// Re-send logged messages to a peer (--to, with an operator's client configuration), or
+    /// rebuild a stopped node's views from its log alone (--rebuild, with the node's
+    /// configuration).
     Replay {
-        /// The node's configuration (TOML).
+        /// Client configuration (with --to) or node configuration (with --rebuild).
         #[arg(long)]
         config: PathBuf,
-        /// The node's data directory (overrides data_dir in the configuration).
+        /// The peer to re-send to.
+        #[arg(long, required_unless_present = "rebuild")]
+        to: Option<String>,
+        /// First log sequence to re-send.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last log sequence to re-send (default: the end of the log).
         #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Rebuild the views from the log (the node must be stopped).
-        #[arg(long, required = true)]
+        until: Option<u64>,
+        /// Rebuild inbox, outbox and indexes from the log; the node must be stopped.
+        #[arg(long, conflicts_with = "to")]
         rebuild: bool,
+        /// The node's data directory, with --rebuild (overrides data_dir in the configuration).
+        #[arg(long, requires = "rebuild")]
+        data_dir: Option<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Run an IDN and a KHM node in this process and exchange messages of every kind.
     Demo,
@@ -225,8 +238,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo => focalpoint::demo::run().await,
         Command::Replay {
             config,
-            data_dir,
-            rebuild: _,
+            to: Some(to),
+            from,
+            until,
+            rebuild: false,
+            json,
+            ..
+        } => {
+            let client = ClientArgs { config, json };
+            let mut c = connect(&client)?;
+            let r = c.replay(&to, from, until.unwrap_or(0)).await?;
+            print(client.json, &r, || {
+                format!(
+                    "re-sent {} messages to {to}: {} already held (original receipts), {} newly stored, {} refused\n",
+                    r.resent, r.already_held, r.newly_stored, r.refused
+                )
+            });
+            Ok(())
+        }
+        Command::Replay {
+            config, data_dir, ..
         } => {
             let config = NodeConfig::load(&config)?;
             let dir = data_dir

@@ -151,6 +151,7 @@ impl BoundNode {
         let operator_address = self.operator_address();
         let (shutdown, watcher) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut channels = BTreeMap::new();
         for peer in &self.config.peers {
             let client = ClientTls::load(
                 &peer.ca,
@@ -159,6 +160,7 @@ impl BoundNode {
                 &peer.server_name,
             )?;
             let channel = client.channel(&peer.address)?;
+            channels.insert(peer.country, channel.clone());
             let exchange = self.exchange.clone();
             let country = peer.country;
             let watcher = watcher.clone();
@@ -185,7 +187,8 @@ impl BoundNode {
                     source,
                 })
         }));
-        let operator_api = OperatorServiceServer::new(OperatorApi::new(self.exchange.clone()));
+        let operator_api =
+            OperatorServiceServer::new(OperatorApi::new(self.exchange.clone(), channels));
         let operator_stop = stop(watcher);
         tasks.push(tokio::spawn(async move {
             tonic::transport::Server::builder()

@@ -90,9 +90,10 @@ impl PeerService for PeerApi {
         request: Request<pb::DeliverRequest>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
         let peer = peer_country(&request)?;
+        let request = request.into_inner();
         let receipt = self
             .exchange
-            .receive(peer, request.into_inner().envelope)
+            .receive(peer, request.envelope, request.sender_sequence)
             .await?;
         Ok(Response::new(pb::DeliverResponse {
             outcome: Some(pb::deliver_response::Outcome::Receipt(receipt)),
@@ -121,7 +122,10 @@ impl PeerService for PeerApi {
                 let id = pb::Envelope::decode(request.envelope.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
-                let outcome = match exchange.receive(peer, request.envelope).await {
+                let outcome = match exchange
+                    .receive(peer, request.envelope, request.sender_sequence)
+                    .await
+                {
                     Ok(receipt) => pb::deliver_response::Outcome::Receipt(receipt),
                     Err(ExchangeError::Log(e)) => {
                         let _ = tx.send(Err(ExchangeError::Log(e).into())).await;
@@ -148,18 +152,38 @@ impl PeerService for PeerApi {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+
+    async fn cursor(
+        &self,
+        request: Request<pb::CursorRequest>,
+    ) -> Result<Response<pb::CursorResponse>, Status> {
+        Ok(Response::new(self.cursor_of(&request)?))
+    }
+}
+
+impl PeerApi {
+    fn cursor_of<T>(&self, request: &Request<T>) -> Result<pb::CursorResponse, Status> {
+        let peer = peer_country(request)?;
+        Ok(pb::CursorResponse {
+            last_sender_sequence: self.exchange.cursor(peer)?,
+        })
+    }
 }
 
 /// The operator plane.
 #[derive(Debug, Clone)]
 pub struct OperatorApi {
     exchange: Exchange,
+    peers: std::collections::BTreeMap<CountryCode, tonic::transport::Channel>,
 }
 
 impl OperatorApi {
-    /// The operator plane over `exchange`.
-    pub fn new(exchange: Exchange) -> Self {
-        Self { exchange }
+    /// The operator plane over `exchange`, with a channel to each peer for replays.
+    pub fn new(
+        exchange: Exchange,
+        peers: std::collections::BTreeMap<CountryCode, tonic::transport::Channel>,
+    ) -> Self {
+        Self { exchange, peers }
     }
 
     fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -352,5 +376,34 @@ impl OperatorService for OperatorApi {
             .map(|m| self.message_view(m))
             .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::OutboxResponse { messages }))
+    }
+
+    async fn replay(
+        &self,
+        request: Request<pb::ReplayRequest>,
+    ) -> Result<Response<pb::ReplayResponse>, Status> {
+        let identity = caller(&request)?;
+        self.exchange.authorize_read(&identity)?;
+        if identity.role != Role::Operator {
+            return Err(Status::permission_denied("only operators may replay"));
+        }
+        let r = request.into_inner();
+        let peer: CountryCode = r
+            .peer
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?;
+        let channel = self.peers.get(&peer).ok_or_else(|| {
+            Status::failed_precondition(format!("{peer} is not a configured peer"))
+        })?;
+        let until = if r.until == 0 { u64::MAX } else { r.until };
+        if r.from > until {
+            return Err(Status::invalid_argument("until: is before from"));
+        }
+        let mut client = crate::pb::peer_service_client::PeerServiceClient::new(channel.clone());
+        tracing::info!(peer = %peer, from = r.from, until, by = %identity, "replay requested");
+        let report = crate::delivery::replay(&self.exchange, &mut client, peer, r.from, until)
+            .await
+            .map_err(|e| Status::unavailable(format!("replay to {peer} stopped: {e}")))?;
+        Ok(Response::new(report))
     }
 }

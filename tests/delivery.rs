@@ -89,3 +89,136 @@ async fn messages_queued_while_the_peer_is_down_arrive_in_order_when_it_returns(
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
 }
+
+/// Restarts KHM on the address it had, with the data directory of its configuration.
+async fn restart_khm(
+    config: &focalpoint::config::NodeConfig,
+    address: std::net::SocketAddr,
+    idn: &focalpoint::node::RunningNode,
+) -> focalpoint::node::RunningNode {
+    let mut config = config.clone();
+    config.peer_listener.address = address;
+    let mut khm = BoundNode::bind(config, None).await.unwrap();
+    khm.set_peer_address(
+        "IDN".parse().unwrap(),
+        &format!("https://{}", idn.peer_address),
+    );
+    khm.start().unwrap()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn inbox_ids(node: &focalpoint::node::RunningNode) -> Vec<String> {
+    let log = node.exchange().log();
+    log.inbox()
+        .unwrap()
+        .into_iter()
+        .map(|s| log.entry(s).unwrap().unwrap().entry.message_id)
+        .collect()
+}
+
+fn alert(id: &str) -> pb::Envelope {
+    let mut e = example("idn/alert-trafficking-victim.json");
+    e.message_id = id.into();
+    e
+}
+
+#[tokio::test]
+async fn a_peer_restored_from_an_old_copy_is_caught_up_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let khm_data = khm_config.data_dir.clone().unwrap();
+    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config.clone())
+        .await
+        .unwrap();
+    let address = khm.peer_address;
+    let mut operator = focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
+        dir.path(),
+        "idn",
+        "operator",
+        &idn,
+    ))
+    .unwrap();
+    let delivered = pb::DeliveryState::Delivered as i32;
+    assert_eq!(
+        operator.send(alert("IDN-CU-1"), true).await.unwrap().state,
+        delivered
+    );
+    khm.stop().await.unwrap();
+    let backup = dir.path().join("khm-backup");
+    copy_dir(&khm_data, &backup);
+
+    let khm = restart_khm(&khm_config, address, &idn).await;
+    for id in ["IDN-CU-2", "IDN-CU-3"] {
+        assert_eq!(
+            operator.send(alert(id), true).await.unwrap().state,
+            delivered
+        );
+    }
+    khm.stop().await.unwrap();
+    // KHM's disk is restored from the copy: it no longer holds 2 and 3, which IDN holds
+    // receipts for.
+    std::fs::remove_dir_all(&khm_data).unwrap();
+    copy_dir(&backup, &khm_data);
+    let pending = operator.send(alert("IDN-CU-4"), false).await.unwrap();
+
+    let khm = restart_khm(&khm_config, address, &idn).await;
+    let state = idn
+        .exchange()
+        .wait_for_delivery(pending.log_sequence, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(state, focalpoint::exchange::Delivery::Delivered);
+    assert_eq!(
+        inbox_ids(&khm),
+        ["IDN-CU-1", "IDN-CU-2", "IDN-CU-3", "IDN-CU-4"],
+        "caught up, in order"
+    );
+    assert!(khm.exchange().log().verify().is_ok());
+    assert!(idn.exchange().log().verify().is_ok());
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn replay_returns_original_receipts_and_stores_nothing_twice() {
+    let pair = start_pair().await;
+    let mut operator = pair.client("idn", "operator");
+    for id in ["IDN-RP-1", "IDN-RP-2", "IDN-RP-3"] {
+        let r = operator.send(alert(id), true).await.unwrap();
+        assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    }
+    let khm_size = pair.khm.exchange().log().head().unwrap().0;
+    let idn_size = pair.idn.exchange().log().head().unwrap().0;
+    let report = operator.replay("KHM", 1, 0).await.unwrap();
+    assert_eq!(report.resent, 3);
+    assert_eq!(report.already_held, 3);
+    assert_eq!(report.newly_stored + report.refused, 0);
+    assert_eq!(pair.khm.exchange().log().head().unwrap().0, khm_size);
+    assert_eq!(pair.idn.exchange().log().head().unwrap().0, idn_size);
+    // A range: only the second.
+    let report = operator.replay("KHM", 2, 2).await.unwrap();
+    assert_eq!(
+        report.resent, 0,
+        "sequence 2 is IDN-RP-1's receipt, not a sent message"
+    );
+    // Auditors may not replay.
+    assert!(
+        pair.client("idn", "auditor")
+            .replay("KHM", 1, 0)
+            .await
+            .is_err()
+    );
+    pair.stop().await;
+}

@@ -118,13 +118,17 @@ async fn a_duplicate_returns_the_first_receipt_and_appends_nothing() {
     let first = peer
         .deliver(pb::DeliverRequest {
             envelope: bytes.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     let size = pair.khm.exchange().log().head().unwrap().0;
     let again = peer
-        .deliver(pb::DeliverRequest { envelope: bytes })
+        .deliver(pb::DeliverRequest {
+            envelope: bytes,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -162,12 +166,14 @@ async fn a_conflicting_duplicate_is_refused_and_the_refusal_is_logged() {
     let mut peer = peer_client(&pair.khm, "khm", cert, key);
     peer.deliver(pb::DeliverRequest {
         envelope: idn_alert_bytes("IDN-CONFLICT-1", "first"),
+        ..Default::default()
     })
     .await
     .unwrap();
     let err = peer
         .deliver(pb::DeliverRequest {
             envelope: idn_alert_bytes("IDN-CONFLICT-1", "other content"),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -263,7 +269,10 @@ async fn invalid_inputs_are_refused_naming_the_field_and_leave_only_a_refusal() 
     bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
     for envelope in [bytes, vec![0xff, 0x00, 0x13]] {
         let err = peer
-            .deliver(pb::DeliverRequest { envelope })
+            .deliver(pb::DeliverRequest {
+                envelope,
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
@@ -283,6 +292,7 @@ async fn an_envelope_whose_sender_is_not_the_callers_country_is_refused() {
     let err = peer
         .deliver(pb::DeliverRequest {
             envelope: e.encode_to_vec(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -343,7 +353,10 @@ async fn a_stream_of_envelopes_gets_one_answer_each_in_order() {
         idn_alert_bytes("IDN-STREAM-1", "first"),
     ]
     .into_iter()
-    .map(|envelope| pb::DeliverRequest { envelope });
+    .map(|envelope| pb::DeliverRequest {
+        envelope,
+        ..Default::default()
+    });
     let mut responses = peer
         .deliver_stream(tokio_stream::iter(requests))
         .await

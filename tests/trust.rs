@@ -14,6 +14,7 @@ async fn refused_on_peer_plane(pair: &Pair, cert: String, key: String) {
     let result = client
         .deliver(pb::DeliverRequest {
             envelope: idn_alert_bytes("IDN-TRUST-1", "x"),
+            ..Default::default()
         })
         .await;
     assert!(result.is_err(), "the call must fail");
@@ -32,6 +33,7 @@ async fn the_example_node_certificate_is_accepted() {
     client
         .deliver(pb::DeliverRequest {
             envelope: idn_alert_bytes("IDN-TRUST-OK", "x"),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -55,6 +57,7 @@ async fn a_client_without_a_certificate_is_refused() {
     let result = client
         .deliver(pb::DeliverRequest {
             envelope: idn_alert_bytes("IDN-TRUST-2", "x"),
+            ..Default::default()
         })
         .await;
     assert!(result.is_err());
