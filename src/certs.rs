@@ -17,7 +17,7 @@ use crate::model::{CountryCode, Identity, Role};
 pub enum CertsError {
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]

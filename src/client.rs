@@ -15,7 +15,7 @@ use crate::tls::{ClientTls, TlsError};
 pub enum ClientError {
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: std::path::PathBuf,
         #[source]
@@ -26,12 +26,18 @@ pub enum ClientError {
         path: std::path::PathBuf,
         message: String,
     },
-    #[error("the node refused: {}: {}", status_name(.0.code()), .0.message())]
+    #[error("{}", describe(.0))]
     Refused(tonic::Status),
 }
 
-fn status_name(code: tonic::Code) -> String {
-    format!("{code:?}")
+fn describe(status: &tonic::Status) -> String {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => format!(
+            "cannot reach the node, or the TLS handshake failed (check `node`, `server_name` and `ca` in the client configuration): {}",
+            status.message()
+        ),
+        code => format!("the node refused: {code:?}: {}", status.message()),
+    }
 }
 
 impl From<tonic::Status> for ClientError {
@@ -167,6 +173,17 @@ pub fn new_message_id(sender: &str) -> String {
         today.day(),
         crate::model::hex(&random)
     )
+}
+
+/// The name of a message kind, for sentences.
+pub fn kind_name(kind: i32) -> &'static str {
+    match pb::MessageKind::try_from(kind).unwrap_or_default() {
+        pb::MessageKind::TravellerAlert => "traveller alert",
+        pb::MessageKind::DocumentFraudNotice => "document-fraud notice",
+        pb::MessageKind::StatisticsReport => "statistics report",
+        pb::MessageKind::CaseResponse => "case response",
+        pb::MessageKind::Unspecified => "message without a body",
+    }
 }
 
 /// A short label for a message kind.
@@ -322,7 +339,11 @@ pub fn outbox_table(messages: &[pb::StoredMessage]) -> String {
             kind_label(e.message_kind),
             e.message_id,
             state_label(m.state),
-            m.attempts,
+            if m.attempts == 0 {
+                "-".to_owned()
+            } else {
+                m.attempts.to_string()
+            },
             note
         );
     }
@@ -385,6 +406,48 @@ pub fn send_text(r: &pb::SendResponse) -> String {
             inner.receiver, inner.log_sequence, inner.stored_at, receipt.signature_scheme
         );
     }
+    out
+}
+
+/// The messages of `show`, each in full, with its receipt.
+pub fn show_text(r: &pb::ShowResponse) -> String {
+    let mut out = String::new();
+    for m in &r.messages {
+        let Some(e) = m.entry.as_ref().and_then(|v| v.entry.as_ref()) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "== log entry {}: {} {} {} ==",
+            e.sequence,
+            entry_label(e.kind),
+            kind_name(e.message_kind),
+            e.message_id
+        );
+        match &m.envelope {
+            Some(envelope) => {
+                let _ = writeln!(out, "{}", to_json(envelope));
+            }
+            None => {
+                let _ = writeln!(out, "(content no longer held)");
+            }
+        }
+        if let Some(receipt) = &m.receipt
+            && let Ok(inner) = <pb::Receipt as prost::Message>::decode(receipt.receipt.as_slice())
+        {
+            let _ = writeln!(
+                out,
+                "receipt: {} stored it as entry {} at {}, sha256 {}, signed {}",
+                inner.receiver,
+                inner.log_sequence,
+                inner.stored_at,
+                crate::model::hex(&inner.envelope_sha256),
+                receipt.signature_scheme
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "== log entries ==\n{}", entries_table(&r.entries));
     out
 }
 

@@ -12,7 +12,7 @@ use crate::model::CountryCode;
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -119,8 +119,21 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
-        message: e.to_string().trim_end().replace('\n', " "),
+        message: e.to_string().trim_end().to_owned(),
     })
+}
+
+/// Refuses a configured file that does not exist, naming the key that points at it.
+fn must_exist(config: &Path, key: &str, file: &Path) -> Result<(), ConfigError> {
+    if file.is_file() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            path: config.to_owned(),
+            key: key.to_owned(),
+            message: format!("{} does not exist or is not a file", file.display()),
+        })
+    }
 }
 
 fn resolve(base: &Path, p: &mut PathBuf) {
@@ -134,6 +147,12 @@ impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = load(path)?;
         config.finish(path)?;
+        must_exist(path, "node.certificate", &config.node.certificate)?;
+        must_exist(path, "node.key", &config.node.key)?;
+        must_exist(path, "operator_listener.ca", &config.operator_listener.ca)?;
+        for (i, peer) in config.peers.iter().enumerate() {
+            must_exist(path, &format!("peers[{i}].ca"), &peer.ca)?;
+        }
         Ok(config)
     }
 
@@ -202,6 +221,9 @@ impl ClientConfig {
         resolve(base, &mut config.ca);
         resolve(base, &mut config.certificate);
         resolve(base, &mut config.key);
+        must_exist(path, "ca", &config.ca)?;
+        must_exist(path, "certificate", &config.certificate)?;
+        must_exist(path, "key", &config.key)?;
         if !config.node.starts_with("https://") {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),

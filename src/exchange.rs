@@ -212,7 +212,16 @@ impl Exchange {
             envelope.sender = own.to_string();
         }
         if envelope.created_at.is_empty() {
-            envelope.created_at = format_instant(time::OffsetDateTime::now_utc());
+            // A retried send of the same file must be the same message: reuse the time the
+            // node filled in the first time, so the content, and so the digest, are equal.
+            envelope.created_at = self
+                .inner
+                .log
+                .sent(&envelope.message_id)?
+                .and_then(|seq| self.inner.log.content(seq).ok().flatten())
+                .and_then(|bytes| pb::Envelope::decode(bytes.as_slice()).ok())
+                .map(|first| first.created_at)
+                .unwrap_or_else(|| format_instant(time::OffsetDateTime::now_utc()));
         }
         let valid = match validate::validate(envelope.clone()) {
             Ok(v) => v,

@@ -38,7 +38,7 @@ pub enum Durability {
 pub enum LogError {
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
-    #[error("cannot open the log's data file {path}: {source}")]
+    #[error("cannot open the log's data file {path}")]
     Open {
         path: PathBuf,
         #[source]

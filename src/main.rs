@@ -175,6 +175,11 @@ struct SendArgs {
     file: PathBuf,
 }
 
+/// A command line that makes no sense, found after parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
 /// Exit codes, after sysexits.h.
 mod exit {
     pub(crate) const REFUSED: u8 = 1;
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json_logs {
         builder.json().init();
@@ -213,7 +219,22 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
+    use focalpoint::node::NodeError;
     for cause in e.chain() {
+        if cause.is::<Usage>() || cause.is::<focalpoint::certs::CertsError>() {
+            return exit::CONFIG;
+        }
+        if let Some(n) = cause.downcast_ref::<NodeError>() {
+            return match n {
+                NodeError::Listen { .. } | NodeError::Log(_) | NodeError::Serve { .. } => {
+                    exit::UNAVAILABLE
+                }
+                NodeError::Tls(_)
+                | NodeError::Signer(_)
+                | NodeError::WrongIdentity { .. }
+                | NodeError::NoDataDir => exit::CONFIG,
+            };
+        }
         if cause.is::<focalpoint::config::ConfigError>() || cause.is::<focalpoint::tls::TlsError>()
         {
             return exit::CONFIG;
@@ -222,7 +243,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return match c {
                 ClientError::Tls(_) => exit::CONFIG,
                 ClientError::Read { .. } | ClientError::Input { .. } => exit::INPUT,
-                ClientError::Refused(s) if s.code() == tonic::Code::Unavailable => {
+                ClientError::Refused(s)
+                    if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
+                {
                     exit::UNAVAILABLE
                 }
                 ClientError::Refused(_) => exit::REFUSED,
@@ -347,13 +370,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Show { client, id } => {
             let mut c = connect(&client)?;
             let r = c.show(&id).await?;
-            print(client.json, &r, || {
-                format!(
-                    "{}\n{}",
-                    client::messages_table(&r.messages),
-                    client::entries_table(&r.entries)
-                )
-            });
+            print(client.json, &r, || client::show_text(&r));
             Ok(())
         }
         Command::Log {

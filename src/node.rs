@@ -27,7 +27,7 @@ pub enum NodeError {
     Log(#[from] LogError),
     #[error("node key: {0}")]
     Signer(#[from] ReceiptError),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Listen {
         address: SocketAddr,
         #[source]
@@ -37,7 +37,7 @@ pub enum NodeError {
     WrongIdentity { found: String, expected: String },
     #[error("no data directory: set data_dir in the configuration or pass --data-dir")]
     NoDataDir,
-    #[error("{plane} listener failed: {source}")]
+    #[error("{plane} listener failed")]
     Serve {
         plane: &'static str,
         #[source]

@@ -300,11 +300,18 @@ impl OperatorService for OperatorApi {
                     .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?,
             )
         };
+        let since_micros = crate::exchange::parse_bound("since", &r.since)?;
+        let until_micros = crate::exchange::parse_bound("until", &r.until)?;
+        if let (Some(s), Some(u)) = (since_micros, until_micros)
+            && s > u
+        {
+            return Err(Status::invalid_argument("until: is before since"));
+        }
         let filter = InboxFilter {
             kind,
             peer,
-            since_micros: crate::exchange::parse_bound("since", &r.since)?,
-            until_micros: crate::exchange::parse_bound("until", &r.until)?,
+            since_micros,
+            until_micros,
             limit: if r.limit == 0 { 100 } else { r.limit as usize },
         };
         let messages = self

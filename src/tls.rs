@@ -32,7 +32,7 @@ use crate::model::{CountryCode, Identity, Role};
 /// Why certificates, keys or identities could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
