@@ -222,3 +222,39 @@ async fn replay_returns_original_receipts_and_stores_nothing_twice() {
     );
     pair.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_the_peer_refuses_for_good_is_marked_failed_and_not_retried() {
+    let pair = start_pair().await;
+    // KHM already holds IDN-FAIL-1 with other content (delivered straight to its peer plane).
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    peer.deliver(pb::DeliverRequest {
+        envelope: idn_alert_bytes("IDN-FAIL-1", "another text"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let mut operator = pair.client("idn", "operator");
+    let r = operator.send(alert("IDN-FAIL-1"), true).await.unwrap();
+    assert_eq!(r.state, pb::DeliveryState::Failed as i32);
+    assert!(r.detail.contains("AlreadyExists"), "{}", r.detail);
+    // Later traffic flows past it, and it is not sent again.
+    let ok = operator.send(alert("IDN-FAIL-2"), true).await.unwrap();
+    assert_eq!(ok.state, pb::DeliveryState::Delivered as i32);
+    let outbox = operator.outbox(pb::OutboxRequest::default()).await.unwrap();
+    let failed = &outbox.messages[0];
+    assert_eq!(failed.state, pb::DeliveryState::Failed as i32);
+    assert_eq!(failed.attempts, 1);
+    assert!(
+        failed.detail.contains("refused by KHM"),
+        "{}",
+        failed.detail
+    );
+    let log = pair.idn.exchange().log();
+    let failure = log.entry(log.head().unwrap().0 - 2).unwrap().unwrap();
+    assert_eq!(failure.kind(), pb::EntryKind::DeliveryFailed);
+    assert_eq!(failure.entry.refers_to, r.log_sequence);
+    pair.stop().await;
+}
