@@ -128,6 +128,11 @@ impl OperatorClient {
             .into_inner())
     }
 
+    /// Verifies the node's whole log.
+    pub async fn verify(&mut self) -> Result<pb::VerifyResponse, ClientError> {
+        Ok(self.inner.verify(pb::VerifyRequest {}).await?.into_inner())
+    }
+
     /// A range of log entries.
     pub async fn log(&mut self, from: u64, limit: u32) -> Result<pb::LogResponse, ClientError> {
         Ok(self

@@ -7,6 +7,7 @@
 //! ([`receipt`]). Local operators, auditors and the statistics sync use the operator plane
 //! through the command-line client ([`client`]).
 
+pub mod audit;
 pub mod certs;
 pub mod client;
 pub mod config;

@@ -64,6 +64,19 @@ pub struct VerifyError {
     pub problem: String,
 }
 
+/// An entry whose place in the chain and content digest have been checked.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    /// The entry.
+    pub entry: &'a pb::LogEntry,
+    /// Its hash.
+    pub hash: Digest,
+    /// Its content, if held.
+    pub content: Option<&'a [u8]>,
+    /// For a received message, the receipt this node issued.
+    pub issued_receipt: Option<&'a [u8]>,
+}
+
 /// An entry as stored, with its hash.
 #[derive(Debug, Clone)]
 pub struct StoredEntry {
@@ -558,47 +571,103 @@ impl ExchangeLog {
     /// Recomputes the whole chain: sequence numbers, links and content digests. Returns the
     /// number of entries checked, or the first bad entry.
     pub fn verify(&self) -> Result<u64, VerifyError> {
+        self.verify_with(|_| Ok(()))
+    }
+
+    /// [`Self::verify`], calling `check` on every entry once its place in the chain and its
+    /// content digest hold; an `Err` from `check` names that entry.
+    pub fn verify_with(
+        &self,
+        mut check: impl FnMut(&Checked<'_>) -> Result<(), String>,
+    ) -> Result<u64, VerifyError> {
         let mut previous = GENESIS;
         let mut expected = 1;
-        for kv in self.inner.tree.scan_prefix([key::ENTRY]) {
-            let (k, v) = kv.map_err(|e| VerifyError {
-                sequence: expected,
-                problem: format!("cannot be read: {e}"),
-            })?;
+        let tree = &self.inner.tree;
+        for kv in tree.scan_prefix([key::ENTRY]) {
+            let bad = |sequence: u64, problem: String| VerifyError { sequence, problem };
+            let (k, v) = kv.map_err(|e| bad(expected, format!("cannot be read: {e}")))?;
             let stored = key::tail_seq(&k).unwrap_or(0);
-            let bad = |problem: String| VerifyError {
-                sequence: expected,
-                problem,
-            };
             if stored != expected {
-                return Err(bad(format!("missing; the next entry found is {stored}")));
-            }
-            let entry = pb::LogEntry::decode(v.as_ref())
-                .map_err(|e| bad(format!("cannot be decoded: {e}")))?;
-            if entry.sequence != expected {
-                return Err(bad(format!(
-                    "names itself sequence {} in its body",
-                    entry.sequence
-                )));
-            }
-            if entry.previous_hash != previous.0 {
                 return Err(bad(
-                    "does not link to the entry before it (previous hash differs)".into(),
+                    expected,
+                    format!("is missing; the next entry found is {stored}"),
                 ));
             }
-            if let Some(content) = self
-                .inner
-                .tree
-                .get(key::seq(key::CONTENT, expected))
-                .map_err(|e| bad(format!("content cannot be read: {e}")))?
-                && Digest::of(&content).0[..] != entry.content_sha256[..]
-            {
-                return Err(bad("content does not match its digest".into()));
+            let entry = pb::LogEntry::decode(v.as_ref())
+                .map_err(|e| bad(expected, format!("cannot be decoded: {e}")))?;
+            if entry.sequence != expected {
+                return Err(bad(
+                    expected,
+                    format!(
+                        "holds entry {} (entries were moved or swapped)",
+                        entry.sequence
+                    ),
+                ));
             }
-            previous = entry_hash(&v);
+            if entry.previous_hash != previous.0 {
+                // Either the entry before was altered after this one was written, or this one's
+                // link was: name the earlier, the first that no longer matches the record.
+                return Err(bad(
+                    expected - 1,
+                    format!(
+                        "its hash no longer matches the one entry {expected} recorded: entry {} or {expected} was altered",
+                        expected - 1
+                    ),
+                ));
+            }
+            let content = tree
+                .get(key::seq(key::CONTENT, expected))
+                .map_err(|e| bad(expected, format!("content cannot be read: {e}")))?;
+            let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
+            let keeps_content = matches!(
+                kind,
+                pb::EntryKind::MessageSent
+                    | pb::EntryKind::MessageReceived
+                    | pb::EntryKind::ReceiptReceived
+            );
+            match &content {
+                Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
+                    return Err(bad(expected, "content does not match its digest".into()));
+                }
+                None if keeps_content => {
+                    return Err(bad(expected, "content is missing".into()));
+                }
+                _ => {}
+            }
+            let issued = tree
+                .get(key::seq(key::ISSUED_RECEIPT, expected))
+                .map_err(|e| bad(expected, format!("receipt cannot be read: {e}")))?;
+            let hash = entry_hash(&v);
+            check(&Checked {
+                entry: &entry,
+                hash,
+                content: content.as_deref(),
+                issued_receipt: issued.as_deref(),
+            })
+            .map_err(|problem| bad(expected, problem))?;
+            previous = hash;
             expected += 1;
         }
-        Ok(expected - 1)
+        let last = expected - 1;
+        // Content or receipts beyond the last entry: the tail was cut off.
+        for prefix in [key::CONTENT, key::ISSUED_RECEIPT] {
+            if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
+                let k = kv.map_err(|e| VerifyError {
+                    sequence: last + 1,
+                    problem: format!("cannot be read: {e}"),
+                })?;
+                let orphan = key::tail_seq(&k).unwrap_or(0);
+                if orphan > last {
+                    return Err(VerifyError {
+                        sequence: last + 1,
+                        problem: format!(
+                            "is missing, but content of entry {orphan} remains: the log was truncated after entry {last}"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(last)
     }
 
     /// Every key and value of the views (not the chain, content or issued receipts), in key

@@ -56,6 +56,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Auditing the exchange log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run an IDN and a KHM node in this process and exchange messages of every kind.
     Demo,
     /// Demonstration certificates.
@@ -127,6 +132,34 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the whole log: chain, content digests, every receipt's signature. Offline on a
+    /// data directory with --config NODE.toml, or online through the node with --client.
+    Verify {
+        /// Offline: the node configuration naming the CA certificates.
+        #[arg(long, required_unless_present = "client")]
+        config: Option<PathBuf>,
+        /// Offline: the data directory (or a copy of it); overrides data_dir.
+        #[arg(long, requires = "config")]
+        data_dir: Option<PathBuf>,
+        /// Online: a client configuration (auditor or operator).
+        #[arg(long, conflicts_with = "config")]
+        client: Option<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The log failed verification.
+#[derive(Debug, thiserror::Error)]
+#[error("verification failed at entry {sequence}: {problem}")]
+struct AuditFailed {
+    sequence: u64,
+    problem: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +292,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
         Command::Demo => focalpoint::demo::run().await,
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    data_dir,
+                    client,
+                    json,
+                },
+        } => audit_verify(config, data_dir, client, json).await,
         Command::Replay {
             config,
             to: Some(to),
@@ -390,6 +432,82 @@ async fn run(command: Command) -> anyhow::Result<()> {
             });
             Ok(())
         }
+    }
+}
+
+async fn audit_verify(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    client: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let r = match (client, config) {
+        (Some(client), _) => {
+            let mut c = connect(&ClientArgs {
+                config: client,
+                json,
+            })?;
+            c.verify().await?
+        }
+        (None, Some(config)) => {
+            let config = NodeConfig::load(&config)?;
+            let trust = focalpoint::audit::AuditTrust::from_config(&config)?;
+            let dir = data_dir
+                .or(config.data_dir)
+                .context("no data directory: set data_dir or pass --data-dir")?;
+            anyhow::ensure!(
+                dir.join("db").is_file(),
+                "{} holds no exchange log",
+                dir.display()
+            );
+            let log = focalpoint::log::ExchangeLog::open(&dir, focalpoint::log::Durability::Flush)
+                .with_context(|| {
+                    format!(
+                        "opening {} (is the node still running? audit a copy)",
+                        dir.display()
+                    )
+                })?;
+            match focalpoint::audit::verify(&log, &trust) {
+                Ok(report) => pb::VerifyResponse {
+                    ok: true,
+                    entries: report.entries,
+                    receipts: report.receipts,
+                    ..Default::default()
+                },
+                Err(e) => pb::VerifyResponse {
+                    ok: false,
+                    entries: e.sequence.saturating_sub(1),
+                    first_bad_sequence: e.sequence,
+                    problem: e.problem,
+                    ..Default::default()
+                },
+            }
+        }
+        (None, None) => {
+            return Err(Usage("give --config NODE.toml or --client CLIENT.toml".into()).into());
+        }
+    };
+    print(json, &r, || {
+        if r.ok {
+            format!(
+                "verified {} entries and {} receipts: the chain is whole, every content digest and receipt signature holds\n",
+                r.entries, r.receipts
+            )
+        } else {
+            format!(
+                "FAILED at entry {}: {}\n({} entries before it verified)\n",
+                r.first_bad_sequence, r.problem, r.entries
+            )
+        }
+    });
+    if r.ok {
+        Ok(())
+    } else {
+        Err(AuditFailed {
+            sequence: r.first_bad_sequence,
+            problem: r.problem,
+        }
+        .into())
     }
 }
 

@@ -54,6 +54,7 @@ pub struct BoundNode {
     operator_listener: TcpListener,
     peer_tls: std::sync::Arc<rustls::ServerConfig>,
     operator_tls: std::sync::Arc<rustls::ServerConfig>,
+    trust: crate::audit::AuditTrust,
 }
 
 /// A serving node.
@@ -103,6 +104,7 @@ impl BoundNode {
             key.clone_key(),
         )?;
         let signer = ReceiptSigner::new(&chain[0], &key)?;
+        let audit_trust = crate::audit::AuditTrust::from_config(&config)?;
         let log = ExchangeLog::open(&data_dir, config.durability)?;
         let exchange = Exchange::new(config.country, log, signer, trust);
         let bind = |address: SocketAddr| async move {
@@ -119,6 +121,7 @@ impl BoundNode {
             operator_listener,
             peer_tls,
             operator_tls,
+            trust: audit_trust,
         })
     }
 
@@ -187,8 +190,11 @@ impl BoundNode {
                     source,
                 })
         }));
-        let operator_api =
-            OperatorServiceServer::new(OperatorApi::new(self.exchange.clone(), channels));
+        let operator_api = OperatorServiceServer::new(OperatorApi::new(
+            self.exchange.clone(),
+            channels,
+            self.trust,
+        ));
         let operator_stop = stop(watcher);
         tasks.push(tokio::spawn(async move {
             tonic::transport::Server::builder()

@@ -175,6 +175,7 @@ impl PeerApi {
 pub struct OperatorApi {
     exchange: Exchange,
     peers: std::collections::BTreeMap<CountryCode, tonic::transport::Channel>,
+    trust: crate::audit::AuditTrust,
 }
 
 impl OperatorApi {
@@ -182,8 +183,13 @@ impl OperatorApi {
     pub fn new(
         exchange: Exchange,
         peers: std::collections::BTreeMap<CountryCode, tonic::transport::Channel>,
+        trust: crate::audit::AuditTrust,
     ) -> Self {
-        Self { exchange, peers }
+        Self {
+            exchange,
+            peers,
+            trust,
+        }
     }
 
     fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -412,5 +418,33 @@ impl OperatorService for OperatorApi {
             .await
             .map_err(|e| Status::unavailable(format!("replay to {peer} stopped: {e}")))?;
         Ok(Response::new(report))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        self.reader(&request)?;
+        let log = self.exchange.log().clone();
+        let trust = self.trust.clone();
+        // Hashing the whole log is heavy: keep it off the async workers.
+        let outcome = tokio::task::spawn_blocking(move || crate::audit::verify(&log, &trust))
+            .await
+            .map_err(|e| Status::internal(format!("verification stopped: {e}")))?;
+        Ok(Response::new(match outcome {
+            Ok(report) => pb::VerifyResponse {
+                ok: true,
+                entries: report.entries,
+                receipts: report.receipts,
+                ..Default::default()
+            },
+            Err(e) => pb::VerifyResponse {
+                ok: false,
+                entries: e.sequence.saturating_sub(1),
+                first_bad_sequence: e.sequence,
+                problem: e.problem,
+                ..Default::default()
+            },
+        }))
     }
 }

@@ -1,0 +1,257 @@
+//! Auditing: a whole exchange verifies, online and offline; any tampering with the stored log
+//! is found and the first bad entry named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use focalpoint::audit::{self, AuditTrust};
+use focalpoint::config::NodeConfig;
+use focalpoint::log::{Durability, ExchangeLog};
+use focalpoint::pb;
+use prost::Message;
+
+/// Runs an exchange of every example, stops both nodes, and returns the directory, IDN's
+/// configuration path and its data directory.
+async fn exchanged() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let pair = start_pair().await;
+    for (from, role, file) in [
+        ("idn", "operator", "idn/alert-trafficking-victim.json"),
+        ("khm", "operator", "khm/fraud-notice-poipet.json"),
+        ("idn", "sync", "idn/statistics-2025-jan-apr.json"),
+        ("khm", "operator", "khm/response-to-alert.json"),
+        ("idn", "operator", "idn/response-to-fraud-notice.json"),
+    ] {
+        let r = pair
+            .client(from, role)
+            .send(example(file), true)
+            .await
+            .unwrap();
+        assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    }
+    // Online, through the operator plane, with the auditor's certificate.
+    let online = pair.client("idn", "auditor").verify().await.unwrap();
+    assert!(online.ok, "{}", online.problem);
+    assert_eq!(online.entries, 8);
+    assert_eq!(
+        online.receipts, 5,
+        "2 issued for received messages, 3 from KHM"
+    );
+    let Pair { dir, idn, khm } = pair;
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+    let config = dir.path().join("idn/node.toml");
+    let data = dir.path().join("idn/data");
+    (dir, config, data)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn key(prefix: u8, sequence: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+/// The sequences of IDN's entries of `kind`.
+fn of_kind(data: &Path, kind: pb::EntryKind) -> Vec<u64> {
+    let log = ExchangeLog::open(data, Durability::Flush).unwrap();
+    log.range(1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind() == kind)
+        .map(|e| e.entry.sequence)
+        .collect()
+}
+
+/// Copies the data directory, lets `tamper` change the copy's raw storage, and returns the
+/// audit's verdict on the copy.
+fn audit_after(
+    config: &Path,
+    data: &Path,
+    name: &str,
+    tamper: impl FnOnce(&sled::Tree),
+) -> (
+    PathBuf,
+    Result<audit::AuditReport, focalpoint::log::VerifyError>,
+) {
+    let copy = data.with_file_name(format!("tampered-{name}"));
+    copy_dir(data, &copy);
+    {
+        let db = sled::open(&copy).unwrap();
+        let tree = db.open_tree("exchange-log").unwrap();
+        tamper(&tree);
+        db.flush().unwrap();
+    }
+    let trust = AuditTrust::from_config(&NodeConfig::load(config).unwrap()).unwrap();
+    let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();
+    let verdict = audit::verify(&log, &trust);
+    (copy, verdict)
+}
+
+#[tokio::test]
+async fn tampering_of_every_kind_is_found_and_the_entry_named() {
+    let (_dir, config, data) = exchanged().await;
+    let trust = AuditTrust::from_config(&NodeConfig::load(&config).unwrap()).unwrap();
+    {
+        let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+        let clean = audit::verify(&log, &trust).unwrap();
+        assert_eq!((clean.entries, clean.receipts), (8, 5));
+    }
+    let received = of_kind(&data, pb::EntryKind::MessageReceived);
+    let sent = of_kind(&data, pb::EntryKind::MessageSent);
+    let receipts = of_kind(&data, pb::EntryKind::ReceiptReceived);
+    let last = 8;
+
+    type Tamper = Box<dyn FnOnce(&sled::Tree)>;
+    let r0 = received[0];
+    let s0 = sent[0];
+    let (a, b) = (sent[1], received[1]);
+    let cases: Vec<(&str, u64, &str, Tamper)> = vec![
+        (
+            "content-byte",
+            r0,
+            "digest",
+            Box::new(move |t| {
+                let mut c = t.get(key(b'c', r0)).unwrap().unwrap().to_vec();
+                c[10] ^= 0x01;
+                t.insert(key(b'c', r0), c).unwrap();
+            }),
+        ),
+        (
+            "entry-field",
+            s0,
+            "altered",
+            Box::new(move |t| {
+                let bytes = t.get(key(b'e', s0)).unwrap().unwrap();
+                let mut e = pb::LogEntry::decode(bytes.as_ref()).unwrap();
+                e.recorded_at_micros += 1;
+                t.insert(key(b'e', s0), e.encode_to_vec()).unwrap();
+            }),
+        ),
+        (
+            "received-entry-field",
+            r0,
+            "receipt",
+            Box::new(move |t| {
+                let bytes = t.get(key(b'e', r0)).unwrap().unwrap();
+                let mut e = pb::LogEntry::decode(bytes.as_ref()).unwrap();
+                e.message_kind = pb::MessageKind::CaseResponse as i32;
+                t.insert(key(b'e', r0), e.encode_to_vec()).unwrap();
+            }),
+        ),
+        (
+            "deleted",
+            4,
+            "missing",
+            Box::new(|t| {
+                t.remove(key(b'e', 4)).unwrap();
+            }),
+        ),
+        (
+            "swapped",
+            a.min(b),
+            "swapped",
+            Box::new(move |t| {
+                let x = t.get(key(b'e', a)).unwrap().unwrap();
+                let y = t.get(key(b'e', b)).unwrap().unwrap();
+                t.insert(key(b'e', a), y).unwrap();
+                t.insert(key(b'e', b), x).unwrap();
+            }),
+        ),
+        (
+            "truncated",
+            last - 1,
+            "truncated",
+            Box::new(move |t| {
+                t.remove(key(b'e', last)).unwrap();
+                t.remove(key(b'e', last - 1)).unwrap();
+            }),
+        ),
+        (
+            "forged-issued-receipt",
+            r0,
+            "issued receipt",
+            Box::new(move |t| {
+                let bytes = t.get(key(b'r', r0)).unwrap().unwrap();
+                let mut signed = pb::SignedReceipt::decode(bytes.as_ref()).unwrap();
+                let mut receipt = pb::Receipt::decode(signed.receipt.as_slice()).unwrap();
+                receipt.stored_at = "2025-05-01T00:00:00Z".into();
+                signed.receipt = receipt.encode_to_vec();
+                t.insert(key(b'r', r0), signed.encode_to_vec()).unwrap();
+            }),
+        ),
+        (
+            "missing-receipt-content",
+            receipts[0],
+            "missing",
+            Box::new({
+                let s = receipts[0];
+                move |t| {
+                    t.remove(key(b'c', s)).unwrap();
+                }
+            }),
+        ),
+    ];
+    for (name, sequence, words, tamper) in cases {
+        let (copy, verdict) = audit_after(&config, &data, name, tamper);
+        let err = verdict.expect_err(name);
+        assert_eq!(err.sequence, sequence, "{name}: {err}");
+        assert!(err.problem.contains(words), "{name}: {err}");
+
+        // The command line says the same and exits non-zero.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+            .args(["audit", "verify", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("FAILED at entry {sequence}:")),
+            "{name}: {stdout}"
+        );
+    }
+
+    // And on the untouched data the command line is content.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified 8 entries and 5 receipts"));
+}
+
+#[tokio::test]
+async fn auditors_stay_read_only() {
+    let pair = start_pair().await;
+    let mut auditor = pair.client("idn", "auditor");
+    assert!(
+        auditor
+            .send(example("idn/alert-trafficking-victim.json"), false)
+            .await
+            .is_err()
+    );
+    assert!(auditor.replay("KHM", 1, 0).await.is_err());
+    assert!(auditor.verify().await.unwrap().ok);
+    assert!(auditor.log(1, 10).await.is_ok());
+    assert_eq!(pair.idn.exchange().log().head().unwrap().0, 0);
+    pair.stop().await;
+}
