@@ -167,3 +167,258 @@ fn referred(log: &ExchangeLog, e: &pb::LogEntry) -> Result<pb::LogEntry, String>
     }
     Ok(sent.entry)
 }
+
+/// One log entry as an export line: the entry, its hashes, decoded content and receipt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExportRecord {
+    /// The exporting node's country.
+    pub node: String,
+    /// Log position.
+    pub sequence: u64,
+    /// When the entry was appended (RFC 3339, UTC).
+    pub recorded_at: String,
+    /// sent, received, receipt, refusal, failed.
+    pub kind: String,
+    /// The other focal point.
+    pub peer: String,
+    /// The message concerned.
+    pub message_id: String,
+    /// alert, fraud, stats, response, or "-".
+    pub message_kind: String,
+    /// SHA-256 of the content, hex.
+    pub content_sha256: String,
+    /// This entry's hash, hex.
+    pub entry_hash: String,
+    /// The previous entry's hash, hex.
+    pub previous_hash: String,
+    /// For receipts and failures: the sent message's sequence.
+    pub refers_to: u64,
+    /// For messages: the message referred to.
+    pub reference: String,
+    /// For refusals and failures: why.
+    pub reason: String,
+    /// For messages: the envelope (proto3 JSON), if still held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<serde_json::Value>,
+    /// The receipt: issued by this node for a received message, or the peer's for a sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ExportReceipt>,
+}
+
+/// A receipt in an export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportReceipt {
+    /// The receiving country.
+    pub receiver: String,
+    /// Where the receiver stored the message.
+    pub log_sequence: u64,
+    /// The receiver's entry hash, hex.
+    pub entry_hash: String,
+    /// SHA-256 of the envelope, hex.
+    pub envelope_sha256: String,
+    /// When the receiver stored it.
+    pub stored_at: String,
+    /// The signature scheme.
+    pub signature_scheme: String,
+    /// The signature, hex.
+    pub signature: String,
+}
+
+fn export_receipt(bytes: &[u8]) -> Option<ExportReceipt> {
+    let signed = pb::SignedReceipt::decode(bytes).ok()?;
+    let r = pb::Receipt::decode(signed.receipt.as_slice()).ok()?;
+    Some(ExportReceipt {
+        receiver: r.receiver,
+        log_sequence: r.log_sequence,
+        entry_hash: hex(&r.entry_hash),
+        envelope_sha256: hex(&r.envelope_sha256),
+        stored_at: r.stored_at,
+        signature_scheme: signed.signature_scheme,
+        signature: hex(&signed.signature),
+    })
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::EntryKind::try_from(kind).unwrap_or_default() {
+        pb::EntryKind::MessageSent => "sent",
+        pb::EntryKind::MessageReceived => "received",
+        pb::EntryKind::ReceiptReceived => "receipt",
+        pb::EntryKind::Refusal => "refusal",
+        pb::EntryKind::DeliveryFailed => "failed",
+        pb::EntryKind::Unspecified => "unknown",
+    }
+}
+
+/// The entries of `log` from `from` to `until` (sequences, inclusive) whose time lies in
+/// `since..=until_time` (microseconds), as export records.
+pub fn export(
+    log: &ExchangeLog,
+    country: CountryCode,
+    from: u64,
+    until: u64,
+    time: (Option<i64>, Option<i64>),
+) -> Result<Vec<ExportRecord>, crate::log::LogError> {
+    let mut out = Vec::new();
+    let mut next = from.max(1);
+    while next <= until {
+        let batch = log.range(next, 1024)?;
+        let Some(last) = batch.last() else { break };
+        next = last.entry.sequence + 1;
+        for stored in batch {
+            let e = &stored.entry;
+            if e.sequence > until {
+                break;
+            }
+            if time.0.is_some_and(|t| e.recorded_at_micros < t)
+                || time.1.is_some_and(|t| e.recorded_at_micros > t)
+            {
+                continue;
+            }
+            let kind = stored.kind();
+            let content = log.content(e.sequence)?;
+            let envelope = match kind {
+                pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived => content
+                    .as_deref()
+                    .and_then(|c| pb::Envelope::decode(c).ok())
+                    .and_then(|env| serde_json::to_value(env).ok()),
+                _ => None,
+            };
+            let receipt = match kind {
+                pb::EntryKind::MessageReceived => log
+                    .issued_receipt(e.sequence)?
+                    .and_then(|r| export_receipt(&r)),
+                pb::EntryKind::ReceiptReceived => content.as_deref().and_then(export_receipt),
+                _ => None,
+            };
+            out.push(ExportRecord {
+                node: country.to_string(),
+                sequence: e.sequence,
+                recorded_at: crate::model::format_micros(e.recorded_at_micros),
+                kind: kind_name(e.kind).into(),
+                peer: e.peer.clone(),
+                message_id: e.message_id.clone(),
+                message_kind: crate::client::kind_label(e.message_kind).into(),
+                content_sha256: hex(&e.content_sha256),
+                entry_hash: stored.hash.hex(),
+                previous_hash: hex(&e.previous_hash),
+                refers_to: e.refers_to,
+                reference: e.reference.clone(),
+                reason: e.reason.clone(),
+                envelope,
+                receipt,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The CSV header of [`csv_line`].
+pub const CSV_HEADER: &str = "node,sequence,recorded_at,kind,peer,message_id,message_kind,content_sha256,entry_hash,previous_hash,refers_to,reference,receipt_receiver,receipt_log_sequence,receipt_entry_hash,reason";
+
+/// One record as a CSV line (no envelope: spreadsheets get the metadata).
+pub fn csv_line(r: &ExportRecord) -> String {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let (receiver, seq, hash) =
+        r.receipt
+            .as_ref()
+            .map_or((String::new(), String::new(), String::new()), |x| {
+                (
+                    x.receiver.clone(),
+                    x.log_sequence.to_string(),
+                    x.entry_hash.clone(),
+                )
+            });
+    [
+        field(&r.node),
+        r.sequence.to_string(),
+        field(&r.recorded_at),
+        field(&r.kind),
+        field(&r.peer),
+        field(&r.message_id),
+        field(&r.message_kind),
+        r.content_sha256.clone(),
+        r.entry_hash.clone(),
+        r.previous_hash.clone(),
+        r.refers_to.to_string(),
+        field(&r.reference),
+        receiver,
+        seq,
+        hash,
+        field(&r.reason),
+    ]
+    .join(",")
+}
+
+/// Where two countries' exports disagree.
+pub fn compare(mine: &[ExportRecord], theirs: &[ExportRecord]) -> Vec<String> {
+    let mut findings = Vec::new();
+    let side =
+        |records: &[ExportRecord]| records.first().map(|r| r.node.clone()).unwrap_or_default();
+    let (a, b) = (side(mine), side(theirs));
+    for (from, to, from_name, to_name) in [(mine, theirs, &a, &b), (theirs, mine, &b, &a)] {
+        let received: BTreeMap<&str, &ExportRecord> = to
+            .iter()
+            .filter(|r| r.kind == "received" && &r.peer == from_name)
+            .map(|r| (r.message_id.as_str(), r))
+            .collect();
+        let failed: std::collections::BTreeSet<u64> = from
+            .iter()
+            .filter(|r| r.kind == "failed")
+            .map(|r| r.refers_to)
+            .collect();
+        let receipts: BTreeMap<u64, &ExportReceipt> = from
+            .iter()
+            .filter(|r| r.kind == "receipt")
+            .filter_map(|r| r.receipt.as_ref().map(|x| (r.refers_to, x)))
+            .collect();
+        for sent in from
+            .iter()
+            .filter(|r| r.kind == "sent" && &r.peer == to_name)
+        {
+            let id = &sent.message_id;
+            let Some(got) = received.get(id.as_str()) else {
+                if !failed.contains(&sent.sequence) {
+                    findings.push(format!(
+                        "{from_name} sent {id} (entry {}), but {to_name}'s log lacks it",
+                        sent.sequence
+                    ));
+                }
+                continue;
+            };
+            if got.content_sha256 != sent.content_sha256 {
+                findings.push(format!(
+                    "{id}: {from_name} sent content {}, {to_name} stored {}",
+                    sent.content_sha256, got.content_sha256
+                ));
+            }
+            if let Some(receipt) = receipts.get(&sent.sequence)
+                && (receipt.log_sequence != got.sequence || receipt.entry_hash != got.entry_hash)
+            {
+                findings.push(format!(
+                    "{id}: {from_name} holds a receipt for {to_name} entry {} ({}), but {to_name}'s entry {} has hash {}",
+                    receipt.log_sequence, receipt.entry_hash, got.sequence, got.entry_hash
+                ));
+            }
+        }
+        let sent_ids: std::collections::BTreeSet<&str> = from
+            .iter()
+            .filter(|r| r.kind == "sent" && &r.peer == to_name)
+            .map(|r| r.message_id.as_str())
+            .collect();
+        for (id, got) in &received {
+            if !sent_ids.contains(id) {
+                findings.push(format!(
+                    "{to_name} holds {id} from {from_name} (entry {}), but {from_name}'s export has no such sent message",
+                    got.sequence
+                ));
+            }
+        }
+    }
+    findings
+}

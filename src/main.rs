@@ -152,7 +152,96 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Export entries with decoded payloads, digests and receipts (offline, on a data directory).
+    Export {
+        #[command(flatten)]
+        log: OfflineLog,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// First entry: a log sequence or an RFC 3339 time.
+        #[arg(long, value_parser = parse_bound)]
+        from: Option<Bound>,
+        /// Last entry: a log sequence or an RFC 3339 time.
+        #[arg(long, value_parser = parse_bound)]
+        until: Option<Bound>,
+    },
+    /// Everything the log holds about one message: entries, envelope, receipt, chain position.
+    Show {
+        #[command(flatten)]
+        log: OfflineLog,
+        /// The message id.
+        id: String,
+    },
+    /// Compare two countries' JSONL exports: missing messages, digest and receipt disagreements.
+    Compare {
+        /// This country's export.
+        mine: PathBuf,
+        /// The other country's export.
+        theirs: PathBuf,
+    },
 }
+
+/// Where to read a log offline.
+#[derive(Debug, Args)]
+struct OfflineLog {
+    /// The node configuration (names the country and the CA certificates).
+    #[arg(long)]
+    config: PathBuf,
+    /// The data directory, or a copy of it; overrides data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl OfflineLog {
+    fn open(&self) -> anyhow::Result<(NodeConfig, focalpoint::log::ExchangeLog)> {
+        let config = NodeConfig::load(&self.config)?;
+        let dir = self
+            .data_dir
+            .clone()
+            .or_else(|| config.data_dir.clone())
+            .context("no data directory: set data_dir or pass --data-dir")?;
+        anyhow::ensure!(
+            dir.join("db").is_file(),
+            "{} holds no exchange log",
+            dir.display()
+        );
+        let log = focalpoint::log::ExchangeLog::open(&dir, focalpoint::log::Durability::Flush)
+            .with_context(|| {
+                format!(
+                    "opening {} (is the node still running? audit a copy)",
+                    dir.display()
+                )
+            })?;
+        Ok((config, log))
+    }
+}
+
+/// A bound given as a log sequence number or an RFC 3339 instant.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Sequence(u64),
+    Micros(i64),
+}
+
+fn parse_bound(s: &str) -> Result<Bound, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Bound::Sequence(n));
+    }
+    focalpoint::model::parse_instant(s)
+        .map(|t| Bound::Micros(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)))
+        .map_err(|e| format!("neither a log sequence nor {e}"))
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+/// Two exports disagree.
+#[derive(Debug, thiserror::Error)]
+#[error("the exports disagree in {0} places")]
+struct Disagreements(usize);
 
 /// The log failed verification.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +390,89 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     json,
                 },
         } => audit_verify(config, data_dir, client, json).await,
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    log,
+                    format,
+                    from,
+                    until,
+                },
+        } => {
+            let (config, log) = log.open()?;
+            let (mut first, mut last, mut since, mut till) = (1, u64::MAX, None, None);
+            match from {
+                Some(Bound::Sequence(n)) => first = n,
+                Some(Bound::Micros(t)) => since = Some(t),
+                None => {}
+            }
+            match until {
+                Some(Bound::Sequence(n)) => last = n,
+                Some(Bound::Micros(t)) => till = Some(t),
+                None => {}
+            }
+            let records =
+                focalpoint::audit::export(&log, config.country, first, last, (since, till))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            use std::io::Write as _;
+            match format {
+                ExportFormat::Jsonl => {
+                    for r in &records {
+                        writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    }
+                }
+                ExportFormat::Csv => {
+                    writeln!(out, "{}", focalpoint::audit::CSV_HEADER)?;
+                    for r in &records {
+                        writeln!(out, "{}", focalpoint::audit::csv_line(r))?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Show { log, id },
+        } => {
+            let (config, log) = log.open()?;
+            let records: Vec<_> =
+                focalpoint::audit::export(&log, config.country, 1, u64::MAX, (None, None))?
+                    .into_iter()
+                    .filter(|r| r.message_id == id || r.reference == id)
+                    .collect();
+            anyhow::ensure!(!records.is_empty(), "the log holds nothing about {id}");
+            println!("{}", serde_json::to_string_pretty(&records)?);
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Compare { mine, theirs },
+        } => {
+            let read = |path: &PathBuf| -> anyhow::Result<Vec<focalpoint::audit::ExportRecord>> {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                    .map(|(i, l)| {
+                        serde_json::from_str(l)
+                            .with_context(|| format!("{} line {}", path.display(), i + 1))
+                    })
+                    .collect()
+            };
+            let (a, b) = (read(&mine)?, read(&theirs)?);
+            let findings = focalpoint::audit::compare(&a, &b);
+            if findings.is_empty() {
+                println!(
+                    "the exports agree: every message one side sent is in the other's log with the same digest, and every receipt matches the receiver's entry"
+                );
+                Ok(())
+            } else {
+                for f in &findings {
+                    println!("{f}");
+                }
+                Err(Disagreements(findings.len()).into())
+            }
+        }
         Command::Replay {
             config,
             to: Some(to),

@@ -255,3 +255,123 @@ async fn auditors_stay_read_only() {
     assert_eq!(pair.idn.exchange().log().head().unwrap().0, 0);
     pair.stop().await;
 }
+
+fn export(dir: &Path, country: &str) -> Vec<audit::ExportRecord> {
+    let config = NodeConfig::load(&dir.join(country).join("node.toml")).unwrap();
+    let log = ExchangeLog::open(&dir.join(country).join("data"), Durability::Flush).unwrap();
+    audit::export(&log, config.country, 1, u64::MAX, (None, None)).unwrap()
+}
+
+#[tokio::test]
+async fn the_two_countries_exports_agree_and_disagreements_are_named() {
+    let (dir, idn_config, _) = exchanged().await;
+    let idn = export(dir.path(), "idn");
+    let khm = export(dir.path(), "khm");
+    assert_eq!(idn.len(), 8);
+    assert!(
+        idn.iter()
+            .filter(|r| r.kind == "sent")
+            .all(|r| r.envelope.is_some())
+    );
+    assert!(
+        audit::compare(&idn, &khm).is_empty(),
+        "{:?}",
+        audit::compare(&idn, &khm)
+    );
+
+    // KHM's export lacking a message IDN sent.
+    let first_sent = idn
+        .iter()
+        .find(|r| r.kind == "sent")
+        .unwrap()
+        .message_id
+        .clone();
+    let lacking: Vec<_> = khm
+        .iter()
+        .filter(|r| r.message_id != first_sent)
+        .cloned()
+        .collect();
+    let findings = audit::compare(&idn, &lacking);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains(&first_sent) && f.contains("lacks")),
+        "{findings:?}"
+    );
+    // A digest that differs, and a receipt that names another entry.
+    let mut altered = khm.clone();
+    let received = altered.iter_mut().find(|r| r.kind == "received").unwrap();
+    received.content_sha256 = "00".repeat(32);
+    received.entry_hash = "11".repeat(32);
+    let findings = audit::compare(&idn, &altered);
+    assert!(
+        findings.iter().any(|f| f.contains("stored 0000")),
+        "{findings:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.contains("holds a receipt")),
+        "{findings:?}"
+    );
+
+    // The command line: export both, compare, agree; CSV has a header and a line per entry.
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut files = Vec::new();
+    for country in ["idn", "khm"] {
+        let config = dir.path().join(country).join("node.toml");
+        let out = run(&[
+            "audit",
+            "export",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let file = dir.path().join(format!("{country}.jsonl"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        files.push(file);
+    }
+    let out = run(&[
+        "audit",
+        "compare",
+        files[0].to_str().unwrap(),
+        files[1].to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let csv = run(&[
+        "audit",
+        "export",
+        "--config",
+        idn_config.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--from",
+        "2",
+        "--until",
+        "5",
+    ]);
+    let text = String::from_utf8(csv.stdout).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.starts_with(audit::CSV_HEADER));
+    std::fs::write(
+        &files[1],
+        lacking
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = run(&[
+        "audit",
+        "compare",
+        files[0].to_str().unwrap(),
+        files[1].to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lacks"));
+}
