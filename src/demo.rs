@@ -171,7 +171,7 @@ pub async fn start_pair(
     let mut khm = BoundNode::bind(khm, None).await?;
     idn.set_peer_address(khm_country, &format!("https://{}", khm.peer_address()));
     khm.set_peer_address(idn_country, &format!("https://{}", idn.peer_address()));
-    Ok((idn.start()?, khm.start()?))
+    Ok((idn.start().await?, khm.start().await?))
 }
 
 /// A client configuration for `role` of the example PKI written under `dir`.

@@ -348,9 +348,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if let Some(n) = cause.downcast_ref::<NodeError>() {
             return match n {
-                NodeError::Listen { .. } | NodeError::Log(_) | NodeError::Serve { .. } => {
-                    exit::UNAVAILABLE
-                }
+                NodeError::Listen { .. }
+                | NodeError::Log(_)
+                | NodeError::Serve { .. }
+                | NodeError::Reflection(_) => exit::UNAVAILABLE,
                 NodeError::Tls(_)
                 | NodeError::Signer(_)
                 | NodeError::WrongIdentity { .. }
@@ -728,7 +729,8 @@ async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Resul
     let node = BoundNode::bind(config, data_dir)
         .await
         .with_context(|| format!("starting the node from {}", config_path.display()))?
-        .start()?;
+        .start()
+        .await?;
     // Scripts and tests wait for this line rather than for a port.
     println!(
         "focalpoint {country} serving peer={} operator={}",

@@ -37,6 +37,8 @@ pub enum NodeError {
     WrongIdentity { found: String, expected: String },
     #[error("no data directory: set data_dir in the configuration or pass --data-dir")]
     NoDataDir,
+    #[error("reflection: {0}")]
+    Reflection(String),
     #[error("{plane} listener failed")]
     Serve {
         plane: &'static str,
@@ -149,7 +151,7 @@ impl BoundNode {
     }
 
     /// Starts serving both planes and delivering to every peer.
-    pub fn start(self) -> Result<RunningNode, NodeError> {
+    pub async fn start(self) -> Result<RunningNode, NodeError> {
         let peer_address = self.peer_address();
         let operator_address = self.operator_address();
         let (shutdown, watcher) = watch::channel(false);
@@ -180,8 +182,13 @@ impl BoundNode {
         };
         let peer_api = PeerServiceServer::new(PeerApi::new(self.exchange.clone()));
         let peer_stop = stop(watcher.clone());
+        let (peer_health, peer_v1, peer_v1alpha) =
+            introspection::<PeerServiceServer<PeerApi>>().await?;
         tasks.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .add_service(peer_health)
+                .add_service(peer_v1)
+                .add_service(peer_v1alpha)
                 .add_service(peer_api)
                 .serve_with_incoming_shutdown(peer_incoming, peer_stop)
                 .await
@@ -196,8 +203,13 @@ impl BoundNode {
             self.trust,
         ));
         let operator_stop = stop(watcher);
+        let (operator_health, operator_v1, operator_v1alpha) =
+            introspection::<OperatorServiceServer<OperatorApi>>().await?;
         tasks.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .add_service(operator_health)
+                .add_service(operator_v1)
+                .add_service(operator_v1alpha)
                 .add_service(operator_api)
                 .serve_with_incoming_shutdown(operator_incoming, operator_stop)
                 .await
@@ -220,6 +232,37 @@ impl BoundNode {
             tasks,
         })
     }
+}
+
+/// gRPC health and reflection (both `v1` and `v1alpha`, which grpcurl 1.8 and Python grpcio
+/// speak) for a listener serving `S`, behind the same mutual TLS as the service itself.
+#[allow(clippy::type_complexity)]
+async fn introspection<S: tonic::server::NamedService>() -> Result<
+    (
+        tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    NodeError,
+> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<S>().await;
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
+        .build_v1()
+        .map_err(|e| NodeError::Reflection(e.to_string()))?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .map_err(|e| NodeError::Reflection(e.to_string()))?;
+    Ok((health, v1, v1alpha))
 }
 
 impl RunningNode {

@@ -23,7 +23,7 @@ async fn acknowledged_sends_survive_repeated_sigkill_and_arrive_exactly_once() {
     let (_, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
     let khm = BoundNode::bind(khm_config, None).await.unwrap();
     let idn_toml = idn_child_config(dir.path(), khm.peer_address());
-    let khm = khm.start().unwrap();
+    let khm = khm.start().await.unwrap();
     let data = dir.path().join("idn-data");
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut verified_sizes = Vec::new();

@@ -47,7 +47,7 @@ async fn messages_queued_while_the_peer_is_down_arrive_in_order_when_it_returns(
         "IDN".parse().unwrap(),
         &format!("https://{}", idn.peer_address),
     );
-    let khm = khm.start().unwrap();
+    let khm = khm.start().await.unwrap();
 
     // Waiting on the last one: delivery is in order, so all are then delivered.
     let last = idn
@@ -103,7 +103,7 @@ async fn restart_khm(
         "IDN".parse().unwrap(),
         &format!("https://{}", idn.peer_address),
     );
-    khm.start().unwrap()
+    khm.start().await.unwrap()
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

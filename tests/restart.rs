@@ -27,7 +27,7 @@ async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
     let data = dir.path().join("idn-data");
     let (mut child, idn_peer, idn_operator) = serve(&idn_toml, &data);
     khm.set_peer_address("IDN".parse().unwrap(), &format!("https://{idn_peer}"));
-    let khm = khm.start().unwrap();
+    let khm = khm.start().await.unwrap();
 
     let mut khm_operator = OperatorClient::new(&focalpoint::demo::example_client(
         dir.path(),

@@ -1,0 +1,120 @@
+//! Operations: gRPC health and reflection on both listeners, behind the same mutual TLS.
+
+mod common;
+
+use common::*;
+use focalpoint::tls::ClientTls;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn channel(
+    ca_country: &str,
+    address: std::net::SocketAddr,
+    cert: (String, String),
+) -> tonic::transport::Channel {
+    ClientTls {
+        ca_pem: read(&repo().join("certs-example").join(ca_country).join("ca.pem")).into_bytes(),
+        cert_pem: cert.0.into_bytes(),
+        key_pem: cert.1.into_bytes(),
+        server_name: format!("{ca_country}.focalpoint.example"),
+    }
+    .channel(&format!("https://{address}"))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn both_listeners_report_health_to_authenticated_callers() {
+    let pair = start_pair().await;
+    let operator = channel(
+        "idn",
+        pair.idn.operator_address,
+        example_cert("idn", "operator"),
+    );
+    let peer = channel("khm", pair.khm.peer_address, example_cert("idn", "node"));
+    for (channel, service) in [
+        (operator.clone(), "focalpoint.v1.OperatorService"),
+        (peer, "focalpoint.v1.PeerService"),
+    ] {
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service}");
+    }
+    // A certificate of the wrong plane gets no answer at all.
+    let wrong = channel(
+        "khm",
+        pair.khm.peer_address,
+        example_cert("idn", "operator"),
+    );
+    assert!(
+        HealthClient::new(wrong)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_err()
+    );
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let pair = start_pair().await;
+    let operator = channel(
+        "idn",
+        pair.idn.operator_address,
+        example_cert("idn", "operator"),
+    );
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut stream =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(operator.clone())
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("not a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"focalpoint.v1.OperatorService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(operator)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        response.message_response,
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l))
+            if l.service.iter().any(|s| s.name == "focalpoint.v1.PeerService")
+    ));
+    pair.stop().await;
+}
