@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod demo;
 pub mod exchange;
 pub mod log;
+pub mod merkle;
 pub mod model;
 pub mod mrz;
 pub mod node;
