@@ -47,14 +47,28 @@ pub struct AuditReport {
     pub entries: u64,
     /// Receipts whose signature, certificate chain and contents hold.
     pub receipts: u64,
+    /// Checkpoints (own, cosigned by a peer; and peers', witnessed here) whose signatures hold,
+    /// and, for own checkpoints, whose root matches the log's entries.
+    pub checkpoints: u64,
 }
 
 /// Verifies `log` in full; the error names the first bad entry.
 pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, VerifyError> {
     let mut receipts = 0;
+    let mut checkpoints = 0;
+    let mut hashes = Vec::new();
     let entries = log.verify_with(|checked| {
         let e = checked.entry;
+        hashes.push(checked.hash);
         match pb::EntryKind::try_from(e.kind).unwrap_or_default() {
+            pb::EntryKind::CheckpointCosigned => {
+                check_checkpoint(checked, trust, true, &hashes)?;
+                checkpoints += 1;
+            }
+            pb::EntryKind::CheckpointWitnessed => {
+                check_checkpoint(checked, trust, false, &hashes)?;
+                checkpoints += 1;
+            }
             pb::EntryKind::MessageReceived => {
                 check_issued(checked, trust)?;
                 receipts += 1;
@@ -76,7 +90,78 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         }
         Ok(())
     })?;
-    Ok(AuditReport { entries, receipts })
+    Ok(AuditReport {
+        entries,
+        receipts,
+        checkpoints,
+    })
+}
+
+/// A checkpoint entry: both signatures by the right nodes, the cosignature over the same head,
+/// and for this node's own checkpoints, the root recomputed from the log's first `size` entries.
+fn check_checkpoint(
+    checked: &Checked<'_>,
+    trust: &AuditTrust,
+    own: bool,
+    hashes: &[crate::model::Digest],
+) -> Result<(), String> {
+    let e = checked.entry;
+    let peer: CountryCode = e.peer.parse().map_err(|err| format!("peer: {err}"))?;
+    let peer_ca = trust
+        .peers
+        .get(&peer)
+        .ok_or_else(|| format!("no CA is configured for peer {peer}"))?;
+    let content = checked.content.ok_or("the checkpoint is missing")?;
+    let (checkpoint, cosignature, both) = crate::checkpoint::open(content)
+        .map_err(|err| format!("the checkpoint cannot be decoded: {err}"))?;
+    let (origin, origin_ca, witness, witness_ca) = if own {
+        (trust.country, &trust.own_ca, peer, peer_ca)
+    } else {
+        (peer, peer_ca, trust.country, &trust.own_ca)
+    };
+    let at = |t: &str| crate::model::parse_instant(t).map_err(|err| err.to_string());
+    let signed = both.checkpoint.as_ref().ok_or("no checkpoint")?;
+    receipt::verify_signed(
+        receipt::CHECKPOINT_DOMAIN,
+        signed,
+        origin_ca,
+        origin,
+        at(&checkpoint.created_at)?,
+    )
+    .map_err(|err| format!("the checkpoint's signature is not valid: {err}"))?;
+    let cosigned = both.cosignature.as_ref().ok_or("no cosignature")?;
+    receipt::verify_signed(
+        receipt::COSIGNATURE_DOMAIN,
+        cosigned,
+        witness_ca,
+        witness,
+        at(&cosignature.witnessed_at)?,
+    )
+    .map_err(|err| format!("the cosignature is not valid: {err}"))?;
+    if checkpoint.origin != origin.as_str()
+        || cosignature.origin != checkpoint.origin
+        || cosignature.size != checkpoint.size
+        || cosignature.root_hash != checkpoint.root_hash
+        || cosignature.witness != witness.as_str()
+    {
+        return Err("the cosignature is not over this checkpoint".into());
+    }
+    if own {
+        let size = usize::try_from(checkpoint.size).map_err(|err| err.to_string())?;
+        if size >= hashes.len() {
+            return Err(format!(
+                "the checkpoint covers {size} entries, but it is entry {}",
+                e.sequence
+            ));
+        }
+        let root = crate::merkle::root(&hashes[..size]);
+        if root.0[..] != checkpoint.root_hash[..] {
+            return Err(format!(
+                "the log's first {size} entries no longer match the root {peer} cosigned: the log was rewritten"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn decode_signed(bytes: &[u8], what: &str) -> Result<pb::SignedReceipt, String> {
@@ -245,6 +330,8 @@ fn kind_name(kind: i32) -> &'static str {
         pb::EntryKind::ReceiptReceived => "receipt",
         pb::EntryKind::Refusal => "refusal",
         pb::EntryKind::DeliveryFailed => "failed",
+        pb::EntryKind::CheckpointCosigned => "checkpoint-cosigned",
+        pb::EntryKind::CheckpointWitnessed => "checkpoint-witnessed",
         pb::EntryKind::Unspecified => "unknown",
     }
 }

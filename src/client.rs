@@ -128,6 +128,17 @@ impl OperatorClient {
             .into_inner())
     }
 
+    /// Has `peer` cosign the node's log head now.
+    pub async fn checkpoint(&mut self, peer: &str) -> Result<pb::CheckpointResponse, ClientError> {
+        Ok(self
+            .inner
+            .checkpoint(pb::CheckpointRequest {
+                peer: peer.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Verifies the node's whole log.
     pub async fn verify(&mut self) -> Result<pb::VerifyResponse, ClientError> {
         Ok(self.inner.verify(pb::VerifyRequest {}).await?.into_inner())
@@ -209,6 +220,8 @@ fn entry_label(kind: i32) -> &'static str {
         pb::EntryKind::ReceiptReceived => "receipt",
         pb::EntryKind::Refusal => "refusal",
         pb::EntryKind::DeliveryFailed => "failed",
+        pb::EntryKind::CheckpointCosigned => "cosigned",
+        pb::EntryKind::CheckpointWitnessed => "witnessed",
         pb::EntryKind::Unspecified => "?",
     }
 }

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     /// What an acknowledged write survives.
     #[serde(default)]
     pub durability: Durability,
+    /// Seconds between cosigned checkpoints with each peer; 0 turns them off.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
     /// The node's own certificate and key, used on both listeners and to sign receipts.
     pub node: NodeIdentityConfig,
     /// Where peers connect.
@@ -48,6 +51,10 @@ pub struct NodeConfig {
     pub operator_listener: OperatorListenerConfig,
     /// The other focal points.
     pub peers: Vec<PeerConfig>,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    3600
 }
 
 /// The node's certificate and key.

@@ -280,6 +280,52 @@ async fn refuse(
     Ok(Settled::Refused)
 }
 
+/// Why a checkpoint could not be cosigned.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the peer refused the checkpoint: {}", .0.message())]
+    Refused(tonic::Status),
+    #[error(transparent)]
+    Exchange(#[from] crate::exchange::ExchangeError),
+}
+
+/// Has `peer` cosign this node's current log head, and logs the cosigned checkpoint.
+pub async fn checkpoint(
+    exchange: &Exchange,
+    client: &mut PeerServiceClient<Channel>,
+    peer: CountryCode,
+) -> Result<(pb::Checkpoint, u64), CheckpointError> {
+    let request = crate::checkpoint::prepare(exchange, peer).await?;
+    let cosignature = client
+        .cosign(request.clone())
+        .await
+        .map_err(CheckpointError::Refused)?
+        .into_inner()
+        .cosignature
+        .ok_or_else(|| CheckpointError::Refused(tonic::Status::data_loss("no cosignature")))?;
+    Ok(crate::checkpoint::accept(exchange, peer, request, cosignature).await?)
+}
+
+/// Cosigns a checkpoint with `peer` every `interval` until `shutdown` turns true.
+pub async fn checkpoints(
+    exchange: Exchange,
+    peer: CountryCode,
+    channel: Channel,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut client = PeerServiceClient::new(channel);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = checkpoint(&exchange, &mut client, peer).await {
+            tracing::warn!(peer = %peer, error = %e, "checkpoint not cosigned");
+        }
+    }
+}
+
 fn jitter(d: Duration) -> Duration {
     let mut byte = [0u8; 1];
     // Without randomness, fall back to no jitter; the backoff still grows.

@@ -28,6 +28,8 @@ pub enum ExchangeError {
     UnknownPeer(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("inconsistent: {0}")]
+    Inconsistent(String),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("receipt refused: {0}")]
@@ -151,6 +153,16 @@ impl Exchange {
     /// This node's country.
     pub fn country(&self) -> CountryCode {
         self.inner.country
+    }
+
+    /// The node's signing key (receipts, checkpoints, cosignatures).
+    pub fn signer(&self) -> &ReceiptSigner {
+        &self.inner.signer
+    }
+
+    /// The CA certificates of `peer`, if it is configured.
+    pub fn peer_anchors(&self, peer: CountryCode) -> Option<&[CertificateDer<'static>]> {
+        self.inner.peers.get(&peer).map(|t| t.anchors.as_slice())
     }
 
     /// The log.

@@ -145,6 +145,8 @@ mod key {
     pub(super) const FAILED: u8 = b'f';
     pub(super) const SENT_TO: u8 = b't';
     pub(super) const RECEIVED_FROM: u8 = b's';
+    pub(super) const COSIGNED: u8 = b'k';
+    pub(super) const WITNESSED: u8 = b'w';
 
     pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
         let mut k = vec![prefix];
@@ -548,6 +550,42 @@ impl ExchangeLog {
             .collect()
     }
 
+    /// The entry holding this node's latest checkpoint cosigned by `peer`.
+    pub fn last_cosigned(&self, peer: CountryCode) -> Result<Option<u64>, LogError> {
+        read_seq(
+            &self.inner.tree,
+            &key::peer_prefix(key::COSIGNED, peer.as_str()),
+        )
+    }
+
+    /// The entry holding the latest checkpoint of `peer` this node witnessed.
+    pub fn last_witnessed(&self, peer: CountryCode) -> Result<Option<u64>, LogError> {
+        read_seq(
+            &self.inner.tree,
+            &key::peer_prefix(key::WITNESSED, peer.as_str()),
+        )
+    }
+
+    /// The hashes of the first `size` entries: the Merkle tree's leaves.
+    pub fn leaves(&self, size: u64) -> Result<Vec<Digest>, LogError> {
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for kv in self
+            .inner
+            .tree
+            .range(key::seq(key::ENTRY, 1)..=key::seq(key::ENTRY, size.max(1)))
+        {
+            let (_, v) = kv?;
+            out.push(entry_hash(&v));
+        }
+        if out.len() as u64 != size {
+            return Err(LogError::Corrupt {
+                sequence: out.len() as u64 + 1,
+                reason: format!("the log holds {} entries, not {size}", out.len()),
+            });
+        }
+        Ok(out)
+    }
+
     /// Sequences of received messages, oldest first.
     pub fn inbox(&self) -> Result<Vec<u64>, LogError> {
         self.inner
@@ -624,6 +662,8 @@ impl ExchangeLog {
                 pb::EntryKind::MessageSent
                     | pb::EntryKind::MessageReceived
                     | pb::EntryKind::ReceiptReceived
+                    | pb::EntryKind::CheckpointCosigned
+                    | pb::EntryKind::CheckpointWitnessed
             );
             match &content {
                 Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
@@ -825,6 +865,12 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
             ));
             updates.push((key::pending(&entry.peer, entry.refers_to), None));
         }
+        pb::EntryKind::CheckpointCosigned => {
+            updates.push((key::peer_prefix(key::COSIGNED, &entry.peer), seq_bytes()));
+        }
+        pb::EntryKind::CheckpointWitnessed => {
+            updates.push((key::peer_prefix(key::WITNESSED, &entry.peer), seq_bytes()));
+        }
         pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
     }
     if !entry.reference.is_empty()
@@ -838,7 +884,9 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     updates
 }
 
-const VIEW_PREFIXES: [u8; 8] = [
+const VIEW_PREFIXES: [u8; 10] = [
+    key::COSIGNED,
+    key::WITNESSED,
     key::SENT_TO,
     key::RECEIVED_FROM,
     key::MESSAGE,

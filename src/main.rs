@@ -56,6 +56,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sign this node's log head and have the peer cosign it now.
+    Checkpoint {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The peer that witnesses it.
+        #[arg(long)]
+        peer: String,
+    },
     /// Auditing the exchange log.
     Audit {
         #[command(subcommand)]
@@ -382,6 +390,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
         Command::Demo => focalpoint::demo::run().await,
+        Command::Checkpoint { client, peer } => {
+            let mut c = connect(&client)?;
+            let r = c.checkpoint(&peer).await?;
+            print(client.json, &r, || {
+                format!(
+                    "checkpoint of {} entries, root {}, cosigned by {peer}; logged as entry {}\n",
+                    r.size,
+                    focalpoint::model::hex(&r.root_hash),
+                    r.log_sequence
+                )
+            });
+            Ok(())
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -645,6 +666,7 @@ async fn audit_verify(
                     ok: true,
                     entries: report.entries,
                     receipts: report.receipts,
+                    checkpoints: report.checkpoints,
                     ..Default::default()
                 },
                 Err(e) => pb::VerifyResponse {
@@ -663,8 +685,8 @@ async fn audit_verify(
     print(json, &r, || {
         if r.ok {
             format!(
-                "verified {} entries and {} receipts: the chain is whole, every content digest and receipt signature holds\n",
-                r.entries, r.receipts
+                "verified {} entries, {} receipts and {} checkpoints: the chain is whole, every content digest, receipt, signature and cosigned root holds\n",
+                r.entries, r.receipts, r.checkpoints
             )
         } else {
             format!(

@@ -48,7 +48,13 @@ pub fn inclusion_proof(index: usize, leaves: &[Digest]) -> Vec<Digest> {
 }
 
 /// Checks that `leaf` is at `index` of a tree of `size` leaves with `root` (RFC 9162 2.1.3.2).
-pub fn verify_inclusion(index: u64, size: u64, leaf: Digest, proof: &[Digest], root: Digest) -> bool {
+pub fn verify_inclusion(
+    index: u64,
+    size: u64,
+    leaf: Digest,
+    proof: &[Digest],
+    root: Digest,
+) -> bool {
     if index >= size {
         return false;
     }
@@ -87,7 +93,11 @@ pub fn consistency_proof(old: usize, leaves: &[Digest]) -> Vec<Digest> {
 fn subproof(m: usize, leaves: &[Digest], complete: bool) -> Vec<Digest> {
     let n = leaves.len();
     if m == n {
-        return if complete { Vec::new() } else { vec![root(leaves)] };
+        return if complete {
+            Vec::new()
+        } else {
+            vec![root(leaves)]
+        };
     }
     let k = split(n);
     if m <= k {
@@ -171,7 +181,10 @@ mod tests {
             let r = root(&l);
             for i in 0..n {
                 let p = inclusion_proof(i, &l);
-                assert!(verify_inclusion(i as u64, n as u64, l[i], &p, r), "{i} of {n}");
+                assert!(
+                    verify_inclusion(i as u64, n as u64, l[i], &p, r),
+                    "{i} of {n}"
+                );
                 let wrong = Digest::of(b"x");
                 assert!(!verify_inclusion(i as u64, n as u64, wrong, &p, r));
             }
@@ -185,7 +198,10 @@ mod tests {
             for m in 1..=n {
                 let p = consistency_proof(m, &l);
                 let (old, new) = (root(&l[..m]), root(&l));
-                assert!(verify_consistency(m as u64, n as u64, old, new, &p), "{m} -> {n}");
+                assert!(
+                    verify_consistency(m as u64, n as u64, old, new, &p),
+                    "{m} -> {n}"
+                );
                 let mut rewritten = l.clone();
                 rewritten[0] = Digest::of(b"rewritten");
                 let p2 = consistency_proof(m, &rewritten);

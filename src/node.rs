@@ -166,6 +166,16 @@ impl BoundNode {
             )?;
             let channel = client.channel(&peer.address)?;
             channels.insert(peer.country, channel.clone());
+            if self.config.checkpoint_interval_secs > 0 {
+                let every = std::time::Duration::from_secs(self.config.checkpoint_interval_secs);
+                let (exchange, channel, watcher) =
+                    (self.exchange.clone(), channel.clone(), watcher.clone());
+                let country = peer.country;
+                tasks.push(tokio::spawn(async move {
+                    crate::delivery::checkpoints(exchange, country, channel, every, watcher).await;
+                    Ok(())
+                }));
+            }
             let exchange = self.exchange.clone();
             let country = peer.country;
             let watcher = watcher.clone();

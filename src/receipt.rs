@@ -67,6 +67,28 @@ impl ReceiptSigner {
 
     /// Signs `receipt`.
     pub fn sign(&self, receipt: &pb::Receipt) -> Result<pb::SignedReceipt, ReceiptError> {
+        let bytes = receipt.encode_to_vec();
+        let (signature_scheme, signature) = self.sign_raw(DOMAIN, &bytes)?;
+        Ok(pb::SignedReceipt {
+            receipt: bytes,
+            signature_scheme,
+            signature,
+            signer_certificate: self.certificate.clone(),
+        })
+    }
+
+    /// Signs `body` (an encoded checkpoint or cosignature) under `domain`.
+    pub fn sign_body(&self, domain: &[u8], body: Vec<u8>) -> Result<pb::Signed, ReceiptError> {
+        let (signature_scheme, signature) = self.sign_raw(domain, &body)?;
+        Ok(pb::Signed {
+            body,
+            signature_scheme,
+            signature,
+            signer_certificate: self.certificate.clone(),
+        })
+    }
+
+    fn sign_raw(&self, domain: &[u8], bytes: &[u8]) -> Result<(String, Vec<u8>), ReceiptError> {
         let schemes = [
             rustls::SignatureScheme::ED25519,
             rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
@@ -77,16 +99,10 @@ impl ReceiptSigner {
             .key
             .choose_scheme(&schemes)
             .ok_or_else(|| ReceiptError::Signing("key type has no supported scheme".into()))?;
-        let bytes = receipt.encode_to_vec();
         let signature = signer
-            .sign(&[DOMAIN, &bytes].concat())
+            .sign(&[domain, bytes].concat())
             .map_err(|e| ReceiptError::Signing(e.to_string()))?;
-        Ok(pb::SignedReceipt {
-            receipt: bytes,
-            signature_scheme: format!("{:?}", signer.scheme()),
-            signature,
-            signer_certificate: self.certificate.clone(),
-        })
+        Ok((format!("{:?}", signer.scheme()), signature))
     }
 }
 
@@ -102,19 +118,69 @@ pub fn verify(
         .map_err(|e| ReceiptError::Decode(e.to_string()))?;
     let stored_at = parse_instant(&receipt.stored_at)
         .map_err(|e| ReceiptError::Decode(format!("stored_at: {e}")))?;
-    let cert = CertificateDer::from(signed.signer_certificate.as_slice());
-    let identity = identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?;
-    if identity.role != Role::Node || identity.country != receiver {
-        return Err(ReceiptError::WrongSigner {
-            found: identity.to_string(),
-            expected: receiver.to_string(),
-        });
-    }
+    check_signature(
+        DOMAIN,
+        &signed.receipt,
+        &signed.signature_scheme,
+        &signed.signature,
+        &signed.signer_certificate,
+        anchors,
+        receiver,
+        stored_at,
+    )?;
     if receipt.receiver != receiver.as_str() {
         return Err(ReceiptError::Mismatch {
             field: "receiver",
             found: receipt.receiver.clone(),
             expected: receiver.to_string(),
+        });
+    }
+    Ok(receipt)
+}
+
+/// Domain of checkpoint signatures.
+pub const CHECKPOINT_DOMAIN: &[u8] = b"focalpoint-checkpoint-v1\0";
+/// Domain of cosignatures.
+pub const COSIGNATURE_DOMAIN: &[u8] = b"focalpoint-cosignature-v1\0";
+
+/// Checks a signed body: made under `domain` by the node of `signer`, whose certificate chains
+/// to one of `anchors` at time `at`.
+pub fn verify_signed(
+    domain: &[u8],
+    signed: &pb::Signed,
+    anchors: &[CertificateDer<'_>],
+    signer: CountryCode,
+    at: time::OffsetDateTime,
+) -> Result<(), ReceiptError> {
+    check_signature(
+        domain,
+        &signed.body,
+        &signed.signature_scheme,
+        &signed.signature,
+        &signed.signer_certificate,
+        anchors,
+        signer,
+        at,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_signature(
+    domain: &[u8],
+    body: &[u8],
+    scheme: &str,
+    signature: &[u8],
+    certificate: &[u8],
+    anchors: &[CertificateDer<'_>],
+    signer: CountryCode,
+    at: time::OffsetDateTime,
+) -> Result<(), ReceiptError> {
+    let cert = CertificateDer::from(certificate);
+    let identity = identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    if identity.role != Role::Node || identity.country != signer {
+        return Err(ReceiptError::WrongSigner {
+            found: identity.to_string(),
+            expected: signer.to_string(),
         });
     }
     let trust_anchors = anchors
@@ -127,7 +193,7 @@ pub fn verify(
     let provider = rustls::crypto::ring::default_provider();
     let algorithms = provider.signature_verification_algorithms;
     let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(stored_at.unix_timestamp()).unwrap_or(0),
+        u64::try_from(at.unix_timestamp()).unwrap_or(0),
     ));
     end_entity
         .verify_for_usage(
@@ -143,18 +209,18 @@ pub fn verify(
     let (_, candidates) = algorithms
         .mapping
         .iter()
-        .find(|(scheme, _)| format!("{scheme:?}") == signed.signature_scheme)
-        .ok_or_else(|| ReceiptError::Scheme(signed.signature_scheme.clone()))?;
-    let message = [DOMAIN, &signed.receipt].concat();
-    candidates
-        .iter()
-        .any(|alg| {
-            end_entity
-                .verify_signature(*alg, &message, &signed.signature)
-                .is_ok()
-        })
-        .then_some(receipt)
-        .ok_or(ReceiptError::Signature)
+        .find(|(s, _)| format!("{s:?}") == scheme)
+        .ok_or_else(|| ReceiptError::Scheme(scheme.to_owned()))?;
+    let message = [domain, body].concat();
+    if candidates.iter().any(|alg| {
+        end_entity
+            .verify_signature(*alg, &message, signature)
+            .is_ok()
+    }) {
+        Ok(())
+    } else {
+        Err(ReceiptError::Signature)
+    }
 }
 
 #[cfg(test)]

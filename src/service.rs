@@ -35,6 +35,10 @@ impl From<ExchangeError> for Status {
                 Self::failed_precondition(e.to_string())
             }
             ExchangeError::NotFound(_) => Self::not_found(e.to_string()),
+            ExchangeError::Inconsistent(_) => {
+                tracing::warn!(error = %e, "inconsistent checkpoint refused");
+                Self::failed_precondition(e.to_string())
+            }
             ExchangeError::Receipt(_) => {
                 tracing::warn!(error = %e, "receipt refused");
                 Self::invalid_argument(e.to_string())
@@ -158,6 +162,18 @@ impl PeerService for PeerApi {
         request: Request<pb::CursorRequest>,
     ) -> Result<Response<pb::CursorResponse>, Status> {
         Ok(Response::new(self.cursor_of(&request)?))
+    }
+
+    async fn cosign(
+        &self,
+        request: Request<pb::CosignRequest>,
+    ) -> Result<Response<pb::CosignResponse>, Status> {
+        let peer = peer_country(&request)?;
+        let cosignature =
+            crate::checkpoint::witness(&self.exchange, peer, request.into_inner()).await?;
+        Ok(Response::new(pb::CosignResponse {
+            cosignature: Some(cosignature),
+        }))
     }
 }
 
@@ -420,6 +436,39 @@ impl OperatorService for OperatorApi {
         Ok(Response::new(report))
     }
 
+    async fn checkpoint(
+        &self,
+        request: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        let identity = caller(&request)?;
+        self.exchange.authorize_read(&identity)?;
+        if identity.role != Role::Operator {
+            return Err(Status::permission_denied(
+                "only operators may request a checkpoint",
+            ));
+        }
+        let peer: CountryCode = request
+            .into_inner()
+            .peer
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?;
+        let channel = self.peers.get(&peer).ok_or_else(|| {
+            Status::failed_precondition(format!("{peer} is not a configured peer"))
+        })?;
+        let mut client = crate::pb::peer_service_client::PeerServiceClient::new(channel.clone());
+        let (checkpoint, sequence) = crate::delivery::checkpoint(&self.exchange, &mut client, peer)
+            .await
+            .map_err(|e| match e {
+                crate::delivery::CheckpointError::Refused(s) => s,
+                crate::delivery::CheckpointError::Exchange(e) => e.into(),
+            })?;
+        Ok(Response::new(pb::CheckpointResponse {
+            size: checkpoint.size,
+            root_hash: checkpoint.root_hash,
+            log_sequence: sequence,
+        }))
+    }
+
     async fn verify(
         &self,
         request: Request<pb::VerifyRequest>,
@@ -436,6 +485,7 @@ impl OperatorService for OperatorApi {
                 ok: true,
                 entries: report.entries,
                 receipts: report.receipts,
+                checkpoints: report.checkpoints,
                 ..Default::default()
             },
             Err(e) => pb::VerifyResponse {

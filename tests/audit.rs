@@ -236,7 +236,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("verified 8 entries and 5 receipts"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified 8 entries, 5 receipts"));
 }
 
 #[tokio::test]
