@@ -184,6 +184,9 @@ async fn send(
                 sender_sequence: sequence,
             });
         }
+        for &sequence in batch {
+            exchange.record_attempt(sequence);
+        }
         if let [request] = requests.as_slice() {
             let sequence = batch[0];
             let outcome = client
@@ -204,15 +207,22 @@ async fn send(
                 }
                 Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
             };
-            exchange.record_attempt(sequence, result.as_ref().err().cloned());
+            if let Err(e) = &result {
+                exchange.record_failure(sequence, e.clone());
+            }
             settled.push(result?);
             continue;
         }
-        let mut responses = client
-            .deliver_stream(tokio_stream::iter(requests))
-            .await
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-            .into_inner();
+        let mut responses = match client.deliver_stream(tokio_stream::iter(requests)).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                let e = format!("{:?}: {}", s.code(), s.message());
+                for &sequence in batch {
+                    exchange.record_failure(sequence, e.clone());
+                }
+                return Err(e);
+            }
+        };
         for &sequence in batch {
             let result = match responses.message().await {
                 Ok(Some(pb::DeliverResponse { outcome: Some(o) })) => {
@@ -221,7 +231,9 @@ async fn send(
                 Ok(_) => Err("the peer's stream ended early".into()),
                 Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
             };
-            exchange.record_attempt(sequence, result.as_ref().err().cloned());
+            if let Err(e) = &result {
+                exchange.record_failure(sequence, e.clone());
+            }
             settled.push(result?);
         }
     }

@@ -548,17 +548,27 @@ impl Exchange {
         Ok(())
     }
 
-    /// Records one delivery attempt of the sent message at `sequence` and its outcome.
-    pub fn record_attempt(&self, sequence: u64, error: Option<String>) {
+    /// Records that the sent message at `sequence` is being sent once more.
+    pub fn record_attempt(&self, sequence: u64) {
+        self.update_attempts(sequence, |a| {
+            a.count += 1;
+            a.last_error = None;
+        });
+    }
+
+    /// Records why the latest attempt to deliver `sequence` did not.
+    pub fn record_failure(&self, sequence: u64, error: String) {
+        self.update_attempts(sequence, |a| a.last_error = Some(error));
+    }
+
+    fn update_attempts(&self, sequence: u64, update: impl FnOnce(&mut Attempts)) {
         // A poisoned lock only means another thread panicked mid-update of a counter.
         let mut attempts = self
             .inner
             .attempts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let a = attempts.entry(sequence).or_default();
-        a.count += 1;
-        a.last_error = error;
+        update(attempts.entry(sequence).or_default());
     }
 
     /// Delivery attempts of the sent message at `sequence` since this node started.
