@@ -288,6 +288,26 @@ pub struct ExportRecord {
     /// The receipt: issued by this node for a received message, or the peer's for a sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ExportReceipt>,
+    /// Proof that the entry is in the latest checkpoint a peer cosigned, if it is covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ExportProof>,
+}
+
+/// An RFC 6962 inclusion proof of an entry in a cosigned checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportProof {
+    /// The log entry holding the cosigned checkpoint.
+    pub checkpoint_entry: u64,
+    /// The peer that cosigned it.
+    pub cosigned_by: String,
+    /// Entries the checkpoint covers.
+    pub tree_size: u64,
+    /// The cosigned root, hex.
+    pub root_hash: String,
+    /// The entry's leaf index (sequence - 1).
+    pub leaf_index: u64,
+    /// The audit path, hex, leaf to root.
+    pub path: Vec<String>,
 }
 
 /// A receipt in an export.
@@ -340,11 +360,49 @@ fn kind_name(kind: i32) -> &'static str {
 /// `since..=until_time` (microseconds), as export records.
 pub fn export(
     log: &ExchangeLog,
-    country: CountryCode,
+    trust: &AuditTrust,
     from: u64,
     until: u64,
     time: (Option<i64>, Option<i64>),
 ) -> Result<Vec<ExportRecord>, crate::log::LogError> {
+    let country = trust.country;
+    // The latest checkpoint any peer cosigned, and the tree it commits to.
+    let mut latest: Option<(u64, CountryCode, pb::Checkpoint)> = None;
+    for peer in trust.peers.keys() {
+        if let Some(seq) = log.last_cosigned(*peer)?
+            && let Some(content) = log.content(seq)?
+            && let Ok((checkpoint, _, _)) = crate::checkpoint::open(&content)
+            && latest
+                .as_ref()
+                .is_none_or(|(_, _, c)| c.size < checkpoint.size)
+        {
+            latest = Some((seq, *peer, checkpoint));
+        }
+    }
+    let tree = match &latest {
+        Some((_, _, c)) => Some(crate::merkle::Tree::new(log.leaves(c.size)?)),
+        None => None,
+    };
+    let proof_of = |sequence: u64| -> Option<ExportProof> {
+        let (entry, peer, checkpoint) = latest.as_ref()?;
+        let tree = tree.as_ref()?;
+        if sequence == 0 || sequence > checkpoint.size {
+            return None;
+        }
+        let index = usize::try_from(sequence - 1).ok()?;
+        Some(ExportProof {
+            checkpoint_entry: *entry,
+            cosigned_by: peer.to_string(),
+            tree_size: checkpoint.size,
+            root_hash: hex(&checkpoint.root_hash),
+            leaf_index: sequence - 1,
+            path: tree
+                .inclusion_proof(index)
+                .iter()
+                .map(|d| d.hex())
+                .collect(),
+        })
+    };
     let mut out = Vec::new();
     let mut next = from.max(1);
     while next <= until {
@@ -393,6 +451,7 @@ pub fn export(
                 reason: e.reason.clone(),
                 envelope,
                 receipt,
+                proof: proof_of(e.sequence),
             });
         }
     }

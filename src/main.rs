@@ -433,8 +433,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(Bound::Micros(t)) => till = Some(t),
                 None => {}
             }
-            let records =
-                focalpoint::audit::export(&log, config.country, first, last, (since, till))?;
+            let records = focalpoint::audit::export(
+                &log,
+                &focalpoint::audit::AuditTrust::from_config(&config)?,
+                first,
+                last,
+                (since, till),
+            )?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             use std::io::Write as _;
             match format {
@@ -457,11 +462,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: AuditCommand::Show { log, id },
         } => {
             let (config, log) = log.open()?;
-            let records: Vec<_> =
-                focalpoint::audit::export(&log, config.country, 1, u64::MAX, (None, None))?
-                    .into_iter()
-                    .filter(|r| r.message_id == id || r.reference == id)
-                    .collect();
+            let records: Vec<_> = focalpoint::audit::export(
+                &log,
+                &focalpoint::audit::AuditTrust::from_config(&config)?,
+                1,
+                u64::MAX,
+                (None, None),
+            )?
+            .into_iter()
+            .filter(|r| r.message_id == id || r.reference == id)
+            .collect();
             anyhow::ensure!(!records.is_empty(), "the log holds nothing about {id}");
             println!("{}", serde_json::to_string_pretty(&records)?);
             Ok(())

@@ -259,7 +259,8 @@ async fn auditors_stay_read_only() {
 fn export(dir: &Path, country: &str) -> Vec<audit::ExportRecord> {
     let config = NodeConfig::load(&dir.join(country).join("node.toml")).unwrap();
     let log = ExchangeLog::open(&dir.join(country).join("data"), Durability::Flush).unwrap();
-    audit::export(&log, config.country, 1, u64::MAX, (None, None)).unwrap()
+    let trust = AuditTrust::from_config(&config).unwrap();
+    audit::export(&log, &trust, 1, u64::MAX, (None, None)).unwrap()
 }
 
 #[tokio::test]
