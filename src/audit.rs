@@ -343,16 +343,23 @@ fn export_receipt(bytes: &[u8]) -> Option<ExportReceipt> {
     })
 }
 
-fn kind_name(kind: i32) -> &'static str {
-    match pb::EntryKind::try_from(kind).unwrap_or_default() {
-        pb::EntryKind::MessageSent => "sent",
-        pb::EntryKind::MessageReceived => "received",
-        pb::EntryKind::ReceiptReceived => "receipt",
-        pb::EntryKind::Refusal => "refusal",
-        pb::EntryKind::DeliveryFailed => "failed",
-        pb::EntryKind::CheckpointCosigned => "checkpoint-cosigned",
-        pb::EntryKind::CheckpointWitnessed => "checkpoint-witnessed",
-        pb::EntryKind::Unspecified => "unknown",
+/// An audit's outcome as the operator plane reports it.
+pub fn response(outcome: Result<AuditReport, VerifyError>) -> pb::VerifyResponse {
+    match outcome {
+        Ok(report) => pb::VerifyResponse {
+            ok: true,
+            entries: report.entries,
+            receipts: report.receipts,
+            checkpoints: report.checkpoints,
+            ..Default::default()
+        },
+        Err(e) => pb::VerifyResponse {
+            ok: false,
+            entries: e.sequence.saturating_sub(1),
+            first_bad_sequence: e.sequence,
+            problem: e.problem,
+            ..Default::default()
+        },
     }
 }
 
@@ -439,7 +446,7 @@ pub fn export(
                 node: country.to_string(),
                 sequence: e.sequence,
                 recorded_at: crate::model::format_micros(e.recorded_at_micros),
-                kind: kind_name(e.kind).into(),
+                kind: crate::client::entry_label(e.kind).into(),
                 peer: e.peer.clone(),
                 message_id: e.message_id.clone(),
                 message_kind: crate::client::kind_label(e.message_kind).into(),

@@ -213,7 +213,8 @@ pub fn kind_label(kind: i32) -> &'static str {
     }
 }
 
-fn entry_label(kind: i32) -> &'static str {
+/// A short label for a log entry's kind.
+pub fn entry_label(kind: i32) -> &'static str {
     match pb::EntryKind::try_from(kind).unwrap_or_default() {
         pb::EntryKind::MessageSent => "sent",
         pb::EntryKind::MessageReceived => "received",

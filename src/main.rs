@@ -654,39 +654,9 @@ async fn audit_verify(
             c.verify().await?
         }
         (None, Some(config)) => {
-            let config = NodeConfig::load(&config)?;
+            let (config, log) = OfflineLog { config, data_dir }.open()?;
             let trust = focalpoint::audit::AuditTrust::from_config(&config)?;
-            let dir = data_dir
-                .or(config.data_dir)
-                .context("no data directory: set data_dir or pass --data-dir")?;
-            anyhow::ensure!(
-                dir.join("db").is_file(),
-                "{} holds no exchange log",
-                dir.display()
-            );
-            let log = focalpoint::log::ExchangeLog::open(&dir, focalpoint::log::Durability::Flush)
-                .with_context(|| {
-                    format!(
-                        "opening {} (is the node still running? audit a copy)",
-                        dir.display()
-                    )
-                })?;
-            match focalpoint::audit::verify(&log, &trust) {
-                Ok(report) => pb::VerifyResponse {
-                    ok: true,
-                    entries: report.entries,
-                    receipts: report.receipts,
-                    checkpoints: report.checkpoints,
-                    ..Default::default()
-                },
-                Err(e) => pb::VerifyResponse {
-                    ok: false,
-                    entries: e.sequence.saturating_sub(1),
-                    first_bad_sequence: e.sequence,
-                    problem: e.problem,
-                    ..Default::default()
-                },
-            }
+            focalpoint::audit::response(focalpoint::audit::verify(&log, &trust))
         }
         (None, None) => {
             return Err(Usage("give --config NODE.toml or --client CLIENT.toml".into()).into());

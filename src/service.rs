@@ -208,6 +208,29 @@ impl OperatorApi {
         }
     }
 
+    /// A peer-plane client for the configured peer named `peer`.
+    fn peer_client(
+        &self,
+        peer: &str,
+    ) -> Result<
+        (
+            CountryCode,
+            crate::pb::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
+        ),
+        Status,
+    > {
+        let peer: CountryCode = peer
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?;
+        let channel = self.peers.get(&peer).ok_or_else(|| {
+            Status::failed_precondition(format!("{peer} is not a configured peer"))
+        })?;
+        Ok((
+            peer,
+            crate::pb::peer_service_client::PeerServiceClient::new(channel.clone()),
+        ))
+    }
+
     fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let identity = caller(request)?;
         Ok(self.exchange.authorize_read(&identity)?)
@@ -417,18 +440,11 @@ impl OperatorService for OperatorApi {
             return Err(Status::permission_denied("only operators may replay"));
         }
         let r = request.into_inner();
-        let peer: CountryCode = r
-            .peer
-            .parse()
-            .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?;
-        let channel = self.peers.get(&peer).ok_or_else(|| {
-            Status::failed_precondition(format!("{peer} is not a configured peer"))
-        })?;
+        let (peer, mut client) = self.peer_client(&r.peer)?;
         let until = if r.until == 0 { u64::MAX } else { r.until };
         if r.from > until {
             return Err(Status::invalid_argument("until: is before from"));
         }
-        let mut client = crate::pb::peer_service_client::PeerServiceClient::new(channel.clone());
         tracing::info!(peer = %peer, from = r.from, until, by = %identity, "replay requested");
         let report = crate::delivery::replay(&self.exchange, &mut client, peer, r.from, until)
             .await
@@ -447,15 +463,7 @@ impl OperatorService for OperatorApi {
                 "only operators may request a checkpoint",
             ));
         }
-        let peer: CountryCode = request
-            .into_inner()
-            .peer
-            .parse()
-            .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?;
-        let channel = self.peers.get(&peer).ok_or_else(|| {
-            Status::failed_precondition(format!("{peer} is not a configured peer"))
-        })?;
-        let mut client = crate::pb::peer_service_client::PeerServiceClient::new(channel.clone());
+        let (peer, mut client) = self.peer_client(&request.into_inner().peer)?;
         let (checkpoint, sequence) = crate::delivery::checkpoint(&self.exchange, &mut client, peer)
             .await
             .map_err(|e| match e {
@@ -480,21 +488,6 @@ impl OperatorService for OperatorApi {
         let outcome = tokio::task::spawn_blocking(move || crate::audit::verify(&log, &trust))
             .await
             .map_err(|e| Status::internal(format!("verification stopped: {e}")))?;
-        Ok(Response::new(match outcome {
-            Ok(report) => pb::VerifyResponse {
-                ok: true,
-                entries: report.entries,
-                receipts: report.receipts,
-                checkpoints: report.checkpoints,
-                ..Default::default()
-            },
-            Err(e) => pb::VerifyResponse {
-                ok: false,
-                entries: e.sequence.saturating_sub(1),
-                first_bad_sequence: e.sequence,
-                problem: e.problem,
-                ..Default::default()
-            },
-        }))
+        Ok(Response::new(crate::audit::response(outcome)))
     }
 }

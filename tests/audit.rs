@@ -46,19 +46,6 @@ async fn exchanged() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, config, data)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn key(prefix: u8, sequence: u64) -> Vec<u8> {
     let mut k = vec![prefix];
     k.extend_from_slice(&sequence.to_be_bytes());

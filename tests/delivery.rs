@@ -106,19 +106,6 @@ async fn restart_khm(
     khm.start().await.unwrap()
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn inbox_ids(node: &focalpoint::node::RunningNode) -> Vec<String> {
     let log = node.exchange().log();
     log.inbox()

@@ -196,3 +196,17 @@ pub fn idn_client(dir: &Path, role: &str, operator: &str) -> focalpoint::config:
         key: dir.join(format!("idn/{role}.key")),
     }
 }
+
+/// Copies a directory tree (a data directory, for backups and tampering).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
