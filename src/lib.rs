@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod certs;
+pub mod check;
 pub mod checkpoint;
 pub mod client;
 pub mod config;

@@ -64,6 +64,14 @@ enum Command {
         #[arg(long)]
         peer: String,
     },
+    /// Check a node or client configuration and every certificate it names.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+        /// Warn about certificates that expire within this many days.
+        #[arg(long, default_value_t = 30)]
+        warn_days: i64,
+    },
     /// Auditing the exchange log.
     Audit {
         #[command(subcommand)]
@@ -390,6 +398,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
         Command::Demo => focalpoint::demo::run().await,
+        Command::CheckConfig { file, warn_days } => {
+            use focalpoint::check::Level;
+            let findings = focalpoint::check::check(&file, warn_days)?;
+            for f in &findings {
+                let label = match f.level {
+                    Level::Ok => "ok     ",
+                    Level::Warning => "warning",
+                    Level::Error => "error  ",
+                };
+                println!("{label} {}", f.message);
+            }
+            let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+            if errors > 0 {
+                return Err(Usage(format!("{} has {errors} problems", file.display())).into());
+            }
+            Ok(())
+        }
         Command::Checkpoint { client, peer } => {
             let mut c = connect(&client)?;
             let r = c.checkpoint(&peer).await?;
