@@ -232,7 +232,13 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
                  # Relative paths are relative to this file. `serve --data-dir` overrides.\n\
                  data_dir = \"data\"\n\
                  # fsync: an acknowledged message survives a power cut. flush: a killed process only.\n\
-                 durability = \"fsync\"\n\n\
+                 durability = \"fsync\"\n\
+                 # Cosigned checkpoints with each peer, in seconds; 0 turns them off.\n\
+                 checkpoint_interval_secs = 3600\n\n\
+                 [log]\n\
+                 # human or json; the filter as for tracing. FOCALPOINT_LOG_FORMAT and FOCALPOINT_LOG override.\n\
+                 format = \"human\"\n\
+                 filter = \"info\"\n\n\
                  [node]\n\
                  certificate = \"node.pem\"\n\
                  key = \"node.key\"\n\n\

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     /// What an acknowledged write survives.
     #[serde(default)]
     pub durability: Durability,
+    /// How the node logs.
+    #[serde(default)]
+    pub log: LogConfig,
     /// Seconds between cosigned checkpoints with each peer; 0 turns them off.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval_secs: u64,
@@ -51,6 +54,43 @@ pub struct NodeConfig {
     pub operator_listener: OperatorListenerConfig,
     /// The other focal points.
     pub peers: Vec<PeerConfig>,
+}
+
+/// Logging: format and filter. Logs never carry names or document numbers: message ids,
+/// countries, sequences and reasons only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json`, one object per line.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter: `info` (default), `warn`, `focalpoint=debug`, ...
+    #[serde(default = "default_filter")]
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            filter: default_filter(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain text for people.
+    #[default]
+    Human,
+    /// One JSON object per line, for collectors.
+    Json,
+}
+
+fn default_filter() -> String {
+    "info".into()
 }
 
 fn default_checkpoint_interval() -> u64 {

@@ -328,8 +328,18 @@ mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json_logs = std::env::var("FOCALPOINT_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // A node's [log] section sets the defaults; FOCALPOINT_LOG and FOCALPOINT_LOG_FORMAT win.
+    let configured = match &cli.command {
+        Command::Serve { config, .. } => NodeConfig::load(config).map(|c| c.log).ok(),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let json_logs = match std::env::var("FOCALPOINT_LOG_FORMAT") {
+        Ok(v) => v == "json",
+        Err(_) => configured.format == focalpoint::config::LogFormat::Json,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FOCALPOINT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&configured.filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -47,6 +47,9 @@ pub enum NodeError {
     },
 }
 
+/// How long a stopping node waits for in-flight calls and open connections.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A node with its listeners bound, not yet serving.
 #[derive(Debug)]
 pub struct BoundNode {
@@ -281,13 +284,22 @@ impl RunningNode {
         &self.exchange
     }
 
-    /// Stops accepting, lets in-flight calls finish, and flushes the log.
+    /// Stops accepting, lets in-flight calls finish (for at most [`SHUTDOWN_GRACE`]; a client
+    /// that keeps its connection open does not hold the node up), and flushes the log.
     pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.shutdown.send(true);
         let mut first_error = None;
-        for task in self.tasks {
-            if let Ok(Err(e)) = task.await {
-                first_error.get_or_insert(e);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut task in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("shutdown grace period over; closing remaining connections");
+                    task.abort();
+                }
             }
         }
         self.exchange.log().flush()?;

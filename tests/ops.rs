@@ -118,3 +118,82 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
     ));
     pair.stop().await;
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let khm = focalpoint::node::BoundNode::bind(khm_config, None)
+        .await
+        .unwrap();
+    let config = idn_child_config(dir.path(), khm.peer_address());
+    let text = read(&config).replace("format = \"human\"", "format = \"json\"");
+    std::fs::write(&config, text).unwrap();
+    let khm = khm.start().await.unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let operator = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("operator="))
+        .unwrap()
+        .to_owned();
+    // Some work, so there is something to flush.
+    let mut client =
+        focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))
+            .unwrap();
+    let r = client
+        .send(example("idn/alert-trafficking-victim.json"), true)
+        .await
+        .unwrap();
+    assert_eq!(r.state, focalpoint::pb::DeliveryState::Delivered as i32);
+
+    drop(client);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (exit, mut child) = tokio::task::spawn_blocking(move || (child.wait().unwrap(), child))
+        .await
+        .unwrap();
+    assert!(exit.success(), "SIGTERM must exit 0, got {exit:?}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            == "shutting down: no new connections, finishing in-flight work")
+    );
+    // No personal data in the logs: not the name, not the document number.
+    assert!(
+        !logs.contains("WULANDARI") && !logs.contains("X2217845"),
+        "{logs}"
+    );
+    // The log was left whole.
+    let log = focalpoint::log::ExchangeLog::open(
+        &dir.path().join("idn/data"),
+        focalpoint::log::Durability::Flush,
+    )
+    .unwrap();
+    assert_eq!(log.verify(), Ok(2));
+    khm.stop().await.unwrap();
+}
