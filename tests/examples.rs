@@ -65,3 +65,43 @@ fn every_example_message_is_valid() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+/// No Docker engine runs here: check that the compose file parses and that every path it names
+/// exists, and that the configurations it mounts load.
+#[test]
+fn the_compose_file_parses_and_every_path_it_names_exists() {
+    let dir = repo().join("deploy/compose");
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("compose.yaml")).unwrap()).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    assert_eq!(services.len(), 2);
+    let mut checked = 0;
+    for (name, service) in services {
+        if let Some(build) = service.get("build") {
+            let context = dir.join(build["context"].as_str().unwrap());
+            assert!(context.is_dir(), "{name:?}: build context");
+            assert!(
+                context.join(build["dockerfile"].as_str().unwrap()).is_file(),
+                "{name:?}: Dockerfile"
+            );
+            checked += 1;
+        }
+        for volume in service["volumes"].as_sequence().unwrap() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if source.starts_with('.') {
+                assert!(dir.join(source).exists(), "{name:?}: {source} does not exist");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "checked {checked} paths");
+    // The Dockerfile copies what exists.
+    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+        let mut parts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        parts.pop();
+        for source in parts {
+            assert!(repo().join(source).exists(), "Dockerfile copies missing {source}");
+        }
+    }
+}
