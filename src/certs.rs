@@ -223,6 +223,7 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
         let peer_ca = format!("peers/{}-ca.pem", peer.as_str().to_ascii_lowercase());
         write(&peer_ca, &authorities[1 - i].issued.cert_pem)?;
         let (peer_port, operator_port) = ports(*country);
+        let metrics_port = operator_port + 1;
         let (their_peer_port, _) = ports(peer);
         write(
             "node.toml",
@@ -239,6 +240,9 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
                  # human or json; the filter as for tracing. FOCALPOINT_LOG_FORMAT and FOCALPOINT_LOG override.\n\
                  format = \"human\"\n\
                  filter = \"info\"\n\n\
+                 [metrics]\n\
+                 # Prometheus text at /metrics; keep it on loopback or a management network.\n\
+                 address = \"127.0.0.1:{metrics_port}\"\n\n\
                  [node]\n\
                  certificate = \"node.pem\"\n\
                  key = \"node.key\"\n\n\

@@ -43,6 +43,9 @@ pub struct NodeConfig {
     /// How the node logs.
     #[serde(default)]
     pub log: LogConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Seconds between cosigned checkpoints with each peer; 0 turns them off.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval_secs: u64,
@@ -76,6 +79,31 @@ impl Default for LogConfig {
             filter: default_filter(),
         }
     }
+}
+
+/// Where metrics are served, as Prometheus text at `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve metrics at all (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `host:port`, loopback by default (127.0.0.1:9464).
+    #[serde(default = "crate::metrics::default_address")]
+    pub address: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: crate::metrics::default_address(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// How log lines are written.

@@ -155,6 +155,7 @@ pub fn example_configs(dir: &Path) -> anyhow::Result<(NodeConfig, NodeConfig)> {
         let any: SocketAddr = "127.0.0.1:0".parse()?;
         config.peer_listener.address = any;
         config.operator_listener.address = any;
+        config.metrics.address = any;
         config.data_dir = Some(dir.join(country).join("data"));
         Ok(config)
     };

@@ -114,6 +114,7 @@ struct Inner {
     outbound: BTreeMap<CountryCode, Arc<Notify>>,
     receipts: Notify,
     attempts: std::sync::Mutex<BTreeMap<u64, Attempts>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Delivery attempts of one sent message since this node started.
@@ -146,6 +147,7 @@ impl Exchange {
                 outbound,
                 receipts: Notify::new(),
                 attempts: std::sync::Mutex::default(),
+                metrics: Arc::default(),
             }),
         }
     }
@@ -153,6 +155,11 @@ impl Exchange {
     /// This node's country.
     pub fn country(&self) -> CountryCode {
         self.inner.country
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     /// The node's signing key (receipts, checkpoints, cosignatures).
@@ -240,6 +247,7 @@ impl Exchange {
             Err(e) => {
                 self.refuse(
                     None,
+                    body_kind(&envelope),
                     &envelope.message_id,
                     &envelope.encode_to_vec(),
                     &e.to_string(),
@@ -253,8 +261,14 @@ impl Exchange {
                 field: "sender".into(),
                 reason: format!("must be this node's country {own}"),
             };
-            self.refuse(None, &envelope.message_id, &valid.bytes, &e.to_string())
-                .await?;
+            self.refuse(
+                None,
+                body_kind(&envelope),
+                &envelope.message_id,
+                &valid.bytes,
+                &e.to_string(),
+            )
+            .await?;
             return Err(e.into());
         }
         let peer = valid.receiver;
@@ -302,8 +316,13 @@ impl Exchange {
                 Ok(Ok((sequence, false)))
             })
             .await?;
-        let (sequence, duplicate) = outcome.map_err(ExchangeError::Conflict)?;
+        let kind_label = crate::client::kind_label(kind as i32);
+        let (sequence, duplicate) = outcome.map_err(|id| {
+            self.inner.metrics.refused(kind_label, "local");
+            ExchangeError::Conflict(id)
+        })?;
         if !duplicate {
+            self.inner.metrics.sent(kind_label, peer.as_str());
             tracing::info!(peer = %peer, sequence, message_id = %message_id, "message logged for delivery");
         }
         if let Some(signal) = self.inner.outbound.get(&peer) {
@@ -321,13 +340,16 @@ impl Exchange {
     async fn refuse(
         &self,
         peer: Option<CountryCode>,
+        kind: &str,
         message_id: &str,
         bytes: &[u8],
         reason: &str,
     ) -> Result<(), ExchangeError> {
         let entry = refusal(peer, message_id, Digest::of(bytes), reason);
         self.inner.log.transact(move |t| t.append(entry)).await?;
-        tracing::warn!(peer = ?peer, reason, "input refused");
+        let label = peer.map_or_else(|| "local".to_owned(), |p| p.to_string());
+        self.inner.metrics.refused(kind, &label);
+        tracing::warn!(peer = %label, kind, reason, "input refused");
         Ok(())
     }
 
@@ -348,7 +370,7 @@ impl Exchange {
                 let id = pb::Envelope::decode(bytes.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
-                self.refuse(Some(caller), &id, &bytes, &e.to_string())
+                self.refuse(Some(caller), "unknown", &id, &bytes, &e.to_string())
                     .await?;
                 return Err(e.into());
             }
@@ -358,8 +380,14 @@ impl Exchange {
                 "envelope sender {} differs from the caller's certificate country {caller}",
                 valid.sender
             );
-            self.refuse(Some(caller), valid.message_id.as_str(), &bytes, &reason)
-                .await?;
+            self.refuse(
+                Some(caller),
+                body_kind(&valid.envelope),
+                valid.message_id.as_str(),
+                &bytes,
+                &reason,
+            )
+            .await?;
             return Err(ExchangeError::Forbidden(reason));
         }
         if valid.receiver != self.inner.country {
@@ -372,6 +400,7 @@ impl Exchange {
             };
             self.refuse(
                 Some(caller),
+                body_kind(&valid.envelope),
                 valid.message_id.as_str(),
                 &bytes,
                 &e.to_string(),
@@ -380,6 +409,7 @@ impl Exchange {
             return Err(e.into());
         }
         let this = self.clone();
+        let outcome_kind = valid.kind;
         let outcome = self
             .inner
             .log
@@ -395,7 +425,7 @@ impl Exchange {
                             sequence: seq,
                             reason: "issued receipt is missing".into(),
                         })?;
-                        return Ok(Ok(receipt));
+                        return Ok(Ok((receipt, false)));
                     }
                     t.append(refusal(
                         Some(caller),
@@ -431,10 +461,17 @@ impl Exchange {
                     .map_err(|e| LogError::Job(e.to_string()))?
                     .encode_to_vec();
                 t.store_issued_receipt(appended.sequence, signed.clone());
-                Ok(Ok(signed))
+                Ok(Ok((signed, true)))
             })
             .await?;
-        let signed = outcome.map_err(ExchangeError::Conflict)?;
+        let kind_label = body_kind_of(outcome_kind);
+        let (signed, new) = outcome.map_err(|id| {
+            self.inner.metrics.refused(kind_label, caller.as_str());
+            ExchangeError::Conflict(id)
+        })?;
+        if new {
+            self.inner.metrics.received(kind_label, caller.as_str());
+        }
         pb::SignedReceipt::decode(signed.as_slice()).map_err(|e| {
             ExchangeError::Log(LogError::Corrupt {
                 sequence: 0,
@@ -507,6 +544,10 @@ impl Exchange {
                 Ok(())
             })
             .await?;
+        let latency_micros = crate::model::now_micros() - sent.entry.recorded_at_micros;
+        self.inner
+            .metrics
+            .delivery_latency(latency_micros.max(0) as f64 / 1e6);
         tracing::info!(peer = %peer, sequence, peer_sequence = receipt.log_sequence, "receipt logged");
         self.inner.receipts.notify_waiters();
         Ok(())
@@ -732,6 +773,22 @@ impl Exchange {
         entries.sort_by_key(|e| e.entry.sequence);
         Ok((messages, entries))
     }
+}
+
+/// The metric label of an envelope's kind.
+fn body_kind(envelope: &pb::Envelope) -> &'static str {
+    use pb::envelope::Body;
+    body_kind_of(match &envelope.body {
+        Some(Body::TravellerAlert(_)) => pb::MessageKind::TravellerAlert,
+        Some(Body::DocumentFraudNotice(_)) => pb::MessageKind::DocumentFraudNotice,
+        Some(Body::StatisticsReport(_)) => pb::MessageKind::StatisticsReport,
+        Some(Body::CaseResponse(_)) => pb::MessageKind::CaseResponse,
+        None => pb::MessageKind::Unspecified,
+    })
+}
+
+fn body_kind_of(kind: pb::MessageKind) -> &'static str {
+    crate::client::kind_label(kind as i32)
 }
 
 fn refusal(peer: Option<CountryCode>, message_id: &str, digest: Digest, reason: &str) -> NewEntry {

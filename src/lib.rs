@@ -18,6 +18,7 @@ pub mod demo;
 pub mod exchange;
 pub mod log;
 pub mod merkle;
+pub mod metrics;
 pub mod model;
 pub mod mrz;
 pub mod node;

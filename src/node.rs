@@ -47,6 +47,34 @@ pub enum NodeError {
     },
 }
 
+/// The values metrics read from the log at scrape time.
+fn gauges(exchange: &Exchange, peers: &[CountryCode]) -> crate::metrics::Gauges {
+    let log = exchange.log();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut g = crate::metrics::Gauges {
+        log_entries: log.head().map(|(n, _)| n).unwrap_or(0),
+        ..Default::default()
+    };
+    for peer in peers {
+        let depth = log.pending(*peer).map(|p| p.len() as u64).unwrap_or(0);
+        g.outbox_depth.push((peer.to_string(), depth));
+        let created = log
+            .last_cosigned(*peer)
+            .ok()
+            .flatten()
+            .and_then(|seq| log.content(seq).ok().flatten())
+            .and_then(|c| crate::checkpoint::open(&c).ok())
+            .and_then(|(checkpoint, _, _)| {
+                crate::model::parse_instant(&checkpoint.created_at).ok()
+            });
+        if let Some(t) = created {
+            g.checkpoint_age_seconds
+                .push((peer.to_string(), (now - t.unix_timestamp()) as f64));
+        }
+    }
+    g
+}
+
 /// How long a stopping node waits for in-flight calls and open connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -60,6 +88,7 @@ pub struct BoundNode {
     peer_tls: std::sync::Arc<rustls::ServerConfig>,
     operator_tls: std::sync::Arc<rustls::ServerConfig>,
     trust: crate::audit::AuditTrust,
+    metrics_listener: Option<TcpListener>,
 }
 
 /// A serving node.
@@ -69,6 +98,8 @@ pub struct RunningNode {
     pub peer_address: SocketAddr,
     /// The operator listener's address.
     pub operator_address: SocketAddr,
+    /// The metrics listener's address, if metrics are served.
+    pub metrics_address: Option<SocketAddr>,
     exchange: Exchange,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<Result<(), NodeError>>>,
@@ -119,6 +150,11 @@ impl BoundNode {
         };
         let peer_listener = bind(config.peer_listener.address).await?;
         let operator_listener = bind(config.operator_listener.address).await?;
+        let metrics_listener = if config.metrics.enabled {
+            Some(bind(config.metrics.address).await?)
+        } else {
+            None
+        };
         Ok(Self {
             config,
             exchange,
@@ -127,6 +163,7 @@ impl BoundNode {
             peer_tls,
             operator_tls,
             trust: audit_trust,
+            metrics_listener,
         })
     }
 
@@ -187,9 +224,15 @@ impl BoundNode {
                 Ok(())
             }));
         }
-        let peer_incoming = tls::incoming(self.peer_listener, self.peer_tls, "peer");
-        let operator_incoming =
-            tls::incoming(self.operator_listener, self.operator_tls, "operator");
+        let metrics = self.exchange.metrics().clone();
+        let peer_incoming =
+            tls::incoming(self.peer_listener, self.peer_tls, "peer", metrics.clone());
+        let operator_incoming = tls::incoming(
+            self.operator_listener,
+            self.operator_tls,
+            "operator",
+            metrics.clone(),
+        );
         let stop = |mut w: watch::Receiver<bool>| async move {
             let _ = w.wait_for(|stopped| *stopped).await;
         };
@@ -215,7 +258,7 @@ impl BoundNode {
             channels,
             self.trust,
         ));
-        let operator_stop = stop(watcher);
+        let operator_stop = stop(watcher.clone());
         let (operator_health, operator_v1, operator_v1alpha) =
             introspection::<OperatorServiceServer<OperatorApi>>().await?;
         tasks.push(tokio::spawn(async move {
@@ -231,6 +274,26 @@ impl BoundNode {
                     source,
                 })
         }));
+        let metrics_address = match self.metrics_listener {
+            Some(listener) => {
+                let address = listener.local_addr().ok();
+                let exchange = self.exchange.clone();
+                let peers: Vec<CountryCode> = self.config.peers.iter().map(|p| p.country).collect();
+                let metrics_stop = stop(watcher.clone());
+                tasks.push(tokio::spawn(async move {
+                    crate::metrics::serve(
+                        listener,
+                        metrics,
+                        move || gauges(&exchange, &peers),
+                        metrics_stop,
+                    )
+                    .await;
+                    Ok(())
+                }));
+                address
+            }
+            None => None,
+        };
         tracing::info!(
             country = %self.config.country,
             peer = %peer_address,
@@ -240,6 +303,7 @@ impl BoundNode {
         Ok(RunningNode {
             peer_address,
             operator_address,
+            metrics_address,
             exchange: self.exchange,
             shutdown,
             tasks,

@@ -293,6 +293,7 @@ pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     plane: &'static str,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>>
 {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -312,15 +313,19 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(plane, %remote, reason = %e, "tls handshake refused");
+                        let reason = e.to_string();
+                        metrics.tls_failure(plane, crate::metrics::handshake_reason(&reason));
+                        tracing::warn!(plane, %remote, reason, "tls handshake refused");
                     }
                     Err(_) => {
+                        metrics.tls_failure(plane, "timeout");
                         tracing::warn!(plane, %remote, reason = "timeout", "tls handshake refused");
                     }
                 }

@@ -81,7 +81,9 @@ fn the_compose_file_parses_and_every_path_it_names_exists() {
             let context = dir.join(build["context"].as_str().unwrap());
             assert!(context.is_dir(), "{name:?}: build context");
             assert!(
-                context.join(build["dockerfile"].as_str().unwrap()).is_file(),
+                context
+                    .join(build["dockerfile"].as_str().unwrap())
+                    .is_file(),
                 "{name:?}: Dockerfile"
             );
             checked += 1;
@@ -89,7 +91,10 @@ fn the_compose_file_parses_and_every_path_it_names_exists() {
         for volume in service["volumes"].as_sequence().unwrap() {
             let source = volume.as_str().unwrap().split(':').next().unwrap();
             if source.starts_with('.') {
-                assert!(dir.join(source).exists(), "{name:?}: {source} does not exist");
+                assert!(
+                    dir.join(source).exists(),
+                    "{name:?}: {source} does not exist"
+                );
                 checked += 1;
             }
         }
@@ -97,11 +102,17 @@ fn the_compose_file_parses_and_every_path_it_names_exists() {
     assert!(checked >= 5, "checked {checked} paths");
     // The Dockerfile copies what exists.
     let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
-    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let mut parts: Vec<&str> = line.split_whitespace().skip(1).collect();
         parts.pop();
         for source in parts {
-            assert!(repo().join(source).exists(), "Dockerfile copies missing {source}");
+            assert!(
+                repo().join(source).exists(),
+                "Dockerfile copies missing {source}"
+            );
         }
     }
 }

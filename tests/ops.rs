@@ -197,3 +197,91 @@ async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
     assert_eq!(log.verify(), Ok(2));
     khm.stop().await.unwrap();
 }
+
+async fn scrape(address: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[tokio::test]
+async fn metrics_count_messages_refusals_handshakes_and_read_the_log() {
+    let pair = start_pair().await;
+    let r = pair
+        .client("idn", "operator")
+        .send(example("idn/alert-trafficking-victim.json"), true)
+        .await
+        .unwrap();
+    assert_eq!(r.state, focalpoint::pb::DeliveryState::Delivered as i32);
+    let mut bad = example("khm/fraud-notice-poipet.json");
+    bad.receiver = "KHN".into();
+    assert!(
+        pair.client("khm", "operator")
+            .send(bad, false)
+            .await
+            .is_err()
+    );
+    // A handshake with a certificate from the wrong plane.
+    let wrong = channel(
+        "khm",
+        pair.khm.peer_address,
+        example_cert("idn", "operator"),
+    );
+    assert!(
+        HealthClient::new(wrong)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_err()
+    );
+
+    let idn = scrape(pair.idn.metrics_address.unwrap()).await;
+    assert!(
+        idn.contains("focalpoint_messages_sent_total{kind=\"alert\",peer=\"KHM\"} 1"),
+        "{idn}"
+    );
+    assert!(
+        idn.contains("focalpoint_delivery_latency_seconds_count 1"),
+        "{idn}"
+    );
+    assert!(idn.contains("focalpoint_log_entries 2"), "{idn}");
+    assert!(
+        idn.contains("focalpoint_outbox_depth{peer=\"KHM\"} 0"),
+        "{idn}"
+    );
+    let khm = scrape(pair.khm.metrics_address.unwrap()).await;
+    assert!(
+        khm.contains("focalpoint_messages_received_total{kind=\"alert\",peer=\"IDN\"} 1"),
+        "{khm}"
+    );
+    assert!(
+        khm.contains("focalpoint_messages_refused_total{kind=\"fraud\",peer=\"local\"} 1"),
+        "{khm}"
+    );
+    // The refused handshake is counted once the server side has seen it.
+    let mut counted = false;
+    for _ in 0..100 {
+        let khm = scrape(pair.khm.metrics_address.unwrap()).await;
+        if khm.contains(
+            "focalpoint_tls_handshake_failures_total{plane=\"peer\",reason=\"identity_refused\"} 1",
+        ) {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        counted,
+        "{}",
+        scrape(pair.khm.metrics_address.unwrap()).await
+    );
+    // No personal data in any label.
+    assert!(!idn.contains("WULANDARI") && !khm.contains("SANTOSO"));
+    pair.stop().await;
+}

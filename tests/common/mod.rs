@@ -181,6 +181,7 @@ pub fn idn_child_config(dir: &Path, khm_peer: std::net::SocketAddr) -> PathBuf {
     let text = read(&path)
         .replace("127.0.0.1:7443", "127.0.0.1:0")
         .replace("127.0.0.1:7444", "127.0.0.1:0")
+        .replace("127.0.0.1:7445", "127.0.0.1:0")
         .replace("https://127.0.0.1:7543", &format!("https://{khm_peer}"));
     std::fs::write(&path, text).unwrap();
     path

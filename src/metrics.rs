@@ -1,0 +1,251 @@
+//! Prometheus metrics, served as text on their own listener (loopback by default): messages
+//! sent, received and refused per kind and peer, delivery latency, outbox depth, log size,
+//! checkpoint age, and TLS handshake failures by reason. Labels never carry personal data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds of the delivery latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 300.0,
+];
+
+/// The node's counters. Cheap to update from any thread.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: BTreeMap<(String, String), u64>,
+    received: BTreeMap<(String, String), u64>,
+    refused: BTreeMap<(String, String), u64>,
+    tls_failures: BTreeMap<(String, String), u64>,
+    latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    latency_count: u64,
+    latency_sum: f64,
+}
+
+/// Values read at scrape time.
+#[derive(Debug, Default, Clone)]
+pub struct Gauges {
+    /// Entries in the log.
+    pub log_entries: u64,
+    /// Messages without a receipt, per peer.
+    pub outbox_depth: Vec<(String, u64)>,
+    /// Seconds since the last cosigned checkpoint, per peer.
+    pub checkpoint_age_seconds: Vec<(String, f64)>,
+}
+
+impl Metrics {
+    fn with(&self, update: impl FnOnce(&mut Counters)) {
+        // A poisoned lock only means a panic mid-increment; the counters stay usable.
+        update(
+            &mut self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
+    /// A message of `kind` logged for `peer`.
+    pub fn sent(&self, kind: &str, peer: &str) {
+        self.with(|c| *c.sent.entry((kind.into(), peer.into())).or_default() += 1);
+    }
+
+    /// A message of `kind` received from `peer`.
+    pub fn received(&self, kind: &str, peer: &str) {
+        self.with(|c| *c.received.entry((kind.into(), peer.into())).or_default() += 1);
+    }
+
+    /// Input refused (validation, authorisation, conflicting duplicate); `peer` is "local" for
+    /// the operator plane.
+    pub fn refused(&self, kind: &str, peer: &str) {
+        self.with(|c| *c.refused.entry((kind.into(), peer.into())).or_default() += 1);
+    }
+
+    /// A TLS handshake refused on `plane` for `reason`.
+    pub fn tls_failure(&self, plane: &str, reason: &str) {
+        self.with(|c| {
+            *c.tls_failures
+                .entry((plane.into(), reason.into()))
+                .or_default() += 1
+        });
+    }
+
+    /// Seconds from logging a message to logging the peer's receipt.
+    pub fn delivery_latency(&self, seconds: f64) {
+        self.with(|c| {
+            for (bucket, bound) in c.latency_buckets.iter_mut().zip(LATENCY_BUCKETS) {
+                if seconds <= bound {
+                    *bucket += 1;
+                }
+            }
+            c.latency_count += 1;
+            c.latency_sum += seconds;
+        });
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let c = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = String::new();
+        let family = |out: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        for (name, help, map, labels) in [
+            (
+                "focalpoint_messages_sent_total",
+                "Messages logged for delivery.",
+                &c.sent,
+                ("kind", "peer"),
+            ),
+            (
+                "focalpoint_messages_received_total",
+                "Messages received and acknowledged.",
+                &c.received,
+                ("kind", "peer"),
+            ),
+            (
+                "focalpoint_messages_refused_total",
+                "Input refused: validation, authorisation, conflicting duplicates.",
+                &c.refused,
+                ("kind", "peer"),
+            ),
+            (
+                "focalpoint_tls_handshake_failures_total",
+                "TLS handshakes refused.",
+                &c.tls_failures,
+                ("plane", "reason"),
+            ),
+        ] {
+            family(&mut out, name, help, "counter");
+            for ((a, b), v) in map {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}=\"{a}\",{}=\"{b}\"}} {v}",
+                    labels.0, labels.1
+                );
+            }
+        }
+        let name = "focalpoint_delivery_latency_seconds";
+        family(
+            &mut out,
+            name,
+            "From logging a message to logging the peer's receipt.",
+            "histogram",
+        );
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(c.latency_buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", c.latency_count);
+        let _ = writeln!(out, "{name}_sum {}", c.latency_sum);
+        let _ = writeln!(out, "{name}_count {}", c.latency_count);
+        family(
+            &mut out,
+            "focalpoint_log_entries",
+            "Entries in the exchange log.",
+            "gauge",
+        );
+        let _ = writeln!(out, "focalpoint_log_entries {}", gauges.log_entries);
+        family(
+            &mut out,
+            "focalpoint_outbox_depth",
+            "Messages logged and not yet receipted.",
+            "gauge",
+        );
+        for (peer, depth) in &gauges.outbox_depth {
+            let _ = writeln!(out, "focalpoint_outbox_depth{{peer=\"{peer}\"}} {depth}");
+        }
+        family(
+            &mut out,
+            "focalpoint_checkpoint_age_seconds",
+            "Seconds since the last checkpoint the peer cosigned.",
+            "gauge",
+        );
+        for (peer, age) in &gauges.checkpoint_age_seconds {
+            let _ = writeln!(
+                out,
+                "focalpoint_checkpoint_age_seconds{{peer=\"{peer}\"}} {age}"
+            );
+        }
+        out
+    }
+}
+
+/// Why a TLS handshake failed, as a metric label.
+pub fn handshake_reason(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("timeout") {
+        "timeout"
+    } else if e.contains("peer sent no certificates") || e.contains("no certificate") {
+        "no_client_certificate"
+    } else if e.contains("unknownissuer") || e.contains("unknown issuer") {
+        "unknown_ca"
+    } else if e.contains("expired") || e.contains("notvalidyet") {
+        "certificate_not_valid_now"
+    } else if e.contains("not allowed on this listener")
+        || e.contains("not trusted on this listener")
+        || e.contains("identity")
+    {
+        "identity_refused"
+    } else {
+        "other"
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` completes; `gauges` is read per scrape.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    gauges: impl Fn() -> Gauges + Send + Sync + 'static,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let gauges = std::sync::Arc::new(gauges);
+    tokio::pin!(stop);
+    loop {
+        let (mut stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+            () = &mut stop => return,
+        };
+        let metrics = metrics.clone();
+        let gauges = gauges.clone();
+        tokio::spawn(async move {
+            let mut request = vec![0u8; 4096];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request))
+                    .await;
+            let Ok(Ok(n)) = read else { return };
+            let head = String::from_utf8_lossy(&request[..n]);
+            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
+                let body = metrics.render(&gauges());
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// The address the metrics listener binds to when the configuration names none.
+pub fn default_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
