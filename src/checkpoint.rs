@@ -114,7 +114,7 @@ pub async fn witness(
     let checkpoint: pb::Checkpoint = decode(&signed.body, "checkpoint")?;
     let created = parse_instant(&checkpoint.created_at)
         .map_err(|e| ExchangeError::BadRequest(format!("checkpoint.created_at: {e}")))?;
-    receipt::verify_signed(CHECKPOINT_DOMAIN, &signed, anchors, caller, created)?;
+    receipt::verify_signed(CHECKPOINT_DOMAIN, &signed, &anchors, caller, created)?;
     if checkpoint.origin != caller.as_str() {
         return Err(ExchangeError::Forbidden(format!(
             "checkpoint of {} presented by {caller}",
@@ -211,7 +211,7 @@ pub async fn accept(
     let cosignature: pb::Cosignature = decode(&cosigned.body, "cosignature")?;
     let at = parse_instant(&cosignature.witnessed_at)
         .map_err(|e| ExchangeError::BadRequest(format!("cosignature.witnessed_at: {e}")))?;
-    receipt::verify_signed(COSIGNATURE_DOMAIN, &cosigned, anchors, peer, at)?;
+    receipt::verify_signed(COSIGNATURE_DOMAIN, &cosigned, &anchors, peer, at)?;
     if cosignature.size != checkpoint.size
         || cosignature.root_hash != checkpoint.root_hash
         || cosignature.origin != checkpoint.origin

@@ -55,18 +55,23 @@ pub enum Settled {
 pub async fn run(
     exchange: Exchange,
     peer: CountryCode,
-    channel: Channel,
+    mut channel: watch::Receiver<Channel>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Some(signal) = exchange.outbound_signal(peer) else {
         return;
     };
-    let mut client = PeerServiceClient::new(channel);
+    let mut client = PeerServiceClient::new(channel.borrow_and_update().clone());
     let mut backoff = FIRST_BACKOFF;
     let mut synced = false;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        if channel.has_changed().unwrap_or(false) {
+            // Reloaded certificates: connect afresh with them and agree on a cursor again.
+            client = PeerServiceClient::new(channel.borrow_and_update().clone());
+            synced = false;
         }
         let outcome = if synced {
             match exchange.log().pending(peer) {
@@ -322,16 +327,16 @@ pub async fn checkpoint(
 pub async fn checkpoints(
     exchange: Exchange,
     peer: CountryCode,
-    channel: Channel,
+    channel: watch::Receiver<Channel>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut client = PeerServiceClient::new(channel);
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
+        let mut client = PeerServiceClient::new(channel.borrow().clone());
         if let Err(e) = checkpoint(&exchange, &mut client, peer).await {
             tracing::warn!(peer = %peer, error = %e, "checkpoint not cosigned");
         }

@@ -109,8 +109,10 @@ pub struct Exchange {
 struct Inner {
     country: CountryCode,
     log: ExchangeLog,
-    signer: ReceiptSigner,
-    peers: BTreeMap<CountryCode, PeerTrust>,
+    /// Swapped whole when certificates are reloaded.
+    signer: std::sync::RwLock<Arc<ReceiptSigner>>,
+    /// The configured peers; their CA certificates are swapped on reload.
+    peers: BTreeMap<CountryCode, std::sync::RwLock<Arc<PeerTrust>>>,
     outbound: BTreeMap<CountryCode, Arc<Notify>>,
     receipts: Notify,
     attempts: std::sync::Mutex<BTreeMap<u64, Attempts>>,
@@ -142,8 +144,11 @@ impl Exchange {
             inner: Arc::new(Inner {
                 country,
                 log,
-                signer,
-                peers,
+                signer: std::sync::RwLock::new(Arc::new(signer)),
+                peers: peers
+                    .into_iter()
+                    .map(|(c, t)| (c, std::sync::RwLock::new(Arc::new(t))))
+                    .collect(),
                 outbound,
                 receipts: Notify::new(),
                 attempts: std::sync::Mutex::default(),
@@ -163,13 +168,30 @@ impl Exchange {
     }
 
     /// The node's signing key (receipts, checkpoints, cosignatures).
-    pub fn signer(&self) -> &ReceiptSigner {
-        &self.inner.signer
+    pub fn signer(&self) -> Arc<ReceiptSigner> {
+        read(&self.inner.signer).clone()
+    }
+
+    /// Takes a reloaded signing key and peer CA certificates into use for everything that
+    /// starts after this call. Peers cannot be added or removed this way.
+    pub fn reload(&self, signer: ReceiptSigner, peers: BTreeMap<CountryCode, PeerTrust>) {
+        *self
+            .inner
+            .signer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(signer);
+        for (country, trust) in peers {
+            if let Some(slot) = self.inner.peers.get(&country) {
+                *slot
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(trust);
+            }
+        }
     }
 
     /// The CA certificates of `peer`, if it is configured.
-    pub fn peer_anchors(&self, peer: CountryCode) -> Option<&[CertificateDer<'static>]> {
-        self.inner.peers.get(&peer).map(|t| t.anchors.as_slice())
+    pub fn peer_anchors(&self, peer: CountryCode) -> Option<Vec<CertificateDer<'static>>> {
+        self.inner.peers.get(&peer).map(|t| read(t).anchors.clone())
     }
 
     /// The log.
@@ -455,8 +477,7 @@ impl Exchange {
                     stored_at: format_instant(time::OffsetDateTime::now_utc()),
                 };
                 let signed = this
-                    .inner
-                    .signer
+                    .signer()
                     .sign(&receipt)
                     .map_err(|e| LogError::Job(e.to_string()))?
                     .encode_to_vec();
@@ -496,12 +517,10 @@ impl Exchange {
         sequence: u64,
         signed: pb::SignedReceipt,
     ) -> Result<(), ExchangeError> {
-        let trust = self
-            .inner
-            .peers
-            .get(&peer)
+        let anchors = self
+            .peer_anchors(peer)
             .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
-        let receipt = receipt::verify(&signed, &trust.anchors, peer)?;
+        let receipt = receipt::verify(&signed, &anchors, peer)?;
         let sent = self
             .inner
             .log
@@ -773,6 +792,12 @@ impl Exchange {
         entries.sort_by_key(|e| e.entry.sequence);
         Ok((messages, entries))
     }
+}
+
+/// Reads a lock that a panicking writer cannot leave half-written (it swaps an `Arc`).
+fn read<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The metric label of an envelope's kind.

@@ -773,15 +773,23 @@ async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Resul
         "focalpoint {country} serving peer={} operator={}",
         node.peer_address, node.operator_address
     );
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    node.run_until(async {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => {
+                // A bad new certificate leaves the node running on the old one.
+                if let Err(e) = node.reload() {
+                    tracing::error!(error = %format!("{e:#}"), "reload refused; still serving with the previous certificates");
+                }
+            }
         }
-        tracing::info!("shutting down: no new connections, finishing in-flight work");
-    })
-    .await?;
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight work");
+    node.stop().await?;
     Ok(())
 }

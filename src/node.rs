@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -78,6 +79,91 @@ fn gauges(exchange: &Exchange, peers: &[CountryCode]) -> crate::metrics::Gauges 
 /// How long a stopping node waits for in-flight calls and open connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Everything read from certificate and key files: what a reload replaces.
+struct Material {
+    peer_tls: Arc<rustls::ServerConfig>,
+    operator_tls: Arc<rustls::ServerConfig>,
+    signer: ReceiptSigner,
+    peer_trust: BTreeMap<CountryCode, PeerTrust>,
+    audit: crate::audit::AuditTrust,
+}
+
+impl Material {
+    /// Reads and checks the node's certificate, key and trust anchors. The node certificate
+    /// must name this country's node and be valid now.
+    fn load(config: &NodeConfig) -> Result<Self, NodeError> {
+        let chain = tls::load_certs(&config.node.certificate)?;
+        let key = tls::load_key(&config.node.key)?;
+        let identity = tls::identity_of(&chain[0])?;
+        if identity.country != config.country || identity.role != Role::Node {
+            return Err(NodeError::WrongIdentity {
+                found: identity.to_string(),
+                expected: config.country.to_string(),
+            });
+        }
+        let (not_before, not_after) = tls::validity_of(&chain[0])?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if now < not_before || now > not_after {
+            return Err(NodeError::Tls(TlsError::Invalid {
+                path: config.node.certificate.clone(),
+                reason: "the node certificate is expired or not yet valid".into(),
+            }));
+        }
+        let mut peers = BTreeMap::new();
+        let mut peer_trust = BTreeMap::new();
+        for peer in &config.peers {
+            let anchors = tls::load_certs(&peer.ca)?;
+            peers.insert(peer.country, (peer.ca.clone(), anchors.clone()));
+            peer_trust.insert(peer.country, PeerTrust { anchors });
+        }
+        let local_ca = tls::load_certs(&config.operator_listener.ca)?;
+        let peer_tls =
+            tls::server_config(&Admission::Peers(peers), chain.clone(), key.clone_key())?;
+        let operator_tls = tls::server_config(
+            &Admission::Users {
+                country: config.country,
+                ca: (config.operator_listener.ca.clone(), local_ca),
+            },
+            chain.clone(),
+            key.clone_key(),
+        )?;
+        Ok(Self {
+            peer_tls,
+            operator_tls,
+            signer: ReceiptSigner::new(&chain[0], &key)?,
+            peer_trust,
+            audit: crate::audit::AuditTrust::from_config(config)?,
+        })
+    }
+}
+
+/// A channel to each peer, presenting the node certificate as configured now.
+fn peer_channels(
+    config: &NodeConfig,
+) -> Result<BTreeMap<CountryCode, tonic::transport::Channel>, NodeError> {
+    let mut channels = BTreeMap::new();
+    for peer in &config.peers {
+        let client = ClientTls::load(
+            &peer.ca,
+            &config.node.certificate,
+            &config.node.key,
+            &peer.server_name,
+        )?;
+        channels.insert(peer.country, client.channel(&peer.address)?);
+    }
+    Ok(channels)
+}
+
+/// What a running node swaps when its certificates are reloaded.
+#[derive(Debug)]
+struct Live {
+    config: NodeConfig,
+    peer_tls: watch::Sender<Arc<rustls::ServerConfig>>,
+    operator_tls: watch::Sender<Arc<rustls::ServerConfig>>,
+    channels: BTreeMap<CountryCode, watch::Sender<tonic::transport::Channel>>,
+    audit: watch::Sender<crate::audit::AuditTrust>,
+}
+
 /// A node with its listeners bound, not yet serving.
 #[derive(Debug)]
 pub struct BoundNode {
@@ -85,8 +171,8 @@ pub struct BoundNode {
     exchange: Exchange,
     peer_listener: TcpListener,
     operator_listener: TcpListener,
-    peer_tls: std::sync::Arc<rustls::ServerConfig>,
-    operator_tls: std::sync::Arc<rustls::ServerConfig>,
+    peer_tls: Arc<rustls::ServerConfig>,
+    operator_tls: Arc<rustls::ServerConfig>,
     trust: crate::audit::AuditTrust,
     metrics_listener: Option<TcpListener>,
 }
@@ -103,6 +189,7 @@ pub struct RunningNode {
     exchange: Exchange,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<Result<(), NodeError>>>,
+    live: Live,
 }
 
 impl BoundNode {
@@ -112,37 +199,9 @@ impl BoundNode {
         let data_dir = data_dir
             .or_else(|| config.data_dir.clone())
             .ok_or(NodeError::NoDataDir)?;
-        let chain = tls::load_certs(&config.node.certificate)?;
-        let key = tls::load_key(&config.node.key)?;
-        let identity = tls::identity_of(&chain[0])?;
-        if identity.country != config.country || identity.role != Role::Node {
-            return Err(NodeError::WrongIdentity {
-                found: identity.to_string(),
-                expected: config.country.to_string(),
-            });
-        }
-        let mut peers = BTreeMap::new();
-        let mut trust = BTreeMap::new();
-        for peer in &config.peers {
-            let anchors = tls::load_certs(&peer.ca)?;
-            peers.insert(peer.country, (peer.ca.clone(), anchors.clone()));
-            trust.insert(peer.country, PeerTrust { anchors });
-        }
-        let local_ca = tls::load_certs(&config.operator_listener.ca)?;
-        let peer_tls =
-            tls::server_config(&Admission::Peers(peers), chain.clone(), key.clone_key())?;
-        let operator_tls = tls::server_config(
-            &Admission::Users {
-                country: config.country,
-                ca: (config.operator_listener.ca.clone(), local_ca),
-            },
-            chain.clone(),
-            key.clone_key(),
-        )?;
-        let signer = ReceiptSigner::new(&chain[0], &key)?;
-        let audit_trust = crate::audit::AuditTrust::from_config(&config)?;
+        let material = Material::load(&config)?;
         let log = ExchangeLog::open(&data_dir, config.durability)?;
-        let exchange = Exchange::new(config.country, log, signer, trust);
+        let exchange = Exchange::new(config.country, log, material.signer, material.peer_trust);
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
                 .await
@@ -160,9 +219,9 @@ impl BoundNode {
             exchange,
             peer_listener,
             operator_listener,
-            peer_tls,
-            operator_tls,
-            trust: audit_trust,
+            peer_tls: material.peer_tls,
+            operator_tls: material.operator_tls,
+            trust: material.audit,
             metrics_listener,
         })
     }
@@ -196,40 +255,35 @@ impl BoundNode {
         let operator_address = self.operator_address();
         let (shutdown, watcher) = watch::channel(false);
         let mut tasks = Vec::new();
-        let mut channels = BTreeMap::new();
-        for peer in &self.config.peers {
-            let client = ClientTls::load(
-                &peer.ca,
-                &self.config.node.certificate,
-                &self.config.node.key,
-                &peer.server_name,
-            )?;
-            let channel = client.channel(&peer.address)?;
-            channels.insert(peer.country, channel.clone());
+        let mut channel_senders = BTreeMap::new();
+        let mut channel_receivers = BTreeMap::new();
+        for (country, channel) in peer_channels(&self.config)? {
+            let (tx, rx) = watch::channel(channel);
+            channel_senders.insert(country, tx);
+            channel_receivers.insert(country, rx.clone());
             if self.config.checkpoint_interval_secs > 0 {
                 let every = std::time::Duration::from_secs(self.config.checkpoint_interval_secs);
-                let (exchange, channel, watcher) =
-                    (self.exchange.clone(), channel.clone(), watcher.clone());
-                let country = peer.country;
+                let (exchange, rx, watcher) = (self.exchange.clone(), rx.clone(), watcher.clone());
                 tasks.push(tokio::spawn(async move {
-                    crate::delivery::checkpoints(exchange, country, channel, every, watcher).await;
+                    crate::delivery::checkpoints(exchange, country, rx, every, watcher).await;
                     Ok(())
                 }));
             }
             let exchange = self.exchange.clone();
-            let country = peer.country;
             let watcher = watcher.clone();
             tasks.push(tokio::spawn(async move {
-                crate::delivery::run(exchange, country, channel, watcher).await;
+                crate::delivery::run(exchange, country, rx, watcher).await;
                 Ok(())
             }));
         }
+        let (peer_tls, peer_tls_rx) = watch::channel(self.peer_tls);
+        let (operator_tls, operator_tls_rx) = watch::channel(self.operator_tls);
+        let (audit, audit_rx) = watch::channel(self.trust);
         let metrics = self.exchange.metrics().clone();
-        let peer_incoming =
-            tls::incoming(self.peer_listener, self.peer_tls, "peer", metrics.clone());
+        let peer_incoming = tls::incoming(self.peer_listener, peer_tls_rx, "peer", metrics.clone());
         let operator_incoming = tls::incoming(
             self.operator_listener,
-            self.operator_tls,
+            operator_tls_rx,
             "operator",
             metrics.clone(),
         );
@@ -255,8 +309,8 @@ impl BoundNode {
         }));
         let operator_api = OperatorServiceServer::new(OperatorApi::new(
             self.exchange.clone(),
-            channels,
-            self.trust,
+            channel_receivers,
+            audit_rx,
         ));
         let operator_stop = stop(watcher.clone());
         let (operator_health, operator_v1, operator_v1alpha) =
@@ -307,6 +361,13 @@ impl BoundNode {
             exchange: self.exchange,
             shutdown,
             tasks,
+            live: Live {
+                config: self.config,
+                peer_tls,
+                operator_tls,
+                channels: channel_senders,
+                audit,
+            },
         })
     }
 }
@@ -368,6 +429,25 @@ impl RunningNode {
         }
         self.exchange.log().flush()?;
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Rereads the node's certificate, key and trust anchors (the files the configuration
+    /// names) and takes them into use for new connections, receipts and checkpoints.
+    /// Established connections and calls carry on. On any error nothing changes.
+    pub fn reload(&self) -> Result<(), NodeError> {
+        let material = Material::load(&self.live.config)?;
+        let channels = peer_channels(&self.live.config)?;
+        self.live.peer_tls.send_replace(material.peer_tls);
+        self.live.operator_tls.send_replace(material.operator_tls);
+        self.live.audit.send_replace(material.audit);
+        for (country, channel) in channels {
+            if let Some(tx) = self.live.channels.get(&country) {
+                tx.send_replace(channel);
+            }
+        }
+        self.exchange.reload(material.signer, material.peer_trust);
+        tracing::info!(country = %self.live.config.country, "certificates, key and trust anchors reloaded");
+        Ok(())
     }
 
     /// Serves until `signal` completes, then stops.

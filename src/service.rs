@@ -4,6 +4,7 @@
 use std::pin::Pin;
 
 use prost::Message;
+use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -190,16 +191,16 @@ impl PeerApi {
 #[derive(Debug, Clone)]
 pub struct OperatorApi {
     exchange: Exchange,
-    peers: std::collections::BTreeMap<CountryCode, tonic::transport::Channel>,
-    trust: crate::audit::AuditTrust,
+    peers: std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
+    trust: watch::Receiver<crate::audit::AuditTrust>,
 }
 
 impl OperatorApi {
     /// The operator plane over `exchange`, with a channel to each peer for replays.
     pub fn new(
         exchange: Exchange,
-        peers: std::collections::BTreeMap<CountryCode, tonic::transport::Channel>,
-        trust: crate::audit::AuditTrust,
+        peers: std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
+        trust: watch::Receiver<crate::audit::AuditTrust>,
     ) -> Self {
         Self {
             exchange,
@@ -227,7 +228,7 @@ impl OperatorApi {
         })?;
         Ok((
             peer,
-            crate::pb::peer_service_client::PeerServiceClient::new(channel.clone()),
+            crate::pb::peer_service_client::PeerServiceClient::new(channel.borrow().clone()),
         ))
     }
 
@@ -483,7 +484,7 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         self.reader(&request)?;
         let log = self.exchange.log().clone();
-        let trust = self.trust.clone();
+        let trust = self.trust.borrow().clone();
         // Hashing the whole log is heavy: keep it off the async workers.
         let outcome = tokio::task::spawn_blocking(move || crate::audit::verify(&log, &trust))
             .await

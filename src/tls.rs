@@ -288,16 +288,16 @@ pub fn server_config(
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts TCP connections and completes TLS handshakes off the accept loop, yielding the
-/// connections that passed. Ends when `listener` fails or the receiver is dropped.
+/// connections that passed, each under the server configuration current when it arrived.
+/// Ends when the receiver is dropped.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     plane: &'static str,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>>
 {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -311,7 +311,8 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            // The configuration current at accept time: a reload applies to new connections.
+            let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {

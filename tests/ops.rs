@@ -285,3 +285,53 @@ async fn metrics_count_messages_refusals_handshakes_and_read_the_log() {
     assert!(!idn.contains("WULANDARI") && !khm.contains("SANTOSO"));
     pair.stop().await;
 }
+
+#[tokio::test]
+async fn certificates_reload_without_downtime_and_bad_ones_are_refused() {
+    use focalpoint::pb;
+    let pair = start_pair().await;
+    let mut idn = pair.client("idn", "operator");
+    let mut khm = pair.client("khm", "operator");
+    khm.log(1, 1).await.unwrap(); // an established operator connection
+    let send = |id: &str| {
+        let mut e = example("idn/alert-trafficking-victim.json");
+        e.message_id = id.into();
+        e
+    };
+    let signer_of = |r: &pb::SendResponse| r.receipt.as_ref().unwrap().signer_certificate.clone();
+    let before = idn.send(send("IDN-ROT-1"), true).await.unwrap();
+
+    // KHM's node certificate is rotated on disk, then reloaded.
+    let node = identity("urn:focalpoint:KHM:node");
+    let (cert, key) = issue(&example_authority("khm"), &node, -1, 365);
+    let khm_dir = pair.dir.path().join("khm");
+    std::fs::write(khm_dir.join("node.pem"), &cert).unwrap();
+    std::fs::write(khm_dir.join("node.key"), &key).unwrap();
+    pair.khm.reload().unwrap();
+    let rotated = focalpoint::tls::load_certs(&khm_dir.join("node.pem")).unwrap()[0].to_vec();
+
+    khm.log(1, 1).await.unwrap(); // established work carries on
+    let after = idn.send(send("IDN-ROT-2"), true).await.unwrap();
+    assert_eq!(after.state, pb::DeliveryState::Delivered as i32);
+    assert_ne!(signer_of(&after), signer_of(&before));
+    assert_eq!(
+        signer_of(&after),
+        rotated,
+        "receipts are signed with the new key"
+    );
+    // A fresh operator connection handshakes with the new certificate.
+    pair.client("khm", "operator").log(1, 1).await.unwrap();
+
+    // An expired certificate is refused and the node keeps the one it has.
+    let (expired, expired_key) = issue(&example_authority("khm"), &node, -30, -1);
+    std::fs::write(khm_dir.join("node.pem"), &expired).unwrap();
+    std::fs::write(khm_dir.join("node.key"), &expired_key).unwrap();
+    assert!(pair.khm.reload().is_err());
+    let third = idn.send(send("IDN-ROT-3"), true).await.unwrap();
+    assert_eq!(third.state, pb::DeliveryState::Delivered as i32);
+    assert_eq!(signer_of(&third), rotated);
+    // Receipts from before and after the rotation all verify against the CA.
+    let r = pair.client("idn", "auditor").verify().await.unwrap();
+    assert!(r.ok, "{}", r.problem);
+    pair.stop().await;
+}
