@@ -1,0 +1,378 @@
+//! `cargo bench --bench exchange`: the exchange measured beside its ceilings, in one run on one
+//! machine, printed as one table. Run without `--bench` (as `cargo test` does) it only checks
+//! that it builds.
+
+use std::time::{Duration, Instant};
+
+use focalpoint::log::{Durability, ExchangeLog, NewEntry};
+use focalpoint::pb;
+use focalpoint::pb::peer_service_client::PeerServiceClient;
+use focalpoint::pb::peer_service_server::{PeerService, PeerServiceServer};
+use focalpoint::tls::{self, Admission, ClientTls};
+use prost::Message;
+
+const PAYLOAD_ENVELOPE: &str = "examples/idn/alert-trafficking-victim.json";
+
+struct Row {
+    name: String,
+    count: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> String {
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    format!("{:.3}", sorted[i].as_secs_f64() * 1e3)
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "{:<58} {:>8} {:>12} {:>9} {:>9} {:>9}",
+        "measurement", "count", "per second", "p50 ms", "p99 ms", "p999 ms"
+    );
+    for r in rows {
+        let mut l = r.latencies.clone();
+        l.sort();
+        println!(
+            "{:<58} {:>8} {:>12.0} {:>9} {:>9} {:>9}",
+            r.name,
+            r.count,
+            r.count as f64 / r.elapsed.as_secs_f64(),
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            percentile(&l, 0.999)
+        );
+    }
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn envelope(id: &str) -> Vec<u8> {
+    let text = std::fs::read_to_string(repo().join(PAYLOAD_ENVELOPE)).unwrap();
+    let mut e = focalpoint::client::parse_envelope(&text).unwrap();
+    e.message_id = id.into();
+    e.sender = "IDN".into();
+    e.created_at = "2025-04-30T08:15:00Z".into();
+    e.encode_to_vec()
+}
+
+fn peer_client(address: std::net::SocketAddr) -> PeerServiceClient<tonic::transport::Channel> {
+    let base = repo().join("certs-example");
+    let tls = ClientTls::load(
+        &base.join("khm/ca.pem"),
+        &base.join("idn/node.pem"),
+        &base.join("idn/node.key"),
+        "khm.focalpoint.example",
+    )
+    .unwrap();
+    PeerServiceClient::new(tls.channel(&format!("https://{address}")).unwrap())
+}
+
+/// Unary deliveries with `in_flight` concurrent callers.
+async fn unary(
+    name: &str,
+    address: std::net::SocketAddr,
+    prefix: &str,
+    total: usize,
+    in_flight: usize,
+) -> Row {
+    let client = peer_client(address);
+    // Warm the connection.
+    let _ = client
+        .clone()
+        .deliver(pb::DeliverRequest {
+            envelope: envelope(&format!("{prefix}-warm")),
+            ..Default::default()
+        })
+        .await;
+    let per_task = total / in_flight;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..in_flight {
+        let mut client = client.clone();
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let envelope = envelope(&format!("{prefix}-{t}-{i}"));
+                let sent = Instant::now();
+                client
+                    .deliver(pb::DeliverRequest {
+                        envelope,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    Row {
+        name: name.into(),
+        count: per_task * in_flight,
+        elapsed: start.elapsed(),
+        latencies,
+    }
+}
+
+/// One stream of `total` envelopes.
+async fn streaming(name: &str, address: std::net::SocketAddr, prefix: &str, total: usize) -> Row {
+    let mut client = peer_client(address);
+    let requests: Vec<_> = (0..total)
+        .map(|i| pb::DeliverRequest {
+            envelope: envelope(&format!("{prefix}-{i}")),
+            ..Default::default()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut responses = client
+        .deliver_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(r) = responses.message().await.unwrap() {
+        assert!(matches!(
+            r.outcome,
+            Some(pb::deliver_response::Outcome::Receipt(_))
+        ));
+        n += 1;
+    }
+    Row {
+        name: name.into(),
+        count: n,
+        elapsed: start.elapsed(),
+        latencies: Vec::new(),
+    }
+}
+
+/// The ceiling: the same mTLS, the same payload, answered at once with no storage or signing.
+#[derive(Debug, Clone)]
+struct Echo(pb::SignedReceipt);
+
+type Responses = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::DeliverResponse, tonic::Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl PeerService for Echo {
+    async fn deliver(
+        &self,
+        _: tonic::Request<pb::DeliverRequest>,
+    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::DeliverResponse {
+            outcome: Some(pb::deliver_response::Outcome::Receipt(self.0.clone())),
+        }))
+    }
+    type DeliverStreamStream = Responses;
+    async fn deliver_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::DeliverRequest>>,
+    ) -> Result<tonic::Response<Responses>, tonic::Status> {
+        use tokio_stream::StreamExt;
+        let receipt = self.0.clone();
+        let out = request.into_inner().map(move |_| {
+            Ok(pb::DeliverResponse {
+                outcome: Some(pb::deliver_response::Outcome::Receipt(receipt.clone())),
+            })
+        });
+        Ok(tonic::Response::new(Box::pin(out)))
+    }
+    async fn cursor(
+        &self,
+        _: tonic::Request<pb::CursorRequest>,
+    ) -> Result<tonic::Response<pb::CursorResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::CursorResponse::default()))
+    }
+    async fn cosign(
+        &self,
+        _: tonic::Request<pb::CosignRequest>,
+    ) -> Result<tonic::Response<pb::CosignResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("echo"))
+    }
+}
+
+async fn echo_server() -> std::net::SocketAddr {
+    let base = repo().join("certs-example");
+    let chain = tls::load_certs(&base.join("khm/node.pem")).unwrap();
+    let key = tls::load_key(&base.join("khm/node.key")).unwrap();
+    let idn_ca = base.join("khm/peers/idn-ca.pem");
+    let admission = Admission::Peers(
+        [(
+            "IDN".parse().unwrap(),
+            (idn_ca.clone(), tls::load_certs(&idn_ca).unwrap()),
+        )]
+        .into(),
+    );
+    let config = tls::server_config(&admission, chain, key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(config);
+    let metrics = std::sync::Arc::default();
+    let incoming = tls::incoming(listener, rx, "peer", metrics);
+    // A receipt of realistic size, as the real path returns.
+    let receipt = pb::SignedReceipt {
+        receipt: vec![7; 180],
+        signature_scheme: "ECDSA_NISTP256_SHA256".into(),
+        signature: vec![1; 72],
+        signer_certificate: vec![2; 560],
+    };
+    tokio::spawn(async move {
+        std::mem::forget(_tx);
+        tonic::transport::Server::builder()
+            .add_service(PeerServiceServer::new(Echo(receipt)))
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+    address
+}
+
+/// sled alone: append one envelope-sized value and make it durable, one at a time.
+fn sled_alone(total: usize) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let file = std::fs::File::open(dir.path().join("db")).unwrap();
+    let value = envelope("sled");
+    let mut latencies = Vec::with_capacity(total);
+    let start = Instant::now();
+    for i in 0..total as u64 {
+        let t = Instant::now();
+        db.insert(i.to_be_bytes(), value.clone()).unwrap();
+        db.flush().unwrap();
+        file.sync_data().unwrap();
+        latencies.push(t.elapsed());
+    }
+    Row {
+        name: "ceiling: sled insert + flush + fdatasync, one at a time".into(),
+        count: total,
+        elapsed: start.elapsed(),
+        latencies,
+    }
+}
+
+/// `verify` over a log of `total` entries, beside raw SHA-256 over the same bytes.
+fn verify(total: usize) -> (Row, Row) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+    let value = envelope("verify");
+    for chunk in 0..total / 1000 {
+        let value = value.clone();
+        log.transact_blocking(move |t| {
+            for i in 0..1000 {
+                t.append(NewEntry {
+                    kind: pb::EntryKind::MessageReceived,
+                    peer: Some("IDN".parse().unwrap()),
+                    message_id: format!("V-{chunk}-{i}"),
+                    content: Some(value.clone()),
+                    ..Default::default()
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let start = Instant::now();
+    let checked = log.verify().unwrap();
+    let verify_elapsed = start.elapsed();
+    assert_eq!(checked as usize, total / 1000 * 1000);
+    // The same bytes, hashed raw: every entry and every content.
+    let entries: Vec<Vec<u8>> = log
+        .range(1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry.encode_to_vec())
+        .collect();
+    let start = Instant::now();
+    for e in &entries {
+        std::hint::black_box(focalpoint::model::Digest::of(e));
+        std::hint::black_box(focalpoint::model::Digest::of(&value));
+    }
+    let raw_elapsed = start.elapsed();
+    (
+        Row {
+            name: format!("audit: log.verify over {checked} entries (chain + content)"),
+            count: checked as usize,
+            elapsed: verify_elapsed,
+            latencies: Vec::new(),
+        },
+        Row {
+            name: "ceiling: raw SHA-256 over the same bytes".into(),
+            count: checked as usize,
+            elapsed: raw_elapsed,
+            latencies: Vec::new(),
+        },
+    )
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("exchange benchmark: run it with `cargo bench --bench exchange`");
+        return;
+    }
+    let scale: usize = std::env::var("FOCALPOINT_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6400);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rows = runtime.block_on(async {
+        focalpoint::tls::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let (idn, khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+        let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+        let echo = echo_server().await;
+        let mut rows = Vec::new();
+        for in_flight in [1, 16, 64] {
+            let n = if in_flight == 1 { scale / 8 } else { scale };
+            rows.push(
+                unary(
+                    &format!("exchange: unary, {in_flight} in flight (fsync, signed receipt)"),
+                    khm.peer_address,
+                    &format!("U{in_flight}"),
+                    n,
+                    in_flight,
+                )
+                .await,
+            );
+            rows.push(
+                unary(
+                    &format!("ceiling: mTLS echo, unary, {in_flight} in flight"),
+                    echo,
+                    &format!("E{in_flight}"),
+                    n,
+                    in_flight,
+                )
+                .await,
+            );
+        }
+        rows.push(
+            streaming(
+                "exchange: one stream (fsync, signed receipts)",
+                khm.peer_address,
+                "S",
+                scale * 2,
+            )
+            .await,
+        );
+        rows.push(streaming("ceiling: mTLS echo, one stream", echo, "ES", scale * 2).await);
+        idn.stop().await.unwrap();
+        khm.stop().await.unwrap();
+        rows
+    });
+    let mut rows = rows;
+    rows.push(sled_alone(scale / 8));
+    let (v, raw) = verify(scale * 16);
+    rows.push(v);
+    rows.push(raw);
+    print(&rows);
+}
