@@ -406,31 +406,37 @@ async fn the_inbox_filters_by_kind_peer_and_time() {
         fraud.messages[0].envelope.as_ref().unwrap().message_id,
         "KHM-20250429-FRAUD-0001"
     );
-    let from_tha = idn
-        .inbox(pb::InboxRequest {
-            peer: "THA".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(count(from_tha), 0);
-    let future = idn
-        .inbox(pb::InboxRequest {
-            since: "2999-01-01T00:00:00Z".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(count(future), 0);
-    let past = idn
-        .inbox(pb::InboxRequest {
-            until: "2999-01-01T00:00:00Z".into(),
-            since: "2000-01-01T00:00:00Z".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(count(past), 2);
+    for (request, expected) in [
+        (
+            pb::InboxRequest {
+                peer: "THA".into(),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            pb::InboxRequest {
+                since: "2999-01-01T00:00:00Z".into(),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            pb::InboxRequest {
+                since: "2000-01-01T00:00:00Z".into(),
+                until: "2999-01-01T00:00:00Z".into(),
+                ..Default::default()
+            },
+            2,
+        ),
+    ] {
+        let filter = format!("{request:?}");
+        assert_eq!(
+            count(idn.inbox(request).await.unwrap()),
+            expected,
+            "{filter}"
+        );
+    }
     let err = idn
         .inbox(pb::InboxRequest {
             since: "yesterday".into(),

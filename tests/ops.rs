@@ -121,7 +121,7 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let (_, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
     let khm = focalpoint::node::BoundNode::bind(khm_config, None)
@@ -132,22 +132,12 @@ async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
     std::fs::write(&config, text).unwrap();
     let khm = khm.start().await.unwrap();
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let operator = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("operator="))
-        .unwrap()
-        .to_owned();
+    let (mut child, _, operator) = serve_logging(
+        &config,
+        &dir.path().join("idn/data"),
+        "info",
+        std::process::Stdio::piped(),
+    );
     // Some work, so there is something to flush.
     let mut client =
         focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))

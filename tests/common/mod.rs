@@ -151,14 +151,24 @@ pub fn idn_alert_bytes(id: &str, summary: &str) -> Vec<u8> {
 /// Starts `focalpoint serve` and waits for its readiness line; returns the child and the
 /// addresses it printed.
 pub fn serve(config: &Path, data: &Path) -> (Child, String, String) {
+    serve_logging(config, data, "warn", Stdio::inherit())
+}
+
+/// [`serve`] with a log filter and a place for the node's log lines.
+pub fn serve_logging(
+    config: &Path,
+    data: &Path,
+    filter: &str,
+    stderr: Stdio,
+) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
         .args(["serve", "--config"])
         .arg(config)
         .arg("--data-dir")
         .arg(data)
-        .env("FOCALPOINT_LOG", "warn")
+        .env("FOCALPOINT_LOG", filter)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
