@@ -335,10 +335,7 @@ impl ExchangeLog {
             path: dir.to_owned(),
             source,
         })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()?;
+        let db = open_db(dir)?;
         let tree = db.open_tree("exchange-log")?;
         let (next, head) = match tree.scan_prefix([key::ENTRY]).next_back() {
             None => (1, GENESIS),
@@ -753,6 +750,28 @@ impl ExchangeLog {
     pub fn flush(&self) -> Result<(), LogError> {
         self.inner.db.flush()?;
         Ok(())
+    }
+}
+
+/// Opens sled, waiting up to a second for the directory lock: a handle this process has just
+/// dropped may still be shutting down sled's own threads. Another process holding the lock
+/// (a running node) is still an error after that.
+fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
+    let mut attempts = 0;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if attempts < 50 && e.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

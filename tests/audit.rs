@@ -77,7 +77,7 @@ fn audit_after(
     let copy = data.with_file_name(format!("tampered-{name}"));
     copy_dir(data, &copy);
     {
-        let db = sled::open(&copy).unwrap();
+        let db = raw_sled(&copy);
         let tree = db.open_tree("exchange-log").unwrap();
         tamper(&tree);
         db.flush().unwrap();

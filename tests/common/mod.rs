@@ -221,3 +221,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The log's sled database opened directly, as someone with the disk would. No background
+/// flusher thread, so the directory is released as soon as the handle is dropped.
+pub fn raw_sled(dir: &Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
+}
