@@ -91,6 +91,30 @@ impl OperatorClient {
         Ok(self.inner.inbox(request).await?.into_inner())
     }
 
+    /// Pushes a period's statistics.
+    pub async fn push_statistics(
+        &mut self,
+        request: pb::PushStatisticsRequest,
+    ) -> Result<pb::PushStatisticsResponse, ClientError> {
+        Ok(self.inner.push_statistics(request).await?.into_inner())
+    }
+
+    /// Every revision of one country's statistics reports.
+    pub async fn statistics(
+        &mut self,
+        request: pb::StatisticsRequest,
+    ) -> Result<pb::StatisticsResponse, ClientError> {
+        Ok(self.inner.statistics(request).await?.into_inner())
+    }
+
+    /// Reconciliations of a peer's reports with the node's log.
+    pub async fn reconcile(
+        &mut self,
+        request: pb::ReconcileRequest,
+    ) -> Result<pb::ReconcileResponse, ClientError> {
+        Ok(self.inner.reconcile(request).await?.into_inner())
+    }
+
     /// The outbox.
     pub async fn outbox(
         &mut self,
@@ -223,6 +247,7 @@ pub fn entry_label(kind: i32) -> &'static str {
         pb::EntryKind::DeliveryFailed => "failed",
         pb::EntryKind::CheckpointCosigned => "cosigned",
         pb::EntryKind::CheckpointWitnessed => "witnessed",
+        pb::EntryKind::Reconciliation => "reconciled",
         pb::EntryKind::Unspecified => "?",
     }
 }
@@ -473,4 +498,89 @@ pub fn show_text(r: &pb::ShowResponse) -> String {
 /// JSON for scripts.
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// A statistics push for people: the revision, whether anything changed, and where delivery
+/// stands. A peer that is away is said plainly: the outbox delivers the report later.
+pub fn push_text(r: &pb::PushStatisticsResponse) -> String {
+    let sent = r.sent.clone().unwrap_or_default();
+    let mut out = if r.unchanged {
+        format!(
+            "unchanged: revision {} ({}) already holds these figures; nothing new was logged\n",
+            r.revision, sent.message_id
+        )
+    } else {
+        format!(
+            "revision {} logged as {} (log entry {})\n",
+            r.revision, sent.message_id, sent.log_sequence
+        )
+    };
+    let exchanged: Vec<String> = r
+        .exchanged
+        .iter()
+        .filter(|x| x.count > 0)
+        .map(|x| {
+            format!(
+                "{} {} {}",
+                x.count,
+                kind_label(x.kind),
+                crate::stats::direction_label(x.direction)
+            )
+        })
+        .collect();
+    if !exchanged.is_empty() {
+        out.push_str(&format!(
+            "exchanged in the period: {}\n",
+            exchanged.join(", ")
+        ));
+    }
+    match pb::DeliveryState::try_from(sent.state).unwrap_or_default() {
+        pb::DeliveryState::Delivered => out.push_str(&format!("{}\n", sent.detail)),
+        pb::DeliveryState::Failed => {
+            out.push_str(&format!("the peer refused it for good: {}\n", sent.detail));
+        }
+        _ => out.push_str(
+            "not yet acknowledged by the peer; it stays in the outbox and is delivered when the peer is reachable\n",
+        ),
+    }
+    out
+}
+
+/// Every revision of a country's statistics reports, a line each.
+pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
+    if records.is_empty() {
+        return "no statistics reports\n".into();
+    }
+    let mut out = format!(
+        "{:<24} {:>4}  {:<40} {:<20} {:>9}  {}\n",
+        "period", "rev", "message id", "recorded", "counters", "state"
+    );
+    for r in records {
+        let report = r.report.clone().unwrap_or_default();
+        let period = report
+            .period
+            .as_ref()
+            .map(crate::stats::period_label)
+            .unwrap_or_default();
+        let findings = r
+            .reconciliation
+            .as_ref()
+            .map(|rec| rec.lines.iter().filter(|l| !l.agrees).count());
+        let state = match (r.superseded, findings) {
+            (true, _) => "superseded".to_owned(),
+            (false, Some(0)) => "current, reconciled".to_owned(),
+            (false, Some(n)) => format!("current, {n} reconciliation findings"),
+            (false, None) => "current".to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<24} {:>4}  {:<40} {:<20} {:>9}  {}\n",
+            period,
+            report.revision,
+            r.message_id,
+            crate::model::format_micros(r.recorded_at_micros),
+            report.counters.len(),
+            state
+        ));
+    }
+    out
 }

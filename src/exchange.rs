@@ -216,7 +216,35 @@ impl Exchange {
         }
     }
 
-    fn local_user(&self, caller: &Identity) -> Result<(), ExchangeError> {
+    /// The configured peers.
+    pub fn peers(&self) -> Vec<CountryCode> {
+        self.inner.peers.keys().copied().collect()
+    }
+
+    /// The peer named by `name`, or, when `name` is empty, the only configured peer.
+    pub fn peer_or_only(&self, name: &str) -> Result<CountryCode, ExchangeError> {
+        if name.is_empty() {
+            let mut peers = self.inner.peers.keys();
+            return match (peers.next(), peers.next()) {
+                (Some(p), None) => Ok(*p),
+                _ => Err(ExchangeError::BadRequest(
+                    "peer: this node has several peers; name one".into(),
+                )),
+            };
+        }
+        let peer: CountryCode = name.parse().map_err(|e| {
+            ExchangeError::Invalid(ValidationError {
+                field: "peer".into(),
+                reason: format!("{e}"),
+            })
+        })?;
+        if !self.inner.peers.contains_key(&peer) {
+            return Err(ExchangeError::UnknownPeer(peer.to_string()));
+        }
+        Ok(peer)
+    }
+
+    pub(crate) fn local_user(&self, caller: &Identity) -> Result<(), ExchangeError> {
         if caller.country != self.inner.country || caller.role == Role::Node {
             return Err(ExchangeError::Forbidden(format!(
                 "{caller} is not a user of this node"
@@ -447,7 +475,7 @@ impl Exchange {
                             sequence: seq,
                             reason: "issued receipt is missing".into(),
                         })?;
-                        return Ok(Ok((receipt, false)));
+                        return Ok(Ok((receipt, None)));
                     }
                     t.append(refusal(
                         Some(caller),
@@ -482,7 +510,7 @@ impl Exchange {
                     .map_err(|e| LogError::Job(e.to_string()))?
                     .encode_to_vec();
                 t.store_issued_receipt(appended.sequence, signed.clone());
-                Ok(Ok((signed, true)))
+                Ok(Ok((signed, Some(appended.sequence))))
             })
             .await?;
         let kind_label = body_kind_of(outcome_kind);
@@ -490,8 +518,15 @@ impl Exchange {
             self.inner.metrics.refused(kind_label, caller.as_str());
             ExchangeError::Conflict(id)
         })?;
-        if new {
+        if let Some(sequence) = new {
             self.inner.metrics.received(kind_label, caller.as_str());
+            if outcome_kind == pb::MessageKind::StatisticsReport {
+                // The report is stored and its receipt signed whatever the comparison finds; a
+                // failed comparison can be repeated with `stats reconcile --recheck`.
+                if let Err(e) = crate::stats::reconcile_report(self, sequence).await {
+                    tracing::warn!(peer = %caller, sequence, error = %e, "statistics report not reconciled");
+                }
+            }
         }
         pb::SignedReceipt::decode(signed.as_slice()).map_err(|e| {
             ExchangeError::Log(LogError::Corrupt {

@@ -25,5 +25,6 @@ pub mod node;
 pub mod pb;
 pub mod receipt;
 pub mod service;
+pub mod stats;
 pub mod tls;
 pub mod validate;

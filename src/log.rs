@@ -147,6 +147,7 @@ mod key {
     pub(super) const RECEIVED_FROM: u8 = b's';
     pub(super) const COSIGNED: u8 = b'k';
     pub(super) const WITNESSED: u8 = b'w';
+    pub(super) const RECONCILED: u8 = b'g';
 
     pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
         let mut k = vec![prefix];
@@ -583,6 +584,11 @@ impl ExchangeLog {
         Ok(out)
     }
 
+    /// The latest reconciliation recorded for the received statistics report at `report`.
+    pub fn reconciliation_of(&self, report: u64) -> Result<Option<u64>, LogError> {
+        read_seq(&self.inner.tree, &key::seq(key::RECONCILED, report))
+    }
+
     /// Sequences of received messages, oldest first.
     pub fn inbox(&self) -> Result<Vec<u64>, LogError> {
         self.inner
@@ -661,6 +667,7 @@ impl ExchangeLog {
                     | pb::EntryKind::ReceiptReceived
                     | pb::EntryKind::CheckpointCosigned
                     | pb::EntryKind::CheckpointWitnessed
+                    | pb::EntryKind::Reconciliation
             );
             match &content {
                 Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
@@ -890,6 +897,9 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         pb::EntryKind::CheckpointWitnessed => {
             updates.push((key::peer_prefix(key::WITNESSED, &entry.peer), seq_bytes()));
         }
+        pb::EntryKind::Reconciliation => {
+            updates.push((key::seq(key::RECONCILED, entry.refers_to), seq_bytes()));
+        }
         pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
     }
     if !entry.reference.is_empty()
@@ -903,7 +913,8 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     updates
 }
 
-const VIEW_PREFIXES: [u8; 10] = [
+const VIEW_PREFIXES: [u8; 11] = [
+    key::RECONCILED,
     key::COSIGNED,
     key::WITNESSED,
     key::SENT_TO,

@@ -288,8 +288,86 @@ enum SendCommand {
 
 #[derive(Debug, Subcommand)]
 enum StatsCommand {
-    /// Push a statistics report from a JSON file.
-    Push(SendArgs),
+    /// Push one period's figures to the peer. Safe to re-run: the same figures change nothing,
+    /// changed figures become a new revision.
+    Push {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The period: YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD.
+        #[arg(long)]
+        period: String,
+        /// The figures: .csv (counter,location,value) or .json.
+        #[arg(long)]
+        file: PathBuf,
+        /// The receiving country (default: the node's only peer).
+        #[arg(long)]
+        to: Option<String>,
+        /// Where the figures come from (overrides the file's own).
+        #[arg(long)]
+        source: Option<String>,
+        /// Wait for the peer's signed receipt (at most 30 s).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The current figures of a country (this node's own or the peer's), per period.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The reporting country.
+        #[arg(long)]
+        peer: String,
+        /// Only this period.
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// Every revision of a country's reports.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// A country's current figures as CSV for spreadsheets.
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        period: Option<String>,
+        /// Every revision, not only the current one.
+        #[arg(long)]
+        all_revisions: bool,
+    },
+    /// A chart (SVG) of one counter over periods, a line per country.
+    Chart {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The counter, e.g. departures_postponed.
+        #[arg(long)]
+        counter: String,
+        /// The countries to draw.
+        #[arg(long, value_delimiter = ',', default_value = "IDN,KHM")]
+        countries: Vec<String>,
+        /// Where to write the SVG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// What this node found comparing the peer's reports with its own log.
+    Reconcile {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The reporting peer (default: the node's only peer).
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long)]
+        period: Option<String>,
+        /// Compare again now and record what changed (operators and the sync).
+        #[arg(long)]
+        recheck: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -598,9 +676,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Fraud {
             command: SendCommand::Send(args),
         } => send(args, pb::MessageKind::DocumentFraudNotice).await,
-        Command::Stats {
-            command: StatsCommand::Push(args),
-        } => send(args, pb::MessageKind::StatisticsReport).await,
+        Command::Stats { command } => stats(command).await,
         Command::Respond(args) => send(args, pb::MessageKind::CaseResponse).await,
         Command::Inbox {
             client,
@@ -758,6 +834,154 @@ async fn send(args: SendArgs, expected: pb::MessageKind) -> anyhow::Result<()> {
     let r = c.send(envelope, args.wait).await?;
     print(args.client.json, &r, || client::send_text(&r));
     Ok(())
+}
+
+fn period_arg(value: Option<&str>) -> anyhow::Result<Option<pb::Period>> {
+    value
+        .map(|p| {
+            focalpoint::stats::parse_period(p).map_err(|e| Usage(format!("--period: {e}")).into())
+        })
+        .transpose()
+}
+
+async fn stats(command: StatsCommand) -> anyhow::Result<()> {
+    use focalpoint::stats;
+    match command {
+        StatsCommand::Push {
+            client,
+            period,
+            file,
+            to,
+            source,
+            wait,
+        } => {
+            let period = period_arg(Some(&period))?;
+            let figures = stats::read_figures(&file).map_err(|e| ClientError::Input {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+            let mut c = connect(&client)?;
+            let r = c
+                .push_statistics(pb::PushStatisticsRequest {
+                    peer: to.unwrap_or_default(),
+                    period,
+                    counters: figures.counters,
+                    source: source.unwrap_or(figures.source),
+                    wait_for_receipt: wait,
+                })
+                .await?;
+            print(client.json, &r, || client::push_text(&r));
+        }
+        StatsCommand::Show {
+            client,
+            peer,
+            period,
+        } => {
+            let r = statistics(&client, &peer, period.as_deref()).await?;
+            let current = pb::StatisticsResponse {
+                reports: stats::current(&r.reports).into_iter().cloned().collect(),
+            };
+            print(client.json, &current, || {
+                if current.reports.is_empty() {
+                    return format!("no statistics from {peer} for that period\n");
+                }
+                current
+                    .reports
+                    .iter()
+                    .map(stats::report_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        StatsCommand::History {
+            client,
+            peer,
+            period,
+        } => {
+            let r = statistics(&client, &peer, period.as_deref()).await?;
+            print(client.json, &r, || client::statistics_history(&r.reports));
+        }
+        StatsCommand::Export {
+            client,
+            peer,
+            period,
+            all_revisions,
+        } => {
+            let r = statistics(&client, &peer, period.as_deref()).await?;
+            let chosen: Vec<&pb::StatisticsRecord> = if all_revisions {
+                r.reports.iter().collect()
+            } else {
+                stats::current(&r.reports)
+            };
+            print!("{}", stats::csv(&chosen));
+        }
+        StatsCommand::Chart {
+            client,
+            counter,
+            countries,
+            out,
+        } => {
+            let mut series = Vec::new();
+            for country in &countries {
+                let r = statistics(&client, country, None).await?;
+                series.push(stats::series(country, &r.reports, &counter));
+            }
+            if series.iter().all(|s| s.points.is_empty()) {
+                anyhow::bail!(
+                    "no report of {} holds the counter {counter:?}",
+                    countries.join(" or ")
+                );
+            }
+            std::fs::write(&out, stats::chart_svg(&counter, &series))
+                .with_context(|| format!("writing {}", out.display()))?;
+            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            println!(
+                "{counter}: {points} points over {} countries written to {}",
+                series.len(),
+                out.display()
+            );
+        }
+        StatsCommand::Reconcile {
+            client,
+            peer,
+            period,
+            recheck,
+        } => {
+            let mut c = connect(&client)?;
+            let r = c
+                .reconcile(pb::ReconcileRequest {
+                    peer: peer.unwrap_or_default(),
+                    period: period_arg(period.as_deref())?,
+                    recheck,
+                })
+                .await?;
+            print(client.json, &r, || {
+                if r.reconciliations.is_empty() {
+                    return "no reconciliation recorded (no report with exchange counts received)\n".into();
+                }
+                r.reconciliations
+                    .iter()
+                    .map(stats::reconciliation_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn statistics(
+    client: &ClientArgs,
+    country: &str,
+    period: Option<&str>,
+) -> anyhow::Result<pb::StatisticsResponse> {
+    let period = period_arg(period)?;
+    let mut c = connect(client)?;
+    Ok(c.statistics(pb::StatisticsRequest {
+        country: country.to_owned(),
+        period,
+    })
+    .await?)
 }
 
 async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -236,6 +236,43 @@ impl OperatorApi {
         let identity = caller(request)?;
         Ok(self.exchange.authorize_read(&identity)?)
     }
+
+    /// A sent message's state for the operator, after waiting for its receipt if asked.
+    async fn send_response(
+        &self,
+        submitted: &crate::exchange::Submitted,
+        wait: bool,
+    ) -> Result<pb::SendResponse, Status> {
+        let state = if wait {
+            self.exchange
+                .wait_for_delivery(submitted.sequence, RECEIPT_WAIT)
+                .await?
+        } else {
+            Delivery::Pending
+        };
+        let stored = self.exchange.stored_message(submitted.sequence)?;
+        let state = stored.delivery.unwrap_or(state);
+        let detail = match state {
+            Delivery::Pending => format!(
+                "logged and flushed on this node; delivery to {} is pending",
+                submitted.peer
+            ),
+            Delivery::Delivered => format!("delivered; {} logged it", submitted.peer),
+            Delivery::Failed => self
+                .exchange
+                .failure_reason(submitted.sequence)?
+                .unwrap_or_default(),
+        };
+        Ok(pb::SendResponse {
+            message_id: submitted.message_id.to_string(),
+            log_sequence: submitted.sequence,
+            envelope_sha256: submitted.digest.0.to_vec(),
+            state: delivery_state(Some(state)) as i32,
+            receipt: stored.receipt,
+            detail,
+            duplicate: submitted.duplicate,
+        })
+    }
 }
 
 /// How long a send with `wait_for_receipt` waits for the peer's receipt.
@@ -295,35 +332,51 @@ impl OperatorService for OperatorApi {
             .envelope
             .ok_or_else(|| Status::invalid_argument("envelope: is required"))?;
         let submitted = self.exchange.submit(&identity, envelope).await?;
-        let state = if request.wait_for_receipt {
-            self.exchange
-                .wait_for_delivery(submitted.sequence, RECEIPT_WAIT)
-                .await?
-        } else {
-            Delivery::Pending
-        };
-        let stored = self.exchange.stored_message(submitted.sequence)?;
-        let state = stored.delivery.unwrap_or(state);
-        let detail = match state {
-            Delivery::Pending => format!(
-                "logged and flushed on this node; delivery to {} is pending",
-                submitted.peer
-            ),
-            Delivery::Delivered => format!("delivered; {} logged it", submitted.peer),
-            Delivery::Failed => self
-                .exchange
-                .failure_reason(submitted.sequence)?
-                .unwrap_or_default(),
-        };
-        Ok(Response::new(pb::SendResponse {
-            message_id: submitted.message_id.to_string(),
-            log_sequence: submitted.sequence,
-            envelope_sha256: submitted.digest.0.to_vec(),
-            state: delivery_state(Some(state)) as i32,
-            receipt: stored.receipt,
-            detail,
-            duplicate: submitted.duplicate,
+        Ok(Response::new(
+            self.send_response(&submitted, request.wait_for_receipt)
+                .await?,
+        ))
+    }
+
+    async fn push_statistics(
+        &self,
+        request: Request<pb::PushStatisticsRequest>,
+    ) -> Result<Response<pb::PushStatisticsResponse>, Status> {
+        let identity = caller(&request)?;
+        let request = request.into_inner();
+        let wait = request.wait_for_receipt;
+        let pushed = crate::stats::push(&self.exchange, &identity, request).await?;
+        let sent = self.send_response(&pushed.submitted, wait).await?;
+        Ok(Response::new(pb::PushStatisticsResponse {
+            revision: pushed.revision,
+            unchanged: pushed.unchanged,
+            sent: Some(sent),
+            exchanged: pushed.exchanged,
         }))
+    }
+
+    async fn statistics(
+        &self,
+        request: Request<pb::StatisticsRequest>,
+    ) -> Result<Response<pb::StatisticsResponse>, Status> {
+        let identity = caller(&request)?;
+        let r = request.into_inner();
+        let country = r
+            .country
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("country: {e}")))?;
+        let reports = crate::stats::records(&self.exchange, &identity, country, r.period.as_ref())?;
+        Ok(Response::new(pb::StatisticsResponse { reports }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        let identity = caller(&request)?;
+        let reconciliations =
+            crate::stats::reconcile(&self.exchange, &identity, request.into_inner()).await?;
+        Ok(Response::new(pb::ReconcileResponse { reconciliations }))
     }
 
     async fn inbox(

@@ -335,6 +335,41 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
         }
     }
     text("statistics_report.source", &r.source, 200, false)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, x) in r.exchanged.iter().enumerate() {
+        let field = format!("statistics_report.exchanged[{i}]");
+        let kind = pb::MessageKind::try_from(x.kind).unwrap_or_default();
+        if !matches!(
+            kind,
+            pb::MessageKind::TravellerAlert
+                | pb::MessageKind::DocumentFraudNotice
+                | pb::MessageKind::CaseResponse
+        ) {
+            return Err(ValidationError::new(
+                format!("{field}.kind"),
+                "must be a traveller alert, document-fraud notice or case response",
+            ));
+        }
+        let direction = pb::Direction::try_from(x.direction).unwrap_or_default();
+        if direction == pb::Direction::Unspecified {
+            return Err(ValidationError::new(
+                format!("{field}.direction"),
+                "must be sent or received",
+            ));
+        }
+        if !seen.insert((x.kind, x.direction)) {
+            return Err(ValidationError::new(
+                field,
+                "this kind and direction appear twice",
+            ));
+        }
+        if x.message_ids_sha256.len() != 32 {
+            return Err(ValidationError::new(
+                format!("{field}.message_ids_sha256"),
+                "must be 32 bytes",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -599,6 +634,7 @@ mod tests {
                 }],
             }],
             source: String::new(),
+            exchanged: Vec::new(),
         }));
         let err = validate(e).unwrap_err();
         assert_eq!(err.field, "statistics_report.counters[0].breakdown");
