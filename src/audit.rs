@@ -77,6 +77,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 check_received(log, checked, trust)?;
                 receipts += 1;
             }
+            pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
             pb::EntryKind::DeliveryFailed => {
                 let sent = referred(log, e)?;
                 if sent.message_id != e.message_id {
@@ -233,6 +234,39 @@ fn check_received(
 }
 
 /// The sent message an entry refers to, which must come before it.
+/// A reconciliation must name a statistics report received earlier from the same peer, and
+/// its content must be about that report.
+fn check_reconciliation(log: &ExchangeLog, checked: &Checked<'_>) -> Result<(), String> {
+    let e = checked.entry;
+    let report = log
+        .entry(e.refers_to)
+        .map_err(|err| err.to_string())?
+        .filter(|_| e.refers_to < e.sequence)
+        .ok_or_else(|| format!("refers to entry {}, which does not precede it", e.refers_to))?;
+    if report.kind() != pb::EntryKind::MessageReceived
+        || report.entry.message_kind != pb::MessageKind::StatisticsReport as i32
+        || report.entry.peer != e.peer
+        || report.entry.message_id != e.message_id
+    {
+        return Err(format!(
+            "refers to entry {}, which is not statistics report {} received from {}",
+            e.refers_to, e.message_id, e.peer
+        ));
+    }
+    let content = checked
+        .content
+        .ok_or_else(|| "reconciliation content is missing".to_owned())?;
+    let r = pb::Reconciliation::decode(content)
+        .map_err(|err| format!("reconciliation content does not decode: {err}"))?;
+    if r.report_message_id != e.message_id || r.peer != e.peer {
+        return Err(format!(
+            "its content is about {} from {}, not {} from {}",
+            r.report_message_id, r.peer, e.message_id, e.peer
+        ));
+    }
+    Ok(())
+}
+
 fn referred(log: &ExchangeLog, e: &pb::LogEntry) -> Result<pb::LogEntry, String> {
     if e.refers_to == 0 || e.refers_to >= e.sequence {
         return Err(format!(
@@ -285,6 +319,10 @@ pub struct ExportRecord {
     /// For messages: the envelope (proto3 JSON), if still held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<serde_json::Value>,
+    /// For a reconciliation: what this node found comparing the peer's statistics report with
+    /// its log (proto3 JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<serde_json::Value>,
     /// The receipt: issued by this node for a received message, or the peer's for a sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ExportReceipt>,
@@ -435,6 +473,13 @@ pub fn export(
                     .and_then(|env| serde_json::to_value(env).ok()),
                 _ => None,
             };
+            let reconciliation = match kind {
+                pb::EntryKind::Reconciliation => content
+                    .as_deref()
+                    .and_then(|c| pb::Reconciliation::decode(c).ok())
+                    .and_then(|r| serde_json::to_value(r).ok()),
+                _ => None,
+            };
             let receipt = match kind {
                 pb::EntryKind::MessageReceived => log
                     .issued_receipt(e.sequence)?
@@ -457,6 +502,7 @@ pub fn export(
                 reference: e.reference.clone(),
                 reason: e.reason.clone(),
                 envelope,
+                reconciliation,
                 receipt,
                 proof: proof_of(e.sequence),
             });

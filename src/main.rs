@@ -871,6 +871,14 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             print(client.json, &r, || client::push_text(&r));
+            let sent = r.sent.unwrap_or_default();
+            if sent.state == pb::DeliveryState::Failed as i32 {
+                anyhow::bail!(
+                    "the peer refused {} for good: {}",
+                    sent.message_id,
+                    sent.detail
+                );
+            }
         }
         StatsCommand::Show {
             client,

@@ -928,6 +928,19 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
+    // Round the axis up to 1, 2 or 5 times a power of ten, so its quarters read well.
+    let max = {
+        let mut step = 1u64;
+        loop {
+            if let Some(m) = [4, 8, 20].iter().map(|k| k * step).find(|m| *m >= max) {
+                break m;
+            }
+            match step.checked_mul(10) {
+                Some(s) => step = s,
+                None => break max,
+            }
+        }
+    };
     let plot_w = w - left - right;
     let plot_h = h - top - bottom;
     let x = |period: &str| {

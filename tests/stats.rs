@@ -146,6 +146,7 @@ async fn the_same_figures_change_nothing_and_changed_figures_become_a_revision()
 async fn reconciliation_records_a_missing_and_an_extra_message() {
     let dir = tempfile::tempdir().unwrap();
     let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let trust = focalpoint::audit::AuditTrust::from_config(&idn_config).unwrap();
     // IDN cannot reach KHM (its peer address is a closed port); KHM reaches IDN.
     let unused = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -276,7 +277,26 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
         .filter(|e| e.kind() == pb::EntryKind::Reconciliation)
         .count();
     assert_eq!(recorded, 1);
-    log.verify().unwrap();
+    let audited = focalpoint::audit::verify(log, &trust).unwrap();
+    assert_eq!(audited.entries, size);
+
+    // Exported for auditors, the reconciliation carries both counts.
+    let export = focalpoint::audit::export(log, &trust, 1, u64::MAX, (None, None));
+    let line = export
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "reconciled")
+        .unwrap();
+    let lines = &line.reconciliation.unwrap()["lines"];
+    // proto3 JSON leaves out a false `agrees`: those lines are the findings.
+    let findings: Vec<_> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.get("agrees").and_then(|v| v.as_bool()) != Some(true))
+        .collect();
+    assert_eq!(findings.len(), 2, "{lines}");
+    assert!(findings.iter().all(|l| l["ours"] == "1"), "{lines}");
 
     // Auditors may read but not recheck; rechecking with nothing changed records nothing new.
     assert!(
@@ -417,4 +437,83 @@ fn a_malformed_csv_is_refused_naming_the_line_and_column() {
         stderr.contains("line 3, column 3 (value)") && stderr.contains("\"12x\""),
         "{stderr}"
     );
+}
+
+/// The deployed nightly job, run as cron or the systemd timer would, against real nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nightly_sync_script_is_safe_to_rerun_and_says_when_the_peer_is_away() {
+    let pair = start_pair().await;
+    let work = tempfile::tempdir().unwrap();
+    let stats_dir = work.path().join("stats");
+    std::fs::create_dir_all(&stats_dir).unwrap();
+    let examples = repo().join("examples");
+    std::fs::copy(
+        examples.join("idn/figures-2025-04.csv"),
+        stats_dir.join("2025-04-30.csv"),
+    )
+    .unwrap();
+    std::fs::copy(
+        examples.join("khm/figures-2025-04.json"),
+        stats_dir.join("2025-04.json"),
+    )
+    .unwrap();
+    let client = focalpoint::demo::example_client(pair.dir.path(), "idn", "sync", &pair.idn);
+    let config = work.path().join("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = {:?}\nserver_name = {:?}\nca = {:?}\ncertificate = {:?}\nkey = {:?}\n",
+            client.node, client.server_name, client.ca, client.certificate, client.key
+        ),
+    )
+    .unwrap();
+    let run = move |config: std::path::PathBuf, stats_dir: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("sh")
+                .arg(repo().join("deploy/focalpoint-stats-sync"))
+                .env("FOCALPOINT_CLIENT_CONFIG", config)
+                .env("STATS_DIR", stats_dir)
+                .env("FOCALPOINT", env!("CARGO_BIN_EXE_focalpoint"))
+                .env("SYNC_DATE", "2025-05-01")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+
+    let first = run(config.clone(), stats_dir.clone()).await;
+    let text = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(text.matches("revision 1 logged").count(), 2, "{text}");
+
+    let second = run(config.clone(), stats_dir.clone()).await;
+    let text = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(second.status.success(), "{text}");
+    assert_eq!(text.matches("unchanged: revision 1").count(), 2, "{text}");
+
+    // KHM goes away; corrected figures for the month are logged as revision 2 and wait.
+    let Pair { dir, idn, khm } = pair;
+    khm.stop().await.unwrap();
+    let corrected = common::read(&stats_dir.join("2025-04.json")).replace("4120", "4121");
+    std::fs::write(stats_dir.join("2025-04.json"), corrected).unwrap();
+    let third = run(config, stats_dir).await;
+    let text = String::from_utf8_lossy(&third.stdout).into_owned();
+    assert!(third.status.success(), "{text}");
+    assert!(text.contains("revision 2 logged"), "{text}");
+    assert!(text.contains("stays in the outbox"), "{text}");
+    let outbox = idn.exchange().outbox(None, 10).unwrap();
+    assert!(
+        outbox
+            .iter()
+            .any(|m| m.entry.entry.message_id.ends_with("-R2")
+                && m.delivery == Some(focalpoint::exchange::Delivery::Pending)),
+        "the corrected report waits in the outbox"
+    );
+    idn.stop().await.unwrap();
+    drop(dir);
 }
