@@ -224,6 +224,8 @@ pub async fn run() -> anyhow::Result<()> {
         );
     }
 
+    statistics_sync(dir.path(), &idn, &khm).await?;
+
     for (name, node) in [("IDN", &idn), ("KHM", &khm)] {
         let country = name.to_lowercase();
         let mut c = OperatorClient::new(&example_client(dir.path(), &country, "operator", node))?;
@@ -257,6 +259,50 @@ pub async fn run() -> anyhow::Result<()> {
 
     idn.stop().await?;
     khm.stop().await?;
+    Ok(())
+}
+
+/// The nightly sync, twice: IDN pushes this month's figures, the second push changes nothing,
+/// and KHM shows how the counts IDN attached compare with its own log.
+async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> anyhow::Result<()> {
+    let file = "examples/idn/figures-2025-04.csv";
+    let figures =
+        crate::stats::parse_figures(file, include_str!("../examples/idn/figures-2025-04.csv"))?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let period =
+        crate::stats::parse_period(&format!("{:04}-{:02}", today.year(), today.month() as u8))
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let mut sync = OperatorClient::new(&example_client(dir, "idn", "sync", idn))?;
+    println!("\n== statistics sync ==");
+    for run in ["first run", "re-run"] {
+        let r = sync
+            .push_statistics(pb::PushStatisticsRequest {
+                period: Some(period.clone()),
+                counters: figures.counters.clone(),
+                source: "Directorate General of Immigration, Indonesia".into(),
+                wait_for_receipt: true,
+                ..Default::default()
+            })
+            .await?;
+        print!(
+            "IDN sync pushed {file} for {} ({run})\n  {}",
+            crate::stats::period_label(&period),
+            client::push_text(&r)
+                .replace('\n', "\n  ")
+                .trim_end_matches(' ')
+        );
+    }
+    let mut khm_operator = OperatorClient::new(&example_client(dir, "khm", "operator", khm))?;
+    let found = khm_operator
+        .reconcile(pb::ReconcileRequest {
+            peer: "IDN".into(),
+            period: Some(period),
+            recheck: false,
+        })
+        .await?;
+    for r in &found.reconciliations {
+        print!("KHM {}", crate::stats::reconciliation_text(r));
+    }
     Ok(())
 }
 

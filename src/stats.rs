@@ -107,13 +107,20 @@ pub fn read_figures(path: &Path) -> Result<Figures, FiguresError> {
         path: name.clone(),
         source,
     })?;
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("csv") => parse_csv(&name, &text),
-        Some("json") => parse_json(&name, &text),
-        _ => Err(FiguresError::File {
-            path: name,
+    parse_figures(&name, &text)
+}
+
+/// Parses figures; `name` ends in `.csv` or `.json` and names them in errors.
+pub fn parse_figures(name: &str, text: &str) -> Result<Figures, FiguresError> {
+    if name.ends_with(".csv") {
+        parse_csv(name, text)
+    } else if name.ends_with(".json") {
+        parse_json(name, text)
+    } else {
+        Err(FiguresError::File {
+            path: name.to_owned(),
             reason: "give a .csv or .json file".into(),
-        }),
+        })
     }
 }
 
