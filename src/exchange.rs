@@ -38,6 +38,11 @@ pub enum ExchangeError {
     Log(#[from] LogError),
 }
 
+/// A received envelope's log write, queued: answers with the receipt once it is durable.
+pub type QueuedReceipt = std::pin::Pin<
+    Box<dyn Future<Output = Result<pb::SignedReceipt, ExchangeError>> + Send + 'static>,
+>;
+
 /// What the node knows of one peer: whose CA signs its node and receipts.
 #[derive(Debug, Clone)]
 pub struct PeerTrust {
@@ -403,6 +408,28 @@ impl Exchange {
         Ok(())
     }
 
+    /// Queues a refusal record; what it returns answers once the record is durable.
+    fn refuse_queued(
+        &self,
+        peer: Option<CountryCode>,
+        kind: &'static str,
+        message_id: &str,
+        bytes: &[u8],
+        reason: String,
+    ) -> Result<impl Future<Output = Result<(), ExchangeError>> + Send + 'static, ExchangeError>
+    {
+        let entry = refusal(peer, message_id, Digest::of(bytes), &reason);
+        let written = self.inner.log.enqueue(move |t| t.append(entry))?;
+        let metrics = self.inner.metrics.clone();
+        Ok(async move {
+            written.await?;
+            let label = peer.map_or_else(|| "local".to_owned(), |p| p.to_string());
+            metrics.refused(kind, &label);
+            tracing::warn!(peer = %label, kind, reason, "input refused");
+            Ok(())
+        })
+    }
+
     /// An envelope delivered by the peer `caller`: logged and flushed, then acknowledged with a
     /// signed receipt. The same envelope again returns the first receipt.
     pub async fn receive(
@@ -411,18 +438,38 @@ impl Exchange {
         bytes: Vec<u8>,
         sender_sequence: u64,
     ) -> Result<pb::SignedReceipt, ExchangeError> {
+        self.receive_queued(caller, bytes, sender_sequence)?.await
+    }
+
+    /// [`Self::receive`] in two steps: checks the envelope and queues its log write now, and
+    /// returns what answers with the receipt once the write is durable. A stream queues each
+    /// envelope as it arrives, so the log keeps the stream's order and flushes many together.
+    pub fn receive_queued(
+        &self,
+        caller: CountryCode,
+        bytes: Vec<u8>,
+        sender_sequence: u64,
+    ) -> Result<QueuedReceipt, ExchangeError> {
         if !self.inner.peers.contains_key(&caller) {
             return Err(ExchangeError::UnknownPeer(caller.to_string()));
         }
+        let refused = |this: &Self,
+                       kind: &'static str,
+                       id: &str,
+                       reason: String,
+                       error: ExchangeError|
+         -> Result<_, ExchangeError> {
+            let written = this.refuse_queued(Some(caller), kind, id, &bytes, reason)?;
+            let answer: QueuedReceipt = Box::pin(async move { written.await.and(Err(error)) });
+            Ok(answer)
+        };
         let valid = match validate::decode_canonical(&bytes) {
             Ok(v) => v,
             Err(e) => {
                 let id = pb::Envelope::decode(bytes.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
-                self.refuse(Some(caller), "unknown", &id, &bytes, &e.to_string())
-                    .await?;
-                return Err(e.into());
+                return refused(self, "unknown", &id, e.to_string(), e.into());
             }
         };
         if valid.sender != caller {
@@ -430,15 +477,13 @@ impl Exchange {
                 "envelope sender {} differs from the caller's certificate country {caller}",
                 valid.sender
             );
-            self.refuse(
-                Some(caller),
+            return refused(
+                self,
                 body_kind(&valid.envelope),
                 valid.message_id.as_str(),
-                &bytes,
-                &reason,
-            )
-            .await?;
-            return Err(ExchangeError::Forbidden(reason));
+                reason.clone(),
+                ExchangeError::Forbidden(reason),
+            );
         }
         if valid.receiver != self.inner.country {
             let e = ValidationError {
@@ -448,92 +493,90 @@ impl Exchange {
                     valid.receiver, self.inner.country
                 ),
             };
-            self.refuse(
-                Some(caller),
+            return refused(
+                self,
                 body_kind(&valid.envelope),
                 valid.message_id.as_str(),
-                &bytes,
-                &e.to_string(),
-            )
-            .await?;
-            return Err(e.into());
+                e.to_string(),
+                e.into(),
+            );
         }
         let this = self.clone();
         let outcome_kind = valid.kind;
-        let outcome = self
-            .inner
-            .log
-            .transact(move |t| {
-                let id = valid.message_id.as_str();
-                if let Some(seq) = t.received(caller, id)? {
-                    let first = t.entry(seq)?.ok_or(LogError::Corrupt {
-                        sequence: seq,
-                        reason: "indexed entry is missing".into(),
-                    })?;
-                    if first.entry.content_sha256 == valid.digest.0 {
-                        let receipt = t.issued_receipt(seq)?.ok_or(LogError::Corrupt {
-                            sequence: seq,
-                            reason: "issued receipt is missing".into(),
-                        })?;
-                        return Ok(Ok((receipt, None)));
-                    }
-                    t.append(refusal(
-                        Some(caller),
-                        id,
-                        valid.digest,
-                        "message id already used for other content",
-                    ))?;
-                    return Ok(Err(id.to_owned()));
-                }
-                let appended = t.append(NewEntry {
-                    kind: pb::EntryKind::MessageReceived,
-                    peer: Some(caller),
-                    message_id: id.to_owned(),
-                    message_kind: valid.kind,
-                    content: Some(valid.bytes),
-                    reference: valid.reference,
-                    peer_sequence: sender_sequence,
-                    ..Default::default()
+        let written = self.inner.log.enqueue(move |t| {
+            let id = valid.message_id.as_str();
+            if let Some(seq) = t.received(caller, id)? {
+                let first = t.entry(seq)?.ok_or(LogError::Corrupt {
+                    sequence: seq,
+                    reason: "indexed entry is missing".into(),
                 })?;
-                let receipt = pb::Receipt {
-                    message_id: id.to_owned(),
-                    envelope_sha256: valid.digest.0.to_vec(),
-                    sender: caller.to_string(),
-                    receiver: this.inner.country.to_string(),
-                    log_sequence: appended.sequence,
-                    entry_hash: appended.hash.0.to_vec(),
-                    stored_at: format_instant(time::OffsetDateTime::now_utc()),
-                };
-                let signed = this
-                    .signer()
-                    .sign(&receipt)
-                    .map_err(|e| LogError::Job(e.to_string()))?
-                    .encode_to_vec();
-                t.store_issued_receipt(appended.sequence, signed.clone());
-                Ok(Ok((signed, Some(appended.sequence))))
-            })
-            .await?;
-        let kind_label = body_kind_of(outcome_kind);
-        let (signed, new) = outcome.map_err(|id| {
-            self.inner.metrics.refused(kind_label, caller.as_str());
-            ExchangeError::Conflict(id)
+                if first.entry.content_sha256 == valid.digest.0 {
+                    let receipt = t.issued_receipt(seq)?.ok_or(LogError::Corrupt {
+                        sequence: seq,
+                        reason: "issued receipt is missing".into(),
+                    })?;
+                    return Ok(Ok((receipt, None)));
+                }
+                t.append(refusal(
+                    Some(caller),
+                    id,
+                    valid.digest,
+                    "message id already used for other content",
+                ))?;
+                return Ok(Err(id.to_owned()));
+            }
+            let appended = t.append(NewEntry {
+                kind: pb::EntryKind::MessageReceived,
+                peer: Some(caller),
+                message_id: id.to_owned(),
+                message_kind: valid.kind,
+                content: Some(valid.bytes),
+                reference: valid.reference,
+                peer_sequence: sender_sequence,
+                ..Default::default()
+            })?;
+            let receipt = pb::Receipt {
+                message_id: id.to_owned(),
+                envelope_sha256: valid.digest.0.to_vec(),
+                sender: caller.to_string(),
+                receiver: this.inner.country.to_string(),
+                log_sequence: appended.sequence,
+                entry_hash: appended.hash.0.to_vec(),
+                stored_at: format_instant(time::OffsetDateTime::now_utc()),
+            };
+            let signed = this
+                .signer()
+                .sign(&receipt)
+                .map_err(|e| LogError::Job(e.to_string()))?
+                .encode_to_vec();
+            t.store_issued_receipt(appended.sequence, signed.clone());
+            Ok(Ok((signed, Some(appended.sequence))))
         })?;
-        if let Some(sequence) = new {
-            self.inner.metrics.received(kind_label, caller.as_str());
-            if outcome_kind == pb::MessageKind::StatisticsReport {
-                // The report is stored and its receipt signed whatever the comparison finds; a
-                // failed comparison can be repeated with `stats reconcile --recheck`.
-                if let Err(e) = crate::stats::reconcile_report(self, sequence).await {
-                    tracing::warn!(peer = %caller, sequence, error = %e, "statistics report not reconciled");
+        let this = self.clone();
+        Ok(Box::pin(async move {
+            let outcome = written.await?;
+            let kind_label = body_kind_of(outcome_kind);
+            let (signed, new) = outcome.map_err(|id| {
+                this.inner.metrics.refused(kind_label, caller.as_str());
+                ExchangeError::Conflict(id)
+            })?;
+            if let Some(sequence) = new {
+                this.inner.metrics.received(kind_label, caller.as_str());
+                if outcome_kind == pb::MessageKind::StatisticsReport {
+                    // The report is stored and its receipt signed whatever the comparison
+                    // finds; a failed comparison can be repeated with `stats reconcile --recheck`.
+                    if let Err(e) = crate::stats::reconcile_report(&this, sequence).await {
+                        tracing::warn!(peer = %caller, sequence, error = %e, "statistics report not reconciled");
+                    }
                 }
             }
-        }
-        pb::SignedReceipt::decode(signed.as_slice()).map_err(|e| {
-            ExchangeError::Log(LogError::Corrupt {
-                sequence: 0,
-                reason: format!("stored receipt: {e}"),
+            pb::SignedReceipt::decode(signed.as_slice()).map_err(|e| {
+                ExchangeError::Log(LogError::Corrupt {
+                    sequence: 0,
+                    reason: format!("stored receipt: {e}"),
+                })
             })
-        })
+        }))
     }
 
     /// The highest sender sequence this node holds from `peer`.

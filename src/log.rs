@@ -391,11 +391,25 @@ impl ExchangeLog {
         R: Send + 'static,
         F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
     {
+        self.enqueue(job)?.await
+    }
+
+    /// Queues `job` on the writer now and returns what answers once its writes are durable.
+    /// Jobs run in the order they were queued, so a caller that queues several before awaiting
+    /// any gets them logged in that order and flushed together.
+    pub fn enqueue<R, F>(
+        &self,
+        job: F,
+    ) -> Result<impl Future<Output = Result<R, LogError>> + Send + 'static, LogError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<R, LogError> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(job, move |answer| {
             let _ = tx.send(answer);
         })?;
-        rx.await.map_err(|_| LogError::Closed)?
+        Ok(async move { rx.await.map_err(|_| LogError::Closed)? })
     }
 
     /// [`Self::transact`] for code that may block its thread (offline tools, tests).

@@ -8,7 +8,9 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::exchange::{Attempts, Delivery, Exchange, ExchangeError, InboxFilter, StoredMessage};
+use crate::exchange::{
+    Attempts, Delivery, Exchange, ExchangeError, InboxFilter, QueuedReceipt, StoredMessage,
+};
 use crate::log::StoredEntry;
 use crate::model::{CountryCode, Identity, Role};
 use crate::pb;
@@ -115,22 +117,40 @@ impl PeerService for PeerApi {
         let exchange = self.exchange.clone();
         let mut incoming = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        // The reader checks each envelope and queues its log write as it arrives; the answerer
+        // awaits those writes in the same order. Envelopes in flight between the two share
+        // flushes, and the log keeps the stream's order. The queue bounds what is in flight.
+        let (queued_tx, mut queued_rx) = tokio::sync::mpsc::channel::<(
+            String,
+            Result<QueuedReceipt, ExchangeError>,
+        )>(STREAM_IN_FLIGHT);
+        let answers = tx.clone();
         tokio::spawn(async move {
             while let Some(item) = incoming.next().await {
                 let request = match item {
                     Ok(r) => r,
                     Err(status) => {
-                        let _ = tx.send(Err(status)).await;
+                        let _ = answers.send(Err(status)).await;
                         return;
                     }
                 };
                 let id = pb::Envelope::decode(request.envelope.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
-                let outcome = match exchange
-                    .receive(peer, request.envelope, request.sender_sequence)
-                    .await
-                {
+                let queued =
+                    exchange.receive_queued(peer, request.envelope, request.sender_sequence);
+                if queued_tx.send((id, queued)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((id, queued)) = queued_rx.recv().await {
+                let result = match queued {
+                    Ok(answer) => answer.await,
+                    Err(e) => Err(e),
+                };
+                let outcome = match result {
                     Ok(receipt) => pb::deliver_response::Outcome::Receipt(receipt),
                     Err(ExchangeError::Log(e)) => {
                         let _ = tx.send(Err(ExchangeError::Log(e).into())).await;
@@ -274,6 +294,9 @@ impl OperatorApi {
         })
     }
 }
+
+/// Envelopes of one stream whose log writes may be queued before the first is answered.
+const STREAM_IN_FLIGHT: usize = 256;
 
 /// How long a send with `wait_for_receipt` waits for the peer's receipt.
 pub const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
