@@ -163,8 +163,9 @@ pub enum MrzError {
         /// The check digit computed from the field.
         expected: u8,
     },
-    /// A date is not a plausible `YYMMDD` date.
-    #[error("{field} is not a valid date: {value}")]
+    /// A date is not a plausible `YYMMDD` date. The messages of this error never quote the
+    /// zone's values: they reach logs and the peer, and the values are personal data.
+    #[error("{field} is not a valid date")]
     InvalidDate {
         /// The date field.
         field: MrzField,
@@ -186,7 +187,7 @@ pub enum MrzError {
         value: String,
     },
     /// A field does not have the shape Doc 9303 requires.
-    #[error("{field} is malformed: {value}")]
+    #[error("{field} is malformed")]
     Malformed {
         /// The field at fault.
         field: MrzField,
@@ -1276,7 +1277,7 @@ mod tests {
                     field: MrzField::ExpiryDate,
                     value: "121315".to_owned(),
                 },
-                "expiry date is not a valid date: 121315",
+                "expiry date is not a valid date",
             ),
             (
                 MrzError::InvalidSex { found: 'Q' },

@@ -414,10 +414,7 @@ fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
     if !number_ok {
         return Err(ValidationError::new(
             format!("{field}.number"),
-            format!(
-                "{:?} is not a document number (1 to 20 of A-Z 0-9)",
-                d.number
-            ),
+            "is not a document number (1 to 20 of A-Z 0-9)",
         ));
     }
     country(&format!("{field}.issuing_state"), &d.issuing_state)?;
@@ -431,11 +428,7 @@ fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
         if zone.document_number() != d.number {
             return Err(ValidationError::new(
                 format!("{field}.mrz"),
-                format!(
-                    "document number {} differs from the document's number {}",
-                    zone.document_number(),
-                    d.number
-                ),
+                "the document number in the zone differs from the document's number",
             ));
         }
         if zone.issuing_state() != d.issuing_state {
@@ -463,7 +456,8 @@ fn date(field: &str, value: &str) -> Result<time::Date> {
     if value.is_empty() {
         return Err(ValidationError::new(field, "is required"));
     }
-    parse_date(value).map_err(|e| ValidationError::new(field, e))
+    // The value is not quoted: it may be a date of birth, and reasons reach logs and the peer.
+    parse_date(value).map_err(|_| ValidationError::new(field, "is not a date (YYYY-MM-DD)"))
 }
 
 fn optional<T>(value: &str, check: impl FnOnce(&str) -> Result<T>) -> Result<()> {
@@ -602,6 +596,46 @@ mod tests {
             mutate(&mut e);
             let err = validate(e).unwrap_err();
             assert_eq!(&err.field, field, "{err}");
+        }
+    }
+
+    /// Refusal reasons reach the node's log, its operators' logs and the peer: a bad personal
+    /// value is named by its field, never quoted.
+    #[test]
+    fn refusal_reasons_do_not_quote_personal_values() {
+        type Mutation = fn(&mut pb::Envelope) -> &'static str;
+        let cases: &[Mutation] = &[
+            |e| {
+                body(e).person.as_mut().unwrap().date_of_birth = "1974-13-31".into();
+                "1974-13-31"
+            },
+            |e| {
+                body(e).documents[0].number = "X22-17845".into();
+                "X22-17845"
+            },
+            |e| {
+                body(e).documents[0].number = "Y9876543".into();
+                "Y9876543"
+            },
+            |e| {
+                body(e).documents[0].mrz = body(e).documents[0].mrz.replace("0103141", "0113321");
+                "011332"
+            },
+            |e| {
+                body(e).documents[0].mrz =
+                    body(e).documents[0].mrz.replace("X2217845<8", "X22?7845<8");
+                "X22?7845"
+            },
+        ];
+        for mutate in cases {
+            let mut e = alert_envelope();
+            let value = mutate(&mut e);
+            let err = validate(e).unwrap_err().to_string();
+            assert!(!err.contains(value), "{err:?} quotes {value:?}");
+            assert!(
+                !err.contains("X2217845"),
+                "{err:?} quotes the document number"
+            );
         }
     }
 
