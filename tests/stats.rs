@@ -495,7 +495,10 @@ async fn the_nightly_sync_script_is_safe_to_rerun_and_says_when_the_peer_is_away
     let text = String::from_utf8_lossy(&second.stdout).into_owned();
     assert!(second.status.success(), "{text}");
     assert_eq!(text.matches("unchanged: revision 1").count(), 2, "{text}");
-    assert!(text.contains("reconciling the peer's report for 2025-04"), "{text}");
+    assert!(
+        text.contains("reconciling the peer's report for 2025-04"),
+        "{text}"
+    );
 
     // KHM goes away; corrected figures for the month are logged as revision 2 and wait.
     let Pair { dir, idn, khm } = pair;
