@@ -516,13 +516,6 @@ pub const CSV_HEADER: &str = "node,sequence,recorded_at,kind,peer,message_id,mes
 
 /// One record as a CSV line (no envelope: spreadsheets get the metadata).
 pub fn csv_line(r: &ExportRecord) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
     let (receiver, seq, hash) =
         r.receipt
             .as_ref()
@@ -534,24 +527,33 @@ pub fn csv_line(r: &ExportRecord) -> String {
                 )
             });
     [
-        field(&r.node),
+        csv_field(&r.node),
         r.sequence.to_string(),
-        field(&r.recorded_at),
-        field(&r.kind),
-        field(&r.peer),
-        field(&r.message_id),
-        field(&r.message_kind),
+        csv_field(&r.recorded_at),
+        csv_field(&r.kind),
+        csv_field(&r.peer),
+        csv_field(&r.message_id),
+        csv_field(&r.message_kind),
         r.content_sha256.clone(),
         r.entry_hash.clone(),
         r.previous_hash.clone(),
         r.refers_to.to_string(),
-        field(&r.reference),
+        csv_field(&r.reference),
         receiver,
         seq,
         hash,
-        field(&r.reason),
+        csv_field(&r.reason),
     ]
     .join(",")
+}
+
+/// One CSV field, quoted as RFC 4180 asks when it holds a comma, quote or line break.
+pub fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
 }
 
 /// Where two countries' exports disagree.

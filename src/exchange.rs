@@ -395,17 +395,13 @@ impl Exchange {
     async fn refuse(
         &self,
         peer: Option<CountryCode>,
-        kind: &str,
+        kind: &'static str,
         message_id: &str,
         bytes: &[u8],
         reason: &str,
     ) -> Result<(), ExchangeError> {
-        let entry = refusal(peer, message_id, Digest::of(bytes), reason);
-        self.inner.log.transact(move |t| t.append(entry)).await?;
-        let label = peer.map_or_else(|| "local".to_owned(), |p| p.to_string());
-        self.inner.metrics.refused(kind, &label);
-        tracing::warn!(peer = %label, kind, reason, "input refused");
-        Ok(())
+        self.refuse_queued(peer, kind, message_id, bytes, reason.to_owned())?
+            .await
     }
 
     /// Queues a refusal record; what it returns answers once the record is durable.

@@ -310,33 +310,13 @@ enum StatsCommand {
         wait: bool,
     },
     /// The current figures of a country (this node's own or the peer's), per period.
-    Show {
-        #[command(flatten)]
-        client: ClientArgs,
-        /// The reporting country.
-        #[arg(long)]
-        peer: String,
-        /// Only this period.
-        #[arg(long)]
-        period: Option<String>,
-    },
+    Show(StatsQuery),
     /// Every revision of a country's reports.
-    History {
-        #[command(flatten)]
-        client: ClientArgs,
-        #[arg(long)]
-        peer: String,
-        #[arg(long)]
-        period: Option<String>,
-    },
+    History(StatsQuery),
     /// A country's current figures as CSV for spreadsheets.
     Export {
         #[command(flatten)]
-        client: ClientArgs,
-        #[arg(long)]
-        peer: String,
-        #[arg(long)]
-        period: Option<String>,
+        query: StatsQuery,
         /// Every revision, not only the current one.
         #[arg(long)]
         all_revisions: bool,
@@ -368,6 +348,19 @@ enum StatsCommand {
         #[arg(long)]
         recheck: bool,
     },
+}
+
+/// Which statistics reports to read.
+#[derive(Debug, Args)]
+struct StatsQuery {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The reporting country: this node's own or the peer.
+    #[arg(long)]
+    peer: String,
+    /// Only this period.
+    #[arg(long)]
+    period: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -880,12 +873,9 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        StatsCommand::Show {
-            client,
-            peer,
-            period,
-        } => {
-            let r = statistics(&client, &peer, period.as_deref()).await?;
+        StatsCommand::Show(query) => {
+            let r = statistics(&query).await?;
+            let (client, peer) = (query.client, query.peer);
             let current = pb::StatisticsResponse {
                 reports: stats::current(&r.reports).into_iter().cloned().collect(),
             };
@@ -901,21 +891,17 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
                     .join("\n")
             });
         }
-        StatsCommand::History {
-            client,
-            peer,
-            period,
-        } => {
-            let r = statistics(&client, &peer, period.as_deref()).await?;
-            print(client.json, &r, || client::statistics_history(&r.reports));
+        StatsCommand::History(query) => {
+            let r = statistics(&query).await?;
+            print(query.client.json, &r, || {
+                client::statistics_history(&r.reports)
+            });
         }
         StatsCommand::Export {
-            client,
-            peer,
-            period,
+            query,
             all_revisions,
         } => {
-            let r = statistics(&client, &peer, period.as_deref()).await?;
+            let r = statistics(&query).await?;
             let chosen: Vec<&pb::StatisticsRecord> = if all_revisions {
                 r.reports.iter().collect()
             } else {
@@ -930,8 +916,14 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
             out,
         } => {
             let mut series = Vec::new();
+            let mut c = connect(&client)?;
             for country in &countries {
-                let r = statistics(&client, country, None).await?;
+                let r = c
+                    .statistics(pb::StatisticsRequest {
+                        country: country.clone(),
+                        period: None,
+                    })
+                    .await?;
                 series.push(stats::series(country, &r.reports, &counter));
             }
             if series.iter().all(|s| s.points.is_empty()) {
@@ -978,15 +970,11 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn statistics(
-    client: &ClientArgs,
-    country: &str,
-    period: Option<&str>,
-) -> anyhow::Result<pb::StatisticsResponse> {
-    let period = period_arg(period)?;
-    let mut c = connect(client)?;
+async fn statistics(query: &StatsQuery) -> anyhow::Result<pb::StatisticsResponse> {
+    let period = period_arg(query.period.as_deref())?;
+    let mut c = connect(&query.client)?;
     Ok(c.statistics(pb::StatisticsRequest {
-        country: country.to_owned(),
+        country: query.peer.clone(),
         period,
     })
     .await?)

@@ -10,6 +10,7 @@ use std::path::Path;
 use prost::Message;
 use serde::Deserialize;
 
+use crate::audit::csv_field;
 use crate::exchange::{Exchange, ExchangeError, Submitted};
 use crate::log::{ExchangeLog, LogError, NewEntry};
 use crate::model::{
@@ -20,7 +21,7 @@ use crate::validate::ValidationError;
 
 /// The kinds whose exchange a report counts. Statistics reports themselves are not counted: the
 /// report would count itself.
-const COUNTED: [pb::MessageKind; 3] = [
+pub(crate) const COUNTED: [pb::MessageKind; 3] = [
     pb::MessageKind::TravellerAlert,
     pb::MessageKind::DocumentFraudNotice,
     pb::MessageKind::CaseResponse,
@@ -236,12 +237,7 @@ fn parse_csv(path: &str, text: &str) -> Result<Figures, FiguresError> {
             ));
         }
         let name = fields[0].trim();
-        let snake = name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !snake {
+        if !crate::validate::is_counter_name(name) {
             return Err(cell(
                 line,
                 1,
@@ -478,6 +474,21 @@ pub fn compare(
         .collect()
 }
 
+/// Operators and the sync may write statistics (push, recheck); auditors only read them.
+fn statistics_writer(
+    exchange: &Exchange,
+    caller: &Identity,
+    what: &str,
+) -> Result<(), ExchangeError> {
+    exchange.local_user(caller)?;
+    match caller.role {
+        Role::Operator | Role::Sync => Ok(()),
+        role => Err(ExchangeError::Forbidden(format!(
+            "role {role} may not {what}"
+        ))),
+    }
+}
+
 /// A push's outcome.
 #[derive(Debug, Clone)]
 pub struct Pushed {
@@ -507,13 +518,7 @@ pub async fn push(
     caller: &Identity,
     request: pb::PushStatisticsRequest,
 ) -> Result<Pushed, ExchangeError> {
-    exchange.local_user(caller)?;
-    if !matches!(caller.role, Role::Operator | Role::Sync) {
-        return Err(ExchangeError::Forbidden(format!(
-            "role {} may not push statistics",
-            caller.role
-        )));
-    }
+    statistics_writer(exchange, caller, "push statistics")?;
     let peer = exchange.peer_or_only(&request.peer)?;
     let period = request.period.ok_or_else(|| {
         ExchangeError::Invalid(ValidationError {
@@ -816,13 +821,7 @@ pub async fn reconcile(
     request: pb::ReconcileRequest,
 ) -> Result<Vec<pb::Reconciliation>, ExchangeError> {
     if request.recheck {
-        exchange.local_user(caller)?;
-        if !matches!(caller.role, Role::Operator | Role::Sync) {
-            return Err(ExchangeError::Forbidden(format!(
-                "role {} may read reconciliations but not recheck them",
-                caller.role
-            )));
-        }
+        statistics_writer(exchange, caller, "recheck reconciliations")?;
     } else {
         exchange.authorize_read(caller)?;
     }
@@ -884,14 +883,6 @@ pub fn csv(records: &[&pb::StatisticsRecord]) -> String {
         }
     }
     out
-}
-
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_owned()
-    }
 }
 
 /// One country's values of a counter over periods, for the chart.

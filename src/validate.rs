@@ -270,6 +270,15 @@ fn fraud_notice(n: &pb::DocumentFraudNotice) -> Result<()> {
     Ok(())
 }
 
+/// A statistics counter name: snake_case, starting with a letter, at most 64 characters.
+pub fn is_counter_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 fn statistics(r: &pb::StatisticsReport) -> Result<()> {
     let period = r
         .period
@@ -298,12 +307,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
     let mut names = std::collections::BTreeSet::new();
     for (i, c) in r.counters.iter().enumerate() {
         let field = format!("statistics_report.counters[{i}]");
-        let name_ok = (1..=64).contains(&c.name.len())
-            && c.name.starts_with(|ch: char| ch.is_ascii_lowercase())
-            && c.name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !name_ok {
+        if !is_counter_name(&c.name) {
             return Err(ValidationError::new(
                 format!("{field}.name"),
                 format!("{:?} is not a snake_case counter name", c.name),
@@ -339,12 +343,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
     for (i, x) in r.exchanged.iter().enumerate() {
         let field = format!("statistics_report.exchanged[{i}]");
         let kind = pb::MessageKind::try_from(x.kind).unwrap_or_default();
-        if !matches!(
-            kind,
-            pb::MessageKind::TravellerAlert
-                | pb::MessageKind::DocumentFraudNotice
-                | pb::MessageKind::CaseResponse
-        ) {
+        if !crate::stats::COUNTED.contains(&kind) {
             return Err(ValidationError::new(
                 format!("{field}.kind"),
                 "must be a traveller alert, document-fraud notice or case response",
