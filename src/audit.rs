@@ -50,16 +50,25 @@ pub struct AuditReport {
     /// Checkpoints (own, cosigned by a peer; and peers', witnessed here) whose signatures hold,
     /// and, for own checkpoints, whose root matches the log's entries.
     pub checkpoints: u64,
+    /// Messages whose content was redacted, each accounted for by a redaction entry.
+    pub redacted: u64,
+    /// Messages encrypted at rest, checked against their sealed digest only (no key).
+    pub sealed_unopened: u64,
 }
 
 /// Verifies `log` in full; the error names the first bad entry.
 pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, VerifyError> {
     let mut receipts = 0;
     let mut checkpoints = 0;
+    let mut redacted = 0;
+    let mut sealed_unopened = 0;
     let mut hashes = Vec::new();
     let entries = log.verify_with(|checked| {
         let e = checked.entry;
         hashes.push(checked.hash);
+        if checked.sealed && checked.content.is_none() && !checked.redacted {
+            sealed_unopened += 1;
+        }
         match pb::EntryKind::try_from(e.kind).unwrap_or_default() {
             pb::EntryKind::CheckpointCosigned => {
                 check_checkpoint(checked, trust, true, &hashes)?;
@@ -78,6 +87,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 receipts += 1;
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
+            pb::EntryKind::Redaction => redacted += 1,
             pb::EntryKind::DeliveryFailed => {
                 let sent = referred(log, e)?;
                 if sent.message_id != e.message_id {
@@ -95,6 +105,8 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         entries,
         receipts,
         checkpoints,
+        redacted,
+        sealed_unopened,
     })
 }
 
@@ -323,6 +335,10 @@ pub struct ExportRecord {
     /// its log (proto3 JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<serde_json::Value>,
+    /// For a message whose envelope is absent, why: "redacted on DATE under policy X", or
+    /// that it is encrypted at rest and the export ran without the log key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
     /// The receipt: issued by this node for a received message, or the peer's for a sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ExportReceipt>,
@@ -389,6 +405,8 @@ pub fn response(outcome: Result<AuditReport, VerifyError>) -> pb::VerifyResponse
             entries: report.entries,
             receipts: report.receipts,
             checkpoints: report.checkpoints,
+            redacted: report.redacted,
+            sealed_unopened: report.sealed_unopened,
             ..Default::default()
         },
         Err(e) => pb::VerifyResponse {
@@ -465,7 +483,20 @@ pub fn export(
                 continue;
             }
             let kind = stored.kind();
-            let content = log.content(e.sequence)?;
+            let (content, withheld) = match log.content(e.sequence) {
+                Ok(Some(c)) => (Some(c), None),
+                Ok(None) if crate::log::is_message(kind) => (
+                    None,
+                    crate::retention::redaction_note(log, e.sequence)?
+                        .or_else(|| Some("content no longer held".into())),
+                ),
+                Ok(None) => (None, None),
+                Err(crate::log::LogError::Seal(crate::seal::SealError::NoKey { .. })) => (
+                    None,
+                    Some("encrypted at rest; export with the log key to read it".into()),
+                ),
+                Err(e) => return Err(e),
+            };
             let envelope = match kind {
                 pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived => content
                     .as_deref()
@@ -503,6 +534,7 @@ pub fn export(
                 reason: e.reason.clone(),
                 envelope,
                 reconciliation,
+                withheld,
                 receipt,
                 proof: proof_of(e.sequence),
             });

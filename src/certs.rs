@@ -236,6 +236,16 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
                  durability = \"fsync\"\n\
                  # Cosigned checkpoints with each peer, in seconds; 0 turns them off.\n\
                  checkpoint_interval_secs = 3600\n\n\
+                 [retention]\n\
+                 # Message content is removed this many days after it was logged; the entry, its\n\
+                 # digest and the receipts stay and still verify. Leave a kind out to keep it.\n\
+                 policy = \"{country}-FP-1\"\n\
+                 alert_days = 730\n\
+                 fraud_notice_days = 1825\n\
+                 case_response_days = 730\n\n\
+                 # Encryption of message content at rest: `focalpoint log-key --out log.key`.\n\
+                 # [encryption]\n\
+                 # key_file = \"log.key\"\n\n\
                  [log]\n\
                  # human or json; the filter as for tracing. FOCALPOINT_LOG_FORMAT and FOCALPOINT_LOG override.\n\
                  format = \"human\"\n\

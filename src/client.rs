@@ -248,6 +248,7 @@ pub fn entry_label(kind: i32) -> &'static str {
         pb::EntryKind::CheckpointCosigned => "cosigned",
         pb::EntryKind::CheckpointWitnessed => "witnessed",
         pb::EntryKind::Reconciliation => "reconciled",
+        pb::EntryKind::Redaction => "redacted",
         pb::EntryKind::Unspecified => "?",
     }
 }
@@ -348,7 +349,10 @@ pub fn messages_table(messages: &[pb::StoredMessage]) -> String {
             kind_label(e.message_kind),
             e.message_id,
             state,
-            m.envelope.as_ref().map(summary).unwrap_or_default()
+            match &m.envelope {
+                Some(envelope) => summary(envelope),
+                None => m.redacted.clone(),
+            }
         );
     }
     out
@@ -471,6 +475,9 @@ pub fn show_text(r: &pb::ShowResponse) -> String {
         match &m.envelope {
             Some(envelope) => {
                 let _ = writeln!(out, "{}", to_json(envelope));
+            }
+            None if !m.redacted.is_empty() => {
+                let _ = writeln!(out, "({})", m.redacted);
             }
             None => {
                 let _ = writeln!(out, "(content no longer held)");

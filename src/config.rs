@@ -57,6 +57,36 @@ pub struct NodeConfig {
     pub operator_listener: OperatorListenerConfig,
     /// The other focal points.
     pub peers: Vec<PeerConfig>,
+    /// How long message content is kept; absent keeps it for good.
+    #[serde(default)]
+    pub retention: Option<crate::retention::RetentionPolicy>,
+    /// Encryption of message content at rest; absent stores it in plain.
+    #[serde(default)]
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// Where the log key that seals message content at rest comes from: exactly one of a file
+/// (64 hexadecimal digits, readable by the node only) or an environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// A file holding the key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the key.
+    #[serde(default)]
+    pub key_env: Option<String>,
+}
+
+impl EncryptionConfig {
+    /// Loads the key.
+    pub fn load_key(&self) -> Result<crate::seal::LogKey, crate::seal::SealError> {
+        match (&self.key_file, &self.key_env) {
+            (Some(file), _) => crate::seal::LogKey::from_file(file),
+            (None, Some(var)) => crate::seal::LogKey::from_env(var),
+            (None, None) => Err(crate::seal::SealError::Unset(String::new())),
+        }
+    }
 }
 
 /// Logging: format and filter. Logs never carry names or document numbers: message ids,
@@ -251,6 +281,23 @@ impl NodeConfig {
             key,
             message,
         };
+        if let Some(policy) = &self.retention
+            && let Some((key, message)) = policy.problem()
+        {
+            return Err(invalid(format!("retention.{key}"), message));
+        }
+        if let Some(encryption) = &mut self.encryption {
+            match (&mut encryption.key_file, &encryption.key_env) {
+                (Some(file), None) => resolve(base, file),
+                (None, Some(var)) if !var.is_empty() => {}
+                _ => {
+                    return Err(invalid(
+                        "encryption".into(),
+                        "set exactly one of key_file and key_env".into(),
+                    ));
+                }
+            }
+        }
         if self.peers.is_empty() {
             return Err(invalid(
                 "peers".into(),
@@ -340,6 +387,21 @@ ca = "peers/khm-ca.pem"
     }
 
     #[test]
+    fn retention_and_encryption_are_read() {
+        let text = format!(
+            "{GOOD}\n[retention]\npolicy = \"IDN-PDP\"\nalert_days = 30\n\n[encryption]\nkey_file = \"log.key\"\n"
+        );
+        let c = NodeConfig::parse(Path::new("/etc/focalpoint/node.toml"), &text).unwrap();
+        let r = c.retention.unwrap();
+        assert_eq!(r.days(crate::pb::MessageKind::TravellerAlert), Some(30));
+        assert_eq!(r.days(crate::pb::MessageKind::CaseResponse), None);
+        assert_eq!(
+            c.encryption.unwrap().key_file.unwrap(),
+            Path::new("/etc/focalpoint/log.key")
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (
@@ -354,6 +416,23 @@ ca = "peers/khm-ca.pem"
             ),
             (GOOD.replace("127.0.0.1:7444", "localhost"), "address"),
             (GOOD.replace("[[peers]]", "[[peer]]"), "peer"),
+            (
+                format!("{GOOD}\n[retention]\npolicy = \"P\"\nalert_days = 0\n"),
+                "retention.alert_days",
+            ),
+            (
+                format!("{GOOD}\n[retention]\npolicy = \"\"\n"),
+                "retention.policy",
+            ),
+            (
+                format!("{GOOD}\n[retention]\npolicy = \"P\"\nalerts_days = 3\n"),
+                "alerts_days",
+            ),
+            (
+                format!("{GOOD}\n[encryption]\nkey_file = \"k\"\nkey_env = \"K\"\n"),
+                "encryption",
+            ),
+            (format!("{GOOD}\n[encryption]\n"), "encryption"),
         ];
         for (text, key) in cases {
             let err = NodeConfig::parse(Path::new("node.toml"), &text).unwrap_err();

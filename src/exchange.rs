@@ -87,6 +87,8 @@ pub struct StoredMessage {
     pub receipt: Option<pb::SignedReceipt>,
     /// For sent messages, the delivery state.
     pub delivery: Option<Delivery>,
+    /// "redacted on DATE under policy X" once retention removed the content.
+    pub redacted: Option<String>,
 }
 
 /// Filters for the inbox.
@@ -766,11 +768,16 @@ impl Exchange {
             _ => (None, None),
         };
         let receipt = receipt_bytes.and_then(|b| pb::SignedReceipt::decode(b.as_slice()).ok());
+        let redacted = match envelope {
+            Some(_) => None,
+            None => crate::retention::redaction_note(log, sequence)?,
+        };
         Ok(StoredMessage {
             entry,
             envelope,
             receipt,
             delivery,
+            redacted,
         })
     }
 

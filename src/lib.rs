@@ -24,6 +24,8 @@ pub mod mrz;
 pub mod node;
 pub mod pb;
 pub mod receipt;
+pub mod retention;
+pub mod seal;
 pub mod service;
 pub mod stats;
 pub mod tls;

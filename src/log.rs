@@ -20,6 +20,7 @@ use prost::Message;
 
 use crate::model::{CountryCode, Digest, MessageId, now_micros};
 use crate::pb;
+use crate::seal::{self, LogKey, SealError};
 
 /// What "durable" means for this log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -50,6 +51,8 @@ pub enum LogError {
     Closed,
     #[error("log entry {sequence} cannot be decoded: {reason}")]
     Corrupt { sequence: u64, reason: String },
+    #[error(transparent)]
+    Seal(#[from] SealError),
     #[error("{0}")]
     Job(String),
 }
@@ -71,8 +74,13 @@ pub struct Checked<'a> {
     pub entry: &'a pb::LogEntry,
     /// Its hash.
     pub hash: Digest,
-    /// Its content, if held.
+    /// Its content, if held and readable: content encrypted at rest is here only when the
+    /// log was opened with its key.
     pub content: Option<&'a [u8]>,
+    /// Whether its content is stored encrypted at rest.
+    pub sealed: bool,
+    /// Whether its content was removed by a later redaction entry.
+    pub redacted: bool,
     /// For a received message, the receipt this node issued.
     pub issued_receipt: Option<&'a [u8]>,
 }
@@ -148,6 +156,7 @@ mod key {
     pub(super) const COSIGNED: u8 = b'k';
     pub(super) const WITNESSED: u8 = b'w';
     pub(super) const RECONCILED: u8 = b'g';
+    pub(super) const REDACTED: u8 = b'd';
 
     pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
         let mut k = vec![prefix];
@@ -207,6 +216,7 @@ mod key {
 #[derive(Debug)]
 pub struct Txn<'a> {
     tree: &'a sled::Tree,
+    key: Option<&'a LogKey>,
     batch: sled::Batch,
     next: u64,
     head: Digest,
@@ -255,6 +265,17 @@ impl Txn<'_> {
             (None, None) => (Digest::default(), 0),
         };
         let peer = new.peer.map(|p| p.as_str().to_owned()).unwrap_or_default();
+        // Messages name people: with a log key they are stored sealed.
+        let content = match (new.content, self.key) {
+            (Some(plain), Some(key)) if is_message(new.kind) => {
+                Some(key.seal(sequence, &content_sha256, &plain)?)
+            }
+            (content, _) => content,
+        };
+        let sealed_sha256 = match (&content, self.key) {
+            (Some(c), Some(_)) if seal::is_sealed(c) => Digest::of(c).0.to_vec(),
+            _ => Vec::new(),
+        };
         let entry = pb::LogEntry {
             sequence,
             previous_hash: self.head.0.to_vec(),
@@ -269,6 +290,7 @@ impl Txn<'_> {
             reason: new.reason,
             reference: new.reference.map(|r| r.to_string()).unwrap_or_default(),
             peer_sequence: new.peer_sequence,
+            sealed_sha256,
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);
@@ -279,7 +301,7 @@ impl Txn<'_> {
             }
         }
         self.batch.insert(key::seq(key::ENTRY, sequence), bytes);
-        if let Some(content) = new.content {
+        if let Some(content) = content {
             self.batch.insert(key::seq(key::CONTENT, sequence), content);
         }
         self.next += 1;
@@ -292,6 +314,25 @@ impl Txn<'_> {
         self.batch
             .insert(key::seq(key::ISSUED_RECEIPT, sequence), receipt);
     }
+
+    /// Whether the content of entry `sequence` is still held.
+    pub fn holds_content(&self, sequence: u64) -> Result<bool, LogError> {
+        Ok(self.tree.contains_key(key::seq(key::CONTENT, sequence))?)
+    }
+
+    /// Stages the removal of the content of entry `sequence`; only a redaction entry appended
+    /// in the same job accounts for it.
+    pub fn remove_content(&mut self, sequence: u64) {
+        self.batch.remove(key::seq(key::CONTENT, sequence));
+    }
+}
+
+/// Whether entries of `kind` hold a message envelope.
+pub fn is_message(kind: pb::EntryKind) -> bool {
+    matches!(
+        kind,
+        pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived
+    )
 }
 
 /// Sent messages are indexed under a marker instead of the node's own country, so the index
@@ -313,6 +354,7 @@ pub struct ExchangeLog {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
+    key: Option<Arc<LogKey>>,
     jobs: Option<mpsc::SyncSender<Job>>,
     closed: Arc<AtomicBool>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -330,8 +372,19 @@ impl Drop for Inner {
 }
 
 impl ExchangeLog {
-    /// Opens (or creates) the log in `dir`.
+    /// Opens (or creates) the log in `dir`, keeping content in plain.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
+        Self::open_with_key(dir, durability, None)
+    }
+
+    /// Opens (or creates) the log in `dir`. With a key, new message content is sealed at rest
+    /// and sealed content is opened on reading; without one, sealed content is verified by its
+    /// sealed digest but cannot be read.
+    pub fn open_with_key(
+        dir: &Path,
+        durability: Durability,
+        key: Option<Arc<LogKey>>,
+    ) -> Result<Self, LogError> {
         std::fs::create_dir_all(dir).map_err(|source| LogError::Open {
             path: dir.to_owned(),
             source,
@@ -361,6 +414,7 @@ impl ExchangeLog {
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
+            key: key.clone(),
             data_file,
             next,
             head,
@@ -377,6 +431,7 @@ impl ExchangeLog {
             inner: Arc::new(Inner {
                 db,
                 tree,
+                key,
                 jobs: Some(jobs),
                 closed,
                 writer: Some(writer),
@@ -485,13 +540,43 @@ impl ExchangeLog {
             .collect()
     }
 
-    /// The content kept beside an entry, if it is still there.
+    /// The content kept beside an entry, if it is still there; content sealed at rest is
+    /// opened with the log key, and is an error without it.
     pub fn content(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+        let Some(stored) = self.inner.tree.get(key::seq(key::CONTENT, sequence))? else {
+            return Ok(None);
+        };
+        if !seal::is_sealed(&stored) {
+            return Ok(Some(stored.to_vec()));
+        }
+        let key = self
+            .inner
+            .key
+            .as_deref()
+            .ok_or(SealError::NoKey { sequence })?;
+        let entry = self.entry(sequence)?.ok_or(LogError::Corrupt {
+            sequence,
+            reason: "content is held for an entry that does not exist".into(),
+        })?;
+        Ok(Some(key.open(
+            sequence,
+            &entry.entry.content_sha256,
+            &stored,
+        )?))
+    }
+
+    /// Whether the content of entry `sequence` is held encrypted at rest.
+    pub fn is_sealed(&self, sequence: u64) -> Result<bool, LogError> {
         Ok(self
             .inner
             .tree
             .get(key::seq(key::CONTENT, sequence))?
-            .map(|v| v.to_vec()))
+            .is_some_and(|c| seal::is_sealed(&c)))
+    }
+
+    /// The redaction entry that removed the content of entry `sequence`, if any.
+    pub fn redaction_of(&self, sequence: u64) -> Result<Option<u64>, LogError> {
+        read_seq(&self.inner.tree, &key::seq(key::REDACTED, sequence))
     }
 
     /// The sequence of the message `id` received from `sender`.
@@ -673,6 +758,7 @@ impl ExchangeLog {
             let content = tree
                 .get(key::seq(key::CONTENT, expected))
                 .map_err(|e| bad(expected, format!("content cannot be read: {e}")))?;
+            let held = content.is_some();
             let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
             let keeps_content = matches!(
                 kind,
@@ -683,14 +769,41 @@ impl ExchangeLog {
                     | pb::EntryKind::CheckpointWitnessed
                     | pb::EntryKind::Reconciliation
             );
+            let sealed = !entry.sealed_sha256.is_empty();
+            let content = match content {
+                Some(c) if sealed => {
+                    if Digest::of(&c).0[..] != entry.sealed_sha256[..] {
+                        return Err(bad(
+                            expected,
+                            "sealed content does not match its sealed digest".into(),
+                        ));
+                    }
+                    match self.inner.key.as_deref() {
+                        Some(key) => Some(
+                            key.open(expected, &entry.content_sha256, &c)
+                                .map_err(|e| bad(expected, e.to_string()))?,
+                        ),
+                        None => None,
+                    }
+                }
+                Some(c) => Some(c.to_vec()),
+                None => None,
+            };
+            let mut redacted = false;
             match &content {
                 Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
                     return Err(bad(expected, "content does not match its digest".into()));
                 }
-                None if keeps_content => {
-                    return Err(bad(expected, "content is missing".into()));
+                None if (keeps_content && !sealed) || (sealed && !held) => {
+                    self.check_redacted(expected)
+                        .map_err(|problem| bad(expected, problem))?;
+                    redacted = true;
                 }
                 _ => {}
+            }
+            if kind == pb::EntryKind::Redaction {
+                self.check_redaction(&entry)
+                    .map_err(|problem| bad(expected, problem))?;
             }
             let issued = tree
                 .get(key::seq(key::ISSUED_RECEIPT, expected))
@@ -700,6 +813,8 @@ impl ExchangeLog {
                 entry: &entry,
                 hash,
                 content: content.as_deref(),
+                sealed,
+                redacted,
                 issued_receipt: issued.as_deref(),
             })
             .map_err(|problem| bad(expected, problem))?;
@@ -726,6 +841,53 @@ impl ExchangeLog {
             }
         }
         Ok(last)
+    }
+
+    /// A message whose content is gone must have been redacted by a later redaction entry.
+    fn check_redacted(&self, sequence: u64) -> Result<(), String> {
+        let missing = || "content is missing".to_owned();
+        let by = self
+            .redaction_of(sequence)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(missing)?;
+        let redaction = self
+            .entry(by)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(missing)?;
+        if redaction.kind() != pb::EntryKind::Redaction
+            || redaction.entry.refers_to != sequence
+            || by <= sequence
+        {
+            return Err(missing());
+        }
+        Ok(())
+    }
+
+    /// A redaction must name an earlier message whose content is no longer held.
+    fn check_redaction(&self, entry: &pb::LogEntry) -> Result<(), String> {
+        let target = entry.refers_to;
+        let message = self
+            .entry(target)
+            .map_err(|e| e.to_string())?
+            .filter(|_| target < entry.sequence)
+            .ok_or_else(|| format!("redacts entry {target}, which does not precede it"))?;
+        if !is_message(message.kind()) || message.entry.message_id != entry.message_id {
+            return Err(format!(
+                "redacts entry {target}, which is not message {}",
+                entry.message_id
+            ));
+        }
+        if self
+            .inner
+            .tree
+            .contains_key(key::seq(key::CONTENT, target))
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "records the redaction of entry {target}, whose content is still held"
+            ));
+        }
+        Ok(())
     }
 
     /// Every key and value of the views (not the chain, content or issued receipts), in key
@@ -799,6 +961,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
 struct Writer {
     db: sled::Db,
     tree: sled::Tree,
+    key: Option<Arc<LogKey>>,
     data_file: Option<File>,
     next: u64,
     head: Digest,
@@ -820,6 +983,7 @@ impl Writer {
             for job in group {
                 let mut txn = Txn {
                     tree: &self.tree,
+                    key: self.key.as_deref(),
                     batch: sled::Batch::default(),
                     next: self.next,
                     head: self.head,
@@ -914,6 +1078,9 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         pb::EntryKind::Reconciliation => {
             updates.push((key::seq(key::RECONCILED, entry.refers_to), seq_bytes()));
         }
+        pb::EntryKind::Redaction => {
+            updates.push((key::seq(key::REDACTED, entry.refers_to), seq_bytes()));
+        }
         pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
     }
     if !entry.reference.is_empty()
@@ -927,7 +1094,8 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     updates
 }
 
-const VIEW_PREFIXES: [u8; 11] = [
+const VIEW_PREFIXES: [u8; 12] = [
+    key::REDACTED,
     key::RECONCILED,
     key::COSIGNED,
     key::WITNESSED,

@@ -79,6 +79,13 @@ enum Command {
     },
     /// Run an IDN and a KHM node in this process and exchange messages of every kind.
     Demo,
+    /// Write a new random key for encrypting message content at rest (64 hexadecimal digits,
+    /// readable by its owner only); name it in the node configuration's [encryption] key_file.
+    LogKey {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Demonstration certificates.
     Certs {
         #[command(subcommand)]
@@ -164,6 +171,10 @@ enum AuditCommand {
         /// Online: a client configuration (auditor or operator).
         #[arg(long, conflicts_with = "config")]
         client: Option<PathBuf>,
+        /// Offline: verify without the log key even if the configuration names one; content
+        /// encrypted at rest is checked against its sealed digest.
+        #[arg(long, requires = "config")]
+        without_key: bool,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -206,6 +217,10 @@ struct OfflineLog {
     /// The data directory, or a copy of it; overrides data_dir.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Read the log without its encryption key even if the configuration names one: sealed
+    /// content is then checked against its sealed digest, and not shown.
+    #[arg(long)]
+    without_key: bool,
 }
 
 impl OfflineLog {
@@ -221,13 +236,25 @@ impl OfflineLog {
             "{} holds no exchange log",
             dir.display()
         );
-        let log = focalpoint::log::ExchangeLog::open(&dir, focalpoint::log::Durability::Flush)
-            .with_context(|| {
-                format!(
-                    "opening {} (is the node still running? audit a copy)",
-                    dir.display()
-                )
-            })?;
+        let key = match (&config.encryption, self.without_key) {
+            (Some(encryption), false) => {
+                Some(std::sync::Arc::new(encryption.load_key().context(
+                    "the log key (--without-key reads the log without it)",
+                )?))
+            }
+            _ => None,
+        };
+        let log = focalpoint::log::ExchangeLog::open_with_key(
+            &dir,
+            focalpoint::log::Durability::Flush,
+            key,
+        )
+        .with_context(|| {
+            format!(
+                "opening {} (is the node still running? audit a copy)",
+                dir.display()
+            )
+        })?;
         Ok((config, log))
     }
 }
@@ -451,6 +478,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 | NodeError::Reflection(_) => exit::UNAVAILABLE,
                 NodeError::Tls(_)
                 | NodeError::Signer(_)
+                | NodeError::LogKey(_)
                 | NodeError::WrongIdentity { .. }
                 | NodeError::NoDataDir => exit::CONFIG,
             };
@@ -515,9 +543,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     config,
                     data_dir,
                     client,
+                    without_key,
                     json,
                 },
-        } => audit_verify(config, data_dir, client, json).await,
+        } => {
+            let offline = config.map(|config| OfflineLog {
+                config,
+                data_dir,
+                without_key,
+            });
+            audit_verify(offline, client, json).await
+        }
         Command::Audit {
             command:
                 AuditCommand::Export {
@@ -652,6 +688,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::LogKey { out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = focalpoint::seal::LogKey::generate_hex()?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| {
+                    format!("cannot create {} (it is never overwritten)", out.display())
+                })?;
+            writeln!(file, "{key}")?;
+            file.sync_all()?;
+            let id = focalpoint::seal::LogKey::from_hex(&key, "just written")?.id();
+            println!(
+                "wrote log key {id} to {}; keep a copy apart from the data directory",
+                out.display()
+            );
+            Ok(())
+        }
         Command::Certs {
             command: CertsCommand::Init { out, years },
         } => {
@@ -744,12 +801,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn audit_verify(
-    config: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
+    offline: Option<OfflineLog>,
     client: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let r = match (client, config) {
+    let r = match (client, offline) {
         (Some(client), _) => {
             let mut c = connect(&ClientArgs {
                 config: client,
@@ -757,8 +813,8 @@ async fn audit_verify(
             })?;
             c.verify().await?
         }
-        (None, Some(config)) => {
-            let (config, log) = OfflineLog { config, data_dir }.open()?;
+        (None, Some(offline)) => {
+            let (config, log) = offline.open()?;
             let trust = focalpoint::audit::AuditTrust::from_config(&config)?;
             focalpoint::audit::response(focalpoint::audit::verify(&log, &trust))
         }
@@ -768,10 +824,23 @@ async fn audit_verify(
     };
     print(json, &r, || {
         if r.ok {
-            format!(
+            let mut text = format!(
                 "verified {} entries, {} receipts and {} checkpoints: the chain is whole, every content digest, receipt, signature and cosigned root holds\n",
                 r.entries, r.receipts, r.checkpoints
-            )
+            );
+            if r.redacted > 0 {
+                text.push_str(&format!(
+                    "{} messages were redacted under the retention policy; their digests and receipts still hold\n",
+                    r.redacted
+                ));
+            }
+            if r.sealed_unopened > 0 {
+                text.push_str(&format!(
+                    "{} messages are encrypted at rest and were checked against their sealed digests without the key\n",
+                    r.sealed_unopened
+                ));
+            }
+            text
         } else {
             format!(
                 "FAILED at entry {}: {}\n({} entries before it verified)\n",

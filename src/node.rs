@@ -28,6 +28,8 @@ pub enum NodeError {
     Log(#[from] LogError),
     #[error("node key: {0}")]
     Signer(#[from] ReceiptError),
+    #[error("log key: {0}")]
+    LogKey(#[from] crate::seal::SealError),
     #[error("cannot listen on {address}")]
     Listen {
         address: SocketAddr,
@@ -200,7 +202,14 @@ impl BoundNode {
             .or_else(|| config.data_dir.clone())
             .ok_or(NodeError::NoDataDir)?;
         let material = Material::load(&config)?;
-        let log = ExchangeLog::open(&data_dir, config.durability)?;
+        let key = match &config.encryption {
+            Some(encryption) => Some(Arc::new(encryption.load_key()?)),
+            None => None,
+        };
+        if let Some(key) = &key {
+            tracing::info!(key = %key.id(), "message content is encrypted at rest");
+        }
+        let log = ExchangeLog::open_with_key(&data_dir, config.durability, key)?;
         let exchange = Exchange::new(config.country, log, material.signer, material.peer_trust);
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
@@ -273,6 +282,13 @@ impl BoundNode {
             let watcher = watcher.clone();
             tasks.push(tokio::spawn(async move {
                 crate::delivery::run(exchange, country, rx, watcher).await;
+                Ok(())
+            }));
+        }
+        if let Some(policy) = self.config.retention.clone() {
+            let (log, watcher) = (self.exchange.log().clone(), watcher.clone());
+            tasks.push(tokio::spawn(async move {
+                retention_sweeps(log, policy, watcher).await;
                 Ok(())
             }));
         }
@@ -369,6 +385,32 @@ impl BoundNode {
                 audit,
             },
         })
+    }
+}
+
+/// Sweeps the log at start and then every `sweep_interval_secs` until shutdown.
+async fn retention_sweeps(
+    log: ExchangeLog,
+    policy: crate::retention::RetentionPolicy,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = std::time::Duration::from_secs(policy.sweep_interval_secs);
+    let policy = Arc::new(policy);
+    loop {
+        let (log, policy) = (log.clone(), policy.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::retention::sweep(&log, &policy, crate::model::now_micros())
+        })
+        .await;
+        match swept {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+            Err(e) => tracing::error!(error = %e, "retention sweep stopped"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
     }
 }
 

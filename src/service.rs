@@ -339,6 +339,7 @@ impl OperatorApi {
             detail,
             attempts: attempts.count,
             last_error: attempts.last_error.unwrap_or_default(),
+            redacted: m.redacted.unwrap_or_default(),
         })
     }
 }

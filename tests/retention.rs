@@ -1,0 +1,397 @@
+//! Care with personal data at rest: retention removes message content past its period and the
+//! log still verifies; a log encrypted at rest names nobody on disk, opens only with its key,
+//! and verifies without it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use focalpoint::audit::{self, AuditTrust};
+use focalpoint::config::NodeConfig;
+use focalpoint::log::{Durability, ExchangeLog, LogError};
+use focalpoint::node::BoundNode;
+use focalpoint::pb;
+use focalpoint::retention::{self, RetentionPolicy};
+use focalpoint::seal::{LogKey, SealError};
+
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+/// The family name in the example alert: it must never be found where it should not be.
+const NAME: &[u8] = b"WULANDARI";
+
+fn policy() -> RetentionPolicy {
+    RetentionPolicy {
+        policy: "IDN-PDP-TEST".into(),
+        alert_days: Some(30),
+        fraud_notice_days: Some(60),
+        case_response_days: None,
+        statistics_days: None,
+        sweep_interval_secs: 3600,
+    }
+}
+
+fn sequence_of(log: &ExchangeLog, id: &str) -> u64 {
+    log.sent(id)
+        .unwrap()
+        .or_else(|| log.received("KHM".parse().unwrap(), id).unwrap())
+        .or_else(|| log.received("IDN".parse().unwrap(), id).unwrap())
+        .unwrap_or_else(|| panic!("{id} is not in the log"))
+}
+
+fn trust(config: &NodeConfig) -> AuditTrust {
+    AuditTrust::from_config(config).unwrap()
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_contain(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        }
+    })
+}
+
+fn focalpoint(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
+    let pair = start_pair().await;
+    let alert = example("idn/alert-trafficking-victim.json");
+    let fraud = example("khm/fraud-notice-poipet.json");
+    let stats = example("idn/statistics-2025-jan-apr.json");
+    for (from, role, envelope) in [
+        ("idn", "operator", alert.clone()),
+        ("khm", "operator", fraud.clone()),
+        ("idn", "sync", stats.clone()),
+    ] {
+        let r = pair.client(from, role).send(envelope, true).await.unwrap();
+        assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    }
+    let Pair { dir, idn, khm } = pair;
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+    let (idn_config, _) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let data = dir.path().join("idn/data");
+
+    let now = focalpoint::model::now_micros();
+    let (alert_seq, fraud_seq, stats_seq, digests) = {
+        let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+        let (a, f, s) = (
+            sequence_of(&log, &alert.message_id),
+            sequence_of(&log, &fraud.message_id),
+            sequence_of(&log, &stats.message_id),
+        );
+        let digests: Vec<Vec<u8>> = [a, f, s]
+            .iter()
+            .map(|&q| log.entry(q).unwrap().unwrap().entry.content_sha256)
+            .collect();
+        // Nothing is due yet, and a sweep is idempotent.
+        assert_eq!(retention::sweep(&log, &policy(), now).unwrap(), 0);
+        // Past the alert's 30 days, not the fraud notice's 60.
+        assert_eq!(
+            retention::sweep(&log, &policy(), now + 31 * DAY_MICROS).unwrap(),
+            1
+        );
+        assert_eq!(
+            retention::sweep(&log, &policy(), now + 31 * DAY_MICROS).unwrap(),
+            0
+        );
+        assert!(log.content(a).unwrap().is_none());
+        assert!(log.content(f).unwrap().is_some());
+        assert_eq!(
+            retention::sweep(&log, &policy(), now + 61 * DAY_MICROS).unwrap(),
+            1
+        );
+        // Statistics have no retention period here: kept however old.
+        assert_eq!(
+            retention::sweep(&log, &policy(), now + 9000 * DAY_MICROS).unwrap(),
+            0
+        );
+        assert!(log.content(f).unwrap().is_none());
+        assert!(log.content(s).unwrap().is_some());
+        (a, f, s, digests)
+    };
+
+    // The chain, digests, receipts and checkpoints still verify, and the audit counts the
+    // redactions.
+    let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+    let report = audit::verify(&log, &trust(&idn_config)).unwrap();
+    assert_eq!(report.redacted, 2);
+    assert_eq!(report.receipts, 3, "every receipt still holds");
+    for (q, digest) in [alert_seq, fraud_seq, stats_seq].iter().zip(&digests) {
+        assert_eq!(
+            &log.entry(*q).unwrap().unwrap().entry.content_sha256,
+            digest
+        );
+    }
+    // Each redaction is an entry in the chain naming the message and the policy.
+    let redactions: Vec<_> = log
+        .range(1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind() == pb::EntryKind::Redaction)
+        .collect();
+    assert_eq!(redactions.len(), 2);
+    assert_eq!(redactions[0].entry.refers_to, alert_seq);
+    assert_eq!(redactions[0].entry.message_id, alert.message_id);
+    assert_eq!(
+        redactions[0].entry.reason,
+        "IDN-PDP-TEST (alerts kept 30 days)"
+    );
+    assert_eq!(redactions[1].entry.refers_to, fraud_seq);
+
+    // Auditors see the redaction in place of the payload.
+    let records = audit::export(&log, &trust(&idn_config), 1, u64::MAX, (None, None)).unwrap();
+    let record = |q: u64| records.iter().find(|r| r.sequence == q).unwrap();
+    let today = focalpoint::model::format_micros(now);
+    assert_eq!(
+        record(alert_seq).withheld.as_deref(),
+        Some(
+            format!(
+                "redacted on {} under policy IDN-PDP-TEST (alerts kept 30 days)",
+                &today[..10]
+            )
+            .as_str()
+        )
+    );
+    assert!(record(alert_seq).envelope.is_none());
+    // The receipt this node issued for the redacted fraud notice is still exported.
+    assert!(record(fraud_seq).envelope.is_none());
+    assert!(record(fraud_seq).receipt.is_some());
+    assert!(record(stats_seq).envelope.is_some());
+    assert!(record(stats_seq).withheld.is_none());
+
+    // Content removed without a redaction entry is still found.
+    let copy = dir.path().join("idn/cut");
+    drop(log);
+    copy_dir(&data, &copy);
+    {
+        let db = raw_sled(&copy);
+        let tree = db.open_tree("exchange-log").unwrap();
+        let mut k = vec![b'c'];
+        k.extend_from_slice(&stats_seq.to_be_bytes());
+        tree.remove(k).unwrap();
+        db.flush().unwrap();
+    }
+    let cut = ExchangeLog::open(&copy, Durability::Flush).unwrap();
+    let err = audit::verify(&cut, &trust(&idn_config)).unwrap_err();
+    assert_eq!(err.sequence, stats_seq);
+    assert_eq!(err.problem, "content is missing");
+    drop(cut);
+
+    // The node shows the redaction to operators, and keeps a message still waiting for its
+    // peer however old it is.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("https://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut bound = BoundNode::bind(idn_config.clone(), None).await.unwrap();
+    bound.set_peer_address("KHM".parse().unwrap(), &nowhere);
+    let idn = bound.start().await.unwrap();
+    let client = |role: &str| {
+        let config = focalpoint::demo::example_client(dir.path(), "idn", role, &idn);
+        focalpoint::client::OperatorClient::new(&config).unwrap()
+    };
+    let shown = client("operator").show(&alert.message_id).await.unwrap();
+    let message = &shown.messages[0];
+    assert!(message.envelope.is_none());
+    assert!(
+        message.redacted.starts_with("redacted on 20")
+            && message
+                .redacted
+                .ends_with("under policy IDN-PDP-TEST (alerts kept 30 days)"),
+        "{}",
+        message.redacted
+    );
+    let mut waiting = example("idn/alert-trafficking-victim.json");
+    waiting.message_id = "IDN-2025-WAITING-1".into();
+    client("operator").send(waiting, false).await.unwrap();
+    idn.stop().await.unwrap();
+    let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+    assert_eq!(
+        retention::sweep(&log, &policy(), now + 400 * DAY_MICROS).unwrap(),
+        0
+    );
+    let waiting = log.sent("IDN-2025-WAITING-1").unwrap().unwrap();
+    assert!(log.content(waiting).unwrap().is_some());
+    assert!(audit::verify(&log, &trust(&idn_config)).is_ok());
+}
+
+/// Writes a log key with the command operators use, and names it in KHM's configuration.
+fn encrypt_khm(dir: &Path) -> (PathBuf, NodeConfig) {
+    let key_path = dir.join("khm/log.key");
+    let out = focalpoint(&["log-key", "--out", key_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    }
+    let again = focalpoint(&["log-key", "--out", key_path.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
+    let config_path = dir.join("khm/node.toml");
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str("\n[encryption]\nkey_file = \"log.key\"\n");
+    std::fs::write(&config_path, text).unwrap();
+    (config_path.clone(), NodeConfig::load(&config_path).unwrap())
+}
+
+#[tokio::test]
+async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idn, mut khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (khm_config_path, encrypted) = encrypt_khm(dir.path());
+    khm.encryption = encrypted.encryption.clone();
+    let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+    let alert = example("idn/alert-trafficking-victim.json");
+    let fraud = example("khm/fraud-notice-poipet.json");
+    let client = |country: &str, node: &focalpoint::node::RunningNode| {
+        let config = focalpoint::demo::example_client(dir.path(), country, "operator", node);
+        focalpoint::client::OperatorClient::new(&config).unwrap()
+    };
+    let r = client("idn", &idn).send(alert.clone(), true).await.unwrap();
+    assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    let r = client("khm", &khm).send(fraud.clone(), true).await.unwrap();
+    assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    // The node holds the key: operators read the alert as usual.
+    let shown = client("khm", &khm).show(&alert.message_id).await.unwrap();
+    let envelope = shown.messages[0].envelope.as_ref().unwrap();
+    assert_eq!(envelope.message_id, alert.message_id);
+    assert!(format!("{envelope:?}").contains("WULANDARI"));
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+
+    // On disk: IDN keeps content in plain, so the name is there to find; KHM's disk names
+    // nobody.
+    let khm_data = dir.path().join("khm/data");
+    assert!(files_contain(&dir.path().join("idn/data"), NAME));
+    assert!(!files_contain(&khm_data, NAME));
+
+    // Without the key: the content cannot be read, and the whole log verifies.
+    let trust = trust(&encrypted);
+    let (alert_seq, fraud_seq) = {
+        let log = ExchangeLog::open(&khm_data, Durability::Flush).unwrap();
+        let alert_seq = sequence_of(&log, &alert.message_id);
+        let fraud_seq = sequence_of(&log, &fraud.message_id);
+        assert!(matches!(
+            log.content(alert_seq),
+            Err(LogError::Seal(SealError::NoKey { .. }))
+        ));
+        assert!(log.is_sealed(alert_seq).unwrap() && log.is_sealed(fraud_seq).unwrap());
+        let report = audit::verify(&log, &trust).unwrap();
+        assert_eq!(report.sealed_unopened, 2);
+        assert_eq!(report.receipts, 2);
+        let records = audit::export(&log, &trust, 1, u64::MAX, (None, None)).unwrap();
+        let record = records.iter().find(|r| r.sequence == alert_seq).unwrap();
+        assert!(record.envelope.is_none());
+        assert_eq!(
+            record.withheld.as_deref(),
+            Some("encrypted at rest; export with the log key to read it")
+        );
+        (alert_seq, fraud_seq)
+    };
+    // With the key: the content opens and matches its digest.
+    let key = Arc::new(encrypted.encryption.as_ref().unwrap().load_key().unwrap());
+    {
+        let log =
+            ExchangeLog::open_with_key(&khm_data, Durability::Flush, Some(key.clone())).unwrap();
+        let plain = log.content(alert_seq).unwrap().unwrap();
+        assert!(plain.windows(NAME.len()).any(|w| w == NAME));
+        let report = audit::verify(&log, &trust).unwrap();
+        assert_eq!(report.sealed_unopened, 0);
+        let records = audit::export(&log, &trust, 1, u64::MAX, (None, None)).unwrap();
+        assert!(
+            records
+                .iter()
+                .any(|r| r.sequence == fraud_seq && r.envelope.is_some())
+        );
+    }
+    // A different key is named as such, not taken for tampering.
+    {
+        let other = Arc::new(LogKey::from_bytes(&[9; 32]));
+        let log = ExchangeLog::open_with_key(&khm_data, Durability::Flush, Some(other)).unwrap();
+        let err = log.content(alert_seq).unwrap_err().to_string();
+        assert!(err.contains("was sealed with log key"), "{err}");
+        let err = audit::verify(&log, &trust).unwrap_err();
+        assert!(
+            err.problem.contains("was sealed with log key"),
+            "{}",
+            err.problem
+        );
+    }
+    // One flipped bit of sealed content is found without the key.
+    let copy = dir.path().join("khm/flipped");
+    copy_dir(&khm_data, &copy);
+    {
+        let db = raw_sled(&copy);
+        let tree = db.open_tree("exchange-log").unwrap();
+        let mut k = vec![b'c'];
+        k.extend_from_slice(&alert_seq.to_be_bytes());
+        let mut sealed = tree.get(&k).unwrap().unwrap().to_vec();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        tree.insert(k, sealed).unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();
+        let err = audit::verify(&log, &trust).unwrap_err();
+        assert_eq!(err.sequence, alert_seq);
+        assert_eq!(
+            err.problem,
+            "sealed content does not match its sealed digest"
+        );
+    }
+
+    // The auditor's command: with the key from the configuration, and without it.
+    let config = khm_config_path.to_str().unwrap();
+    let data = khm_data.to_str().unwrap();
+    let with = focalpoint(&["audit", "verify", "--config", config, "--data-dir", data]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    let without = focalpoint(&[
+        "audit",
+        "verify",
+        "--config",
+        config,
+        "--data-dir",
+        data,
+        "--without-key",
+    ]);
+    assert!(without.status.success());
+    let text = String::from_utf8_lossy(&without.stdout);
+    assert!(
+        text.contains("2 messages are encrypted at rest and were checked against their sealed digests without the key"),
+        "{text}"
+    );
+    std::fs::remove_file(dir.path().join("khm/log.key")).unwrap();
+    let lost = focalpoint(&["audit", "verify", "--config", config, "--data-dir", data]);
+    assert!(!lost.status.success());
+    let stderr = String::from_utf8_lossy(&lost.stderr);
+    assert!(
+        stderr.contains("log.key") && stderr.contains("--without-key"),
+        "{stderr}"
+    );
+}
