@@ -219,7 +219,14 @@ async fn echo_server() -> std::net::SocketAddr {
     let address = listener.local_addr().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(config);
     let metrics = std::sync::Arc::default();
-    let incoming = tls::incoming(listener, rx, "peer", metrics);
+    let incoming = tls::incoming(
+        listener,
+        rx,
+        "peer",
+        metrics,
+        std::time::Duration::from_secs(10),
+        None,
+    );
     // A receipt of realistic size, as the real path returns.
     let receipt = pb::SignedReceipt {
         receipt: vec![7; 180],
@@ -328,7 +335,15 @@ fn main() {
     let rows = runtime.block_on(async {
         focalpoint::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
-        let (idn, khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+        let (idn, mut khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+        // The bench measures the exchange path, not the peer limits: raise them out of the way.
+        khm.limits = focalpoint::limits::Limits {
+            max_stream_messages: u64::MAX,
+            max_connections_per_peer: 1024,
+            peer_rate_per_sec: u32::MAX,
+            peer_burst: u32::MAX,
+            ..focalpoint::limits::Limits::default()
+        };
         let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
         let echo = echo_server().await;
         let mut rows = Vec::new();

@@ -63,6 +63,9 @@ pub struct NodeConfig {
     /// Encryption of message content at rest; absent stores it in plain.
     #[serde(default)]
     pub encryption: Option<EncryptionConfig>,
+    /// What a peer may ask of this node.
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
 }
 
 /// Where the log key that seals message content at rest comes from: exactly one of a file
@@ -281,6 +284,9 @@ impl NodeConfig {
             key,
             message,
         };
+        if let Some((key, message)) = self.limits.problem() {
+            return Err(invalid(format!("limits.{key}"), message));
+        }
         if let Some(policy) = &self.retention
             && let Some((key, message)) = policy.problem()
         {

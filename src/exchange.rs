@@ -124,6 +124,8 @@ struct Inner {
     receipts: Notify,
     attempts: std::sync::Mutex<BTreeMap<u64, Attempts>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The largest envelope accepted from a peer (`[limits] max_envelope_bytes`).
+    max_envelope_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// Delivery attempts of one sent message since this node started.
@@ -160,6 +162,7 @@ impl Exchange {
                 receipts: Notify::new(),
                 attempts: std::sync::Mutex::default(),
                 metrics: Arc::default(),
+                max_envelope_bytes: validate::MAX_ENVELOPE_BYTES.into(),
             }),
         }
     }
@@ -172,6 +175,14 @@ impl Exchange {
     /// The node's counters.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
+    }
+
+    /// Lowers the largest envelope accepted from a peer below the protocol's limit.
+    pub fn set_max_envelope_bytes(&self, max: usize) {
+        self.inner.max_envelope_bytes.store(
+            max.min(validate::MAX_ENVELOPE_BYTES),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The node's signing key (receipts, checkpoints, cosignatures).
@@ -461,7 +472,22 @@ impl Exchange {
             let answer: QueuedReceipt = Box::pin(async move { written.await.and(Err(error)) });
             Ok(answer)
         };
-        let valid = match validate::decode_canonical(&bytes) {
+        let max = self
+            .inner
+            .max_envelope_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let checked = if bytes.len() > max {
+            Err(ValidationError::new(
+                "envelope",
+                format!(
+                    "{} bytes, more than this node's limit of {max}",
+                    bytes.len()
+                ),
+            ))
+        } else {
+            validate::decode_canonical(&bytes)
+        };
+        let valid = match checked {
             Ok(v) => v,
             Err(e) => {
                 let id = pb::Envelope::decode(bytes.as_slice())

@@ -27,6 +27,7 @@ struct Counters {
     received: BTreeMap<(String, String), u64>,
     refused: BTreeMap<(String, String), u64>,
     tls_failures: BTreeMap<(String, String), u64>,
+    limited: BTreeMap<(String, String), u64>,
     latency_buckets: [u64; LATENCY_BUCKETS.len()],
     latency_count: u64,
     latency_sum: f64,
@@ -68,6 +69,11 @@ impl Metrics {
     /// the operator plane.
     pub fn refused(&self, kind: &str, peer: &str) {
         self.with(|c| *c.refused.entry((kind.into(), peer.into())).or_default() += 1);
+    }
+
+    /// A call or connection from `peer` refused because it exceeded `limit`.
+    pub fn limited(&self, limit: &str, peer: &str) {
+        self.with(|c| *c.limited.entry((limit.into(), peer.into())).or_default() += 1);
     }
 
     /// A TLS handshake refused on `plane` for `reason`.
@@ -126,6 +132,12 @@ impl Metrics {
                 "TLS handshakes refused.",
                 &c.tls_failures,
                 ("plane", "reason"),
+            ),
+            (
+                "focalpoint_limit_refusals_total",
+                "Peer calls or connections refused for exceeding a configured limit.",
+                &c.limited,
+                ("limit", "peer"),
             ),
         ] {
             family(&mut out, name, help, "counter");

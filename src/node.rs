@@ -296,17 +296,30 @@ impl BoundNode {
         let (operator_tls, operator_tls_rx) = watch::channel(self.operator_tls);
         let (audit, audit_rx) = watch::channel(self.trust);
         let metrics = self.exchange.metrics().clone();
-        let peer_incoming = tls::incoming(self.peer_listener, peer_tls_rx, "peer", metrics.clone());
+        let limits = self.config.limits.clone();
+        let limiter = crate::limits::Limiter::new(limits.clone(), metrics.clone());
+        self.exchange
+            .set_max_envelope_bytes(limits.max_envelope_bytes);
+        let peer_incoming = tls::incoming(
+            self.peer_listener,
+            peer_tls_rx,
+            "peer",
+            metrics.clone(),
+            limits.handshake_timeout(),
+            Some(limiter.clone()),
+        );
         let operator_incoming = tls::incoming(
             self.operator_listener,
             operator_tls_rx,
             "operator",
             metrics.clone(),
+            limits.handshake_timeout(),
+            None,
         );
         let stop = |mut w: watch::Receiver<bool>| async move {
             let _ = w.wait_for(|stopped| *stopped).await;
         };
-        let peer_api = PeerServiceServer::new(PeerApi::new(self.exchange.clone()));
+        let peer_api = PeerServiceServer::new(PeerApi::new(self.exchange.clone(), limiter));
         let peer_stop = stop(watcher.clone());
         let (peer_health, peer_v1, peer_v1alpha) =
             introspection::<PeerServiceServer<PeerApi>>().await?;

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::exchange::{
     Attempts, Delivery, Exchange, ExchangeError, InboxFilter, QueuedReceipt, StoredMessage,
 };
+use crate::limits::Limiter;
 use crate::log::StoredEntry;
 use crate::model::{CountryCode, Identity, Role};
 use crate::pb;
@@ -79,13 +80,22 @@ fn peer_country<T>(request: &Request<T>) -> Result<CountryCode, Status> {
 #[derive(Debug, Clone)]
 pub struct PeerApi {
     exchange: Exchange,
+    limiter: Limiter,
 }
 
 impl PeerApi {
-    /// The peer plane over `exchange`.
-    pub fn new(exchange: Exchange) -> Self {
-        Self { exchange }
+    /// The peer plane over `exchange`, within `limiter`'s limits.
+    pub fn new(exchange: Exchange, limiter: Limiter) -> Self {
+        Self { exchange, limiter }
     }
+}
+
+/// What the stream's reader hands its answerer, in order.
+enum Queued {
+    /// An envelope's log write (or refusal), with its message id.
+    Envelope(String, Result<QueuedReceipt, ExchangeError>),
+    /// The stream ends here with this status, after everything before it is answered.
+    End(Status),
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::DeliverResponse, Status>> + Send>>;
@@ -97,6 +107,7 @@ impl PeerService for PeerApi {
         request: Request<pb::DeliverRequest>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
         let peer = peer_country(&request)?;
+        self.limiter.admit(peer)?;
         let request = request.into_inner();
         let receipt = self
             .exchange
@@ -114,38 +125,52 @@ impl PeerService for PeerApi {
         request: Request<Streaming<pb::DeliverRequest>>,
     ) -> Result<Response<Self::DeliverStreamStream>, Status> {
         let peer = peer_country(&request)?;
+        let slot = self.limiter.open_stream(peer)?;
+        let limiter = self.limiter.clone();
         let exchange = self.exchange.clone();
         let mut incoming = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         // The reader checks each envelope and queues its log write as it arrives; the answerer
         // awaits those writes in the same order. Envelopes in flight between the two share
         // flushes, and the log keeps the stream's order. The queue bounds what is in flight.
-        let (queued_tx, mut queued_rx) = tokio::sync::mpsc::channel::<(
-            String,
-            Result<QueuedReceipt, ExchangeError>,
-        )>(STREAM_IN_FLIGHT);
-        let answers = tx.clone();
+        let (queued_tx, mut queued_rx) = tokio::sync::mpsc::channel::<Queued>(STREAM_IN_FLIGHT);
         tokio::spawn(async move {
+            // The stream counts against the peer's open streams until its reader ends.
+            let _slot = slot;
+            let mut carried = 0;
             while let Some(item) = incoming.next().await {
                 let request = match item {
                     Ok(r) => r,
                     Err(status) => {
-                        let _ = answers.send(Err(status)).await;
+                        let _ = queued_tx.send(Queued::End(status)).await;
                         return;
                     }
                 };
+                carried += 1;
+                if let Err(e) = limiter.stream_length(peer, carried) {
+                    let _ = queued_tx.send(Queued::End(e.into())).await;
+                    return;
+                }
+                limiter.pace(peer).await;
                 let id = pb::Envelope::decode(request.envelope.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
                 let queued =
                     exchange.receive_queued(peer, request.envelope, request.sender_sequence);
-                if queued_tx.send((id, queued)).await.is_err() {
+                if queued_tx.send(Queued::Envelope(id, queued)).await.is_err() {
                     return;
                 }
             }
         });
         tokio::spawn(async move {
-            while let Some((id, queued)) = queued_rx.recv().await {
+            while let Some(next) = queued_rx.recv().await {
+                let (id, queued) = match next {
+                    Queued::Envelope(id, queued) => (id, queued),
+                    Queued::End(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 let result = match queued {
                     Ok(answer) => answer.await,
                     Err(e) => Err(e),

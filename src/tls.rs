@@ -23,8 +23,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpListener;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::Connected;
+
+use crate::limits::{ConnectionSlot, Limiter};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::model::{CountryCode, Identity, Role};
@@ -284,19 +291,74 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// How long a client has to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An accepted TLS connection; on the peer plane it counts against its peer's connections
+/// until it closes.
+#[derive(Debug)]
+pub struct Accepted {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    _slot: Option<ConnectionSlot>,
+}
+
+impl AsyncRead for Accepted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Accepted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Accepted {
+    type ConnectInfo = <tokio_rustls::server::TlsStream<TcpStream> as Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
 
 /// Accepts TCP connections and completes TLS handshakes off the accept loop, yielding the
 /// connections that passed, each under the server configuration current when it arrived.
-/// Ends when the receiver is dropped.
+/// A handshake not finished within `handshake_timeout` is dropped; with a `limiter`, a
+/// connection beyond its peer's limit is closed. Ends when the receiver is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     plane: &'static str,
     metrics: Arc<crate::metrics::Metrics>,
-) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>>
-{
+    handshake_timeout: Duration,
+    limiter: Option<Limiter>,
+) -> ReceiverStream<Result<Accepted, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -315,10 +377,33 @@ pub fn incoming(
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
             let metrics = metrics.clone();
+            let limiter = limiter.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(mut stream)) => {
+                        let peer = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .and_then(|leaf| identity_of(leaf).ok())
+                            .map(|identity| identity.country);
+                        let slot = match (&limiter, peer) {
+                            (Some(limiter), Some(peer)) => match limiter.connect(peer) {
+                                Some(slot) => Some(slot),
+                                None => {
+                                    let _ = stream.shutdown().await;
+                                    return;
+                                }
+                            },
+                            _ => None,
+                        };
+                        let _ = tx
+                            .send(Ok(Accepted {
+                                stream,
+                                _slot: slot,
+                            }))
+                            .await;
                     }
                     Ok(Err(e)) => {
                         let reason = e.to_string();

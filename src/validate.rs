@@ -22,7 +22,8 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: impl Into<String>, reason: impl ToString) -> Self {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, reason: impl ToString) -> Self {
         Self {
             field: field.into(),
             reason: reason.to_string(),

@@ -1,0 +1,282 @@
+//! Limits on the peer plane: an oversized envelope, a flood, too many or too long streams and
+//! too many connections are each refused with a clear status, counted, and harm nothing else.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use focalpoint::limits::Limits;
+use focalpoint::node::{BoundNode, RunningNode};
+use focalpoint::pb;
+use tokio::io::AsyncReadExt;
+use tonic::Code;
+
+fn khm_limits(
+    limits: Limits,
+) -> (
+    tempfile::TempDir,
+    focalpoint::config::NodeConfig,
+    focalpoint::config::NodeConfig,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (idn, mut khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    khm.limits = limits;
+    (dir, idn, khm)
+}
+
+/// KHM alone, its peer pointing nowhere: nobody else connects to its peer plane.
+async fn khm_alone(khm: focalpoint::config::NodeConfig) -> RunningNode {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("https://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut bound = BoundNode::bind(khm, None).await.unwrap();
+    bound.set_peer_address("IDN".parse().unwrap(), &nowhere);
+    bound.start().await.unwrap()
+}
+
+fn from_idn(
+    khm: &RunningNode,
+) -> pb::peer_service_client::PeerServiceClient<tonic::transport::Channel> {
+    let (cert, key) = example_cert("idn", "node");
+    peer_client(khm, "khm", cert, key)
+}
+
+fn deliver(id: &str, summary: &str) -> pb::DeliverRequest {
+    pb::DeliverRequest {
+        envelope: idn_alert_bytes(id, summary),
+        sender_sequence: 0,
+    }
+}
+
+fn limit_refusals(node: &RunningNode, limit: &str) -> u64 {
+    let text = node
+        .exchange()
+        .metrics()
+        .render(&focalpoint::metrics::Gauges::default());
+    let prefix = format!("focalpoint_limit_refusals_total{{limit=\"{limit}\",peer=\"IDN\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_oversized_envelope_is_refused_naming_the_limit() {
+    let (_dir, _, khm) = khm_limits(Limits {
+        max_envelope_bytes: 2048,
+        ..Limits::default()
+    });
+    let khm = khm_alone(khm).await;
+    let mut client = from_idn(&khm);
+    let small = deliver("IDN-20250430-ALERT-0100", "small");
+    assert!(small.envelope.len() < 2048);
+    client.deliver(small).await.unwrap();
+    let big = deliver("IDN-20250430-ALERT-0101", &"x".repeat(1900));
+    let size = big.envelope.len();
+    assert!(size > 2048);
+    let status = client.deliver(big).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        format!("invalid envelope: {size} bytes, more than this node's limit of 2048")
+    );
+    // Far beyond any envelope: refused before it is read whole.
+    let huge = pb::DeliverRequest {
+        envelope: vec![0; 5 * 1024 * 1024],
+        sender_sequence: 0,
+    };
+    assert!(client.deliver(huge).await.is_err());
+    // The refusal is in the log, without the content; the accepted one is there too.
+    let log = khm.exchange().log().clone();
+    let entries = log.range(1, usize::MAX).unwrap();
+    let kinds: Vec<_> = entries.iter().map(|e| e.kind()).collect();
+    assert_eq!(
+        kinds,
+        [pb::EntryKind::MessageReceived, pb::EntryKind::Refusal]
+    );
+    assert!(entries[1].entry.reason.contains("limit of 2048"));
+    assert!(log.content(entries[1].entry.sequence).unwrap().is_none());
+    khm.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flood_from_the_peer_is_refused_and_operators_are_still_served() {
+    let (dir, idn, khm) = khm_limits(Limits {
+        peer_rate_per_sec: 20,
+        peer_burst: 20,
+        ..Limits::default()
+    });
+    let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+    let client = from_idn(&khm);
+    let mut flood = Vec::new();
+    for task in 0..8 {
+        let mut client = client.clone();
+        flood.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..50 {
+                let id = format!("IDN-20250430-ALERT-{}", 1000 + task * 50 + i);
+                outcomes.push(client.deliver(deliver(&id, "flood")).await.map(|_| ()));
+            }
+            outcomes
+        }));
+    }
+    // While the flood runs, the operator plane answers every call.
+    let operator = focalpoint::demo::example_client(dir.path(), "khm", "operator", &khm);
+    let mut operator = focalpoint::client::OperatorClient::new(&operator).unwrap();
+    for _ in 0..20 {
+        let answer = tokio::time::timeout(Duration::from_secs(30), operator.log(1, 5)).await;
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "the operator plane must answer"
+        );
+    }
+    let mut accepted = 0;
+    let mut refused = 0;
+    for task in flood {
+        for outcome in task.await.unwrap() {
+            match outcome {
+                Ok(()) => accepted += 1,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    assert!(status.message().contains("more than 20 envelopes a second"));
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(accepted + refused, 400);
+    assert!(accepted >= 20, "the burst is accepted: {accepted}");
+    assert!(
+        refused > 0,
+        "a flood of 400 at 20 a second is refused in part"
+    );
+    assert_eq!(limit_refusals(&khm, "rate"), refused);
+    // Nothing accepted is lost, nothing refused is half-written: the inbox holds exactly the
+    // accepted envelopes, and refusals for exceeding a rate leave no entries.
+    let inbox = khm.exchange().log().inbox().unwrap();
+    assert_eq!(inbox.len() as u64, accepted);
+    assert_eq!(
+        khm.exchange().log().head().unwrap().0,
+        accepted,
+        "rate refusals append nothing"
+    );
+    // IDN's own delivery still gets through once the flood stops.
+    let idn_operator = focalpoint::demo::example_client(dir.path(), "idn", "operator", &idn);
+    let sent = focalpoint::client::OperatorClient::new(&idn_operator)
+        .unwrap()
+        .send(example("idn/alert-trafficking-victim.json"), true)
+        .await
+        .unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32);
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+}
+
+/// A stream whose requests come from a channel, so it can be held open.
+async fn open_stream(
+    client: &mut pb::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<pb::DeliverRequest>,
+        tonic::Streaming<pb::DeliverResponse>,
+    ),
+    tonic::Status,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let responses = client
+        .deliver_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, responses))
+}
+
+#[tokio::test]
+async fn streams_are_limited_in_number_and_length() {
+    let (_dir, _, khm) = khm_limits(Limits {
+        max_streams_per_peer: 2,
+        max_stream_messages: 3,
+        ..Limits::default()
+    });
+    let khm = khm_alone(khm).await;
+    let mut client = from_idn(&khm);
+    let first = open_stream(&mut client).await.unwrap();
+    let second = open_stream(&mut client).await.unwrap();
+    let third = open_stream(&mut client).await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert!(third.message().contains("already has 2 streams open"));
+    assert_eq!(limit_refusals(&khm, "streams"), 1);
+    // Closing a stream gives its slot back.
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..100 {
+        if let Ok(s) = open_stream(&mut client).await {
+            reopened = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (tx, mut responses) = reopened.expect("a closed stream's slot is given back");
+    // A stream carries at most 3 envelopes: the fourth ends it, after the first three are
+    // answered and logged.
+    for i in 0..5 {
+        let _ = tx
+            .send(deliver(&format!("IDN-20250430-ALERT-020{i}"), "stream"))
+            .await;
+    }
+    for _ in 0..3 {
+        let answer = responses.message().await.unwrap().unwrap();
+        assert!(matches!(
+            answer.outcome,
+            Some(pb::deliver_response::Outcome::Receipt(_))
+        ));
+    }
+    let end = responses.message().await.unwrap_err();
+    assert_eq!(end.code(), Code::ResourceExhausted);
+    assert!(end.message().contains("a stream may carry 3 envelopes"));
+    assert_eq!(khm.exchange().log().inbox().unwrap().len(), 3);
+    drop(second);
+    khm.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_and_slow_handshakes_dropped() {
+    let (_dir, _, khm) = khm_limits(Limits {
+        max_connections_per_peer: 2,
+        handshake_timeout_secs: 1,
+        ..Limits::default()
+    });
+    let khm = khm_alone(khm).await;
+    let mut a = from_idn(&khm);
+    let mut b = from_idn(&khm);
+    a.cursor(pb::CursorRequest {}).await.unwrap();
+    b.cursor(pb::CursorRequest {}).await.unwrap();
+    let mut c = from_idn(&khm);
+    assert!(c.cursor(pb::CursorRequest {}).await.is_err());
+    assert!(limit_refusals(&khm, "connections") >= 1);
+    // The two admitted connections are unharmed.
+    b.cursor(pb::CursorRequest {}).await.unwrap();
+    // A closed connection gives its slot back.
+    drop(a);
+    let mut admitted = false;
+    for _ in 0..100 {
+        let mut d = from_idn(&khm);
+        if d.cursor(pb::CursorRequest {}).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "a closed connection's slot is given back");
+    // A client that never starts its handshake is disconnected.
+    let mut idle = tokio::net::TcpStream::connect(khm.peer_address)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(20), idle.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the node closes a connection whose handshake does not finish"
+    );
+    drop(b);
+    khm.stop().await.unwrap();
+}
