@@ -16,6 +16,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod exchange;
+pub mod fuzzing;
 pub mod limits;
 pub mod log;
 pub mod merkle;

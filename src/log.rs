@@ -733,28 +733,7 @@ impl ExchangeLog {
                     format!("is missing; the next entry found is {stored}"),
                 ));
             }
-            let entry = pb::LogEntry::decode(v.as_ref())
-                .map_err(|e| bad(expected, format!("cannot be decoded: {e}")))?;
-            if entry.sequence != expected {
-                return Err(bad(
-                    expected,
-                    format!(
-                        "holds entry {} (entries were moved or swapped)",
-                        entry.sequence
-                    ),
-                ));
-            }
-            if entry.previous_hash != previous.0 {
-                // Either the entry before was altered after this one was written, or this one's
-                // link was: name the earlier, the first that no longer matches the record.
-                return Err(bad(
-                    expected - 1,
-                    format!(
-                        "its hash no longer matches the one entry {expected} recorded: entry {} or {expected} was altered",
-                        expected - 1
-                    ),
-                ));
-            }
+            let entry = link(expected, &previous, &v)?;
             let content = tree
                 .get(key::seq(key::CONTENT, expected))
                 .map_err(|e| bad(expected, format!("content cannot be read: {e}")))?;
@@ -926,6 +905,49 @@ impl ExchangeLog {
                 replayed += 1;
             }
             Ok(replayed)
+        })
+    }
+
+    /// Copies every live key of the log into a new data directory `to`, and verifies the copy.
+    /// sled is log-structured: bytes of removed keys (redacted content) can stay in its files
+    /// until it reuses the space; the copy holds none of them. Run with the node stopped; the
+    /// copy then replaces the data directory. Returns the number of entries verified.
+    pub fn compact_into(&self, to: &Path) -> Result<u64, LogError> {
+        let not_empty = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some());
+        if not_empty {
+            return Err(LogError::Open {
+                path: to.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the target directory is not empty",
+                ),
+            });
+        }
+        {
+            let db = open_db(to)?;
+            let tree = db.open_tree("exchange-log")?;
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for kv in self.inner.tree.iter() {
+                let (k, v) = kv?;
+                batch.insert(k, v);
+                in_batch += 1;
+                if in_batch == 4096 {
+                    tree.apply_batch(std::mem::take(&mut batch))?;
+                    in_batch = 0;
+                }
+            }
+            tree.apply_batch(batch)?;
+            db.flush()?;
+            let path = to.join("db");
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| LogError::Open { path, source })?;
+        }
+        let copy = Self::open_with_key(to, Durability::Flush, self.inner.key.clone())?;
+        copy.verify().map_err(|e| LogError::Corrupt {
+            sequence: e.sequence,
+            reason: format!("the compacted copy does not verify: {}", e.problem),
         })
     }
 
@@ -1108,6 +1130,35 @@ const VIEW_PREFIXES: [u8; 12] = [
     key::REFERENCE,
     key::FAILED,
 ];
+
+/// Decodes the stored entry `expected` and checks its place in the chain after the entry
+/// whose hash is `previous`.
+pub fn link(expected: u64, previous: &Digest, bytes: &[u8]) -> Result<pb::LogEntry, VerifyError> {
+    let bad = |sequence: u64, problem: String| VerifyError { sequence, problem };
+    let entry = pb::LogEntry::decode(bytes)
+        .map_err(|e| bad(expected, format!("cannot be decoded: {e}")))?;
+    if entry.sequence != expected {
+        return Err(bad(
+            expected,
+            format!(
+                "holds entry {} (entries were moved or swapped)",
+                entry.sequence
+            ),
+        ));
+    }
+    if entry.previous_hash != previous.0 {
+        // Either the entry before was altered after this one was written, or this one's link
+        // was: name the earlier, the first that no longer matches the record.
+        let before = expected.saturating_sub(1);
+        return Err(bad(
+            before,
+            format!(
+                "its hash no longer matches the one entry {expected} recorded: entry {before} or {expected} was altered"
+            ),
+        ));
+    }
+    Ok(entry)
+}
 
 /// SHA-256(0x00 || encoded entry), the RFC 6962 leaf hash of the entry.
 pub fn entry_hash(encoded: &[u8]) -> Digest {

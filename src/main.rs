@@ -56,6 +56,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a stopped node's log into a new data directory, leaving behind the bytes sled still
+    /// holds for removed content (redacted messages); the copy is verified. Then move the copy
+    /// in place of the data directory and destroy the old one.
+    Compact {
+        /// The node configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (overrides data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where to write the copy: a new or empty directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sign this node's log head and have the peer cosign it now.
     Checkpoint {
         #[command(flatten)]
@@ -685,6 +699,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!(
                 "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
                 dir.display()
+            );
+            Ok(())
+        }
+        Command::Compact {
+            config,
+            data_dir,
+            out,
+        } => {
+            let (_, log) = OfflineLog {
+                config,
+                data_dir,
+                without_key: false,
+            }
+            .open()?;
+            let checked = log
+                .verify()
+                .context("the log does not verify; nothing was copied")?;
+            let verified = log.compact_into(&out)?;
+            println!(
+                "copied the log ({checked} entries) to {} and verified the copy ({verified} entries); with the node stopped, move it in place of the data directory, then destroy the old one",
+                out.display()
             );
             Ok(())
         }

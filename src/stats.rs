@@ -154,25 +154,70 @@ fn parse_json(path: &str, text: &str) -> Result<Figures, FiguresError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let counters = f
-        .counters
-        .into_iter()
-        .map(|c| {
-            let sum = c.breakdown.iter().map(|b| b.value).sum();
-            pb::Counter {
-                name: c.name,
-                value: c.value.unwrap_or(sum),
-                breakdown: c
-                    .breakdown
-                    .into_iter()
-                    .map(|b| pb::Breakdown {
-                        location: b.location,
-                        value: b.value,
-                    })
-                    .collect(),
+    let bad = |reason: String| FiguresError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut counters = Vec::with_capacity(f.counters.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in f.counters.into_iter().enumerate() {
+        if !crate::validate::is_counter_name(&c.name) {
+            return Err(bad(format!(
+                "counters[{i}].name: {:?} is not a snake_case counter name",
+                c.name
+            )));
+        }
+        if !seen.insert(c.name.clone()) {
+            return Err(bad(format!(
+                "counters[{i}].name: {:?} appears twice",
+                c.name
+            )));
+        }
+        let mut locations = std::collections::BTreeSet::new();
+        let mut sum: u64 = 0;
+        for (j, b) in c.breakdown.iter().enumerate() {
+            if b.location.trim().is_empty() || !locations.insert(b.location.as_str()) {
+                return Err(bad(format!(
+                    "counters[{i}].breakdown[{j}].location: empty, or named twice for {:?}",
+                    c.name
+                )));
             }
-        })
-        .collect();
+            sum = sum.checked_add(b.value).ok_or_else(|| {
+                bad(format!(
+                    "counters[{i}].breakdown: the locations of {:?} add up to more than a counter holds",
+                    c.name
+                ))
+            })?;
+        }
+        let value = match c.value {
+            Some(v) if !c.breakdown.is_empty() && v != sum => {
+                return Err(bad(format!(
+                    "counters[{i}].value: {v} for {:?}, but its locations add up to {sum}",
+                    c.name
+                )));
+            }
+            Some(v) => v,
+            None if c.breakdown.is_empty() => {
+                return Err(bad(format!(
+                    "counters[{i}]: {:?} has neither a value nor locations",
+                    c.name
+                )));
+            }
+            None => sum,
+        };
+        counters.push(pb::Counter {
+            name: c.name,
+            value,
+            breakdown: c
+                .breakdown
+                .into_iter()
+                .map(|b| pb::Breakdown {
+                    location: b.location,
+                    value: b.value,
+                })
+                .collect(),
+        });
+    }
     Ok(Figures {
         counters,
         source: f.source,
@@ -296,9 +341,9 @@ fn parse_csv(path: &str, text: &str) -> Result<Figures, FiguresError> {
                     format!("the total {total} differs from the sum of its locations, {sum}"),
                 ));
             }
-            (Some(&(total, _)), _) => total,
+            (Some(&(total, _)), Some(_)) => total,
             (None, Some(sum)) => sum,
-            (None, None) => {
+            (_, None) => {
                 let line = breakdown.last().map_or(0, |(_, _, l)| *l);
                 return Err(cell(line, 3, format!("the values of {name:?} overflow")));
             }
@@ -1175,6 +1220,43 @@ mod tests {
         assert_eq!(csv_error(&format!("{head}residents,,1,9\n")).1, 4);
         assert_eq!(csv_error("counter,place,value\n").1, 2);
         assert_eq!(csv_error(&format!("{head}residents,\"CGK,1\n")).1, 2);
+        let max = u64::MAX;
+        let (_, column, reason) = csv_error(&format!(
+            "{head}residents,,{max}\nresidents,CGK,{max}\nresidents,KNO,1\n"
+        ));
+        assert_eq!(column, 3);
+        assert!(reason.contains("overflow"), "{reason}");
+    }
+
+    #[test]
+    fn json_figures_are_held_to_the_same_rules_as_csv() {
+        let refused = |json: &str| match parse_figures("f.json", json) {
+            Err(FiguresError::File { reason, .. }) => reason,
+            other => panic!("{json} was not refused: {other:?}"),
+        };
+        let reason = refused(r#"{"counters":[{"name":"Residents","value":1}]}"#);
+        assert!(reason.starts_with("counters[0].name"), "{reason}");
+        let reason = refused(
+            r#"{"counters":[{"name":"residents","value":1},{"name":"residents","value":2}]}"#,
+        );
+        assert!(reason.contains("appears twice"), "{reason}");
+        let reason = refused(
+            r#"{"counters":[{"name":"residents","value":10,"breakdown":[{"location":"CGK","value":4}]}]}"#,
+        );
+        assert!(reason.contains("add up to 4"), "{reason}");
+        let reason = refused(&format!(
+            r#"{{"counters":[{{"name":"residents","breakdown":[{{"location":"CGK","value":{}}},{{"location":"KNO","value":1}}]}}]}}"#,
+            u64::MAX
+        ));
+        assert!(reason.contains("more than a counter holds"), "{reason}");
+        let reason = refused(r#"{"counters":[{"name":"residents"}]}"#);
+        assert!(reason.contains("neither a value nor locations"), "{reason}");
+        let ok = parse_figures(
+            "f.json",
+            r#"{"counters":[{"name":"residents","breakdown":[{"location":"CGK","value":4},{"location":"KNO","value":5}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.counters[0].value, 9);
     }
 
     #[test]

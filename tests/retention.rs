@@ -174,9 +174,47 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     assert!(record(stats_seq).envelope.is_some());
     assert!(record(stats_seq).withheld.is_none());
 
+    // Compaction copies the live log and leaves the removed bytes behind: the copy names
+    // nobody, and still verifies.
+    drop(log);
+    let compacted = dir.path().join("idn/compacted");
+    let out = focalpoint(&[
+        "compact",
+        "--config",
+        dir.path().join("idn/node.toml").to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        compacted.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!files_contain(&compacted, NAME));
+    {
+        let copy = ExchangeLog::open(&compacted, Durability::Flush).unwrap();
+        let report = audit::verify(&copy, &trust(&idn_config)).unwrap();
+        assert_eq!(report.redacted, 2);
+        assert!(copy.content(stats_seq).unwrap().is_some());
+    }
+    let again = focalpoint(&[
+        "compact",
+        "--config",
+        dir.path().join("idn/node.toml").to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        compacted.to_str().unwrap(),
+    ]);
+    assert!(
+        !again.status.success(),
+        "a non-empty target is never written into"
+    );
+
     // Content removed without a redaction entry is still found.
     let copy = dir.path().join("idn/cut");
-    drop(log);
     copy_dir(&data, &copy);
     {
         let db = raw_sled(&copy);
