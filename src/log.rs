@@ -749,27 +749,30 @@ impl ExchangeLog {
                     | pb::EntryKind::Reconciliation
             );
             let sealed = !entry.sealed_sha256.is_empty();
-            let content = match content {
-                Some(c) if sealed => {
-                    if Digest::of(&c).0[..] != entry.sealed_sha256[..] {
-                        return Err(bad(
-                            expected,
-                            "sealed content does not match its sealed digest".into(),
-                        ));
-                    }
-                    match self.inner.key.as_deref() {
-                        Some(key) => Some(
-                            key.open(expected, &entry.content_sha256, &c)
-                                .map_err(|e| bad(expected, e.to_string()))?,
-                        ),
-                        None => None,
-                    }
+            // Sealed content is checked against its sealed digest, and opened when the key is
+            // here; plain content is used as stored.
+            let mut opened = None;
+            if let (Some(c), true) = (&content, sealed) {
+                if Digest::of(c).0[..] != entry.sealed_sha256[..] {
+                    return Err(bad(
+                        expected,
+                        "sealed content does not match its sealed digest".into(),
+                    ));
                 }
-                Some(c) => Some(c.to_vec()),
-                None => None,
+                if let Some(key) = self.inner.key.as_deref() {
+                    opened = Some(
+                        key.open(expected, &entry.content_sha256, c)
+                            .map_err(|e| bad(expected, e.to_string()))?,
+                    );
+                }
+            }
+            let content: Option<&[u8]> = if sealed {
+                opened.as_deref()
+            } else {
+                content.as_deref()
             };
             let mut redacted = false;
-            match &content {
+            match content {
                 Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
                     return Err(bad(expected, "content does not match its digest".into()));
                 }
@@ -791,7 +794,7 @@ impl ExchangeLog {
             check(&Checked {
                 entry: &entry,
                 hash,
-                content: content.as_deref(),
+                content,
                 sealed,
                 redacted,
                 issued_receipt: issued.as_deref(),

@@ -80,6 +80,11 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
         let r = pair.client(from, role).send(envelope, true).await.unwrap();
         assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
     }
+    // A checkpoint KHM cosigned over IDN's log as it was before any redaction.
+    pair.client("idn", "operator")
+        .checkpoint("KHM")
+        .await
+        .unwrap();
     let Pair { dir, idn, khm } = pair;
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
@@ -131,6 +136,10 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     let report = audit::verify(&log, &trust(&idn_config)).unwrap();
     assert_eq!(report.redacted, 2);
     assert_eq!(report.receipts, 3, "every receipt still holds");
+    assert_eq!(
+        report.checkpoints, 1,
+        "the checkpoint cosigned before redaction still holds"
+    );
     for (q, digest) in [alert_seq, fraud_seq, stats_seq].iter().zip(&digests) {
         assert_eq!(
             &log.entry(*q).unwrap().unwrap().entry.content_sha256,
@@ -424,6 +433,43 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
         text.contains("2 messages are encrypted at rest and were checked against their sealed digests without the key"),
         "{text}"
     );
+    // The key from the environment instead of a file.
+    let key_hex = std::fs::read_to_string(dir.path().join("khm/log.key")).unwrap();
+    let env_config = dir.path().join("khm/node-env.toml");
+    std::fs::write(
+        &env_config,
+        std::fs::read_to_string(&khm_config_path).unwrap().replace(
+            "key_file = \"log.key\"",
+            "key_env = \"FOCALPOINT_TEST_LOG_KEY\"",
+        ),
+    )
+    .unwrap();
+    let env_args = [
+        "audit",
+        "verify",
+        "--config",
+        env_config.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ];
+    let from_env = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(env_args)
+        .env("FOCALPOINT_TEST_LOG_KEY", key_hex.trim())
+        .output()
+        .unwrap();
+    assert!(
+        from_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_env.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&from_env.stdout).contains("encrypted at rest"));
+    let unset = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(env_args)
+        .env_remove("FOCALPOINT_TEST_LOG_KEY")
+        .output()
+        .unwrap();
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("FOCALPOINT_TEST_LOG_KEY"));
     std::fs::remove_file(dir.path().join("khm/log.key")).unwrap();
     let lost = focalpoint(&["audit", "verify", "--config", config, "--data-dir", data]);
     assert!(!lost.status.success());
