@@ -245,10 +245,21 @@ fn main() {
             name: "bench".into(),
         };
         let khm_country: CountryCode = "KHM".parse().unwrap();
-        for i in 0..catchup {
-            let mut e = example();
-            e.message_id = format!("IDN-20250501-ALERT-{i:07}");
-            idn_node.exchange().submit(&operator, e).await.unwrap();
+        let mut i = 0;
+        while i < catchup {
+            let mut tasks = Vec::with_capacity(IN_FLIGHT);
+            for _ in 0..IN_FLIGHT.min(catchup - i) {
+                let mut e = example();
+                e.message_id = format!("IDN-20250501-ALERT-{i:07}");
+                i += 1;
+                let (exchange, operator) = (idn_node.exchange().clone(), operator.clone());
+                tasks.push(tokio::spawn(async move {
+                    exchange.submit(&operator, e).await.unwrap();
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
         }
         let log = idn_node.exchange().log().clone();
         assert_eq!(log.pending(khm_country).unwrap().len(), catchup);

@@ -228,14 +228,21 @@ async fn send(
                 return Err(e);
             }
         };
+        // Every answer of the batch is read and its receipt checked and queued before any is
+        // awaited, so the batch's receipts share a flush.
+        let mut settling = Vec::with_capacity(batch.len());
         for &sequence in batch {
-            let result = match responses.message().await {
+            let started = match responses.message().await {
                 Ok(Some(pb::DeliverResponse { outcome: Some(o) })) => {
-                    settle(exchange, peer, sequence, o).await
+                    settle(exchange, peer, sequence, o)
                 }
-                Ok(_) => Err("the peer's stream ended early".into()),
-                Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+                Ok(_) => failed("the peer's stream ended early".into()),
+                Err(s) => failed(format!("{:?}: {}", s.code(), s.message())),
             };
+            settling.push((sequence, started));
+        }
+        for (sequence, started) in settling {
+            let result = started.await;
             if let Err(e) = &result {
                 exchange.record_failure(sequence, e.clone());
             }
@@ -245,40 +252,56 @@ async fn send(
     Ok(settled)
 }
 
-async fn settle(
-    exchange: &Exchange,
-    peer: CountryCode,
-    sequence: u64,
-    outcome: Outcome,
-) -> Result<Settled, String> {
+/// One answer being settled: what it resolves to once its log write is durable.
+type Settling = std::pin::Pin<Box<dyn Future<Output = Result<Settled, String>> + Send>>;
+
+fn failed(reason: String) -> Settling {
+    Box::pin(std::future::ready(Err(reason)))
+}
+
+/// Starts settling the peer's answer for the sent message at `sequence`: a receipt is checked
+/// and its log write queued at once, so receipts started together share a flush.
+fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcome) -> Settling {
     match outcome {
         Outcome::Receipt(receipt) => {
             let log = exchange.log();
-            let earlier = log
-                .receipt_for(sequence)
-                .map_err(|e| e.to_string())?
-                .and_then(|r| log.content(r).ok().flatten());
+            let earlier = match log.receipt_for(sequence) {
+                Ok(r) => r.and_then(|r| log.content(r).ok().flatten()),
+                Err(e) => return failed(e.to_string()),
+            };
             let already_held = earlier.as_ref().is_some_and(|bytes| {
                 pb::SignedReceipt::decode(bytes.as_slice())
                     .is_ok_and(|e| e.receipt == receipt.receipt)
             });
             // A receipt that does not check out is not a delivery: keep the message pending
             // and let an operator look, rather than record a bad receipt.
-            exchange
-                .accept_receipt(peer, sequence, receipt)
-                .await
-                .map_err(|e| {
-                    tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
-                    e.to_string()
-                })?;
-            Ok(Settled::Receipted { already_held })
+            let refused = move |e: crate::exchange::ExchangeError| {
+                tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
+                e.to_string()
+            };
+            match exchange.accept_receipt_queued(peer, sequence, receipt) {
+                Ok(written) => Box::pin(async move {
+                    written.await.map_err(refused)?;
+                    Ok(Settled::Receipted { already_held })
+                }),
+                Err(e) => failed(refused(e)),
+            }
         }
         Outcome::Refusal(r) => {
             let code = Code::from_i32(r.code);
             if is_permanent(code) {
-                refuse(exchange, peer, sequence, &format!("{code:?}: {}", r.reason)).await
+                let exchange = exchange.clone();
+                Box::pin(async move {
+                    refuse(
+                        &exchange,
+                        peer,
+                        sequence,
+                        &format!("{code:?}: {}", r.reason),
+                    )
+                    .await
+                })
             } else {
-                Err(format!("{code:?}: {}", r.reason))
+                failed(format!("{code:?}: {}", r.reason))
             }
         }
     }

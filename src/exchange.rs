@@ -619,6 +619,18 @@ impl Exchange {
         sequence: u64,
         signed: pb::SignedReceipt,
     ) -> Result<(), ExchangeError> {
+        self.accept_receipt_queued(peer, sequence, signed)?.await
+    }
+
+    /// [`Self::accept_receipt`], checking the receipt and queuing its log write now; what it
+    /// returns answers once the write is durable. Receipts queued together share a flush.
+    pub fn accept_receipt_queued(
+        &self,
+        peer: CountryCode,
+        sequence: u64,
+        signed: pb::SignedReceipt,
+    ) -> Result<impl Future<Output = Result<(), ExchangeError>> + Send + 'static, ExchangeError>
+    {
         let anchors = self
             .peer_anchors(peer)
             .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
@@ -647,31 +659,34 @@ impl Exchange {
         let bytes = signed.encode_to_vec();
         let message_id = receipt.message_id.clone();
         let message_kind = sent.entry.message_kind;
-        self.inner
-            .log
-            .transact(move |t| {
-                if t.receipt_for(sequence)?.is_some() {
-                    return Ok(());
-                }
-                t.append(NewEntry {
-                    kind: pb::EntryKind::ReceiptReceived,
-                    peer: Some(peer),
-                    message_id,
-                    message_kind: pb::MessageKind::try_from(message_kind).unwrap_or_default(),
-                    content: Some(bytes),
-                    refers_to: sequence,
-                    ..Default::default()
-                })?;
-                Ok(())
-            })
-            .await?;
-        let latency_micros = crate::model::now_micros() - sent.entry.recorded_at_micros;
-        self.inner
-            .metrics
-            .delivery_latency(latency_micros.max(0) as f64 / 1e6);
-        tracing::info!(peer = %peer, sequence, peer_sequence = receipt.log_sequence, "receipt logged");
-        self.inner.receipts.notify_waiters();
-        Ok(())
+        let written = self.inner.log.enqueue(move |t| {
+            if t.receipt_for(sequence)?.is_some() {
+                return Ok(());
+            }
+            t.append(NewEntry {
+                kind: pb::EntryKind::ReceiptReceived,
+                peer: Some(peer),
+                message_id,
+                message_kind: pb::MessageKind::try_from(message_kind).unwrap_or_default(),
+                content: Some(bytes),
+                refers_to: sequence,
+                ..Default::default()
+            })?;
+            Ok(())
+        })?;
+        let this = self.clone();
+        let recorded_at = sent.entry.recorded_at_micros;
+        let peer_sequence = receipt.log_sequence;
+        Ok(async move {
+            written.await?;
+            let latency_micros = crate::model::now_micros() - recorded_at;
+            this.inner
+                .metrics
+                .delivery_latency(latency_micros.max(0) as f64 / 1e6);
+            tracing::info!(peer = %peer, sequence, peer_sequence, "receipt logged");
+            this.inner.receipts.notify_waiters();
+            Ok(())
+        })
     }
 
     /// The peer refused the message at `sequence` for good.

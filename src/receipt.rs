@@ -164,6 +164,69 @@ pub fn verify_signed(
     )
 }
 
+/// A signer certificate found to chain to its trust anchors, and the period (Unix seconds) in
+/// which that holds: the intersection of the certificate's and every anchor's validity.
+#[derive(Debug, Clone)]
+struct Chained {
+    key: crate::model::Digest,
+    identity: crate::model::Identity,
+    from: i64,
+    until: i64,
+}
+
+/// Certificates already validated. A node signs every receipt with the same certificate, so
+/// validating its chain once per certificate and anchors, instead of once per receipt, leaves
+/// only the receipt's own signature to check. Small and bounded: cleared when full.
+static CHAINED: std::sync::Mutex<Vec<Chained>> = std::sync::Mutex::new(Vec::new());
+const CHAINED_MAX: usize = 32;
+
+fn chain_key(certificate: &[u8], anchors: &[CertificateDer<'_>]) -> crate::model::Digest {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(anchors.len() + 1);
+    parts.push(certificate);
+    parts.extend(anchors.iter().map(|a| a.as_ref()));
+    crate::model::Digest::of_parts(&parts)
+}
+
+fn chained(key: &crate::model::Digest, at: i64) -> Option<crate::model::Identity> {
+    CHAINED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|c| c.key == *key && (c.from..=c.until).contains(&at))
+        .map(|c| c.identity.clone())
+}
+
+fn remember(
+    key: crate::model::Digest,
+    identity: crate::model::Identity,
+    cert: &CertificateDer<'_>,
+    anchors: &[CertificateDer<'_>],
+) {
+    let mut from = i64::MIN;
+    let mut until = i64::MAX;
+    for c in std::iter::once(cert).chain(anchors) {
+        match crate::tls::validity_of(c) {
+            Ok((a, b)) => {
+                from = from.max(a);
+                until = until.min(b);
+            }
+            Err(_) => return,
+        }
+    }
+    let mut cache = CHAINED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= CHAINED_MAX {
+        cache.clear();
+    }
+    cache.push(Chained {
+        key,
+        identity,
+        from,
+        until,
+    });
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_signature(
     domain: &[u8],
@@ -176,36 +239,44 @@ fn check_signature(
     at: time::OffsetDateTime,
 ) -> Result<(), ReceiptError> {
     let cert = CertificateDer::from(certificate);
-    let identity = identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    let key = chain_key(certificate, anchors);
+    let known = chained(&key, at.unix_timestamp());
+    let identity = match &known {
+        Some(identity) => identity.clone(),
+        None => identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?,
+    };
     if identity.role != Role::Node || identity.country != signer {
         return Err(ReceiptError::WrongSigner {
             found: identity.to_string(),
             expected: signer.to_string(),
         });
     }
-    let trust_anchors = anchors
-        .iter()
-        .map(|a| webpki::anchor_from_trusted_cert(a).map(|t| t.to_owned()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ReceiptError::Certificate(format!("trust anchor: {e}")))?;
     let end_entity = webpki::EndEntityCert::try_from(&cert)
         .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
     let provider = rustls::crypto::ring::default_provider();
     let algorithms = provider.signature_verification_algorithms;
-    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(at.unix_timestamp()).unwrap_or(0),
-    ));
-    end_entity
-        .verify_for_usage(
-            algorithms.all,
-            &trust_anchors,
-            &[],
-            at,
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
+    if known.is_none() {
+        let trust_anchors = anchors
+            .iter()
+            .map(|a| webpki::anchor_from_trusted_cert(a).map(|t| t.to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ReceiptError::Certificate(format!("trust anchor: {e}")))?;
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(at.unix_timestamp()).unwrap_or(0),
+        ));
+        end_entity
+            .verify_for_usage(
+                algorithms.all,
+                &trust_anchors,
+                &[],
+                at,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
+        remember(key, identity, &cert, anchors);
+    }
     let (_, candidates) = algorithms
         .mapping
         .iter()
