@@ -372,6 +372,19 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
                 .any(|r| r.sequence == fraud_seq && r.envelope.is_some())
         );
     }
+    // Redaction of sealed content: verified without the key, as before.
+    {
+        let copy = dir.path().join("khm/redacted");
+        copy_dir(&khm_data, &copy);
+        let log = ExchangeLog::open_with_key(&copy, Durability::Flush, Some(key.clone())).unwrap();
+        let later = focalpoint::model::now_micros() + 31 * DAY_MICROS;
+        assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
+        drop(log);
+        let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();
+        let report = audit::verify(&log, &trust).unwrap();
+        assert_eq!((report.redacted, report.sealed_unopened), (1, 1));
+        assert!(!files_contain(&copy, NAME));
+    }
     // A different key is named as such, not taken for tampering.
     {
         let other = Arc::new(LogKey::from_bytes(&[9; 32]));
