@@ -23,6 +23,9 @@ pub struct AuditTrust {
     pub own_ca: Vec<CertificateDer<'static>>,
     /// Each peer's CA: receipts it returned chain there.
     pub peers: BTreeMap<CountryCode, Vec<CertificateDer<'static>>>,
+    /// The retention policy redactions must keep to: none may come before its message's
+    /// retention period has ended, and without a policy none may happen at all.
+    pub retention: Option<crate::retention::RetentionPolicy>,
 }
 
 impl AuditTrust {
@@ -36,6 +39,7 @@ impl AuditTrust {
             country: config.country,
             own_ca: tls::load_certs(&config.operator_listener.ca)?,
             peers,
+            retention: config.retention.clone(),
         })
     }
 }
@@ -87,7 +91,10 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 receipts += 1;
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
-            pb::EntryKind::Redaction => redacted += 1,
+            pb::EntryKind::Redaction => {
+                check_redaction(log, checked, trust)?;
+                redacted += 1;
+            }
             pb::EntryKind::DeliveryFailed => {
                 let sent = referred(log, e)?;
                 if sent.message_id != e.message_id {
@@ -274,6 +281,45 @@ fn check_reconciliation(log: &ExchangeLog, checked: &Checked<'_>) -> Result<(), 
         return Err(format!(
             "its content is about {} from {}, not {} from {}",
             r.report_message_id, r.peer, e.message_id, e.peer
+        ));
+    }
+    Ok(())
+}
+
+/// A redaction must keep to the retention policy: it comes no earlier than its message's
+/// retention period allows. (That it names an earlier message whose content is gone is checked
+/// with the chain.)
+fn check_redaction(
+    log: &ExchangeLog,
+    checked: &Checked<'_>,
+    trust: &AuditTrust,
+) -> Result<(), String> {
+    let e = checked.entry;
+    let policy = trust
+        .retention
+        .as_ref()
+        .ok_or("redacts a message, but no retention policy is configured")?;
+    let message = log
+        .entry(e.refers_to)
+        .map_err(|err| err.to_string())?
+        .ok_or_else(|| format!("redacts entry {}, which is missing", e.refers_to))?;
+    let kind = pb::MessageKind::try_from(message.entry.message_kind).unwrap_or_default();
+    let days = policy.days(kind).ok_or_else(|| {
+        format!(
+            "redacts entry {}, but policy {} keeps {} content",
+            e.refers_to,
+            policy.policy,
+            crate::client::kind_label(message.entry.message_kind)
+        )
+    })?;
+    let allowed = message
+        .entry
+        .recorded_at_micros
+        .saturating_add(crate::retention::period(days));
+    if e.recorded_at_micros < allowed {
+        return Err(format!(
+            "redacts entry {} before the end of its {days}-day retention period under policy {}",
+            e.refers_to, policy.policy
         ));
     }
     Ok(())

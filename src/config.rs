@@ -79,16 +79,26 @@ pub struct EncryptionConfig {
     /// The name of an environment variable holding the key.
     #[serde(default)]
     pub key_env: Option<String>,
+    /// Keys replaced by a rotation: they no longer seal anything, but still open what they
+    /// sealed. Drop one once everything it sealed has been redacted.
+    #[serde(default)]
+    pub previous_key_files: Vec<PathBuf>,
 }
 
 impl EncryptionConfig {
     /// Loads the key.
     pub fn load_key(&self) -> Result<crate::seal::LogKey, crate::seal::SealError> {
-        match (&self.key_file, &self.key_env) {
-            (Some(file), _) => crate::seal::LogKey::from_file(file),
-            (None, Some(var)) => crate::seal::LogKey::from_env(var),
-            (None, None) => Err(crate::seal::SealError::Unset(String::new())),
-        }
+        let current = match (&self.key_file, &self.key_env) {
+            (Some(file), _) => crate::seal::LogKey::from_file(file)?,
+            (None, Some(var)) => crate::seal::LogKey::from_env(var)?,
+            (None, None) => return Err(crate::seal::SealError::Unset(String::new())),
+        };
+        let previous = self
+            .previous_key_files
+            .iter()
+            .map(|f| crate::seal::LogKey::from_file(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(current.with_previous(previous))
     }
 }
 
@@ -293,6 +303,9 @@ impl NodeConfig {
             return Err(invalid(format!("retention.{key}"), message));
         }
         if let Some(encryption) = &mut self.encryption {
+            for file in &mut encryption.previous_key_files {
+                resolve(base, file);
+            }
             match (&mut encryption.key_file, &encryption.key_env) {
                 (Some(file), None) => resolve(base, file),
                 (None, Some(var)) if !var.is_empty() => {}
@@ -429,6 +442,10 @@ ca = "peers/khm-ca.pem"
             (
                 format!("{GOOD}\n[retention]\npolicy = \"\"\n"),
                 "retention.policy",
+            ),
+            (
+                format!("{GOOD}\n[retention]\npolicy = \"P\"\ncase_response_days = 200000000\n"),
+                "retention.case_response_days",
             ),
             (
                 format!("{GOOD}\n[retention]\npolicy = \"P\"\nalerts_days = 3\n"),

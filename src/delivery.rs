@@ -131,6 +131,7 @@ async fn catch_up(
     plan.sort_unstable();
     plan.dedup();
     plan.retain(|s| log.failure(*s).ok().flatten().is_none());
+    skip_redacted(exchange, peer, &mut plan);
     if !plan.is_empty() {
         tracing::info!(peer = %peer, cursor, messages = plan.len(), "catching up");
     }
@@ -146,10 +147,11 @@ pub async fn replay(
     from: u64,
     until: u64,
 ) -> Result<pb::ReplayResponse, String> {
-    let plan = exchange
+    let mut plan = exchange
         .log()
         .sent_to(peer, from, until)
         .map_err(|e| e.to_string())?;
+    skip_redacted(exchange, peer, &mut plan);
     let settled = send(exchange, client, peer, &plan).await?;
     let mut report = pb::ReplayResponse {
         resent: plan.len() as u64,
@@ -165,6 +167,19 @@ pub async fn replay(
         }
     }
     Ok(report)
+}
+
+/// Leaves out of `plan` the messages whose content retention removed: they were settled before
+/// they were redacted, and cannot be sent again.
+fn skip_redacted(exchange: &Exchange, peer: CountryCode, plan: &mut Vec<u64>) {
+    let log = exchange.log();
+    plan.retain(|&sequence| {
+        let redacted = log.redaction_of(sequence).ok().flatten().is_some();
+        if redacted {
+            tracing::warn!(peer = %peer, sequence, "not re-sending a redacted message");
+        }
+        !redacted
+    });
 }
 
 /// Sends `plan` in order: one unary call for a single message, streams for more. Stops at the
@@ -241,12 +256,19 @@ async fn send(
             };
             settling.push((sequence, started));
         }
+        // Every answer is settled before the first failure, if any, is returned.
+        let mut first_error = None;
         for (sequence, started) in settling {
-            let result = started.await;
-            if let Err(e) = &result {
-                exchange.record_failure(sequence, e.clone());
+            match started.await {
+                Ok(s) => settled.push(s),
+                Err(e) => {
+                    exchange.record_failure(sequence, e.clone());
+                    first_error.get_or_insert(e);
+                }
             }
-            settled.push(result?);
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
     }
     Ok(settled)

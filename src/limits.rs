@@ -12,8 +12,11 @@
 //!   handshake;
 //! - a TLS handshake not finished in `handshake_timeout_secs` is dropped.
 //!
-//! Every refusal is counted in `focalpoint_limit_refusals_total{limit,peer}` and logged at warn,
-//! at most once a second per peer and limit, so that a flood does not flood the logs too.
+//! Every refusal for rate, streams, stream length or connections is counted in
+//! `focalpoint_limit_refusals_total{limit,peer}` and logged at warn, at most once a second per
+//! peer and limit, so that a flood does not flood the logs too. An oversized envelope is a
+//! refusal like any invalid one: logged, counted in `focalpoint_messages_refused_total`, and
+//! recorded in the log with its digest.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -226,18 +229,6 @@ impl Limiter {
         while let Err(wait) = self.take(peer) {
             tokio::time::sleep(wait).await;
         }
-    }
-
-    /// Whether an envelope of `len` bytes may be accepted.
-    pub fn check_size(&self, peer: CountryCode, len: usize) -> Result<(), String> {
-        let max = self.limits.max_envelope_bytes;
-        if len > max {
-            self.metrics.limited("envelope_size", peer.as_str());
-            return Err(format!(
-                "envelope: {len} bytes, more than this node's limit of {max}"
-            ));
-        }
-        Ok(())
     }
 
     /// A stream slot for `peer`, held for as long as the stream is open.

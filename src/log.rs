@@ -217,6 +217,7 @@ mod key {
 pub struct Txn<'a> {
     tree: &'a sled::Tree,
     key: Option<&'a LogKey>,
+    clock_offset: i64,
     batch: sled::Batch,
     next: u64,
     head: Digest,
@@ -279,7 +280,7 @@ impl Txn<'_> {
         let entry = pb::LogEntry {
             sequence,
             previous_hash: self.head.0.to_vec(),
-            recorded_at_micros: now_micros(),
+            recorded_at_micros: now_micros().saturating_add(self.clock_offset),
             kind: new.kind as i32,
             peer: peer.clone(),
             message_id: new.message_id.clone(),
@@ -385,6 +386,18 @@ impl ExchangeLog {
         durability: Durability,
         key: Option<Arc<LogKey>>,
     ) -> Result<Self, LogError> {
+        Self::open_ahead(dir, durability, key, 0)
+    }
+
+    /// [`Self::open_with_key`], with the log's clock running `offset_micros` ahead of the
+    /// system clock: for retention drills and tests that need the log as it will be days from
+    /// now. A node never opens its log this way.
+    pub fn open_ahead(
+        dir: &Path,
+        durability: Durability,
+        key: Option<Arc<LogKey>>,
+        offset_micros: i64,
+    ) -> Result<Self, LogError> {
         std::fs::create_dir_all(dir).map_err(|source| LogError::Open {
             path: dir.to_owned(),
             source,
@@ -415,6 +428,7 @@ impl ExchangeLog {
             db: db.clone(),
             tree: tree.clone(),
             key: key.clone(),
+            clock_offset: offset_micros,
             data_file,
             next,
             head,
@@ -987,6 +1001,7 @@ struct Writer {
     db: sled::Db,
     tree: sled::Tree,
     key: Option<Arc<LogKey>>,
+    clock_offset: i64,
     data_file: Option<File>,
     next: u64,
     head: Digest,
@@ -1009,6 +1024,7 @@ impl Writer {
                 let mut txn = Txn {
                     tree: &self.tree,
                     key: self.key.as_deref(),
+                    clock_offset: self.clock_offset,
                     batch: sled::Batch::default(),
                     next: self.next,
                     head: self.head,

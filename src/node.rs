@@ -324,7 +324,11 @@ impl BoundNode {
         let (peer_health, peer_v1, peer_v1alpha) =
             introspection::<PeerServiceServer<PeerApi>>().await?;
         tasks.push(tokio::spawn(async move {
+            // Pings find a peer that vanished without closing its connection, so that its
+            // connection slot is given back.
             tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                 .add_service(peer_health)
                 .add_service(peer_v1)
                 .add_service(peer_v1alpha)

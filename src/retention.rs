@@ -13,6 +13,9 @@ use crate::log::{ExchangeLog, LogError, NewEntry, is_message};
 use crate::pb;
 
 const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+/// The longest retention period that can be set (100 years); longer is a typo, and leaving the
+/// kind out keeps its content for good.
+pub const MAX_DAYS: u32 = 36_500;
 /// Redactions committed together: one atomic batch and one flush.
 const BATCH: usize = 256;
 
@@ -75,6 +78,12 @@ impl RetentionPolicy {
                     "must be at least 1 day; leave it out to keep content".into(),
                 ));
             }
+            if days.is_some_and(|d| d > MAX_DAYS) {
+                return Some((
+                    key,
+                    format!("must be at most {MAX_DAYS} days; leave it out to keep content"),
+                ));
+            }
         }
         if self.sweep_interval_secs == 0 {
             return Some(("sweep_interval_secs", "must be at least 1".into()));
@@ -113,7 +122,7 @@ pub fn sweep(
     .min() else {
         return Ok(0);
     };
-    let horizon = now_micros.saturating_sub(i64::from(shortest) * MICROS_PER_DAY);
+    let horizon = now_micros.saturating_sub(period(shortest));
     let mut due = Vec::new();
     let mut next = 1;
     'scan: loop {
@@ -132,9 +141,7 @@ pub fn sweep(
             let Some(days) = policy.days(kind) else {
                 continue;
             };
-            let expires = e
-                .recorded_at_micros
-                .saturating_add(i64::from(days) * MICROS_PER_DAY);
+            let expires = e.recorded_at_micros.saturating_add(period(days));
             if expires > now_micros || log.redaction_of(e.sequence)?.is_some() {
                 continue;
             }
@@ -178,6 +185,11 @@ pub fn sweep(
         tracing::info!(redacted, policy = %policy.policy, "message content redacted at the end of retention");
     }
     Ok(redacted)
+}
+
+/// A retention period in microseconds, saturating rather than wrapping.
+pub fn period(days: u32) -> i64 {
+    i64::from(days).saturating_mul(MICROS_PER_DAY)
 }
 
 /// "redacted on DATE under policy X" for a message whose content was removed, if it was.

@@ -53,10 +53,12 @@ pub enum SealError {
     Random,
 }
 
-/// The key that seals message content at rest.
+/// The key that seals message content at rest, and the earlier keys it replaced, which still
+/// open what they sealed.
 pub struct LogKey {
     key: LessSafeKey,
     id: [u8; KEY_ID_LEN],
+    previous: Vec<Self>,
 }
 
 impl std::fmt::Debug for LogKey {
@@ -75,7 +77,14 @@ impl LogKey {
         Self {
             key: LessSafeKey::new(unbound),
             id,
+            previous: Vec::new(),
         }
+    }
+
+    /// This key, still able to open what `earlier` keys sealed (after a key rotation).
+    pub fn with_previous(mut self, earlier: Vec<Self>) -> Self {
+        self.previous = earlier;
+        self
     }
 
     /// A key written as 64 hexadecimal digits; `origin` names where it came from in errors.
@@ -153,11 +162,14 @@ impl LogKey {
         }
         let stored_id = &sealed[MAGIC.len()..MAGIC.len() + KEY_ID_LEN];
         if stored_id != self.id {
-            return Err(SealError::WrongKey {
-                sequence,
-                stored: hex(stored_id),
-                configured: self.id(),
-            });
+            return match self.previous.iter().find(|k| k.id == stored_id) {
+                Some(earlier) => earlier.open(sequence, digest, sealed),
+                None => Err(SealError::WrongKey {
+                    sequence,
+                    stored: hex(stored_id),
+                    configured: self.id(),
+                }),
+            };
         }
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[MAGIC.len() + KEY_ID_LEN..HEADER_LEN]);
@@ -229,6 +241,21 @@ mod tests {
             key(7).open(42, &digest.0, &sealed[..20]),
             Err(SealError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn a_rotated_key_still_opens_what_the_earlier_key_sealed() {
+        let plain = b"envelope".to_vec();
+        let digest = Digest::of(&plain);
+        let old = key(1).seal(5, &digest, &plain).unwrap();
+        let current = key(2).with_previous(vec![key(1)]);
+        assert_eq!(current.open(5, &digest.0, &old).unwrap(), plain);
+        let new = current.seal(6, &digest, &plain).unwrap();
+        assert!(matches!(
+            key(1).open(6, &digest.0, &new),
+            Err(SealError::WrongKey { .. })
+        ));
+        assert_eq!(current.open(6, &digest.0, &new).unwrap(), plain);
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn parse_json(path: &str, text: &str) -> Result<Figures, FiguresError> {
         let mut locations = std::collections::BTreeSet::new();
         let mut sum: u64 = 0;
         for (j, b) in c.breakdown.iter().enumerate() {
-            if b.location.trim().is_empty() || !locations.insert(b.location.as_str()) {
+            if b.location.trim().is_empty() || !locations.insert(b.location.trim()) {
                 return Err(bad(format!(
                     "counters[{i}].breakdown[{j}].location: empty, or named twice for {:?}",
                     c.name

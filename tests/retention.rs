@@ -11,11 +11,12 @@ use std::sync::Arc;
 use common::*;
 use focalpoint::audit::{self, AuditTrust};
 use focalpoint::config::NodeConfig;
-use focalpoint::log::{Durability, ExchangeLog, LogError};
+use focalpoint::log::{Durability, ExchangeLog, LogError, NewEntry};
 use focalpoint::node::BoundNode;
 use focalpoint::pb;
 use focalpoint::retention::{self, RetentionPolicy};
 use focalpoint::seal::{LogKey, SealError};
+use prost::Message;
 
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
 /// The family name in the example alert: it must never be found where it should not be.
@@ -40,8 +41,16 @@ fn sequence_of(log: &ExchangeLog, id: &str) -> u64 {
         .unwrap_or_else(|| panic!("{id} is not in the log"))
 }
 
+/// What an auditor checks against: the configuration's certificates and `policy()`.
 fn trust(config: &NodeConfig) -> AuditTrust {
-    AuditTrust::from_config(config).unwrap()
+    let mut trust = AuditTrust::from_config(config).unwrap();
+    trust.retention = Some(policy());
+    trust
+}
+
+/// The log as it will be `days` from now.
+fn days_ahead(data: &Path, days: i64) -> ExchangeLog {
+    ExchangeLog::open_ahead(data, Durability::Flush, None, days * DAY_MICROS).unwrap()
 }
 
 /// Whether any file under `dir` contains `needle`.
@@ -103,32 +112,32 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
             .iter()
             .map(|&q| log.entry(q).unwrap().unwrap().entry.content_sha256)
             .collect();
-        // Nothing is due yet, and a sweep is idempotent.
+        // Nothing is due yet.
         assert_eq!(retention::sweep(&log, &policy(), now).unwrap(), 0);
-        // Past the alert's 30 days, not the fraud notice's 60.
-        assert_eq!(
-            retention::sweep(&log, &policy(), now + 31 * DAY_MICROS).unwrap(),
-            1
-        );
-        assert_eq!(
-            retention::sweep(&log, &policy(), now + 31 * DAY_MICROS).unwrap(),
-            0
-        );
-        assert!(log.content(a).unwrap().is_none());
-        assert!(log.content(f).unwrap().is_some());
-        assert_eq!(
-            retention::sweep(&log, &policy(), now + 61 * DAY_MICROS).unwrap(),
-            1
-        );
-        // Statistics have no retention period here: kept however old.
-        assert_eq!(
-            retention::sweep(&log, &policy(), now + 9000 * DAY_MICROS).unwrap(),
-            0
-        );
-        assert!(log.content(f).unwrap().is_none());
-        assert!(log.content(s).unwrap().is_some());
         (a, f, s, digests)
     };
+    {
+        // 31 days on: past the alert's 30 days, not the fraud notice's 60; a second sweep
+        // finds nothing more.
+        let log = days_ahead(&data, 31);
+        let later = now + 31 * DAY_MICROS;
+        assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
+        assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 0);
+        assert!(log.content(alert_seq).unwrap().is_none());
+        assert!(log.content(fraud_seq).unwrap().is_some());
+    }
+    {
+        // 61 days on, the fraud notice goes; statistics have no period here and stay.
+        let log = days_ahead(&data, 61);
+        let later = now + 61 * DAY_MICROS;
+        assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
+        assert_eq!(
+            retention::sweep(&log, &policy(), later + 9000 * DAY_MICROS).unwrap(),
+            0
+        );
+        assert!(log.content(fraud_seq).unwrap().is_none());
+        assert!(log.content(stats_seq).unwrap().is_some());
+    }
 
     // The chain, digests, receipts and checkpoints still verify, and the audit counts the
     // redactions.
@@ -139,6 +148,27 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     assert_eq!(
         report.checkpoints, 1,
         "the checkpoint cosigned before redaction still holds"
+    );
+    // A redaction must keep to the policy the auditor holds.
+    let mut stricter = trust(&idn_config);
+    stricter.retention = Some(RetentionPolicy {
+        alert_days: Some(60),
+        ..policy()
+    });
+    let err = audit::verify(&log, &stricter).unwrap_err();
+    assert!(
+        err.problem
+            .contains("before the end of its 60-day retention period under policy IDN-PDP-TEST"),
+        "{}",
+        err.problem
+    );
+    let mut none = trust(&idn_config);
+    none.retention = None;
+    let err = audit::verify(&log, &none).unwrap_err();
+    assert!(
+        err.problem.contains("no retention policy is configured"),
+        "{}",
+        err.problem
     );
     for (q, digest) in [alert_seq, fraud_seq, stats_seq].iter().zip(&digests) {
         assert_eq!(
@@ -165,7 +195,7 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     // Auditors see the redaction in place of the payload.
     let records = audit::export(&log, &trust(&idn_config), 1, u64::MAX, (None, None)).unwrap();
     let record = |q: u64| records.iter().find(|r| r.sequence == q).unwrap();
-    let today = focalpoint::model::format_micros(now);
+    let today = focalpoint::model::format_micros(now + 31 * DAY_MICROS);
     assert_eq!(
         record(alert_seq).withheld.as_deref(),
         Some(
@@ -376,7 +406,9 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     {
         let copy = dir.path().join("khm/redacted");
         copy_dir(&khm_data, &copy);
-        let log = ExchangeLog::open_with_key(&copy, Durability::Flush, Some(key.clone())).unwrap();
+        let log =
+            ExchangeLog::open_ahead(&copy, Durability::Flush, Some(key.clone()), 31 * DAY_MICROS)
+                .unwrap();
         let later = focalpoint::model::now_micros() + 31 * DAY_MICROS;
         assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
         drop(log);
@@ -384,6 +416,38 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
         let report = audit::verify(&log, &trust).unwrap();
         assert_eq!((report.redacted, report.sealed_unopened), (1, 1));
         assert!(!files_contain(&copy, NAME));
+    }
+    // A key rotation: new content is sealed with the new key, and the earlier key, kept as a
+    // previous key, still opens what it sealed.
+    {
+        let copy = dir.path().join("khm/rotated");
+        copy_dir(&khm_data, &copy);
+        let earlier = encrypted.encryption.as_ref().unwrap().load_key().unwrap();
+        let rotated = Arc::new(LogKey::from_bytes(&[3; 32]).with_previous(vec![earlier]));
+        let log = ExchangeLog::open_with_key(&copy, Durability::Flush, Some(rotated)).unwrap();
+        let plain = example("idn/alert-trafficking-victim.json").encode_to_vec();
+        let added = log
+            .transact_blocking(move |t| {
+                t.append(NewEntry {
+                    kind: pb::EntryKind::MessageSent,
+                    peer: Some("IDN".parse().unwrap()),
+                    message_id: "KHM-20250430-ALERT-0777".into(),
+                    message_kind: pb::MessageKind::TravellerAlert,
+                    content: Some(plain),
+                    ..NewEntry::default()
+                })
+            })
+            .unwrap();
+        assert!(log.content(alert_seq).unwrap().is_some());
+        assert!(log.content(added.sequence).unwrap().is_some());
+        assert_eq!(log.verify().unwrap(), added.sequence);
+        drop(log);
+        let only_earlier = Arc::new(encrypted.encryption.as_ref().unwrap().load_key().unwrap());
+        let log = ExchangeLog::open_with_key(&copy, Durability::Flush, Some(only_earlier)).unwrap();
+        assert!(matches!(
+            log.content(added.sequence),
+            Err(LogError::Seal(SealError::WrongKey { .. }))
+        ));
     }
     // A different key is named as such, not taken for tampering.
     {
