@@ -73,6 +73,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         if checked.sealed && checked.content.is_none() && !checked.redacted {
             sealed_unopened += 1;
         }
+        check_created_at(checked)?;
         match pb::EntryKind::try_from(e.kind).unwrap_or_default() {
             pb::EntryKind::CheckpointCosigned => {
                 check_checkpoint(checked, trust, true, &hashes)?;
@@ -186,6 +187,24 @@ fn check_checkpoint(
 
 fn decode_signed(bytes: &[u8], what: &str) -> Result<pb::SignedReceipt, String> {
     pb::SignedReceipt::decode(bytes).map_err(|e| format!("{what} cannot be decoded: {e}"))
+}
+
+/// A message entry's creation time, which statistics count by after redaction, must be the
+/// envelope's.
+fn check_created_at(checked: &Checked<'_>) -> Result<(), String> {
+    let e = checked.entry;
+    let is_message = crate::log::is_message(pb::EntryKind::try_from(e.kind).unwrap_or_default());
+    if let (true, Some(content), false) = (is_message, checked.content, e.created_at.is_empty()) {
+        let envelope = pb::Envelope::decode(content)
+            .map_err(|err| format!("the envelope cannot be decoded: {err}"))?;
+        if envelope.created_at != e.created_at {
+            return Err(format!(
+                "records creation time {}, but its envelope says {}",
+                e.created_at, envelope.created_at
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The receipt this node issued must be signed by this node and describe this very entry.

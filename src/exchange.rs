@@ -349,8 +349,10 @@ impl Exchange {
             reference,
             bytes,
             digest,
+            envelope: checked,
             ..
         } = valid;
+        let created_at = checked.created_at;
         let id = message_id.clone();
         let outcome = self
             .inner
@@ -379,6 +381,7 @@ impl Exchange {
                     message_kind: kind,
                     content: Some(bytes),
                     reference,
+                    created_at,
                     ..Default::default()
                 })?;
                 Ok(Ok((sequence, false)))
@@ -557,6 +560,7 @@ impl Exchange {
                 content: Some(valid.bytes),
                 reference: valid.reference,
                 peer_sequence: sender_sequence,
+                created_at: valid.envelope.created_at,
                 ..Default::default()
             })?;
             let receipt = pb::Receipt {

@@ -124,6 +124,8 @@ pub struct NewEntry {
     pub reference: Option<MessageId>,
     /// For received messages: the position in the sender's log.
     pub peer_sequence: u64,
+    /// For messages: the envelope's creation time.
+    pub created_at: String,
 }
 
 /// The position of an appended entry.
@@ -292,6 +294,7 @@ impl Txn<'_> {
             reference: new.reference.map(|r| r.to_string()).unwrap_or_default(),
             peer_sequence: new.peer_sequence,
             sealed_sha256,
+            created_at: new.created_at,
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);

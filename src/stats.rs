@@ -425,15 +425,22 @@ pub fn tally(
         if e.peer != peer.as_str() || !COUNTED.iter().any(|k| *k as i32 == e.message_kind) {
             continue;
         }
-        let Some(content) = log.content(sequence)? else {
-            continue;
+        // The entry keeps the envelope's date, also once retention has removed the envelope;
+        // entries written before it did are read from their envelope.
+        let created_at = if e.created_at.is_empty() {
+            let Some(content) = log.content(sequence)? else {
+                continue;
+            };
+            pb::Envelope::decode(content.as_slice())
+                .map_err(|err| LogError::Corrupt {
+                    sequence,
+                    reason: format!("stored envelope: {err}"),
+                })?
+                .created_at
+        } else {
+            e.created_at.clone()
         };
-        let envelope =
-            pb::Envelope::decode(content.as_slice()).map_err(|err| LogError::Corrupt {
-                sequence,
-                reason: format!("stored envelope: {err}"),
-            })?;
-        let Ok(created) = parse_instant(&envelope.created_at) else {
+        let Ok(created) = parse_instant(&created_at) else {
             continue;
         };
         if (start..=end).contains(&created.date()) {

@@ -116,6 +116,19 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
         assert_eq!(retention::sweep(&log, &policy(), now).unwrap(), 0);
         (a, f, s, digests)
     };
+    // What statistics count before any redaction, for the alert's month.
+    let created = {
+        let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+        log.entry(alert_seq).unwrap().unwrap().entry.created_at
+    };
+    let month = focalpoint::stats::parse_period(&created[..7]).unwrap();
+    let khm: focalpoint::model::CountryCode = "KHM".parse().unwrap();
+    let counted = |log: &ExchangeLog| focalpoint::stats::tally(log, khm, &month).unwrap();
+    let before = counted(&ExchangeLog::open(&data, Durability::Flush).unwrap());
+    assert!(
+        before.iter().any(|c| c.count > 0),
+        "the alert is counted in its month"
+    );
     {
         // 31 days on: past the alert's 30 days, not the fraud notice's 60; a second sweep
         // finds nothing more.
@@ -140,8 +153,9 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     }
 
     // The chain, digests, receipts and checkpoints still verify, and the audit counts the
-    // redactions.
+    // redactions; statistics still count the redacted messages by their date.
     let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+    assert_eq!(counted(&log), before);
     let report = audit::verify(&log, &trust(&idn_config)).unwrap();
     assert_eq!(report.redacted, 2);
     assert_eq!(report.receipts, 3, "every receipt still holds");
