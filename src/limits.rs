@@ -159,11 +159,6 @@ impl Limiter {
         }
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     fn with_peer<R>(&self, peer: CountryCode, f: impl FnOnce(&mut PeerState) -> R) -> R {
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         f(peers.entry(peer).or_default())

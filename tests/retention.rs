@@ -231,15 +231,18 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     // nobody, and still verifies.
     drop(log);
     let compacted = dir.path().join("idn/compacted");
-    let out = focalpoint(&[
-        "compact",
-        "--config",
-        dir.path().join("idn/node.toml").to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--out",
-        compacted.to_str().unwrap(),
-    ]);
+    let compact = || {
+        focalpoint(&[
+            "compact",
+            "--config",
+            dir.path().join("idn/node.toml").to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
+            compacted.to_str().unwrap(),
+        ])
+    };
+    let out = compact();
     assert!(
         out.status.success(),
         "{}",
@@ -252,15 +255,7 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
         assert_eq!(report.redacted, 2);
         assert!(copy.content(stats_seq).unwrap().is_some());
     }
-    let again = focalpoint(&[
-        "compact",
-        "--config",
-        dir.path().join("idn/node.toml").to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--out",
-        compacted.to_str().unwrap(),
-    ]);
+    let again = compact();
     assert!(
         !again.status.success(),
         "a non-empty target is never written into"
