@@ -227,12 +227,17 @@ async fn echo_server() -> std::net::SocketAddr {
         std::time::Duration::from_secs(10),
         None,
     );
-    // A receipt of realistic size, as the real path returns.
+    // A receipt of realistic size, as the real path returns: one of a batch of 256.
     let receipt = pb::SignedReceipt {
         receipt: vec![7; 180],
         signature_scheme: "ECDSA_NISTP256_SHA256".into(),
         signature: vec![1; 72],
         signer_certificate: vec![2; 560],
+        batch: Some(pb::ReceiptBatchProof {
+            index: 5,
+            size: 256,
+            path: vec![vec![3; 32]; 8],
+        }),
     };
     tokio::spawn(async move {
         std::mem::forget(_tx);

@@ -58,6 +58,9 @@ pub struct AuditReport {
     pub redacted: u64,
     /// Messages encrypted at rest, checked against their sealed digest only (no key).
     pub sealed_unopened: u64,
+    /// Received messages at the end of the log whose receipts were stored but not yet signed:
+    /// the node stopped in between, before acknowledging them, and signs them when it starts.
+    pub unsigned_receipts: u64,
 }
 
 /// Verifies `log` in full; the error names the first bad entry.
@@ -66,6 +69,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     let mut checkpoints = 0;
     let mut redacted = 0;
     let mut sealed_unopened = 0;
+    let mut unsigned: Option<(u64, u64)> = None;
     let mut hashes = Vec::new();
     let entries = log.verify_with(|checked| {
         let e = checked.entry;
@@ -83,8 +87,18 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 check_checkpoint(checked, trust, false, &hashes)?;
                 checkpoints += 1;
             }
+            pb::EntryKind::MessageReceived if checked.unsigned_receipt => {
+                let (first, count) = unsigned.unwrap_or((e.sequence, 0));
+                unsigned = Some((first, count + 1));
+            }
             pb::EntryKind::MessageReceived => {
                 check_issued(checked, trust)?;
+                if let Some((first, _)) = unsigned {
+                    // A node signs what it left unsigned before it takes anything new.
+                    return Err(format!(
+                        "its receipt is signed, but the receipt of entry {first} before it never was"
+                    ));
+                }
                 receipts += 1;
             }
             pb::EntryKind::ReceiptReceived => {
@@ -115,6 +129,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         checkpoints,
         redacted,
         sealed_unopened,
+        unsigned_receipts: unsigned.map_or(0, |(_, count)| count),
     })
 }
 
@@ -444,8 +459,22 @@ pub struct ExportReceipt {
     pub stored_at: String,
     /// The signature scheme.
     pub signature_scheme: String,
-    /// The signature, hex.
+    /// The signature, hex: over the receipt alone, or over its batch when `batch` is given.
     pub signature: String,
+    /// Where one signature covers a batch of receipts: this receipt's place in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<ExportBatch>,
+}
+
+/// A receipt's place in a signed batch, as exported.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportBatch {
+    /// Its leaf index, from 0.
+    pub index: u64,
+    /// How many receipts the batch holds.
+    pub size: u64,
+    /// The inclusion path to the batch's root, hex.
+    pub path: Vec<String>,
 }
 
 fn export_receipt(bytes: &[u8]) -> Option<ExportReceipt> {
@@ -459,6 +488,11 @@ fn export_receipt(bytes: &[u8]) -> Option<ExportReceipt> {
         stored_at: r.stored_at,
         signature_scheme: signed.signature_scheme,
         signature: hex(&signed.signature),
+        batch: signed.batch.map(|b| ExportBatch {
+            index: b.index,
+            size: b.size,
+            path: b.path.iter().map(|p| hex(p)).collect(),
+        }),
     })
 }
 
@@ -472,6 +506,7 @@ pub fn response(outcome: Result<AuditReport, VerifyError>) -> pb::VerifyResponse
             checkpoints: report.checkpoints,
             redacted: report.redacted,
             sealed_unopened: report.sealed_unopened,
+            unsigned_receipts: report.unsigned_receipts,
             ..Default::default()
         },
         Err(e) => pb::VerifyResponse {

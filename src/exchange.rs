@@ -38,6 +38,21 @@ pub enum ExchangeError {
     Log(#[from] LogError),
 }
 
+/// The receipt for a received envelope: issued in this write and signed with it, or issued
+/// earlier and read back from the log (an encoded `SignedReceipt`).
+enum Issued {
+    Pending(crate::log::ReceiptTicket),
+    Stored(Vec<u8>),
+}
+
+/// Gives the log the key that signs receipts; a log that has stopped writing refuses everything
+/// after, and says so there.
+fn set_receipt_signer(log: &ExchangeLog, signer: &Arc<ReceiptSigner>) {
+    if let Err(e) = log.set_receipt_signer(signer.clone()) {
+        tracing::error!(error = %e, "the exchange log does not take the receipt key");
+    }
+}
+
 /// A received envelope's log write, queued: answers with the receipt once it is durable.
 pub type QueuedReceipt = std::pin::Pin<
     Box<dyn Future<Output = Result<pb::SignedReceipt, ExchangeError>> + Send + 'static>,
@@ -149,11 +164,13 @@ impl Exchange {
             .keys()
             .map(|c| (*c, Arc::new(Notify::new())))
             .collect();
+        let signer = Arc::new(signer);
+        set_receipt_signer(&log, &signer);
         Self {
             inner: Arc::new(Inner {
                 country,
                 log,
-                signer: std::sync::RwLock::new(Arc::new(signer)),
+                signer: std::sync::RwLock::new(signer),
                 peers: peers
                     .into_iter()
                     .map(|(c, t)| (c, std::sync::RwLock::new(Arc::new(t))))
@@ -193,11 +210,13 @@ impl Exchange {
     /// Takes a reloaded signing key and peer CA certificates into use for everything that
     /// starts after this call. Peers cannot be added or removed this way.
     pub fn reload(&self, signer: ReceiptSigner, peers: BTreeMap<CountryCode, PeerTrust>) {
+        let signer = Arc::new(signer);
+        set_receipt_signer(&self.inner.log, &signer);
         *self
             .inner
             .signer
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(signer);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = signer;
         for (country, trust) in peers {
             if let Some(slot) = self.inner.peers.get(&country) {
                 *slot
@@ -538,11 +557,15 @@ impl Exchange {
                     reason: "indexed entry is missing".into(),
                 })?;
                 if first.entry.content_sha256 == valid.digest.0 {
-                    let receipt = t.issued_receipt(seq)?.ok_or(LogError::Corrupt {
+                    if let Some(signed) = t.issued_receipt(seq)? {
+                        return Ok(Ok((Issued::Stored(signed), None)));
+                    }
+                    // Stored, but the node stopped before signing its receipt: sign it now.
+                    let receipt = t.unsigned_receipt(seq)?.ok_or(LogError::Corrupt {
                         sequence: seq,
                         reason: "issued receipt is missing".into(),
                     })?;
-                    return Ok(Ok((receipt, None)));
+                    return Ok(Ok((Issued::Pending(t.issue_receipt(seq, receipt)), None)));
                 }
                 t.append(refusal(
                     Some(caller),
@@ -572,13 +595,8 @@ impl Exchange {
                 entry_hash: appended.hash.0.to_vec(),
                 stored_at: format_instant(time::OffsetDateTime::now_utc()),
             };
-            let signed = this
-                .signer()
-                .sign(&receipt)
-                .map_err(|e| LogError::Job(e.to_string()))?
-                .encode_to_vec();
-            t.store_issued_receipt(appended.sequence, signed.clone());
-            Ok(Ok((signed, Some(appended.sequence))))
+            let ticket = t.issue_receipt(appended.sequence, receipt.encode_to_vec());
+            Ok(Ok((Issued::Pending(ticket), Some(appended.sequence))))
         })?;
         let this = self.clone();
         Ok(Box::pin(async move {
@@ -598,12 +616,17 @@ impl Exchange {
                     }
                 }
             }
-            pb::SignedReceipt::decode(signed.as_slice()).map_err(|e| {
-                ExchangeError::Log(LogError::Corrupt {
-                    sequence: 0,
-                    reason: format!("stored receipt: {e}"),
-                })
-            })
+            match signed {
+                Issued::Pending(ticket) => ticket.signed().ok_or_else(|| {
+                    ExchangeError::Log(LogError::Job("the receipt was not signed".into()))
+                }),
+                Issued::Stored(bytes) => pb::SignedReceipt::decode(bytes.as_slice()).map_err(|e| {
+                    ExchangeError::Log(LogError::Corrupt {
+                        sequence: 0,
+                        reason: format!("stored receipt: {e}"),
+                    })
+                }),
+            }
         }))
     }
 

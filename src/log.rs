@@ -20,6 +20,7 @@ use prost::Message;
 
 use crate::model::{CountryCode, Digest, MessageId, now_micros};
 use crate::pb;
+use crate::receipt::{self, ReceiptSigner};
 use crate::seal::{self, LogKey, SealError};
 
 /// What "durable" means for this log.
@@ -81,8 +82,12 @@ pub struct Checked<'a> {
     pub sealed: bool,
     /// Whether its content was removed by a later redaction entry.
     pub redacted: bool,
-    /// For a received message, the receipt this node issued.
+    /// For a received message, the receipt this node issued (a `SignedReceipt`).
     pub issued_receipt: Option<&'a [u8]>,
+    /// For a received message without a signed receipt: whether its receipt was stored but not
+    /// yet signed, because the node stopped in between. Nothing was acknowledged; the node
+    /// signs it when it starts.
+    pub unsigned_receipt: bool,
 }
 
 /// An entry as stored, with its hash.
@@ -146,7 +151,16 @@ pub const GENESIS: Digest = Digest([0; 32]);
 mod key {
     pub(super) const ENTRY: u8 = b'e';
     pub(super) const CONTENT: u8 = b'c';
+    /// A whole `SignedReceipt`, as logs written before receipt batches keep it.
     pub(super) const ISSUED_RECEIPT: u8 = b'r';
+    /// An `IssuedReceipt`: the receipt and its place in a signed batch.
+    pub(super) const ISSUED_IN_BATCH: u8 = b'q';
+    /// A `ReceiptBatch`, by the sequence of its first receipt.
+    pub(super) const RECEIPT_BATCH: u8 = b'b';
+    /// A receipt stored with its message, whose batch signature is not written yet.
+    pub(super) const UNSIGNED_RECEIPT: u8 = b'u';
+    /// A signer certificate, by its SHA-256.
+    pub(super) const CERTIFICATE: u8 = b'z';
     pub(super) const MESSAGE: u8 = b'i';
     pub(super) const RECEIPT_FOR: u8 = b'a';
     pub(super) const PENDING: u8 = b'o';
@@ -207,6 +221,13 @@ mod key {
         k
     }
 
+    pub(super) fn certificate(digest: &super::Digest) -> Vec<u8> {
+        let mut k = Vec::with_capacity(33);
+        k.push(CERTIFICATE);
+        k.extend_from_slice(&digest.0);
+        k
+    }
+
     pub(super) fn tail_seq(k: &[u8]) -> Option<u64> {
         let tail: [u8; 8] = k.get(k.len().checked_sub(8)?..)?.try_into().ok()?;
         Some(u64::from_be_bytes(tail))
@@ -223,6 +244,27 @@ pub struct Txn<'a> {
     batch: sled::Batch,
     next: u64,
     head: Digest,
+    receipts: &'a mut Vec<PendingReceipt>,
+}
+
+/// Where a receipt issued in a job is found once its write is durable: signed, with every
+/// other receipt of the same write, under one signature.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiptTicket(Arc<std::sync::OnceLock<pb::SignedReceipt>>);
+
+impl ReceiptTicket {
+    /// The signed receipt; `None` before the write that issued it is durable, or if it failed.
+    pub fn signed(&self) -> Option<pb::SignedReceipt> {
+        self.0.get().cloned()
+    }
+}
+
+/// A receipt issued in the current write, to be signed with the others when the write ends.
+#[derive(Debug)]
+struct PendingReceipt {
+    sequence: u64,
+    receipt: Vec<u8>,
+    ticket: ReceiptTicket,
 }
 
 impl Txn<'_> {
@@ -246,12 +288,36 @@ impl Txn<'_> {
         read_entry(self.tree, sequence)
     }
 
-    /// The receipt this node issued for a received message.
+    /// The signed receipt this node issued for a received message, in earlier writes.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+        read_issued(self.tree, sequence, None)
+    }
+
+    /// The receipt stored for a received message whose batch signature was never written.
+    pub fn unsigned_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
         Ok(self
             .tree
-            .get(key::seq(key::ISSUED_RECEIPT, sequence))?
+            .get(key::seq(key::UNSIGNED_RECEIPT, sequence))?
             .map(|v| v.to_vec()))
+    }
+
+    /// Issues the receipt (an encoded `Receipt`) for the received message at `sequence`. It is
+    /// stored with this job's writes, and signed together with every receipt issued in the same
+    /// durable write; the ticket holds the signed receipt once the job is answered. Issuing one
+    /// message's receipt twice in one write gives the same ticket.
+    pub fn issue_receipt(&mut self, sequence: u64, receipt: Vec<u8>) -> ReceiptTicket {
+        if let Some(p) = self.receipts.iter().find(|p| p.sequence == sequence) {
+            return p.ticket.clone();
+        }
+        self.batch
+            .insert(key::seq(key::UNSIGNED_RECEIPT, sequence), receipt.clone());
+        let ticket = ReceiptTicket::default();
+        self.receipts.push(PendingReceipt {
+            sequence,
+            receipt,
+            ticket: ticket.clone(),
+        });
+        ticket
     }
 
     /// The sequence of the receipt entry for a sent message, if one is logged.
@@ -313,12 +379,6 @@ impl Txn<'_> {
         Ok(Appended { sequence, hash })
     }
 
-    /// Stages the receipt this node issued for the received message at `sequence`.
-    pub fn store_issued_receipt(&mut self, sequence: u64, receipt: Vec<u8>) {
-        self.batch
-            .insert(key::seq(key::ISSUED_RECEIPT, sequence), receipt);
-    }
-
     /// Whether the content of entry `sequence` is still held.
     pub fn holds_content(&self, sequence: u64) -> Result<bool, LogError> {
         Ok(self.tree.contains_key(key::seq(key::CONTENT, sequence))?)
@@ -346,6 +406,10 @@ fn own_sender_marker() -> String {
 }
 
 type Completion = Box<dyn FnOnce(Option<&LogError>) + Send>;
+type SharedSigner = Arc<std::sync::RwLock<Option<Arc<ReceiptSigner>>>>;
+/// The receipt batch read last, with its tree: an audit reads a batch's receipts one after
+/// another, and each needs a path from the same tree.
+type BatchCache = std::sync::Mutex<Option<(u64, Arc<StoredBatch>)>>;
 type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Completion) + Send>;
 
 /// The exchange log of one node. Cheap to clone.
@@ -359,6 +423,8 @@ struct Inner {
     db: sled::Db,
     tree: sled::Tree,
     key: Option<Arc<LogKey>>,
+    signer: SharedSigner,
+    batches: BatchCache,
     jobs: Option<mpsc::SyncSender<Job>>,
     closed: Arc<AtomicBool>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -427,10 +493,12 @@ impl ExchangeLog {
         };
         let (jobs, receiver) = mpsc::sync_channel::<Job>(4096);
         let closed = Arc::new(AtomicBool::new(false));
+        let signer = SharedSigner::default();
         let writer = Writer {
             db: db.clone(),
             tree: tree.clone(),
             key: key.clone(),
+            signer: signer.clone(),
             clock_offset: offset_micros,
             data_file,
             next,
@@ -449,11 +517,35 @@ impl ExchangeLog {
                 db,
                 tree,
                 key,
+                signer,
+                batches: BatchCache::default(),
                 jobs: Some(jobs),
                 closed,
                 writer: Some(writer),
             }),
         })
+    }
+
+    /// Sets the key that signs the receipts this node issues, and signs any receipt left
+    /// unsigned when the node last stopped between storing a message and signing its receipt.
+    pub fn set_receipt_signer(&self, signer: Arc<ReceiptSigner>) -> Result<(), LogError> {
+        *self
+            .inner
+            .signer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signer);
+        let tree = self.inner.tree.clone();
+        // Answered or not, the job runs; a failure is logged by the writer.
+        drop(self.enqueue(move |t| {
+            for kv in tree.scan_prefix([key::UNSIGNED_RECEIPT]) {
+                let (k, receipt) = kv?;
+                if let Some(sequence) = key::tail_seq(&k) {
+                    t.issue_receipt(sequence, receipt.to_vec());
+                }
+            }
+            Ok(())
+        })?);
+        Ok(())
     }
 
     /// Runs `job` on the writer; its writes are applied atomically if it returns `Ok`, and the
@@ -606,13 +698,18 @@ impl ExchangeLog {
         read_seq(&self.inner.tree, &key::message(&own_sender_marker(), id))
     }
 
-    /// The receipt this node issued for the received message at `sequence`.
+    /// The signed receipt this node issued for the received message at `sequence` (an encoded
+    /// `SignedReceipt`).
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+        read_issued(&self.inner.tree, sequence, Some(&self.inner.batches))
+    }
+
+    /// Whether the received message at `sequence` has a receipt stored but not yet signed.
+    pub fn has_unsigned_receipt(&self, sequence: u64) -> Result<bool, LogError> {
         Ok(self
             .inner
             .tree
-            .get(key::seq(key::ISSUED_RECEIPT, sequence))?
-            .map(|v| v.to_vec()))
+            .contains_key(key::seq(key::UNSIGNED_RECEIPT, sequence))?)
     }
 
     /// The sequence of the receipt entry for the sent message at `sent`.
@@ -804,9 +901,16 @@ impl ExchangeLog {
                 self.check_redaction(&entry)
                     .map_err(|problem| bad(expected, problem))?;
             }
-            let issued = tree
-                .get(key::seq(key::ISSUED_RECEIPT, expected))
-                .map_err(|e| bad(expected, format!("receipt cannot be read: {e}")))?;
+            let (issued, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
+                let unreadable =
+                    |e: LogError| bad(expected, format!("receipt cannot be read: {e}"));
+                let issued = self.issued_receipt(expected).map_err(unreadable)?;
+                let unsigned =
+                    issued.is_none() && self.has_unsigned_receipt(expected).map_err(unreadable)?;
+                (issued, unsigned)
+            } else {
+                (None, false)
+            };
             let hash = entry_hash(&v);
             check(&Checked {
                 entry: &entry,
@@ -815,6 +919,7 @@ impl ExchangeLog {
                 sealed,
                 redacted,
                 issued_receipt: issued.as_deref(),
+                unsigned_receipt,
             })
             .map_err(|problem| bad(expected, problem))?;
             previous = hash;
@@ -822,7 +927,12 @@ impl ExchangeLog {
         }
         let last = expected - 1;
         // Content or receipts beyond the last entry: the tail was cut off.
-        for prefix in [key::CONTENT, key::ISSUED_RECEIPT] {
+        for prefix in [
+            key::CONTENT,
+            key::ISSUED_RECEIPT,
+            key::ISSUED_IN_BATCH,
+            key::UNSIGNED_RECEIPT,
+        ] {
             if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
                 let k = kv.map_err(|e| VerifyError {
                     sequence: last + 1,
@@ -1004,6 +1114,7 @@ struct Writer {
     db: sled::Db,
     tree: sled::Tree,
     key: Option<Arc<LogKey>>,
+    signer: SharedSigner,
     clock_offset: i64,
     data_file: Option<File>,
     next: u64,
@@ -1023,7 +1134,9 @@ impl Writer {
             }
             let mut completions = Vec::with_capacity(group.len());
             let mut failure = None;
+            let mut receipts = Vec::new();
             for job in group {
+                let issued_before = receipts.len();
                 let mut txn = Txn {
                     tree: &self.tree,
                     key: self.key.as_deref(),
@@ -1031,19 +1144,30 @@ impl Writer {
                     batch: sled::Batch::default(),
                     next: self.next,
                     head: self.head,
+                    receipts: &mut receipts,
                 };
                 let (ok, done) = job(&mut txn);
-                if ok && failure.is_none() {
-                    let (next, head) = (txn.next, txn.head);
-                    match self.tree.apply_batch(txn.batch) {
+                let (next, head, batch) = (txn.next, txn.head, txn.batch);
+                let applied = ok
+                    && failure.is_none()
+                    && match self.tree.apply_batch(batch) {
                         Ok(()) => {
                             self.next = next;
                             self.head = head;
+                            true
                         }
-                        Err(e) => failure = Some(LogError::Storage(e)),
-                    }
+                        Err(e) => {
+                            failure = Some(LogError::Storage(e));
+                            false
+                        }
+                    };
+                if !applied {
+                    receipts.truncate(issued_before);
                 }
                 completions.push(done);
+            }
+            if failure.is_none() && !receipts.is_empty() {
+                failure = self.sign_receipts(&receipts).err();
             }
             let outcome = match failure {
                 Some(e) => Err(e),
@@ -1060,6 +1184,65 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// Signs the receipts issued in this write with one signature over their Merkle tree, and
+    /// stores each with its place in the batch, in one atomic write before the flush.
+    fn sign_receipts(&self, pending: &[PendingReceipt]) -> Result<(), LogError> {
+        let signer = self
+            .signer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| LogError::Job("no key is set to sign receipts".into()))?;
+        let leaves: Vec<Digest> = pending
+            .iter()
+            .map(|p| receipt::leaf_hash(&p.receipt))
+            .collect();
+        let leaf_bytes = leaves.iter().flat_map(|l| l.0).collect();
+        let signed = signer
+            .sign_batch(leaves)
+            .map_err(|e| LogError::Job(e.to_string()))?;
+        let certificate = signer.certificate();
+        let certificate_sha256 = Digest::of(certificate);
+        let batch_id = pending[0].sequence;
+        let batch_key = key::seq(key::RECEIPT_BATCH, batch_id);
+        if self.tree.contains_key(&batch_key)? {
+            return Err(LogError::Corrupt {
+                sequence: batch_id,
+                reason: "a receipt batch of this entry is already stored".into(),
+            });
+        }
+        let mut batch = sled::Batch::default();
+        let certificate_key = key::certificate(&certificate_sha256);
+        if !self.tree.contains_key(&certificate_key)? {
+            batch.insert(certificate_key, certificate);
+        }
+        let record = pb::ReceiptBatch {
+            signature_scheme: signed.signature_scheme.clone(),
+            signature: signed.signature.clone(),
+            signer_certificate_sha256: certificate_sha256.0.to_vec(),
+            leaves: leaf_bytes,
+        };
+        batch.insert(batch_key, record.encode_to_vec());
+        for (index, p) in pending.iter().enumerate() {
+            let issued = pb::IssuedReceipt {
+                receipt: p.receipt.clone(),
+                batch: batch_id,
+                index: index as u64,
+            };
+            batch.insert(
+                key::seq(key::ISSUED_IN_BATCH, p.sequence),
+                issued.encode_to_vec(),
+            );
+            batch.remove(key::seq(key::UNSIGNED_RECEIPT, p.sequence));
+            let _ = p
+                .ticket
+                .0
+                .set(signed.receipt(index, p.receipt.clone(), certificate));
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     fn make_durable(&self) -> Result<(), LogError> {
@@ -1185,6 +1368,112 @@ pub fn link(expected: u64, previous: &Digest, bytes: &[u8]) -> Result<pb::LogEnt
 /// SHA-256(0x00 || encoded entry), the RFC 6962 leaf hash of the entry.
 pub fn entry_hash(encoded: &[u8]) -> Digest {
     Digest::of_parts(&[&[0], encoded])
+}
+
+/// A stored receipt batch: its signature, its tree and its signer's certificate.
+#[derive(Debug)]
+struct StoredBatch {
+    signed: receipt::SignedBatch,
+    certificate: Vec<u8>,
+}
+
+fn read_batch(tree: &sled::Tree, id: u64) -> Result<StoredBatch, LogError> {
+    let corrupt = |reason: String| LogError::Corrupt {
+        sequence: id,
+        reason,
+    };
+    let bytes = tree
+        .get(key::seq(key::RECEIPT_BATCH, id))?
+        .ok_or_else(|| corrupt("the receipt batch is missing".into()))?;
+    let batch = pb::ReceiptBatch::decode(bytes.as_ref())
+        .map_err(|e| corrupt(format!("receipt batch: {e}")))?;
+    let certificate_sha256 = <[u8; 32]>::try_from(batch.signer_certificate_sha256.as_slice())
+        .map_err(|_| corrupt("receipt batch: the certificate digest is not 32 bytes".into()))?;
+    let certificate = tree
+        .get(key::certificate(&Digest(certificate_sha256)))?
+        .ok_or_else(|| corrupt("receipt batch: its signer certificate is missing".into()))?;
+    if batch.leaves.is_empty() || batch.leaves.len() % 32 != 0 {
+        return Err(corrupt(
+            "receipt batch: the leaves are not a whole number of 32-byte hashes".into(),
+        ));
+    }
+    let leaves = batch
+        .leaves
+        .chunks_exact(32)
+        .map(|c| Digest(c.try_into().unwrap_or([0; 32])))
+        .collect();
+    Ok(StoredBatch {
+        signed: receipt::SignedBatch {
+            signature_scheme: batch.signature_scheme,
+            signature: batch.signature,
+            tree: crate::merkle::Tree::new(leaves),
+        },
+        certificate: certificate.to_vec(),
+    })
+}
+
+/// The signed receipt issued for the message at `sequence`, rebuilt from its batch.
+fn read_issued(
+    tree: &sled::Tree,
+    sequence: u64,
+    cache: Option<&BatchCache>,
+) -> Result<Option<Vec<u8>>, LogError> {
+    let Some(bytes) = tree.get(key::seq(key::ISSUED_IN_BATCH, sequence))? else {
+        return Ok(tree
+            .get(key::seq(key::ISSUED_RECEIPT, sequence))?
+            .map(|v| v.to_vec()));
+    };
+    let issued = pb::IssuedReceipt::decode(bytes.as_ref()).map_err(|e| LogError::Corrupt {
+        sequence,
+        reason: format!("issued receipt: {e}"),
+    })?;
+    let cached = cache.and_then(|c| {
+        c.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(id, _)| *id == issued.batch)
+            .map(|(_, b)| b.clone())
+    });
+    let batch = match cached {
+        Some(b) => b,
+        None => {
+            let b = Arc::new(read_batch(tree, issued.batch)?);
+            if let Some(c) = cache {
+                *c.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((issued.batch, b.clone()));
+            }
+            b
+        }
+    };
+    let index = usize::try_from(issued.index).unwrap_or(usize::MAX);
+    match batch.signed.tree.leaf(index) {
+        None => {
+            return Err(LogError::Corrupt {
+                sequence,
+                reason: format!(
+                    "issued receipt: index {} is outside its batch of {}",
+                    issued.index,
+                    batch.signed.tree.size()
+                ),
+            });
+        }
+        Some(leaf) if leaf != receipt::leaf_hash(&issued.receipt) => {
+            return Err(LogError::Corrupt {
+                sequence,
+                reason: format!(
+                    "issued receipt does not match leaf {} of its batch",
+                    issued.index
+                ),
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(Some(
+        batch
+            .signed
+            .receipt(index, issued.receipt, &batch.certificate)
+            .encode_to_vec(),
+    ))
 }
 
 fn read_seq(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {

@@ -875,6 +875,12 @@ async fn audit_verify(
                     r.sealed_unopened
                 ));
             }
+            if r.unsigned_receipts > 0 {
+                text.push_str(&format!(
+                    "{} messages at the end of the log were stored but their receipts not yet signed: the node stopped before acknowledging them, and signs them when it starts\n",
+                    r.unsigned_receipts
+                ));
+            }
             text
         } else {
             format!(

@@ -55,14 +55,25 @@ pub fn verify_inclusion(
     proof: &[Digest],
     root: Digest,
 ) -> bool {
+    root_from_inclusion(index, size, leaf, proof) == Some(root)
+}
+
+/// The root that `proof` leads to from `leaf` at `index` of a tree of `size` leaves, or `None`
+/// when the proof has the wrong shape for that place (RFC 9162 2.1.3.2).
+pub fn root_from_inclusion(
+    index: u64,
+    size: u64,
+    leaf: Digest,
+    proof: &[Digest],
+) -> Option<Digest> {
     if index >= size {
-        return false;
+        return None;
     }
     let (mut f_n, mut s_n) = (index, size - 1);
     let mut r = leaf;
     for p in proof {
         if s_n == 0 {
-            return false;
+            return None;
         }
         if f_n & 1 == 1 || f_n == s_n {
             r = node(p, &r);
@@ -78,7 +89,7 @@ pub fn verify_inclusion(
         f_n >>= 1;
         s_n >>= 1;
     }
-    s_n == 0 && r == root
+    (s_n == 0).then_some(r)
 }
 
 /// The proof that the tree of the first `old` leaves is a prefix of the tree of `leaves`
@@ -194,6 +205,11 @@ impl Tree {
     /// The number of leaves.
     pub fn size(&self) -> usize {
         self.levels.first().map_or(0, Vec::len)
+    }
+
+    /// The leaf at `index`.
+    pub fn leaf(&self, index: usize) -> Option<Digest> {
+        self.levels.first().and_then(|l| l.get(index)).copied()
     }
 
     /// The root hash.

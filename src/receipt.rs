@@ -1,8 +1,13 @@
 //! Signed receipts: what a receiving node stored, signed with its node key, so that anyone
 //! holding the receiver's CA certificate can check it offline.
 //!
-//! The signature covers `focalpoint-receipt-v1 || 0x00 || receipt bytes`; the domain prefix
-//! keeps a receipt signature from ever being valid as anything else.
+//! A receipt is signed in one of two ways; the domain prefix keeps a receipt signature from ever
+//! being valid as anything else:
+//! - alone: the signature covers `focalpoint-receipt-v1 || 0x00 || receipt bytes`;
+//! - in a batch: the receipts issued in one durable write of the log are the leaves of an
+//!   RFC 9162 Merkle tree, one signature covers `focalpoint-receipt-batch-v1 || 0x00 ||
+//!   size || root`, and each receipt carries its inclusion path. Each receipt still checks on its
+//!   own, offline, and a node signs once per write instead of once per message.
 
 use std::sync::Arc;
 
@@ -10,11 +15,28 @@ use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::SigningKey;
 
-use crate::model::{CountryCode, Role, parse_instant};
+use crate::merkle;
+use crate::model::{CountryCode, Digest, Role, parse_instant};
 use crate::pb;
 use crate::tls::identity_of;
 
 const DOMAIN: &[u8] = b"focalpoint-receipt-v1\0";
+const BATCH_DOMAIN: &[u8] = b"focalpoint-receipt-batch-v1\0";
+/// More leaves than any write of the log can hold; a longer path is refused before hashing.
+const MAX_PATH: usize = 48;
+
+/// The Merkle leaf of an encoded receipt: SHA-256(0x00 || receipt).
+pub fn leaf_hash(receipt: &[u8]) -> Digest {
+    Digest::of_parts(&[&[0], receipt])
+}
+
+/// What a batch signature covers after its domain: the batch's size and root.
+fn batch_body(size: u64, root: &Digest) -> [u8; 40] {
+    let mut body = [0; 40];
+    body[..8].copy_from_slice(&size.to_be_bytes());
+    body[8..].copy_from_slice(&root.0);
+    body
+}
 
 /// Why a receipt is not good.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -74,7 +96,26 @@ impl ReceiptSigner {
             signature_scheme,
             signature,
             signer_certificate: self.certificate.clone(),
+            batch: None,
         })
+    }
+
+    /// Signs a batch of encoded receipts with one signature: returns the signature scheme, the
+    /// signature and the batch's Merkle tree, from which each receipt's path is taken.
+    pub fn sign_batch(&self, leaves: Vec<Digest>) -> Result<SignedBatch, ReceiptError> {
+        let tree = merkle::Tree::new(leaves);
+        let body = batch_body(tree.size() as u64, &tree.root());
+        let (signature_scheme, signature) = self.sign_raw(BATCH_DOMAIN, &body)?;
+        Ok(SignedBatch {
+            signature_scheme,
+            signature,
+            tree,
+        })
+    }
+
+    /// The signing node's certificate (DER).
+    pub fn certificate(&self) -> &[u8] {
+        &self.certificate
     }
 
     /// Signs `body` (an encoded checkpoint or cosignature) under `domain`.
@@ -106,6 +147,36 @@ impl ReceiptSigner {
     }
 }
 
+/// One signature over a batch of receipts, and the batch's tree.
+#[derive(Debug)]
+pub struct SignedBatch {
+    pub signature_scheme: String,
+    pub signature: Vec<u8>,
+    pub tree: merkle::Tree,
+}
+
+impl SignedBatch {
+    /// The signed receipt at `index` of the batch, with its inclusion path.
+    pub fn receipt(&self, index: usize, receipt: Vec<u8>, certificate: &[u8]) -> pb::SignedReceipt {
+        pb::SignedReceipt {
+            receipt,
+            signature_scheme: self.signature_scheme.clone(),
+            signature: self.signature.clone(),
+            signer_certificate: certificate.to_vec(),
+            batch: Some(pb::ReceiptBatchProof {
+                index: index as u64,
+                size: self.tree.size() as u64,
+                path: self
+                    .tree
+                    .inclusion_proof(index)
+                    .into_iter()
+                    .map(|d| d.0.to_vec())
+                    .collect(),
+            }),
+        }
+    }
+}
+
 /// Checks a signed receipt: the signer certificate chains to one of `anchors` (the receiving
 /// country's CA) at the time the receipt says it was stored, names the node of `receiver`,
 /// and its key made the signature. Returns the receipt.
@@ -118,9 +189,17 @@ pub fn verify(
         .map_err(|e| ReceiptError::Decode(e.to_string()))?;
     let stored_at = parse_instant(&receipt.stored_at)
         .map_err(|e| ReceiptError::Decode(format!("stored_at: {e}")))?;
+    let batch_signed;
+    let (domain, body): (&[u8], &[u8]) = match &signed.batch {
+        None => (DOMAIN, &signed.receipt),
+        Some(batch) => {
+            batch_signed = batch_root(&signed.receipt, batch)?;
+            (BATCH_DOMAIN, &batch_signed)
+        }
+    };
     check_signature(
-        DOMAIN,
-        &signed.receipt,
+        domain,
+        body,
         &signed.signature_scheme,
         &signed.signature,
         &signed.signer_certificate,
@@ -136,6 +215,31 @@ pub fn verify(
         });
     }
     Ok(receipt)
+}
+
+/// What the batch signature must cover for `receipt` to be at its place in the batch.
+fn batch_root(receipt: &[u8], batch: &pb::ReceiptBatchProof) -> Result<[u8; 40], ReceiptError> {
+    let malformed = |what: &str| ReceiptError::Decode(format!("batch: {what}"));
+    if batch.path.len() > MAX_PATH {
+        return Err(malformed("inclusion path is too long"));
+    }
+    let path = batch
+        .path
+        .iter()
+        .map(|p| {
+            <[u8; 32]>::try_from(p.as_slice())
+                .map(Digest)
+                .map_err(|_| malformed("a path hash is not 32 bytes"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = merkle::root_from_inclusion(batch.index, batch.size, leaf_hash(receipt), &path)
+        .ok_or_else(|| {
+            malformed(&format!(
+                "the inclusion path does not fit index {} of {}",
+                batch.index, batch.size
+            ))
+        })?;
+    Ok(batch_body(batch.size, &root))
 }
 
 /// Domain of checkpoint signatures.
@@ -227,6 +331,19 @@ fn remember(
     });
 }
 
+/// Signatures already found good, by digest of everything the check covered. Receipts of one
+/// batch share one signature, so a sender or an auditor checks it once per batch. Small and
+/// bounded: the oldest is forgotten first.
+static VERIFIED: std::sync::Mutex<std::collections::VecDeque<Digest>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const VERIFIED_MAX: usize = 64;
+
+fn verified() -> std::sync::MutexGuard<'static, std::collections::VecDeque<Digest>> {
+    VERIFIED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_signature(
     domain: &[u8],
@@ -283,11 +400,28 @@ fn check_signature(
         .find(|(s, _)| format!("{s:?}") == scheme)
         .ok_or_else(|| ReceiptError::Scheme(scheme.to_owned()))?;
     let message = [domain, body].concat();
+    let checked = Digest::of_parts(&[
+        &(message.len() as u64).to_be_bytes(),
+        &message,
+        &(scheme.len() as u64).to_be_bytes(),
+        scheme.as_bytes(),
+        &(signature.len() as u64).to_be_bytes(),
+        signature,
+        certificate,
+    ]);
+    if verified().contains(&checked) {
+        return Ok(());
+    }
     if candidates.iter().any(|alg| {
         end_entity
             .verify_signature(*alg, &message, signature)
             .is_ok()
     }) {
+        let mut cache = verified();
+        if cache.len() >= VERIFIED_MAX {
+            cache.pop_front();
+        }
+        cache.push_back(checked);
         Ok(())
     } else {
         Err(ReceiptError::Signature)
@@ -326,6 +460,104 @@ mod tests {
 
     fn khm() -> CountryCode {
         "KHM".parse().unwrap()
+    }
+
+    fn khm_signer() -> ReceiptSigner {
+        let cert = load_certs(&example("khm", "node.pem")).unwrap();
+        let key = load_key(&example("khm", "node.key")).unwrap();
+        ReceiptSigner::new(&cert[0], &key).unwrap()
+    }
+
+    /// Five receipts under one batch signature.
+    fn batch() -> Vec<pb::SignedReceipt> {
+        let signer = khm_signer();
+        let receipts: Vec<Vec<u8>> = (0..5)
+            .map(|i| {
+                pb::Receipt {
+                    message_id: format!("IDN-{i}"),
+                    envelope_sha256: vec![i; 32],
+                    sender: "IDN".into(),
+                    receiver: "KHM".into(),
+                    log_sequence: 100 + u64::from(i),
+                    entry_hash: vec![9; 32],
+                    stored_at: crate::model::format_instant(time::OffsetDateTime::now_utc()),
+                }
+                .encode_to_vec()
+            })
+            .collect();
+        let signed = signer
+            .sign_batch(receipts.iter().map(|r| leaf_hash(r)).collect())
+            .unwrap();
+        receipts
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| signed.receipt(i, r, signer.certificate()))
+            .collect()
+    }
+
+    #[test]
+    fn each_receipt_of_a_batch_verifies_on_its_own() {
+        let anchors = load_certs(&example("khm", "ca.pem")).unwrap();
+        let batch = batch();
+        assert!(batch.iter().all(|s| s.signature == batch[0].signature));
+        for (i, signed) in batch.iter().enumerate() {
+            let receipt = verify(signed, &anchors, khm()).unwrap();
+            assert_eq!(receipt.message_id, format!("IDN-{i}"));
+        }
+    }
+
+    #[test]
+    fn a_batch_receipt_out_of_its_place_is_refused() {
+        let anchors = load_certs(&example("khm", "ca.pem")).unwrap();
+        let batch = batch();
+
+        // Another receipt's path, index or size.
+        let mut moved = batch[2].clone();
+        moved.batch = batch[3].batch.clone();
+        assert_eq!(
+            verify(&moved, &anchors, khm()),
+            Err(ReceiptError::Signature)
+        );
+        let mut resized = batch[2].clone();
+        resized.batch.as_mut().unwrap().size = 6;
+        assert!(verify(&resized, &anchors, khm()).is_err());
+        let mut beyond = batch[2].clone();
+        beyond.batch.as_mut().unwrap().index = 5;
+        assert!(matches!(
+            verify(&beyond, &anchors, khm()),
+            Err(ReceiptError::Decode(m)) if m.contains("does not fit index 5 of 5")
+        ));
+
+        // A changed receipt, a changed path hash, a short or overlong path.
+        let mut changed = batch[1].clone();
+        changed.receipt[3] ^= 1;
+        assert!(verify(&changed, &anchors, khm()).is_err());
+        let mut flipped = batch[1].clone();
+        flipped.batch.as_mut().unwrap().path[0][0] ^= 1;
+        assert_eq!(
+            verify(&flipped, &anchors, khm()),
+            Err(ReceiptError::Signature)
+        );
+        let mut short = batch[1].clone();
+        short.batch.as_mut().unwrap().path[0].pop();
+        assert!(matches!(
+            verify(&short, &anchors, khm()),
+            Err(ReceiptError::Decode(m)) if m.contains("not 32 bytes")
+        ));
+        let mut long = batch[1].clone();
+        long.batch.as_mut().unwrap().path = vec![vec![0; 32]; MAX_PATH + 1];
+        assert!(matches!(
+            verify(&long, &anchors, khm()),
+            Err(ReceiptError::Decode(m)) if m.contains("too long")
+        ));
+
+        // The batch signature is not a signature over a lone receipt.
+        let mut alone = batch[0].clone();
+        alone.batch = None;
+        assert_eq!(
+            verify(&alone, &anchors, khm()),
+            Err(ReceiptError::Signature)
+        );
     }
 
     #[test]

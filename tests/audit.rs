@@ -172,12 +172,43 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "issued receipt",
             Box::new(move |t| {
-                let bytes = t.get(key(b'r', r0)).unwrap().unwrap();
-                let mut signed = pb::SignedReceipt::decode(bytes.as_ref()).unwrap();
-                let mut receipt = pb::Receipt::decode(signed.receipt.as_slice()).unwrap();
+                let bytes = t.get(key(b'q', r0)).unwrap().unwrap();
+                let mut issued = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap();
+                let mut receipt = pb::Receipt::decode(issued.receipt.as_slice()).unwrap();
                 receipt.stored_at = "2025-05-01T00:00:00Z".into();
-                signed.receipt = receipt.encode_to_vec();
-                t.insert(key(b'r', r0), signed.encode_to_vec()).unwrap();
+                issued.receipt = receipt.encode_to_vec();
+                t.insert(key(b'q', r0), issued.encode_to_vec()).unwrap();
+            }),
+        ),
+        (
+            "forged-receipt-batch",
+            r0,
+            "does not match leaf 0 of its batch",
+            Box::new(move |t| {
+                let bytes = t.get(key(b'q', r0)).unwrap().unwrap();
+                let batch = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap().batch;
+                let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
+                let mut record = pb::ReceiptBatch::decode(bytes.as_ref()).unwrap();
+                record.leaves[0] ^= 1;
+                t.insert(key(b'b', batch), record.encode_to_vec()).unwrap();
+            }),
+        ),
+        (
+            "deleted-receipt-batch",
+            r0,
+            "receipt batch is missing",
+            Box::new(move |t| {
+                let bytes = t.get(key(b'q', r0)).unwrap().unwrap();
+                let batch = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap().batch;
+                t.remove(key(b'b', batch)).unwrap();
+            }),
+        ),
+        (
+            "deleted-issued-receipt",
+            r0,
+            "receipt this node issued is missing",
+            Box::new(move |t| {
+                t.remove(key(b'q', r0)).unwrap();
             }),
         ),
         (
@@ -224,6 +255,57 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("verified 8 entries, 5 receipts"));
+}
+
+/// Turns the signed receipt of the received message at `sequence` back into the state a node
+/// leaves when it stops after storing the message and before signing the receipt: the receipt
+/// stored unsigned, no batch.
+fn unsign(t: &sled::Tree, sequence: u64) {
+    let bytes = t.get(key(b'q', sequence)).unwrap().unwrap();
+    let issued = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap();
+    t.remove(key(b'b', issued.batch)).unwrap();
+    t.remove(key(b'q', sequence)).unwrap();
+    t.insert(key(b'u', sequence), issued.receipt).unwrap();
+}
+
+#[tokio::test]
+async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
+    let (dir, config, data) = exchanged().await;
+    let received = of_kind(&data, pb::EntryKind::MessageReceived);
+    let (first, last) = (received[0], received[received.len() - 1]);
+
+    // Unsigned at the end of the log: nothing was acknowledged, so the audit passes and counts it.
+    let (copy, verdict) = audit_after(&config, &data, "unsigned-tail", |t| unsign(t, last));
+    let report = verdict.unwrap();
+    assert_eq!((report.receipts, report.unsigned_receipts), (4, 1));
+
+    // Unsigned before a signed one: no node leaves that, so the audit fails.
+    let (_, verdict) = audit_after(&config, &data, "unsigned-middle", |t| unsign(t, first));
+    let err = verdict.unwrap_err();
+    assert_eq!(err.sequence, last, "{err}");
+    assert!(
+        err.problem
+            .contains(&format!("the receipt of entry {first} before it never was")),
+        "{err}"
+    );
+
+    // The node signs it as it starts, before it takes anything new.
+    let (mut idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    idn_config.data_dir = Some(copy.clone());
+    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config)
+        .await
+        .unwrap();
+    let log = idn.exchange().log().clone();
+    log.transact(|_| Ok(())).await.unwrap();
+    let signed = log.issued_receipt(last).unwrap().expect("signed at start");
+    let signed = pb::SignedReceipt::decode(signed.as_slice()).unwrap();
+    let receipt = pb::Receipt::decode(signed.receipt.as_slice()).unwrap();
+    assert_eq!(receipt.log_sequence, last);
+    let trust = AuditTrust::from_config(&NodeConfig::load(&config).unwrap()).unwrap();
+    let report = audit::verify(&log, &trust).unwrap();
+    assert_eq!((report.receipts, report.unsigned_receipts), (5, 0));
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -244,7 +244,17 @@ fn log_entry_decoding() {
         signature_scheme: "ECDSA_NISTP256_SHA256".into(),
         signature: vec![0x30; 70],
         signer_certificate: std::fs::read(repo().join("certs-example/khm/ca.pem")).unwrap(),
+        batch: None,
     };
     built.push(receipt.encode_to_vec());
+    let batched = pb::SignedReceipt {
+        batch: Some(pb::ReceiptBatchProof {
+            index: 1,
+            size: 3,
+            path: vec![vec![0x11; 32], vec![0x22; 32]],
+        }),
+        ..receipt
+    };
+    built.push(batched.encode_to_vec());
     run("log_entry", focalpoint::fuzzing::log_entry, built);
 }
