@@ -153,12 +153,11 @@ mod key {
     pub(super) const CONTENT: u8 = b'c';
     /// A whole `SignedReceipt`, as logs written before receipt batches keep it.
     pub(super) const ISSUED_RECEIPT: u8 = b'r';
-    /// An `IssuedReceipt`: the receipt and its place in a signed batch.
+    /// An `IssuedReceipt`: the receipt and its place in a signed batch, stored with its
+    /// message. Without its batch, the receipt is not signed yet.
     pub(super) const ISSUED_IN_BATCH: u8 = b'q';
     /// A `ReceiptBatch`, by the sequence of its first receipt.
     pub(super) const RECEIPT_BATCH: u8 = b'b';
-    /// A receipt stored with its message, whose batch signature is not written yet.
-    pub(super) const UNSIGNED_RECEIPT: u8 = b'u';
     /// A signer certificate, by its SHA-256.
     pub(super) const CERTIFICATE: u8 = b'z';
     pub(super) const MESSAGE: u8 = b'i';
@@ -290,15 +289,18 @@ impl Txn<'_> {
 
     /// The signed receipt this node issued for a received message, in earlier writes.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
-        read_issued(self.tree, sequence, None)
+        match issued_state(self.tree, sequence, None)? {
+            Issued::Signed(signed) => Ok(Some(signed)),
+            Issued::None | Issued::Unsigned(_) => Ok(None),
+        }
     }
 
     /// The receipt stored for a received message whose batch signature was never written.
     pub fn unsigned_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self
-            .tree
-            .get(key::seq(key::UNSIGNED_RECEIPT, sequence))?
-            .map(|v| v.to_vec()))
+        match issued_state(self.tree, sequence, None)? {
+            Issued::Unsigned(receipt) => Ok(Some(receipt)),
+            Issued::None | Issued::Signed(_) => Ok(None),
+        }
     }
 
     /// Issues the receipt (an encoded `Receipt`) for the received message at `sequence`. It is
@@ -309,8 +311,16 @@ impl Txn<'_> {
         if let Some(p) = self.receipts.iter().find(|p| p.sequence == sequence) {
             return p.ticket.clone();
         }
-        self.batch
-            .insert(key::seq(key::UNSIGNED_RECEIPT, sequence), receipt.clone());
+        // The batch is named by its first receipt's message, and written when the write ends.
+        let issued = pb::IssuedReceipt {
+            receipt: receipt.clone(),
+            batch: self.receipts.first().map_or(sequence, |p| p.sequence),
+            index: self.receipts.len() as u64,
+        };
+        self.batch.insert(
+            key::seq(key::ISSUED_IN_BATCH, sequence),
+            issued.encode_to_vec(),
+        );
         let ticket = ReceiptTicket::default();
         self.receipts.push(PendingReceipt {
             sequence,
@@ -537,11 +547,20 @@ impl ExchangeLog {
         let tree = self.inner.tree.clone();
         // Answered or not, the job runs; a failure is logged by the writer.
         drop(self.enqueue(move |t| {
-            for kv in tree.scan_prefix([key::UNSIGNED_RECEIPT]) {
-                let (k, receipt) = kv?;
-                if let Some(sequence) = key::tail_seq(&k) {
-                    t.issue_receipt(sequence, receipt.to_vec());
+            // Only the last write can have stopped before its batch was signed, so the unsigned
+            // receipts are the last ones stored.
+            let mut unsigned = Vec::new();
+            for k in tree.scan_prefix([key::ISSUED_IN_BATCH]).keys().rev() {
+                let Some(sequence) = key::tail_seq(&k?) else {
+                    continue;
+                };
+                match issued_state(&tree, sequence, None)? {
+                    Issued::Unsigned(receipt) => unsigned.push((sequence, receipt)),
+                    Issued::Signed(_) | Issued::None => break,
                 }
+            }
+            for (sequence, receipt) in unsigned.into_iter().rev() {
+                t.issue_receipt(sequence, receipt);
             }
             Ok(())
         })?);
@@ -701,15 +720,10 @@ impl ExchangeLog {
     /// The signed receipt this node issued for the received message at `sequence` (an encoded
     /// `SignedReceipt`).
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
-        read_issued(&self.inner.tree, sequence, Some(&self.inner.batches))
-    }
-
-    /// Whether the received message at `sequence` has a receipt stored but not yet signed.
-    pub fn has_unsigned_receipt(&self, sequence: u64) -> Result<bool, LogError> {
-        Ok(self
-            .inner
-            .tree
-            .contains_key(key::seq(key::UNSIGNED_RECEIPT, sequence))?)
+        match issued_state(&self.inner.tree, sequence, Some(&self.inner.batches))? {
+            Issued::Signed(signed) => Ok(Some(signed)),
+            Issued::None | Issued::Unsigned(_) => Ok(None),
+        }
     }
 
     /// The sequence of the receipt entry for the sent message at `sent`.
@@ -902,12 +916,13 @@ impl ExchangeLog {
                     .map_err(|problem| bad(expected, problem))?;
             }
             let (issued, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
-                let unreadable =
-                    |e: LogError| bad(expected, format!("receipt cannot be read: {e}"));
-                let issued = self.issued_receipt(expected).map_err(unreadable)?;
-                let unsigned =
-                    issued.is_none() && self.has_unsigned_receipt(expected).map_err(unreadable)?;
-                (issued, unsigned)
+                match issued_state(tree, expected, Some(&self.inner.batches))
+                    .map_err(|e| bad(expected, format!("receipt cannot be read: {e}")))?
+                {
+                    Issued::Signed(signed) => (Some(signed), false),
+                    Issued::Unsigned(_) => (None, true),
+                    Issued::None => (None, false),
+                }
             } else {
                 (None, false)
             };
@@ -927,12 +942,7 @@ impl ExchangeLog {
         }
         let last = expected - 1;
         // Content or receipts beyond the last entry: the tail was cut off.
-        for prefix in [
-            key::CONTENT,
-            key::ISSUED_RECEIPT,
-            key::ISSUED_IN_BATCH,
-            key::UNSIGNED_RECEIPT,
-        ] {
+        for prefix in [key::CONTENT, key::ISSUED_RECEIPT, key::ISSUED_IN_BATCH] {
             if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
                 let k = kv.map_err(|e| VerifyError {
                     sequence: last + 1,
@@ -1226,16 +1236,6 @@ impl Writer {
         };
         batch.insert(batch_key, record.encode_to_vec());
         for (index, p) in pending.iter().enumerate() {
-            let issued = pb::IssuedReceipt {
-                receipt: p.receipt.clone(),
-                batch: batch_id,
-                index: index as u64,
-            };
-            batch.insert(
-                key::seq(key::ISSUED_IN_BATCH, p.sequence),
-                issued.encode_to_vec(),
-            );
-            batch.remove(key::seq(key::UNSIGNED_RECEIPT, p.sequence));
             let _ = p
                 .ticket
                 .0
@@ -1412,16 +1412,26 @@ fn read_batch(tree: &sled::Tree, id: u64) -> Result<StoredBatch, LogError> {
     })
 }
 
-/// The signed receipt issued for the message at `sequence`, rebuilt from its batch.
-fn read_issued(
+/// The receipt issued for a received message, as stored.
+enum Issued {
+    None,
+    /// Stored with its message, but the node stopped before signing its batch: the encoded
+    /// `Receipt`.
+    Unsigned(Vec<u8>),
+    /// An encoded `SignedReceipt`, with its batch's inclusion path when it has one.
+    Signed(Vec<u8>),
+}
+
+/// The receipt issued for the message at `sequence`, rebuilt from its batch.
+fn issued_state(
     tree: &sled::Tree,
     sequence: u64,
     cache: Option<&BatchCache>,
-) -> Result<Option<Vec<u8>>, LogError> {
+) -> Result<Issued, LogError> {
     let Some(bytes) = tree.get(key::seq(key::ISSUED_IN_BATCH, sequence))? else {
         return Ok(tree
             .get(key::seq(key::ISSUED_RECEIPT, sequence))?
-            .map(|v| v.to_vec()));
+            .map_or(Issued::None, |v| Issued::Signed(v.to_vec())));
     };
     let issued = pb::IssuedReceipt::decode(bytes.as_ref()).map_err(|e| LogError::Corrupt {
         sequence,
@@ -1436,6 +1446,9 @@ fn read_issued(
     });
     let batch = match cached {
         Some(b) => b,
+        None if !tree.contains_key(key::seq(key::RECEIPT_BATCH, issued.batch))? => {
+            return Ok(Issued::Unsigned(issued.receipt));
+        }
         None => {
             let b = Arc::new(read_batch(tree, issued.batch)?);
             if let Some(c) = cache {
@@ -1468,7 +1481,7 @@ fn read_issued(
         }
         Some(_) => {}
     }
-    Ok(Some(
+    Ok(Issued::Signed(
         batch
             .signed
             .receipt(index, issued.receipt, &batch.certificate)
