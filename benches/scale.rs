@@ -38,8 +38,8 @@ fn example() -> focalpoint::pb::Envelope {
     focalpoint::client::parse_envelope(&text).unwrap()
 }
 
-fn envelope_bytes(n: usize) -> Vec<u8> {
-    let mut e = example();
+fn envelope_bytes(template: &focalpoint::pb::Envelope, n: usize) -> Vec<u8> {
+    let mut e = template.clone();
     e.message_id = format!("IDN-20250430-ALERT-{n:07}");
     e.sender = "IDN".into();
     e.created_at = "2025-04-30T08:15:00Z".into();
@@ -70,6 +70,79 @@ fn status_kib(field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// sled alone, given what the log writes for one received message (the entry, the envelope,
+/// four index keys and the issued receipt, as one atomic batch per message), `IN_FLIGHT`
+/// messages to a group, each group flushed and fdatasync'ed. Returns messages per second and
+/// bytes on disk per message.
+fn sled_alone(dir: &Path, template: &focalpoint::pb::Envelope, count: usize) -> (f64, u64) {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("exchange-log").unwrap();
+    let data = std::fs::File::open(dir.join("db")).unwrap();
+    let key = |prefix: u8, n: u64| {
+        let mut k = vec![prefix];
+        k.extend_from_slice(&n.to_be_bytes());
+        k
+    };
+    let entry = vec![0x42_u8; 170];
+    let receipt = vec![0x43_u8; 230];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while (n as usize) < count {
+        for _ in 0..IN_FLIGHT.min(count - n as usize) {
+            n += 1;
+            let content = envelope_bytes(template, n as usize);
+            let mut message_key = b"iIDN".to_vec();
+            message_key.extend_from_slice(format!("IDN-20250430-ALERT-{n:07}").as_bytes());
+            let mut received_from = b"sIDN".to_vec();
+            received_from.extend_from_slice(&n.to_be_bytes());
+            let mut batch = sled::Batch::default();
+            batch.insert(message_key, n.to_be_bytes().to_vec());
+            batch.insert(key(b'n', n), Vec::new());
+            batch.insert(received_from, n.to_be_bytes().to_vec());
+            batch.insert(key(b'e', n), entry.clone());
+            batch.insert(key(b'c', n), content);
+            batch.insert(key(b'q', n), receipt.clone());
+            tree.apply_batch(batch).unwrap();
+        }
+        db.flush().unwrap();
+        data.sync_data().unwrap();
+    }
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    drop(tree);
+    drop(db);
+    (rate, disk_bytes(dir) / count as u64)
+}
+
+/// `count` envelopes through the node's receive path, `IN_FLIGHT` at a time. Returns envelopes
+/// per second and the bytes of envelope received.
+async fn receive(
+    exchange: &focalpoint::exchange::Exchange,
+    template: &focalpoint::pb::Envelope,
+    count: usize,
+) -> (f64, u64) {
+    let idn: CountryCode = "IDN".parse().unwrap();
+    let mut payload_bytes = 0u64;
+    let start = Instant::now();
+    let mut n = 0;
+    while n < count {
+        let mut queued = Vec::with_capacity(IN_FLIGHT);
+        for _ in 0..IN_FLIGHT.min(count - n) {
+            n += 1;
+            let bytes = envelope_bytes(template, n);
+            payload_bytes += bytes.len() as u64;
+            queued.push(exchange.receive_queued(idn, bytes, n as u64).unwrap());
+        }
+        for q in queued {
+            q.await.unwrap();
+        }
+    }
+    (count as f64 / start.elapsed().as_secs_f64(), payload_bytes)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -121,25 +194,11 @@ fn main() {
         let rss_before = status_kib("VmRSS:");
         let khm = start_alone(khm_config.clone(), &closed_address()).await;
         let exchange = khm.exchange().clone();
-        let mut payload_bytes = 0u64;
-        let start = Instant::now();
-        let mut n = 0;
-        while n < entries {
-            let mut queued = Vec::with_capacity(IN_FLIGHT);
-            for _ in 0..IN_FLIGHT.min(entries - n) {
-                n += 1;
-                let bytes = envelope_bytes(n);
-                payload_bytes += bytes.len() as u64;
-                queued.push(exchange.receive_queued(idn, bytes, n as u64).unwrap());
-            }
-            for q in queued {
-                q.await.unwrap();
-            }
-        }
-        let took = start.elapsed();
+        let template = example();
+        let (rate, payload_bytes) = receive(&exchange, &template, entries).await;
         row(
             &format!("receive path: {entries} envelopes, fsync, signed receipts"),
-            format!("{:.0}/s", entries as f64 / took.as_secs_f64()),
+            format!("{rate:.0}/s"),
         );
         let rss = status_kib("VmRSS:");
         let hwm = status_kib("VmHWM:");
@@ -157,6 +216,17 @@ fn main() {
         );
         khm.stop().await.unwrap();
         drop(exchange);
+
+        // 1b. The ceiling under it: sled alone, given the same writes per message in the same
+        // groups, with no decoding, validation, hashing or signing.
+        let ceiling_dir = dir.path().join("sled-alone");
+        let (rate, disk_per_message) = sled_alone(&ceiling_dir, &template, entries.min(200_000));
+        row(
+            "ceiling: sled alone, the same writes per message, flushed",
+            format!("{rate:.0}/s"),
+        );
+        row("  its disk per message", format!("{disk_per_message} B"));
+        std::fs::remove_dir_all(&ceiling_dir).unwrap();
 
         // 2. Footprint.
         let data = dir.path().join("khm/data");
@@ -263,7 +333,11 @@ fn main() {
         }
         let log = idn_node.exchange().log().clone();
         assert_eq!(log.pending(khm_country).unwrap().len(), catchup);
-        let khm = start_alone(khm_config, &format!("https://{}", idn_node.peer_address)).await;
+        let khm = start_alone(
+            khm_config.clone(),
+            &format!("https://{}", idn_node.peer_address),
+        )
+        .await;
         let mut first = None;
         let last = loop {
             let pending = log.pending(khm_country).unwrap().len();
@@ -283,5 +357,25 @@ fn main() {
         );
         idn_node.stop().await.unwrap();
         khm.stop().await.unwrap();
+
+        // 6. The same receive path into a log created with `compression = "zstd"`.
+        khm_config.compression = focalpoint::log::Compression::Zstd;
+        khm_config.data_dir = Some(dir.path().join("khm/zstd"));
+        let khm = start_alone(khm_config.clone(), &closed_address()).await;
+        let (rate, payload_bytes) = receive(khm.exchange(), &template, entries).await;
+        khm.stop().await.unwrap();
+        let disk = disk_bytes(&dir.path().join("khm/zstd"));
+        row(
+            &format!("compressed log: receive path, {entries} envelopes"),
+            format!("{rate:.0}/s"),
+        );
+        row(
+            "compressed log: disk per message",
+            format!("{} B", disk / entries as u64),
+        );
+        row(
+            "compressed log: disk bytes per payload byte",
+            format!("{:.2}", disk as f64 / payload_bytes as f64),
+        );
     });
 }

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     /// What an acknowledged write survives.
     #[serde(default)]
     pub durability: Durability,
+    /// How a new exchange log stores its pages (`none` or `zstd`); an existing log keeps its own.
+    #[serde(default)]
+    pub compression: crate::log::Compression,
     /// How the node logs.
     #[serde(default)]
     pub log: LogConfig,

@@ -35,6 +35,31 @@ pub enum Durability {
     Flush,
 }
 
+/// How a new log stores its pages. A log keeps the choice it was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// Pages stored as written: the fastest writes.
+    #[default]
+    None,
+    /// Pages compressed with zstd: a fraction of the disk, at some cost in write throughput.
+    Zstd,
+}
+
+/// How to open a log.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// What an acknowledged write survives.
+    pub durability: Durability,
+    /// With a key, new message content is sealed at rest.
+    pub key: Option<Arc<LogKey>>,
+    /// For a new log: how it stores its pages. An existing log keeps its own.
+    pub compression: Compression,
+    /// The log's clock runs this far ahead of the system clock: for retention drills and tests
+    /// that need the log as it will be days from now. A node never opens its log this way.
+    pub clock_offset_micros: i64,
+}
+
 /// Why the log could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -433,6 +458,7 @@ struct Inner {
     db: sled::Db,
     tree: sled::Tree,
     key: Option<Arc<LogKey>>,
+    compression: Compression,
     signer: SharedSigner,
     batches: BatchCache,
     jobs: Option<mpsc::SyncSender<Job>>,
@@ -477,11 +503,30 @@ impl ExchangeLog {
         key: Option<Arc<LogKey>>,
         offset_micros: i64,
     ) -> Result<Self, LogError> {
+        Self::open_with(
+            dir,
+            LogOptions {
+                durability,
+                key,
+                compression: Compression::None,
+                clock_offset_micros: offset_micros,
+            },
+        )
+    }
+
+    /// Opens (or creates) the log in `dir` as `options` say.
+    pub fn open_with(dir: &Path, options: LogOptions) -> Result<Self, LogError> {
+        let LogOptions {
+            durability,
+            key,
+            compression,
+            clock_offset_micros: offset_micros,
+        } = options;
         std::fs::create_dir_all(dir).map_err(|source| LogError::Open {
             path: dir.to_owned(),
             source,
         })?;
-        let db = open_db(dir)?;
+        let (db, compression) = open_db(dir, compression)?;
         let tree = db.open_tree("exchange-log")?;
         let (next, head) = match tree.scan_prefix([key::ENTRY]).next_back() {
             None => (1, GENESIS),
@@ -527,6 +572,7 @@ impl ExchangeLog {
                 db,
                 tree,
                 key,
+                compression,
                 signer,
                 batches: BatchCache::default(),
                 jobs: Some(jobs),
@@ -565,6 +611,11 @@ impl ExchangeLog {
             Ok(())
         })?);
         Ok(())
+    }
+
+    /// How this log stores its pages.
+    pub fn compression(&self) -> Compression {
+        self.inner.compression
     }
 
     /// Runs `job` on the writer; its writes are applied atomically if it returns `Ok`, and the
@@ -1064,7 +1115,7 @@ impl ExchangeLog {
             });
         }
         {
-            let db = open_db(to)?;
+            let (db, _) = open_db(to, self.inner.compression)?;
             let tree = db.open_tree("exchange-log")?;
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
@@ -1101,12 +1152,24 @@ impl ExchangeLog {
 /// Opens sled, waiting up to a second for the directory lock: a handle this process has just
 /// dropped may still be shutting down sled's own threads. Another process holding the lock
 /// (a running node) is still an error after that.
-fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
+/// Opens sled in `dir`; a new database takes `compression`, an existing one keeps what it was
+/// created with. Returns the database and its compression.
+fn open_db(dir: &Path, compression: Compression) -> Result<(sled::Db, Compression), LogError> {
+    // sled refuses to open a database with another compression setting than it was made with,
+    // and records that setting in its `conf` file.
+    // The file is text lines followed by a checksum.
+    let compression = match std::fs::read(dir.join("conf")) {
+        Ok(conf) if conf.windows(21).any(|w| w == b"use_compression: true") => Compression::Zstd,
+        Ok(conf) if conf.windows(22).any(|w| w == b"use_compression: false") => Compression::None,
+        _ => compression,
+    };
     let mut attempts = 0;
     loop {
         match sled::Config::new()
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
+            .use_compression(compression == Compression::Zstd)
+            .compression_factor(1)
             .open()
         {
             Err(sled::Error::Io(e))
@@ -1115,7 +1178,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => return Ok(other?),
+            other => return Ok((other?, compression)),
         }
     }
 }
@@ -1550,6 +1613,46 @@ mod tests {
         assert_eq!(sixth.entry.previous_hash, head.0.to_vec());
         assert_eq!(log.verify(), Ok(6));
         assert_eq!(log.sent("m3").unwrap(), Some(4));
+    }
+
+    #[test]
+    fn a_log_keeps_the_compression_it_was_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let compressed = dir.path().join("zstd");
+        let zstd = LogOptions {
+            durability: Durability::Fsync,
+            compression: Compression::Zstd,
+            ..LogOptions::default()
+        };
+        let content = b"a page worth compressing ".repeat(40);
+        {
+            let log = ExchangeLog::open_with(&compressed, zstd).unwrap();
+            let mut entry = sent("m0");
+            entry.content = Some(content.clone());
+            log.transact_blocking(move |t| t.append(entry)).unwrap();
+            assert_eq!(log.compression(), Compression::Zstd);
+        }
+        // Opened again without asking for compression, it is still compressed and reads back.
+        let log = ExchangeLog::open(&compressed, Durability::Fsync).unwrap();
+        assert_eq!(log.compression(), Compression::Zstd);
+        assert_eq!(log.content(1).unwrap(), Some(content));
+        assert_eq!(log.verify(), Ok(1));
+        // A compacted copy keeps it too.
+        let copy = dir.path().join("copy");
+        log.compact_into(&copy).unwrap();
+        drop(log);
+        let copy = ExchangeLog::open(&copy, Durability::Fsync).unwrap();
+        assert_eq!(copy.compression(), Compression::Zstd);
+        assert_eq!(copy.verify(), Ok(1));
+        // And a log made without compression keeps none when asked for it later.
+        let plain = dir.path().join("plain");
+        drop(ExchangeLog::open(&plain, Durability::Fsync).unwrap());
+        let zstd = LogOptions {
+            compression: Compression::Zstd,
+            ..LogOptions::default()
+        };
+        let log = ExchangeLog::open_with(&plain, zstd).unwrap();
+        assert_eq!(log.compression(), Compression::None);
     }
 
     #[test]

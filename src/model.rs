@@ -24,18 +24,19 @@ pub enum ParseError {
     Instant(String),
 }
 
-/// ISO 3166-1 alpha-3 codes, plus the ICAO codes for the stateless, refugees and UN documents.
-const COUNTRIES: &str = "ABW AFG AGO AIA ALA ALB AND ARE ARG ARM ASM ATA ATF ATG AUS AUT AZE BDI BEL \
-BEN BES BFA BGD BGR BHR BHS BIH BLM BLR BLZ BMU BOL BRA BRB BRN BTN BVT BWA CAF CAN CCK CHE CHL \
-CHN CIV CMR COD COG COK COL COM CPV CRI CUB CUW CXR CYM CYP CZE DEU DJI DMA DNK DOM DZA ECU EGY \
-ERI ESH ESP EST ETH FIN FJI FLK FRA FRO FSM GAB GBR GEO GGY GHA GIB GIN GLP GMB GNB GNQ GRC GRD \
-GRL GTM GUF GUM GUY HKG HMD HND HRV HTI HUN IDN IMN IND IOT IRL IRN IRQ ISL ISR ITA JAM JEY JOR \
-JPN KAZ KEN KGZ KHM KIR KNA KOR KWT LAO LBN LBR LBY LCA LIE LKA LSO LTU LUX LVA MAC MAF MAR MCO \
-MDA MDG MDV MEX MHL MKD MLI MLT MMR MNE MNG MNP MOZ MRT MSR MTQ MUS MWI MYS MYT NAM NCL NER NFK \
-NGA NIC NIU NLD NOR NPL NRU NZL OMN PAK PAN PCN PER PHL PLW PNG POL PRI PRK PRT PRY PSE PYF QAT \
-REU ROU RUS RWA SAU SDN SEN SGP SGS SHN SJM SLB SLE SLV SMR SOM SPM SRB SSD STP SUR SVK SVN SWE \
-SWZ SXM SYC SYR TCA TCD TGO THA TJK TKL TKM TLS TON TTO TUN TUR TUV TWN TZA UGA UKR UMI URY USA \
-UZB VAT VCT VEN VGB VIR VNM VUT WLF WSM YEM ZAF ZMB ZWE XXA XXB XXC XXX UNO UNA UNK RKS";
+/// ISO 3166-1 alpha-3 codes, plus the ICAO codes for the stateless, refugees and UN documents,
+/// sorted and one space apart (looked up by binary search).
+const COUNTRIES: &str = "ABW AFG AGO AIA ALA ALB AND ARE ARG ARM ASM ATA ATF ATG AUS AUT AZE BDI \
+BEL BEN BES BFA BGD BGR BHR BHS BIH BLM BLR BLZ BMU BOL BRA BRB BRN BTN BVT BWA CAF CAN CCK CHE \
+CHL CHN CIV CMR COD COG COK COL COM CPV CRI CUB CUW CXR CYM CYP CZE DEU DJI DMA DNK DOM DZA ECU \
+EGY ERI ESH ESP EST ETH FIN FJI FLK FRA FRO FSM GAB GBR GEO GGY GHA GIB GIN GLP GMB GNB GNQ GRC \
+GRD GRL GTM GUF GUM GUY HKG HMD HND HRV HTI HUN IDN IMN IND IOT IRL IRN IRQ ISL ISR ITA JAM JEY \
+JOR JPN KAZ KEN KGZ KHM KIR KNA KOR KWT LAO LBN LBR LBY LCA LIE LKA LSO LTU LUX LVA MAC MAF MAR \
+MCO MDA MDG MDV MEX MHL MKD MLI MLT MMR MNE MNG MNP MOZ MRT MSR MTQ MUS MWI MYS MYT NAM NCL NER \
+NFK NGA NIC NIU NLD NOR NPL NRU NZL OMN PAK PAN PCN PER PHL PLW PNG POL PRI PRK PRT PRY PSE PYF \
+QAT REU RKS ROU RUS RWA SAU SDN SEN SGP SGS SHN SJM SLB SLE SLV SMR SOM SPM SRB SSD STP SUR SVK \
+SVN SWE SWZ SXM SYC SYR TCA TCD TGO THA TJK TKL TKM TLS TON TTO TUN TUR TUV TWN TZA UGA UKR UMI \
+UNA UNK UNO URY USA UZB VAT VCT VEN VGB VIR VNM VUT WLF WSM XXA XXB XXC XXX YEM ZAF ZMB ZWE";
 
 /// A country: ISO 3166-1 alpha-3, upper case.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,14 +50,26 @@ impl CountryCode {
     }
 }
 
+/// Whether `code` is in `COUNTRIES`: a binary search over its sorted, space-separated codes.
+fn is_country(code: &[u8]) -> bool {
+    let list = COUNTRIES.as_bytes();
+    let (mut low, mut high) = (0, list.len().div_ceil(4));
+    while low < high {
+        let middle = (low + high) / 2;
+        match list[4 * middle..4 * middle + 3].cmp(code) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
 impl FromStr for CountryCode {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = s.as_bytes();
-        if bytes.len() != 3
-            || !bytes.iter().all(u8::is_ascii_uppercase)
-            || !COUNTRIES.split_ascii_whitespace().any(|c| c == s)
-        {
+        if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_uppercase) || !is_country(bytes) {
             return Err(ParseError::Country(s.to_owned()));
         }
         Ok(Self([bytes[0], bytes[1], bytes[2]]))
@@ -329,8 +342,18 @@ mod tests {
         for ok in ["IDN", "KHM", "THA", "MYS", "SGP", "XXA"] {
             assert_eq!(ok.parse::<CountryCode>().unwrap().as_str(), ok);
         }
-        for bad in ["", "ID", "idn", "IDNN", "KHN", "ZZZ", "I D"] {
+        for bad in ["", "ID", "idn", "IDNN", "KHN", "ZZZ", "I D", "AAA", "ZZW"] {
             assert!(bad.parse::<CountryCode>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_country_list_is_sorted_codes_one_space_apart_and_each_is_found() {
+        let codes: Vec<&str> = COUNTRIES.split(' ').collect();
+        assert!(codes.iter().all(|c| c.len() == 3));
+        assert!(codes.windows(2).all(|w| w[0] < w[1]));
+        for c in codes {
+            assert!(is_country(c.as_bytes()), "{c}");
         }
     }
 

@@ -209,7 +209,22 @@ impl BoundNode {
         if let Some(key) = &key {
             tracing::info!(key = %key.id(), "message content is encrypted at rest");
         }
-        let log = ExchangeLog::open_with_key(&data_dir, config.durability, key)?;
+        let log = ExchangeLog::open_with(
+            &data_dir,
+            crate::log::LogOptions {
+                durability: config.durability,
+                key,
+                compression: config.compression,
+                clock_offset_micros: 0,
+            },
+        )?;
+        if log.compression() != config.compression {
+            tracing::warn!(
+                configured = ?config.compression,
+                kept = ?log.compression(),
+                "the exchange log keeps the compression it was created with"
+            );
+        }
         let exchange = Exchange::new(config.country, log, material.signer, material.peer_trust);
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
