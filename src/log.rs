@@ -107,8 +107,8 @@ pub struct Checked<'a> {
     pub sealed: bool,
     /// Whether its content was removed by a later redaction entry.
     pub redacted: bool,
-    /// For a received message, the receipt this node issued (a `SignedReceipt`).
-    pub issued_receipt: Option<&'a [u8]>,
+    /// For a received message, the receipt this node issued.
+    pub issued_receipt: Option<&'a pb::SignedReceipt>,
     /// For a received message without a signed receipt: whether its receipt was stored but not
     /// yet signed, because the node stopped in between. Nothing was acknowledged; the node
     /// signs it when it starts.
@@ -315,7 +315,7 @@ impl Txn<'_> {
     /// The signed receipt this node issued for a received message, in earlier writes.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
         match issued_state(self.tree, sequence, None)? {
-            Issued::Signed(signed) => Ok(Some(signed)),
+            Issued::Signed(signed) => Ok(Some(signed.encode_to_vec())),
             Issued::None | Issued::Unsigned(_) => Ok(None),
         }
     }
@@ -772,7 +772,7 @@ impl ExchangeLog {
     /// `SignedReceipt`).
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
         match issued_state(&self.inner.tree, sequence, Some(&self.inner.batches))? {
-            Issued::Signed(signed) => Ok(Some(signed)),
+            Issued::Signed(signed) => Ok(Some(signed.encode_to_vec())),
             Issued::None | Issued::Unsigned(_) => Ok(None),
         }
     }
@@ -966,7 +966,7 @@ impl ExchangeLog {
                 self.check_redaction(&entry)
                     .map_err(|problem| bad(expected, problem))?;
             }
-            let (issued, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
+            let (signed, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
                 match issued_state(tree, expected, Some(&self.inner.batches))
                     .map_err(|e| bad(expected, format!("receipt cannot be read: {e}")))?
                 {
@@ -984,7 +984,7 @@ impl ExchangeLog {
                 content,
                 sealed,
                 redacted,
-                issued_receipt: issued.as_deref(),
+                issued_receipt: signed.as_ref(),
                 unsigned_receipt,
             })
             .map_err(|problem| bad(expected, problem))?;
@@ -1481,8 +1481,8 @@ enum Issued {
     /// Stored with its message, but the node stopped before signing its batch: the encoded
     /// `Receipt`.
     Unsigned(Vec<u8>),
-    /// An encoded `SignedReceipt`, with its batch's inclusion path when it has one.
-    Signed(Vec<u8>),
+    /// Signed, with its batch's inclusion path when it has one.
+    Signed(pb::SignedReceipt),
 }
 
 /// The receipt issued for the message at `sequence`, rebuilt from its batch.
@@ -1494,7 +1494,14 @@ fn issued_state(
     let Some(bytes) = tree.get(key::seq(key::ISSUED_IN_BATCH, sequence))? else {
         return Ok(tree
             .get(key::seq(key::ISSUED_RECEIPT, sequence))?
-            .map_or(Issued::None, |v| Issued::Signed(v.to_vec())));
+            .map(|v| {
+                pb::SignedReceipt::decode(v.as_ref()).map_err(|e| LogError::Corrupt {
+                    sequence,
+                    reason: format!("issued receipt: {e}"),
+                })
+            })
+            .transpose()?
+            .map_or(Issued::None, Issued::Signed));
     };
     let issued = pb::IssuedReceipt::decode(bytes.as_ref()).map_err(|e| LogError::Corrupt {
         sequence,
@@ -1544,12 +1551,11 @@ fn issued_state(
         }
         Some(_) => {}
     }
-    Ok(Issued::Signed(
-        batch
-            .signed
-            .receipt(index, issued.receipt, &batch.certificate)
-            .encode_to_vec(),
-    ))
+    Ok(Issued::Signed(batch.signed.receipt(
+        index,
+        issued.receipt,
+        &batch.certificate,
+    )))
 }
 
 fn read_seq(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {

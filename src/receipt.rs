@@ -250,7 +250,7 @@ pub const COSIGNATURE_DOMAIN: &[u8] = b"focalpoint-cosignature-v1\0";
 /// Checks a signed body: made under `domain` by the node of `signer`, whose certificate chains
 /// to one of `anchors` at time `at`.
 pub fn verify_signed(
-    domain: &[u8],
+    domain: &'static [u8],
     signed: &pb::Signed,
     anchors: &[CertificateDer<'_>],
     signer: CountryCode,
@@ -272,36 +272,46 @@ pub fn verify_signed(
 /// which that holds: the intersection of the certificate's and every anchor's validity.
 #[derive(Debug, Clone)]
 struct Chained {
-    key: crate::model::Digest,
+    certificate: Vec<u8>,
+    anchors: Vec<Vec<u8>>,
     identity: crate::model::Identity,
     from: i64,
     until: i64,
 }
 
+impl Chained {
+    fn is(&self, certificate: &[u8], anchors: &[CertificateDer<'_>]) -> bool {
+        self.certificate == certificate
+            && self.anchors.len() == anchors.len()
+            && self
+                .anchors
+                .iter()
+                .zip(anchors)
+                .all(|(a, b)| a == b.as_ref())
+    }
+}
+
 /// Certificates already validated. A node signs every receipt with the same certificate, so
 /// validating its chain once per certificate and anchors, instead of once per receipt, leaves
-/// only the receipt's own signature to check. Small and bounded: cleared when full.
+/// only the receipt's own signature to check. Small and bounded: cleared when full. Entries
+/// are compared byte for byte, which costs less than hashing them.
 static CHAINED: std::sync::Mutex<Vec<Chained>> = std::sync::Mutex::new(Vec::new());
 const CHAINED_MAX: usize = 32;
 
-fn chain_key(certificate: &[u8], anchors: &[CertificateDer<'_>]) -> crate::model::Digest {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(anchors.len() + 1);
-    parts.push(certificate);
-    parts.extend(anchors.iter().map(|a| a.as_ref()));
-    crate::model::Digest::of_parts(&parts)
-}
-
-fn chained(key: &crate::model::Digest, at: i64) -> Option<crate::model::Identity> {
+fn chained(
+    certificate: &[u8],
+    anchors: &[CertificateDer<'_>],
+    at: i64,
+) -> Option<crate::model::Identity> {
     CHAINED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
-        .find(|c| c.key == *key && (c.from..=c.until).contains(&at))
+        .find(|c| c.is(certificate, anchors) && (c.from..=c.until).contains(&at))
         .map(|c| c.identity.clone())
 }
 
 fn remember(
-    key: crate::model::Digest,
     identity: crate::model::Identity,
     cert: &CertificateDer<'_>,
     anchors: &[CertificateDer<'_>],
@@ -324,29 +334,55 @@ fn remember(
         cache.clear();
     }
     cache.push(Chained {
-        key,
+        certificate: cert.as_ref().to_vec(),
+        anchors: anchors.iter().map(|a| a.as_ref().to_vec()).collect(),
         identity,
         from,
         until,
     });
 }
 
-/// Signatures already found good, by digest of everything the check covered. Receipts of one
-/// batch share one signature, so a sender or an auditor checks it once per batch. Small and
-/// bounded: the oldest is forgotten first.
-static VERIFIED: std::sync::Mutex<std::collections::VecDeque<Digest>> =
+/// A signature found good: everything its check covered.
+#[derive(Debug)]
+struct Verified {
+    domain: &'static [u8],
+    body: Vec<u8>,
+    scheme: String,
+    signature: Vec<u8>,
+    certificate: Vec<u8>,
+}
+
+/// Signatures already found good. Receipts of one batch share one signature, so a sender or an
+/// auditor checks it once per batch. Small and bounded: the oldest is forgotten first.
+static VERIFIED: std::sync::Mutex<std::collections::VecDeque<Verified>> =
     std::sync::Mutex::new(std::collections::VecDeque::new());
 const VERIFIED_MAX: usize = 64;
 
-fn verified() -> std::sync::MutexGuard<'static, std::collections::VecDeque<Digest>> {
+fn verified() -> std::sync::MutexGuard<'static, std::collections::VecDeque<Verified>> {
     VERIFIED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn already_verified(
+    domain: &[u8],
+    body: &[u8],
+    scheme: &str,
+    signature: &[u8],
+    certificate: &[u8],
+) -> bool {
+    verified().iter().any(|v| {
+        v.body == body
+            && v.signature == signature
+            && v.domain == domain
+            && v.scheme == scheme
+            && v.certificate == certificate
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_signature(
-    domain: &[u8],
+    domain: &'static [u8],
     body: &[u8],
     scheme: &str,
     signature: &[u8],
@@ -356,8 +392,7 @@ fn check_signature(
     at: time::OffsetDateTime,
 ) -> Result<(), ReceiptError> {
     let cert = CertificateDer::from(certificate);
-    let key = chain_key(certificate, anchors);
-    let known = chained(&key, at.unix_timestamp());
+    let known = chained(certificate, anchors, at.unix_timestamp());
     let identity = match &known {
         Some(identity) => identity.clone(),
         None => identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?,
@@ -367,6 +402,9 @@ fn check_signature(
             found: identity.to_string(),
             expected: signer.to_string(),
         });
+    }
+    if known.is_some() && already_verified(domain, body, scheme, signature, certificate) {
+        return Ok(());
     }
     let end_entity = webpki::EndEntityCert::try_from(&cert)
         .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
@@ -392,7 +430,7 @@ fn check_signature(
                 None,
             )
             .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
-        remember(key, identity, &cert, anchors);
+        remember(identity, &cert, anchors);
     }
     let (_, candidates) = algorithms
         .mapping
@@ -400,18 +438,6 @@ fn check_signature(
         .find(|(s, _)| format!("{s:?}") == scheme)
         .ok_or_else(|| ReceiptError::Scheme(scheme.to_owned()))?;
     let message = [domain, body].concat();
-    let checked = Digest::of_parts(&[
-        &(message.len() as u64).to_be_bytes(),
-        &message,
-        &(scheme.len() as u64).to_be_bytes(),
-        scheme.as_bytes(),
-        &(signature.len() as u64).to_be_bytes(),
-        signature,
-        certificate,
-    ]);
-    if verified().contains(&checked) {
-        return Ok(());
-    }
     if candidates.iter().any(|alg| {
         end_entity
             .verify_signature(*alg, &message, signature)
@@ -421,7 +447,13 @@ fn check_signature(
         if cache.len() >= VERIFIED_MAX {
             cache.pop_front();
         }
-        cache.push_back(checked);
+        cache.push_back(Verified {
+            domain,
+            body: body.to_vec(),
+            scheme: scheme.to_owned(),
+            signature: signature.to_vec(),
+            certificate: certificate.to_vec(),
+        });
         Ok(())
     } else {
         Err(ReceiptError::Signature)
