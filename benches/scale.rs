@@ -79,7 +79,7 @@ fn status_kib(field: &str) -> u64 {
 fn sled_alone(dir: &Path, template: &focalpoint::pb::Envelope, count: usize) -> (f64, u64) {
     let db = sled::Config::new()
         .path(dir)
-        .cache_capacity(64 * 1024 * 1024)
+        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
         .open()
         .unwrap();
     let tree = db.open_tree("exchange-log").unwrap();

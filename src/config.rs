@@ -43,6 +43,9 @@ pub struct NodeConfig {
     /// How a new exchange log stores its pages (`none` or `zstd`); an existing log keeps its own.
     #[serde(default)]
     pub compression: crate::log::Compression,
+    /// MiB of memory the exchange log keeps its pages in (1 to 4096).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
     /// How the node logs.
     #[serde(default)]
     pub log: LogConfig,
@@ -263,6 +266,10 @@ fn resolve(base: &Path, p: &mut PathBuf) {
     }
 }
 
+fn default_cache_mib() -> u64 {
+    crate::log::DEFAULT_CACHE_MIB
+}
+
 impl NodeConfig {
     /// Reads and checks a node configuration; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -297,6 +304,12 @@ impl NodeConfig {
             key,
             message,
         };
+        if !(1..=4096).contains(&self.cache_mib) {
+            return Err(invalid(
+                "cache_mib".into(),
+                format!("is {}, but must be from 1 to 4096", self.cache_mib),
+            ));
+        }
         if let Some((key, message)) = self.limits.problem() {
             return Err(invalid(format!("limits.{key}"), message));
         }
@@ -406,6 +419,17 @@ ca = "peers/khm-ca.pem"
         assert_eq!(c.node.key, Path::new("/etc/focalpoint/node.key"));
         assert_eq!(c.peers[0].ca, Path::new("/etc/focalpoint/peers/khm-ca.pem"));
         assert_eq!(c.durability, Durability::Fsync);
+        assert_eq!(c.compression, crate::log::Compression::None);
+        assert_eq!(c.cache_mib, crate::log::DEFAULT_CACHE_MIB);
+        let text = GOOD.replace(
+            "country = \"IDN\"",
+            "country = \"IDN\"\ncompression = \"zstd\"\ncache_mib = 64",
+        );
+        let c = NodeConfig::parse(Path::new("/etc/focalpoint/node.toml"), &text).unwrap();
+        assert_eq!(
+            (c.compression, c.cache_mib),
+            (crate::log::Compression::Zstd, 64)
+        );
     }
 
     #[test]
@@ -438,6 +462,17 @@ ca = "peers/khm-ca.pem"
             ),
             (GOOD.replace("127.0.0.1:7444", "localhost"), "address"),
             (GOOD.replace("[[peers]]", "[[peer]]"), "peer"),
+            (
+                GOOD.replace("country = \"IDN\"", "country = \"IDN\"\ncache_mib = 0"),
+                "cache_mib",
+            ),
+            (
+                GOOD.replace(
+                    "country = \"IDN\"",
+                    "country = \"IDN\"\ncompression = \"lz4\"",
+                ),
+                "lz4",
+            ),
             (
                 format!("{GOOD}\n[retention]\npolicy = \"P\"\nalert_days = 0\n"),
                 "retention.alert_days",

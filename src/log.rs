@@ -46,8 +46,12 @@ pub enum Compression {
     Zstd,
 }
 
+/// MiB of pages a log keeps in memory unless told otherwise: enough for the pages being written
+/// and the indexes read most, small enough for a modest host.
+pub const DEFAULT_CACHE_MIB: u64 = 16;
+
 /// How to open a log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LogOptions {
     /// What an acknowledged write survives.
     pub durability: Durability,
@@ -58,6 +62,20 @@ pub struct LogOptions {
     /// The log's clock runs this far ahead of the system clock: for retention drills and tests
     /// that need the log as it will be days from now. A node never opens its log this way.
     pub clock_offset_micros: i64,
+    /// MiB of pages kept in memory.
+    pub cache_mib: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::default(),
+            key: None,
+            compression: Compression::default(),
+            clock_offset_micros: 0,
+            cache_mib: DEFAULT_CACHE_MIB,
+        }
+    }
 }
 
 /// Why the log could not do what was asked.
@@ -508,8 +526,8 @@ impl ExchangeLog {
             LogOptions {
                 durability,
                 key,
-                compression: Compression::None,
                 clock_offset_micros: offset_micros,
+                ..LogOptions::default()
             },
         )
     }
@@ -521,12 +539,13 @@ impl ExchangeLog {
             key,
             compression,
             clock_offset_micros: offset_micros,
+            cache_mib,
         } = options;
         std::fs::create_dir_all(dir).map_err(|source| LogError::Open {
             path: dir.to_owned(),
             source,
         })?;
-        let (db, compression) = open_db(dir, compression)?;
+        let (db, compression) = open_db(dir, compression, cache_mib)?;
         let tree = db.open_tree("exchange-log")?;
         let (next, head) = match tree.scan_prefix([key::ENTRY]).next_back() {
             None => (1, GENESIS),
@@ -1115,7 +1134,7 @@ impl ExchangeLog {
             });
         }
         {
-            let (db, _) = open_db(to, self.inner.compression)?;
+            let (db, _) = open_db(to, self.inner.compression, DEFAULT_CACHE_MIB)?;
             let tree = db.open_tree("exchange-log")?;
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
@@ -1154,7 +1173,11 @@ impl ExchangeLog {
 /// (a running node) is still an error after that.
 /// Opens sled in `dir`; a new database takes `compression`, an existing one keeps what it was
 /// created with. Returns the database and its compression.
-fn open_db(dir: &Path, compression: Compression) -> Result<(sled::Db, Compression), LogError> {
+fn open_db(
+    dir: &Path,
+    compression: Compression,
+    cache_mib: u64,
+) -> Result<(sled::Db, Compression), LogError> {
     // sled refuses to open a database with another compression setting than it was made with,
     // and records that setting in its `conf` file.
     // The file is text lines followed by a checksum.
@@ -1167,7 +1190,7 @@ fn open_db(dir: &Path, compression: Compression) -> Result<(sled::Db, Compressio
     loop {
         match sled::Config::new()
             .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_mib.saturating_mul(1024 * 1024))
             .use_compression(compression == Compression::Zstd)
             .compression_factor(1)
             .open()

@@ -215,7 +215,8 @@ impl BoundNode {
                 durability: config.durability,
                 key,
                 compression: config.compression,
-                clock_offset_micros: 0,
+                cache_mib: config.cache_mib,
+                ..crate::log::LogOptions::default()
             },
         )?;
         if log.compression() != config.compression {
