@@ -2,6 +2,8 @@
 //! machine, printed as one table. Run without `--bench` (as `cargo test` does) it only checks
 //! that it builds.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use focalpoint::log::{Durability, ExchangeLog, NewEntry};
@@ -273,6 +275,20 @@ fn sled_alone(total: usize) -> Row {
     }
 }
 
+/// sled alone doing what the receive path writes, 256 messages to a flush as a stream's
+/// envelopes share one: the store's ceiling for the streaming row.
+fn sled_receive_pattern(total: usize) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let value = envelope("sled");
+    let elapsed = common::sled_receive_writes(dir.path(), total, 256, |_| value.clone());
+    Row {
+        name: "ceiling: sled alone, a received message's writes, 256 to a flush".into(),
+        count: total,
+        elapsed,
+        latencies: Vec::new(),
+    }
+}
+
 /// `verify` over a log of `total` entries, beside raw SHA-256 over the same bytes.
 fn verify(total: usize) -> (Row, Row) {
     let dir = tempfile::tempdir().unwrap();
@@ -391,6 +407,7 @@ fn main() {
     });
     let mut rows = rows;
     rows.push(sled_alone(scale / 8));
+    rows.push(sled_receive_pattern(scale * 2));
     let (v, raw) = verify(scale * 16);
     rows.push(v);
     rows.push(raw);

@@ -11,6 +11,8 @@
 //!
 //! Run without `--bench` (as `cargo test` does) it only checks that it builds.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -72,51 +74,14 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// sled alone, given what the log writes for one received message (the entry, the envelope,
-/// four index keys and the issued receipt, as one atomic batch per message), `IN_FLIGHT`
-/// messages to a group, each group flushed and fdatasync'ed. Returns messages per second and
-/// bytes on disk per message.
+/// sled alone doing the receive path's writes for `count` messages. Returns messages per second
+/// and bytes on disk per message.
 fn sled_alone(dir: &Path, template: &focalpoint::pb::Envelope, count: usize) -> (f64, u64) {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
-        .open()
-        .unwrap();
-    let tree = db.open_tree("exchange-log").unwrap();
-    let data = std::fs::File::open(dir.join("db")).unwrap();
-    let key = |prefix: u8, n: u64| {
-        let mut k = vec![prefix];
-        k.extend_from_slice(&n.to_be_bytes());
-        k
-    };
-    let entry = vec![0x42_u8; 170];
-    let receipt = vec![0x43_u8; 230];
-    let start = Instant::now();
-    let mut n = 0u64;
-    while (n as usize) < count {
-        for _ in 0..IN_FLIGHT.min(count - n as usize) {
-            n += 1;
-            let content = envelope_bytes(template, n as usize);
-            let mut message_key = b"iIDN".to_vec();
-            message_key.extend_from_slice(format!("IDN-20250430-ALERT-{n:07}").as_bytes());
-            let mut received_from = b"sIDN".to_vec();
-            received_from.extend_from_slice(&n.to_be_bytes());
-            let mut batch = sled::Batch::default();
-            batch.insert(message_key, n.to_be_bytes().to_vec());
-            batch.insert(key(b'n', n), Vec::new());
-            batch.insert(received_from, n.to_be_bytes().to_vec());
-            batch.insert(key(b'e', n), entry.clone());
-            batch.insert(key(b'c', n), content);
-            batch.insert(key(b'q', n), receipt.clone());
-            tree.apply_batch(batch).unwrap();
-        }
-        db.flush().unwrap();
-        data.sync_data().unwrap();
-    }
-    let rate = count as f64 / start.elapsed().as_secs_f64();
-    drop(tree);
-    drop(db);
-    (rate, disk_bytes(dir) / count as u64)
+    let took = common::sled_receive_writes(dir, count, IN_FLIGHT, |n| envelope_bytes(template, n));
+    (
+        count as f64 / took.as_secs_f64(),
+        disk_bytes(dir) / count as u64,
+    )
 }
 
 /// `count` envelopes through the node's receive path, `IN_FLIGHT` at a time. Returns envelopes

@@ -191,6 +191,9 @@ async fn send(
     plan: &[u64],
 ) -> Result<Vec<Settled>, String> {
     let mut settled = Vec::with_capacity(plan.len());
+    // The previous batch's receipts are still being logged while the next batch is delivered,
+    // so neither node waits for the other's flush.
+    let mut previous = Vec::new();
     for batch in plan.chunks(STREAM_BATCH) {
         let mut requests = Vec::with_capacity(batch.len());
         for &sequence in batch {
@@ -208,6 +211,10 @@ async fn send(
             exchange.record_attempt(sequence);
         }
         if let [request] = requests.as_slice() {
+            if let Some(e) = settle_all(exchange, std::mem::take(&mut previous), &mut settled).await
+            {
+                return Err(e);
+            }
             let sequence = batch[0];
             let outcome = client
                 .deliver(request.clone())
@@ -240,7 +247,8 @@ async fn send(
                 for &sequence in batch {
                     exchange.record_failure(sequence, e.clone());
                 }
-                return Err(e);
+                let earlier = settle_all(exchange, previous, &mut settled).await;
+                return Err(earlier.unwrap_or(e));
             }
         };
         // Every answer of the batch is read and its receipt checked and queued before any is
@@ -256,22 +264,42 @@ async fn send(
             };
             settling.push((sequence, started));
         }
-        // Every answer is settled before the first failure, if any, is returned.
-        let mut first_error = None;
-        for (sequence, started) in settling {
-            match started.await {
-                Ok(s) => settled.push(s),
-                Err(e) => {
-                    exchange.record_failure(sequence, e.clone());
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_error {
+        if let Some(e) = settle_all(
+            exchange,
+            std::mem::replace(&mut previous, settling),
+            &mut settled,
+        )
+        .await
+        {
+            // This batch is settled too; the earlier failure is the one reported.
+            settle_all(exchange, previous, &mut settled).await;
             return Err(e);
         }
     }
-    Ok(settled)
+    match settle_all(exchange, previous, &mut settled).await {
+        Some(e) => Err(e),
+        None => Ok(settled),
+    }
+}
+
+/// Waits for every answer of a batch to settle, in order, and returns the first failure, if
+/// any; every answer is settled before it is returned.
+async fn settle_all(
+    exchange: &Exchange,
+    settling: Vec<(u64, Settling)>,
+    settled: &mut Vec<Settled>,
+) -> Option<String> {
+    let mut first_error = None;
+    for (sequence, started) in settling {
+        match started.await {
+            Ok(s) => settled.push(s),
+            Err(e) => {
+                exchange.record_failure(sequence, e.clone());
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error
 }
 
 /// One answer being settled: what it resolves to once its log write is durable.

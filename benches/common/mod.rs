@@ -1,0 +1,53 @@
+//! What both benchmarks share: the store's own ceiling for the receive path.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// sled alone, given what the exchange log writes for one received message (the entry, the
+/// envelope, three index keys and the issued receipt, as one atomic batch per message),
+/// `group` messages to a flush, each flush followed by fdatasync: the receive path without
+/// decoding, validation, hashing, signing or the network. `content(n)` is the n-th envelope.
+/// Returns how long `count` messages took.
+pub(crate) fn sled_receive_writes(
+    dir: &Path,
+    count: usize,
+    group: usize,
+    content: impl Fn(usize) -> Vec<u8>,
+) -> Duration {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("exchange-log").unwrap();
+    let data = std::fs::File::open(dir.join("db")).unwrap();
+    let key = |prefix: u8, n: u64| {
+        let mut k = vec![prefix];
+        k.extend_from_slice(&n.to_be_bytes());
+        k
+    };
+    let entry = vec![0x42_u8; 170];
+    let receipt = vec![0x43_u8; 230];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while (n as usize) < count {
+        for _ in 0..group.min(count - n as usize) {
+            n += 1;
+            let mut message_key = b"iIDN".to_vec();
+            message_key.extend_from_slice(format!("IDN-20250430-ALERT-{n:07}").as_bytes());
+            let mut received_from = b"sIDN".to_vec();
+            received_from.extend_from_slice(&n.to_be_bytes());
+            let mut batch = sled::Batch::default();
+            batch.insert(message_key, n.to_be_bytes().to_vec());
+            batch.insert(key(b'n', n), Vec::new());
+            batch.insert(received_from, n.to_be_bytes().to_vec());
+            batch.insert(key(b'e', n), entry.clone());
+            batch.insert(key(b'c', n), content(n as usize));
+            batch.insert(key(b'q', n), receipt.clone());
+            tree.apply_batch(batch).unwrap();
+        }
+        db.flush().unwrap();
+        data.sync_data().unwrap();
+    }
+    start.elapsed()
+}
