@@ -58,8 +58,9 @@ pub struct AuditReport {
     pub redacted: u64,
     /// Messages encrypted at rest, checked against their sealed digest only (no key).
     pub sealed_unopened: u64,
-    /// Received messages at the end of the log whose receipts were stored but not yet signed:
-    /// the node stopped in between, before acknowledging them, and signs them when it starts.
+    /// Received messages after the last signed receipt whose receipts are stored, and describe
+    /// them, but are not signed in the log, as when the node stops between storing a write and
+    /// signing it (nothing in it was answered). The node signs them when it starts.
     pub unsigned_receipts: u64,
 }
 
@@ -69,7 +70,8 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     let mut checkpoints = 0;
     let mut redacted = 0;
     let mut sealed_unopened = 0;
-    let mut unsigned: Option<(u64, u64)> = None;
+    // Received messages whose receipts are stored but whose batch is not signed in the log.
+    let mut unsigned: Vec<(pb::LogEntry, crate::model::Digest)> = Vec::new();
     let mut hashes = Vec::new();
     let entries = log.verify_with(|checked| {
         let e = checked.entry;
@@ -87,20 +89,32 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 check_checkpoint(checked, trust, false, &hashes)?;
                 checkpoints += 1;
             }
-            pb::EntryKind::MessageReceived if checked.unsigned_receipt => {
-                let (first, count) = unsigned.unwrap_or((e.sequence, 0));
-                unsigned = Some((first, count + 1));
-            }
-            pb::EntryKind::MessageReceived => {
-                check_issued(checked, trust)?;
-                if let Some((first, _)) = unsigned {
-                    // A node signs what it left unsigned before it takes anything new.
-                    return Err(format!(
-                        "its receipt is signed, but the receipt of entry {first} before it never was"
-                    ));
+            pb::EntryKind::MessageReceived => match (checked.issued_receipt, checked.unsigned_receipt)
+            {
+                (None, Some(bytes)) => {
+                    let r = pb::Receipt::decode(bytes)
+                        .map_err(|err| format!("the unsigned receipt cannot be decoded: {err}"))?;
+                    if let Some(field) = crate::log::receipt_mismatch(&r, e, &checked.hash) {
+                        return Err(format!(
+                            "the unsigned receipt's {field} does not match the entry"
+                        ));
+                    }
+                    unsigned.push((e.clone(), checked.hash));
                 }
-                receipts += 1;
-            }
+                (signed, _) => {
+                    check_issued(signed, e, &checked.hash, trust)?;
+                    // A node signs what it left unsigned before it takes anything new; a running
+                    // node may have signed a write in progress since it was read.
+                    receipts += signed_since(log, &mut unsigned, trust)?;
+                    if let Some((first, _)) = unsigned.first() {
+                        return Err(format!(
+                            "its receipt is signed, but the receipt of entry {} before it is not",
+                            first.sequence
+                        ));
+                    }
+                    receipts += 1;
+                }
+            },
             pb::EntryKind::ReceiptReceived => {
                 check_received(log, checked, trust)?;
                 receipts += 1;
@@ -123,14 +137,47 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         }
         Ok(())
     })?;
+    let receipts = receipts
+        + signed_since(log, &mut unsigned, trust).map_err(|problem| VerifyError {
+            sequence: unsigned.first().map_or(entries, |(e, _)| e.sequence),
+            problem,
+        })?;
     Ok(AuditReport {
         entries,
         receipts,
         checkpoints,
         redacted,
         sealed_unopened,
-        unsigned_receipts: unsigned.map_or(0, |(_, count)| count),
+        unsigned_receipts: unsigned.len() as u64,
     })
+}
+
+/// Reads again the receipts found unsigned: those signed since are checked and dropped from
+/// `unsigned`, and counted.
+fn signed_since(
+    log: &ExchangeLog,
+    unsigned: &mut Vec<(pb::LogEntry, crate::model::Digest)>,
+    trust: &AuditTrust,
+) -> Result<u64, String> {
+    let mut signed = 0;
+    let mut still = Vec::new();
+    for (entry, hash) in unsigned.drain(..) {
+        let bytes = log
+            .issued_receipt(entry.sequence)
+            .map_err(|err| format!("entry {}: {err}", entry.sequence))?;
+        match bytes {
+            None => still.push((entry, hash)),
+            Some(bytes) => {
+                let receipt = decode_signed(&bytes, "the issued receipt")
+                    .and_then(|r| check_issued(Some(&r), &entry, &hash, trust))
+                    .map_err(|err| format!("entry {}: {err}", entry.sequence));
+                receipt?;
+                signed += 1;
+            }
+        }
+    }
+    *unsigned = still;
+    Ok(signed)
 }
 
 /// A checkpoint entry: both signatures by the right nodes, the cosignature over the same head,
@@ -223,27 +270,16 @@ fn check_created_at(checked: &Checked<'_>) -> Result<(), String> {
 }
 
 /// The receipt this node issued must be signed by this node and describe this very entry.
-fn check_issued(checked: &Checked<'_>, trust: &AuditTrust) -> Result<(), String> {
-    let e = checked.entry;
-    let signed = checked
-        .issued_receipt
-        .ok_or("the receipt this node issued is missing")?;
+fn check_issued(
+    signed: Option<&pb::SignedReceipt>,
+    e: &pb::LogEntry,
+    hash: &crate::model::Digest,
+    trust: &AuditTrust,
+) -> Result<(), String> {
+    let signed = signed.ok_or("the receipt this node issued is missing")?;
     let r = receipt::verify(signed, &trust.own_ca, trust.country)
         .map_err(|err| format!("the issued receipt is not valid: {err}"))?;
-    let mismatch = if r.message_id != e.message_id {
-        Some("message id")
-    } else if r.envelope_sha256 != e.content_sha256 {
-        Some("envelope digest")
-    } else if r.log_sequence != e.sequence {
-        Some("log sequence")
-    } else if r.entry_hash != checked.hash.0 {
-        Some("entry hash")
-    } else if r.sender != e.peer {
-        Some("sender")
-    } else {
-        None
-    };
-    match mismatch {
+    match crate::log::receipt_mismatch(&r, e, hash) {
         Some(field) => Err(format!(
             "the issued receipt's {field} does not match the entry"
         )),

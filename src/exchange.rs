@@ -561,11 +561,11 @@ impl Exchange {
                         return Ok(Ok((Issued::Stored(signed), None)));
                     }
                     // Stored, but the node stopped before signing its receipt: sign it now.
-                    let receipt = t.unsigned_receipt(seq)?.ok_or(LogError::Corrupt {
+                    let ticket = t.reissue_receipt(seq)?.ok_or(LogError::Corrupt {
                         sequence: seq,
                         reason: "issued receipt is missing".into(),
                     })?;
-                    return Ok(Ok((Issued::Pending(t.issue_receipt(seq, receipt)), None)));
+                    return Ok(Ok((Issued::Pending(ticket), None)));
                 }
                 t.append(refusal(
                     Some(caller),

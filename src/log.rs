@@ -127,10 +127,9 @@ pub struct Checked<'a> {
     pub redacted: bool,
     /// For a received message, the receipt this node issued.
     pub issued_receipt: Option<&'a pb::SignedReceipt>,
-    /// For a received message without a signed receipt: whether its receipt was stored but not
-    /// yet signed, because the node stopped in between. Nothing was acknowledged; the node
-    /// signs it when it starts.
-    pub unsigned_receipt: bool,
+    /// For a received message without a signed receipt: its receipt (an encoded `Receipt`) if it
+    /// was stored but its batch is not signed in the log, as when the node stopped in between.
+    pub unsigned_receipt: Option<&'a [u8]>,
 }
 
 /// An entry as stored, with its hash.
@@ -338,12 +337,31 @@ impl Txn<'_> {
         }
     }
 
-    /// The receipt stored for a received message whose batch signature was never written.
-    pub fn unsigned_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
-        match issued_state(self.tree, sequence, None)? {
-            Issued::Unsigned(receipt) => Ok(Some(receipt)),
-            Issued::None | Issued::Signed(_) => Ok(None),
+    /// Signs again, in this write, the receipt of the received message at `sequence` if it was
+    /// stored but its batch never signed. Nothing was answered with it, so it is issued anew as
+    /// of now (the certificate that signs it may be newer than the old time); it must still
+    /// describe its entry. `None` if the message has no unsigned receipt.
+    pub fn reissue_receipt(&mut self, sequence: u64) -> Result<Option<ReceiptTicket>, LogError> {
+        let Issued::Unsigned(bytes) = issued_state(self.tree, sequence, None)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| LogError::Corrupt { sequence, reason };
+        let mut receipt = pb::Receipt::decode(bytes.as_slice())
+            .map_err(|e| corrupt(format!("unsigned receipt: {e}")))?;
+        let stored = self
+            .entry(sequence)?
+            .ok_or_else(|| corrupt("the entry of an unsigned receipt is missing".into()))?;
+        if let Some(field) = receipt_mismatch(&receipt, &stored.entry, &stored.hash) {
+            return Err(corrupt(format!(
+                "the unsigned receipt's {field} does not match its entry"
+            )));
         }
+        let now = now_micros().saturating_add(self.clock_offset);
+        receipt.stored_at = crate::model::format_instant(
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1000)
+                .unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
+        );
+        Ok(Some(self.issue_receipt(sequence, receipt.encode_to_vec())))
     }
 
     /// Issues the receipt (an encoded `Receipt`) for the received message at `sequence`. It is
@@ -610,24 +628,21 @@ impl ExchangeLog {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signer);
         let tree = self.inner.tree.clone();
-        // Answered or not, the job runs; a failure is logged by the writer.
+        // Answered or not, the job runs, and says here if it fails.
         drop(self.enqueue(move |t| {
-            // Only the last write can have stopped before its batch was signed, so the unsigned
-            // receipts are the last ones stored.
-            let mut unsigned = Vec::new();
-            for k in tree.scan_prefix([key::ISSUED_IN_BATCH]).keys().rev() {
-                let Some(sequence) = key::tail_seq(&k?) else {
-                    continue;
-                };
-                match issued_state(&tree, sequence, None)? {
-                    Issued::Unsigned(receipt) => unsigned.push((sequence, receipt)),
-                    Issued::Signed(_) | Issued::None => break,
-                }
+            let signed = sign_unsigned(&tree, t);
+            match &signed {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    receipts = n,
+                    "signing receipts left unsigned when the node last stopped"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "receipts left unsigned when the node last stopped cannot be signed"
+                ),
             }
-            for (sequence, receipt) in unsigned.into_iter().rev() {
-                t.issue_receipt(sequence, receipt);
-            }
-            Ok(())
+            signed
         })?);
         Ok(())
     }
@@ -989,12 +1004,12 @@ impl ExchangeLog {
                 match issued_state(tree, expected, Some(&self.inner.batches))
                     .map_err(|e| bad(expected, format!("receipt cannot be read: {e}")))?
                 {
-                    Issued::Signed(signed) => (Some(signed), false),
-                    Issued::Unsigned(_) => (None, true),
-                    Issued::None => (None, false),
+                    Issued::Signed(signed) => (Some(signed), None),
+                    Issued::Unsigned(receipt) => (None, Some(receipt)),
+                    Issued::None => (None, None),
                 }
             } else {
-                (None, false)
+                (None, None)
             };
             let hash = entry_hash(&v);
             check(&Checked {
@@ -1004,7 +1019,7 @@ impl ExchangeLog {
                 sealed,
                 redacted,
                 issued_receipt: signed.as_ref(),
-                unsigned_receipt,
+                unsigned_receipt: unsigned_receipt.as_deref(),
             })
             .map_err(|problem| bad(expected, problem))?;
             previous = hash;
@@ -1019,7 +1034,14 @@ impl ExchangeLog {
                     problem: format!("cannot be read: {e}"),
                 })?;
                 let orphan = key::tail_seq(&k).unwrap_or(0);
-                if orphan > last {
+                // A running node may have appended since the scan passed the end.
+                let grown = tree
+                    .contains_key(key::seq(key::ENTRY, last + 1))
+                    .map_err(|e| VerifyError {
+                        sequence: last + 1,
+                        problem: format!("cannot be read: {e}"),
+                    })?;
+                if orphan > last && !grown {
                     return Err(VerifyError {
                         sequence: last + 1,
                         problem: format!(
@@ -1456,6 +1478,46 @@ pub fn entry_hash(encoded: &[u8]) -> Digest {
     Digest::of_parts(&[&[0], encoded])
 }
 
+/// Issues again, in the job `t`, every receipt left unsigned by a stop. Only the last write can
+/// have stopped before its batch was signed, so they are the last ones stored.
+fn sign_unsigned(tree: &sled::Tree, t: &mut Txn<'_>) -> Result<usize, LogError> {
+    let mut unsigned = Vec::new();
+    for k in tree.scan_prefix([key::ISSUED_IN_BATCH]).keys().rev() {
+        let Some(sequence) = key::tail_seq(&k?) else {
+            continue;
+        };
+        match issued_state(tree, sequence, None)? {
+            Issued::Unsigned(_) => unsigned.push(sequence),
+            Issued::Signed(_) | Issued::None => break,
+        }
+    }
+    for &sequence in unsigned.iter().rev() {
+        t.reissue_receipt(sequence)?;
+    }
+    Ok(unsigned.len())
+}
+
+/// Which field of a receipt this node issued does not describe its entry, if any.
+pub fn receipt_mismatch(
+    receipt: &pb::Receipt,
+    entry: &pb::LogEntry,
+    hash: &Digest,
+) -> Option<&'static str> {
+    if receipt.message_id != entry.message_id {
+        Some("message id")
+    } else if receipt.envelope_sha256 != entry.content_sha256 {
+        Some("envelope digest")
+    } else if receipt.log_sequence != entry.sequence {
+        Some("log sequence")
+    } else if receipt.entry_hash != hash.0 {
+        Some("entry hash")
+    } else if receipt.sender != entry.peer {
+        Some("sender")
+    } else {
+        None
+    }
+}
+
 /// A stored receipt batch: its signature, its tree and its signer's certificate.
 #[derive(Debug)]
 struct StoredBatch {
@@ -1478,6 +1540,11 @@ fn read_batch(tree: &sled::Tree, id: u64) -> Result<StoredBatch, LogError> {
     let certificate = tree
         .get(key::certificate(&Digest(certificate_sha256)))?
         .ok_or_else(|| corrupt("receipt batch: its signer certificate is missing".into()))?;
+    if Digest::of(&certificate).0 != certificate_sha256 {
+        return Err(corrupt(
+            "receipt batch: the stored signer certificate does not match its digest".into(),
+        ));
+    }
     if batch.leaves.is_empty() || batch.leaves.len() % 32 != 0 {
         return Err(corrupt(
             "receipt batch: the leaves are not a whole number of 32-byte hashes".into(),

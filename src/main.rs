@@ -877,7 +877,7 @@ async fn audit_verify(
             }
             if r.unsigned_receipts > 0 {
                 text.push_str(&format!(
-                    "{} messages at the end of the log were stored but their receipts not yet signed: the node stopped before acknowledging them, and signs them when it starts\n",
+                    "{} received messages after the last signed receipt have their receipts stored, each describing its message, but not signed in the log, as when the node stops before answering them; the node signs them when it starts\n",
                     r.unsigned_receipts
                 ));
             }

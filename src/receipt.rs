@@ -552,7 +552,15 @@ mod tests {
         );
         let mut resized = batch[2].clone();
         resized.batch.as_mut().unwrap().size = 6;
-        assert!(verify(&resized, &anchors, khm()).is_err());
+        assert_eq!(
+            verify(&resized, &anchors, khm()),
+            Err(ReceiptError::Signature)
+        );
+        resized.batch.as_mut().unwrap().size = 3;
+        assert!(matches!(
+            verify(&resized, &anchors, khm()),
+            Err(ReceiptError::Decode(m)) if m.contains("does not fit index 2 of 3")
+        ));
         let mut beyond = batch[2].clone();
         beyond.batch.as_mut().unwrap().index = 5;
         assert!(matches!(
@@ -561,9 +569,14 @@ mod tests {
         ));
 
         // A changed receipt, a changed path hash, a short or overlong path.
+        // The message id "IDN-1" becomes "IEN-1": the receipt still decodes, its leaf changes.
         let mut changed = batch[1].clone();
+        assert_eq!(changed.receipt[3], b'D');
         changed.receipt[3] ^= 1;
-        assert!(verify(&changed, &anchors, khm()).is_err());
+        assert_eq!(
+            verify(&changed, &anchors, khm()),
+            Err(ReceiptError::Signature)
+        );
         let mut flipped = batch[1].clone();
         flipped.batch.as_mut().unwrap().path[0][0] ^= 1;
         assert_eq!(

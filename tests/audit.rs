@@ -194,6 +194,16 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             }),
         ),
         (
+            "swapped-signer-certificate",
+            r0,
+            "does not match its digest",
+            Box::new(move |t| {
+                let (k, _) = t.scan_prefix(b"z").next().unwrap().unwrap();
+                let other = std::fs::read(repo().join("certs-example/khm/ca.pem")).unwrap();
+                t.insert(k, other).unwrap();
+            }),
+        ),
+        (
             "deleted-issued-receipt",
             r0,
             "receipt this node issued is missing",
@@ -267,13 +277,31 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     let report = verdict.unwrap();
     assert_eq!((report.receipts, report.unsigned_receipts), (4, 1));
 
+    // An unsigned receipt must still describe its message.
+    let (_, verdict) = audit_after(&config, &data, "unsigned-altered", |t| {
+        unsign(t, last);
+        let bytes = t.get(key(b'q', last)).unwrap().unwrap();
+        let mut issued = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap();
+        let mut receipt = pb::Receipt::decode(issued.receipt.as_slice()).unwrap();
+        receipt.message_id = "KHM-OTHER".into();
+        issued.receipt = receipt.encode_to_vec();
+        t.insert(key(b'q', last), issued.encode_to_vec()).unwrap();
+    });
+    let err = verdict.unwrap_err();
+    assert_eq!(err.sequence, last, "{err}");
+    assert!(
+        err.problem
+            .contains("the unsigned receipt's message id does not match the entry"),
+        "{err}"
+    );
+
     // Unsigned before a signed one: no node leaves that, so the audit fails.
     let (_, verdict) = audit_after(&config, &data, "unsigned-middle", |t| unsign(t, first));
     let err = verdict.unwrap_err();
     assert_eq!(err.sequence, last, "{err}");
     assert!(
         err.problem
-            .contains(&format!("the receipt of entry {first} before it never was")),
+            .contains(&format!("the receipt of entry {first} before it is not")),
         "{err}"
     );
 
@@ -289,11 +317,65 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     let signed = pb::SignedReceipt::decode(signed.as_slice()).unwrap();
     let receipt = pb::Receipt::decode(signed.receipt.as_slice()).unwrap();
     assert_eq!(receipt.log_sequence, last);
+    assert!(signed.batch.is_some());
     let trust = AuditTrust::from_config(&NodeConfig::load(&config).unwrap()).unwrap();
     let report = audit::verify(&log, &trust).unwrap();
     assert_eq!((report.receipts, report.unsigned_receipts), (5, 0));
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_of_a_node_taking_a_stream_passes_throughout() {
+    let pair = start_pair().await;
+    let khm_config = NodeConfig::load(&pair.dir.path().join("khm/node.toml")).unwrap();
+    let trust = AuditTrust::from_config(&khm_config).unwrap();
+    let (cert, key) = example_cert("idn", "node");
+    let mut client = peer_client(&pair.khm, "khm", cert, key);
+    const COUNT: usize = 1500;
+    let requests: Vec<pb::DeliverRequest> = (0..COUNT)
+        .map(|i| pb::DeliverRequest {
+            envelope: idn_alert_bytes(&format!("IDN-20250430-ALERT-{i:04}"), "load"),
+            sender_sequence: i as u64 + 1,
+        })
+        .collect();
+    let stream = tokio::spawn(async move {
+        let mut responses = client
+            .deliver_stream(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut receipts = 0;
+        while let Some(answer) = responses.message().await.unwrap() {
+            assert!(matches!(
+                answer.outcome,
+                Some(pb::deliver_response::Outcome::Receipt(_))
+            ));
+            receipts += 1;
+        }
+        receipts
+    });
+    // Audits read the log while writes are signed and flushed under them.
+    let log = pair.khm.exchange().log().clone();
+    let mut audits = 0;
+    while !stream.is_finished() {
+        let log = log.clone();
+        let trust = trust.clone();
+        let report = tokio::task::spawn_blocking(move || audit::verify(&log, &trust))
+            .await
+            .unwrap();
+        let report = report.unwrap_or_else(|e| panic!("audit {audits} under load: {e}"));
+        assert!(report.receipts <= COUNT as u64);
+        audits += 1;
+    }
+    assert_eq!(stream.await.unwrap(), COUNT);
+    let report = audit::verify(&log, &trust).unwrap();
+    assert_eq!(
+        (report.receipts, report.unsigned_receipts),
+        (COUNT as u64, 0)
+    );
+    assert!(audits > 0);
+    pair.stop().await;
 }
 
 #[tokio::test]
