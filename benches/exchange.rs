@@ -1,6 +1,8 @@
-//! `cargo bench --bench exchange`: the exchange measured beside its ceilings, in one run on one
-//! machine, printed as one table. Run without `--bench` (as `cargo test` does) it only checks
-//! that it builds.
+//! `cargo bench --bench exchange`: everything, in one run on one machine, printed as one table.
+//! First a node at scale (`common::scale`, `FOCALPOINT_SCALE_ENTRIES`, default 1,000,000;
+//! 0 leaves it out), while the process is fresh so that its RSS is the node's and the bench's
+//! alone; then the exchange between two nodes beside its ceilings (`FOCALPOINT_BENCH_MESSAGES`,
+//! default 6,400). Run without `--bench` (as `cargo test` does) it only checks that it builds.
 
 mod common;
 
@@ -30,22 +32,28 @@ fn percentile(sorted: &[Duration], p: f64) -> String {
     format!("{:.3}", sorted[i].as_secs_f64() * 1e3)
 }
 
-fn print(rows: &[Row]) {
+fn print(rows: &[Row], values: &[(String, String)]) {
     println!(
-        "{:<58} {:>8} {:>12} {:>9} {:>9} {:>9}",
-        "measurement", "count", "per second", "p50 ms", "p99 ms", "p999 ms"
+        "{:<66} {:>8} {:>16} {:>9} {:>9} {:>9}",
+        "measurement", "count", "per second|value", "p50 ms", "p99 ms", "p999 ms"
     );
     for r in rows {
         let mut l = r.latencies.clone();
         l.sort();
         println!(
-            "{:<58} {:>8} {:>12.0} {:>9} {:>9} {:>9}",
+            "{:<66} {:>8} {:>16.0} {:>9} {:>9} {:>9}",
             r.name,
             r.count,
             r.count as f64 / r.elapsed.as_secs_f64(),
             percentile(&l, 0.5),
             percentile(&l, 0.99),
             percentile(&l, 0.999)
+        );
+    }
+    for (name, value) in values {
+        println!(
+            "{name:<66} {:>8} {value:>16} {:>9} {:>9} {:>9}",
+            "-", "-", "-", "-"
         );
     }
 }
@@ -348,10 +356,15 @@ fn main() {
         println!("exchange benchmark: run it with `cargo bench --bench exchange`");
         return;
     }
-    let scale: usize = std::env::var("FOCALPOINT_BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6400);
+    let scale = common::env_count("FOCALPOINT_BENCH_MESSAGES", 6400);
+    let (entries, catchup) = common::scale_counts();
+    let mut values = Vec::new();
+    if entries > 0 {
+        common::scale::run(entries, catchup, |name, value| {
+            eprintln!("{name}: {value}");
+            values.push((format!("scale: {}", name.trim_start()), value));
+        });
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let rows = runtime.block_on(async {
         focalpoint::tls::install_crypto_provider();
@@ -411,5 +424,5 @@ fn main() {
     let (v, raw) = verify(scale * 16);
     rows.push(v);
     rows.push(raw);
-    print(&rows);
+    print(&rows, &values);
 }

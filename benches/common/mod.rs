@@ -1,4 +1,7 @@
-//! What both benchmarks share: the store's own ceiling for the receive path.
+//! What both benchmarks share: the store's own ceiling for the receive path, and the node at
+//! scale.
+
+pub(crate) mod scale;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -50,4 +53,21 @@ pub(crate) fn sled_receive_writes(
         data.sync_data().unwrap();
     }
     start.elapsed()
+}
+
+/// A count from the environment (`_` allowed as a separator), or `default`.
+pub(crate) fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// `FOCALPOINT_SCALE_ENTRIES` (default 1,000,000) and `FOCALPOINT_SCALE_CATCHUP` (default
+/// 100,000).
+pub(crate) fn scale_counts() -> (usize, usize) {
+    (
+        env_count("FOCALPOINT_SCALE_ENTRIES", 1_000_000),
+        env_count("FOCALPOINT_SCALE_CATCHUP", 100_000),
+    )
 }
