@@ -258,10 +258,14 @@ impl OfflineLog {
             }
             _ => None,
         };
-        let log = focalpoint::log::ExchangeLog::open_with_key(
+        let log = focalpoint::log::ExchangeLog::open_with(
             &dir,
-            focalpoint::log::Durability::Flush,
-            key,
+            focalpoint::log::LogOptions {
+                durability: focalpoint::log::Durability::Flush,
+                key,
+                cache_mib: config.cache_mib,
+                ..focalpoint::log::LogOptions::default()
+            },
         )
         .with_context(|| {
             format!(
