@@ -40,7 +40,7 @@ pub enum ExchangeError {
 
 /// The receipt for a received envelope: issued in this write and signed with it, or issued
 /// earlier and read back from the log (an encoded `SignedReceipt`).
-enum Issued {
+enum Answer {
     Pending(crate::log::ReceiptTicket),
     Stored(Vec<u8>),
 }
@@ -558,14 +558,14 @@ impl Exchange {
                 })?;
                 if first.entry.content_sha256 == valid.digest.0 {
                     if let Some(signed) = t.issued_receipt(seq)? {
-                        return Ok(Ok((Issued::Stored(signed), None)));
+                        return Ok(Ok((Answer::Stored(signed), None)));
                     }
                     // Stored, but the node stopped before signing its receipt: sign it now.
                     let ticket = t.reissue_receipt(seq)?.ok_or(LogError::Corrupt {
                         sequence: seq,
                         reason: "issued receipt is missing".into(),
                     })?;
-                    return Ok(Ok((Issued::Pending(ticket), None)));
+                    return Ok(Ok((Answer::Pending(ticket), None)));
                 }
                 t.append(refusal(
                     Some(caller),
@@ -596,7 +596,7 @@ impl Exchange {
                 stored_at: format_instant(time::OffsetDateTime::now_utc()),
             };
             let ticket = t.issue_receipt(appended.sequence, receipt.encode_to_vec());
-            Ok(Ok((Issued::Pending(ticket), Some(appended.sequence))))
+            Ok(Ok((Answer::Pending(ticket), Some(appended.sequence))))
         })?;
         let this = self.clone();
         Ok(Box::pin(async move {
@@ -617,10 +617,10 @@ impl Exchange {
                 }
             }
             match signed {
-                Issued::Pending(ticket) => ticket.signed().ok_or_else(|| {
+                Answer::Pending(ticket) => ticket.signed().ok_or_else(|| {
                     ExchangeError::Log(LogError::Job("the receipt was not signed".into()))
                 }),
-                Issued::Stored(bytes) => pb::SignedReceipt::decode(bytes.as_slice()).map_err(|e| {
+                Answer::Stored(bytes) => pb::SignedReceipt::decode(bytes.as_slice()).map_err(|e| {
                     ExchangeError::Log(LogError::Corrupt {
                         sequence: 0,
                         reason: format!("stored receipt: {e}"),
