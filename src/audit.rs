@@ -162,16 +162,14 @@ fn signed_since(
     let mut signed = 0;
     let mut still = Vec::new();
     for (entry, hash) in unsigned.drain(..) {
-        let bytes = log
+        let issued = log
             .issued_receipt(entry.sequence)
             .map_err(|err| format!("entry {}: {err}", entry.sequence))?;
-        match bytes {
+        match issued {
             None => still.push((entry, hash)),
-            Some(bytes) => {
-                let receipt = decode_signed(&bytes, "the issued receipt")
-                    .and_then(|r| check_issued(Some(&r), &entry, &hash, trust))
-                    .map_err(|err| format!("entry {}: {err}", entry.sequence));
-                receipt?;
+            Some(receipt) => {
+                check_issued(Some(&receipt), &entry, &hash, trust)
+                    .map_err(|err| format!("entry {}: {err}", entry.sequence))?;
                 signed += 1;
             }
         }
@@ -512,8 +510,7 @@ pub struct ExportBatch {
     pub path: Vec<String>,
 }
 
-fn export_receipt(bytes: &[u8]) -> Option<ExportReceipt> {
-    let signed = pb::SignedReceipt::decode(bytes).ok()?;
+fn export_receipt(signed: pb::SignedReceipt) -> Option<ExportReceipt> {
     let r = pb::Receipt::decode(signed.receipt.as_slice()).ok()?;
     Some(ExportReceipt {
         receiver: r.receiver,
@@ -647,10 +644,13 @@ pub fn export(
                 _ => None,
             };
             let receipt = match kind {
-                pb::EntryKind::MessageReceived => log
-                    .issued_receipt(e.sequence)?
-                    .and_then(|r| export_receipt(&r)),
-                pb::EntryKind::ReceiptReceived => content.as_deref().and_then(export_receipt),
+                pb::EntryKind::MessageReceived => {
+                    log.issued_receipt(e.sequence)?.and_then(export_receipt)
+                }
+                pb::EntryKind::ReceiptReceived => content
+                    .as_deref()
+                    .and_then(|c| pb::SignedReceipt::decode(c).ok())
+                    .and_then(export_receipt),
                 _ => None,
             };
             out.push(ExportRecord {

@@ -39,10 +39,10 @@ pub enum ExchangeError {
 }
 
 /// The receipt for a received envelope: issued in this write and signed with it, or issued
-/// earlier and read back from the log (an encoded `SignedReceipt`).
+/// earlier and read back from the log.
 enum Answer {
     Pending(crate::log::ReceiptTicket),
-    Stored(Vec<u8>),
+    Stored(pb::SignedReceipt),
 }
 
 /// Gives the log the key that signs receipts; a log that has stopped writing refuses everything
@@ -620,12 +620,7 @@ impl Exchange {
                 Answer::Pending(ticket) => ticket.signed().ok_or_else(|| {
                     ExchangeError::Log(LogError::Job("the receipt was not signed".into()))
                 }),
-                Answer::Stored(bytes) => pb::SignedReceipt::decode(bytes.as_slice()).map_err(|e| {
-                    ExchangeError::Log(LogError::Corrupt {
-                        sequence: 0,
-                        reason: format!("stored receipt: {e}"),
-                    })
-                }),
+                Answer::Stored(signed) => Ok(signed),
             }
         }))
     }
@@ -827,15 +822,18 @@ impl Exchange {
         let envelope = log
             .content(sequence)?
             .and_then(|c| pb::Envelope::decode(c.as_slice()).ok());
-        let (receipt_bytes, delivery) = match entry.kind() {
+        let (receipt, delivery) = match entry.kind() {
             pb::EntryKind::MessageReceived => (log.issued_receipt(sequence)?, None),
             pb::EntryKind::MessageSent => match log.receipt_for(sequence)? {
-                Some(r) => (log.content(r)?, Some(Delivery::Delivered)),
+                Some(r) => (
+                    log.content(r)?
+                        .and_then(|b| pb::SignedReceipt::decode(b.as_slice()).ok()),
+                    Some(Delivery::Delivered),
+                ),
                 None => (None, Some(self.delivery(sequence)?)),
             },
             _ => (None, None),
         };
-        let receipt = receipt_bytes.and_then(|b| pb::SignedReceipt::decode(b.as_slice()).ok());
         let redacted = match envelope {
             Some(_) => None,
             None => crate::retention::redaction_note(log, sequence)?,

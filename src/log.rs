@@ -330,9 +330,9 @@ impl Txn<'_> {
     }
 
     /// The signed receipt this node issued for a received message, in earlier writes.
-    pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+    pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
         match issued_state(self.tree, sequence, None)? {
-            Issued::Signed(signed) => Ok(Some(signed.encode_to_vec())),
+            Issued::Signed(signed) => Ok(Some(signed)),
             Issued::None | Issued::Unsigned(_) => Ok(None),
         }
     }
@@ -356,10 +356,8 @@ impl Txn<'_> {
                 "the unsigned receipt's {field} does not match its entry"
             )));
         }
-        let now = now_micros().saturating_add(self.clock_offset);
         receipt.stored_at = crate::model::format_instant(
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1000)
-                .unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
+            time::OffsetDateTime::now_utc() + time::Duration::microseconds(self.clock_offset),
         );
         Ok(Some(self.issue_receipt(sequence, receipt.encode_to_vec())))
     }
@@ -802,11 +800,10 @@ impl ExchangeLog {
         read_seq(&self.inner.tree, &key::message(&own_sender_marker(), id))
     }
 
-    /// The signed receipt this node issued for the received message at `sequence` (an encoded
-    /// `SignedReceipt`).
-    pub fn issued_receipt(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
+    /// The signed receipt this node issued for the received message at `sequence`.
+    pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
         match issued_state(&self.inner.tree, sequence, Some(&self.inner.batches))? {
-            Issued::Signed(signed) => Ok(Some(signed.encode_to_vec())),
+            Issued::Signed(signed) => Ok(Some(signed)),
             Issued::None | Issued::Unsigned(_) => Ok(None),
         }
     }
@@ -1026,22 +1023,20 @@ impl ExchangeLog {
             expected += 1;
         }
         let last = expected - 1;
-        // Content or receipts beyond the last entry: the tail was cut off.
+        let unreadable = |e: sled::Error| VerifyError {
+            sequence: last + 1,
+            problem: format!("cannot be read: {e}"),
+        };
+        // Content or receipts beyond the last entry: the tail was cut off, unless a running node
+        // appended since the scan passed the end.
         for prefix in [key::CONTENT, key::ISSUED_RECEIPT, key::ISSUED_IN_BATCH] {
             if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
-                let k = kv.map_err(|e| VerifyError {
-                    sequence: last + 1,
-                    problem: format!("cannot be read: {e}"),
-                })?;
-                let orphan = key::tail_seq(&k).unwrap_or(0);
-                // A running node may have appended since the scan passed the end.
-                let grown = tree
-                    .contains_key(key::seq(key::ENTRY, last + 1))
-                    .map_err(|e| VerifyError {
-                        sequence: last + 1,
-                        problem: format!("cannot be read: {e}"),
-                    })?;
-                if orphan > last && !grown {
+                let orphan = key::tail_seq(&kv.map_err(unreadable)?).unwrap_or(0);
+                if orphan > last
+                    && !tree
+                        .contains_key(key::seq(key::ENTRY, last + 1))
+                        .map_err(unreadable)?
+                {
                     return Err(VerifyError {
                         sequence: last + 1,
                         problem: format!(
@@ -1190,19 +1185,17 @@ impl ExchangeLog {
     }
 }
 
-/// Opens sled, waiting up to a second for the directory lock: a handle this process has just
-/// dropped may still be shutting down sled's own threads. Another process holding the lock
-/// (a running node) is still an error after that.
-/// Opens sled in `dir`; a new database takes `compression`, an existing one keeps what it was
-/// created with. Returns the database and its compression.
+/// Opens sled in `dir`, waiting up to a second for the directory lock: a handle this process
+/// has just dropped may still be shutting down sled's own threads. Another process holding the
+/// lock (a running node) is still an error after that. A new database takes `compression`, an
+/// existing one keeps what it was created with. Returns the database and its compression.
 fn open_db(
     dir: &Path,
     compression: Compression,
     cache_mib: u64,
 ) -> Result<(sled::Db, Compression), LogError> {
     // sled refuses to open a database with another compression setting than it was made with,
-    // and records that setting in its `conf` file.
-    // The file is text lines followed by a checksum.
+    // and records that setting in its `conf` file: text lines followed by a checksum.
     let compression = match std::fs::read(dir.join("conf")) {
         Ok(conf) if conf.windows(21).any(|w| w == b"use_compression: true") => Compression::Zstd,
         Ok(conf) if conf.windows(22).any(|w| w == b"use_compression: false") => Compression::None,
@@ -1304,8 +1297,9 @@ impl Writer {
         }
     }
 
-    /// Signs the receipts issued in this write with one signature over their Merkle tree, and
-    /// stores each with its place in the batch, in one atomic write before the flush.
+    /// Signs the receipts issued in this write with one signature over their Merkle tree, stores
+    /// the batch (and the signer's certificate, once) in one atomic write before the flush, and
+    /// hands each ticket its signed receipt.
     fn sign_receipts(&self, pending: &[PendingReceipt]) -> Result<(), LogError> {
         let signer = self
             .signer

@@ -100,8 +100,8 @@ impl ReceiptSigner {
         })
     }
 
-    /// Signs a batch of encoded receipts with one signature: returns the signature scheme, the
-    /// signature and the batch's Merkle tree, from which each receipt's path is taken.
+    /// Signs a batch of receipts, given their leaves ([`leaf_hash`]), with one signature over
+    /// their Merkle tree; the tree gives each receipt its path.
     pub fn sign_batch(&self, leaves: Vec<Digest>) -> Result<SignedBatch, ReceiptError> {
         let tree = merkle::Tree::new(leaves);
         let body = batch_body(tree.size() as u64, &tree.root());

@@ -115,6 +115,28 @@ fn sled_scan(dir: &Path) -> (u64, Duration) {
     (stored, start.elapsed())
 }
 
+/// The rows of a log's footprint: disk and payload per message, and their ratio.
+fn footprint(
+    row: &mut impl FnMut(&str, String),
+    label: &str,
+    disk: u64,
+    payload_bytes: u64,
+    entries: usize,
+) {
+    row(
+        &format!("{label}disk per message"),
+        format!("{} B", disk / entries as u64),
+    );
+    row(
+        &format!("{label}payload per message (envelope)"),
+        format!("{} B", payload_bytes / entries as u64),
+    );
+    row(
+        &format!("{label}disk bytes per payload byte"),
+        format!("{:.2}", disk as f64 / payload_bytes as f64),
+    );
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -197,16 +219,7 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
 
         // 2. Footprint.
         let data = dir.path().join("khm/data");
-        let disk = disk_bytes(&data);
-        row("disk per message", format!("{} B", disk / entries as u64));
-        row(
-            "payload per message (envelope)",
-            format!("{} B", payload_bytes / entries as u64),
-        );
-        row(
-            "disk bytes per payload byte",
-            format!("{:.2}", disk as f64 / payload_bytes as f64),
-        );
+        footprint(&mut row, "", disk_bytes(&data), payload_bytes, entries);
 
         // 3. Start-up on the full log.
         let mut startups = Vec::new();
@@ -334,18 +347,11 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         let khm = start_alone(khm_config.clone(), &closed_address()).await;
         let (rate, payload_bytes) = receive(khm.exchange(), &template, entries).await;
         khm.stop().await.unwrap();
-        let disk = disk_bytes(&dir.path().join("khm/zstd"));
         row(
             &format!("compressed log: receive path, {entries} envelopes"),
             format!("{rate:.0}/s"),
         );
-        row(
-            "compressed log: disk per message",
-            format!("{} B", disk / entries as u64),
-        );
-        row(
-            "compressed log: disk bytes per payload byte",
-            format!("{:.2}", disk as f64 / payload_bytes as f64),
-        );
+        let disk = disk_bytes(&dir.path().join("khm/zstd"));
+        footprint(&mut row, "compressed log: ", disk, payload_bytes, entries);
     });
 }
