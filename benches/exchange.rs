@@ -232,9 +232,8 @@ async fn echo_server() -> std::net::SocketAddr {
     let incoming = tls::incoming(
         listener,
         rx,
-        "peer",
+        tls::ListenerOptions::new("peer", &focalpoint::limits::Limits::default()),
         metrics,
-        std::time::Duration::from_secs(10),
         None,
     );
     // A receipt of realistic size, as the real path returns: one of a batch of 256.

@@ -30,5 +30,6 @@ pub mod retention;
 pub mod seal;
 pub mod service;
 pub mod stats;
+pub mod throttle;
 pub mod tls;
 pub mod validate;

@@ -10,7 +10,11 @@
 //! - more than `max_streams_per_peer` open streams: the next is refused, RESOURCE_EXHAUSTED;
 //! - more than `max_connections_per_peer` TLS connections: the next is closed after the
 //!   handshake;
-//! - a TLS handshake not finished in `handshake_timeout_secs` is dropped.
+//! - a TLS handshake not finished in `handshake_timeout_secs` is dropped;
+//! - more than `max_pending_handshakes` connections in their handshake on one listener, or
+//!   `max_pending_handshakes_per_address` from one source address: the next TCP connection is
+//!   closed as soon as it is accepted, so idle connections that never start TLS cannot use up
+//!   the node's file descriptors (both listeners, each with its own count).
 //!
 //! Every refusal for rate, streams, stream length or connections is counted in
 //! `focalpoint_limit_refusals_total{limit,peer}` and logged at warn, at most once a second per
@@ -41,6 +45,10 @@ pub struct Limits {
     pub max_connections_per_peer: usize,
     /// Seconds a client has to finish the TLS handshake, on both listeners.
     pub handshake_timeout_secs: u64,
+    /// TCP connections in their TLS handshake at once, per listener; more are closed at once.
+    pub max_pending_handshakes: usize,
+    /// TCP connections in their TLS handshake at once from one source address, per listener.
+    pub max_pending_handshakes_per_address: usize,
     /// Envelopes per second accepted from each peer, sustained.
     pub peer_rate_per_sec: u32,
     /// Envelopes accepted from each peer in a burst above the sustained rate.
@@ -55,6 +63,8 @@ impl Default for Limits {
             max_streams_per_peer: 4,
             max_connections_per_peer: 8,
             handshake_timeout_secs: 10,
+            max_pending_handshakes: 256,
+            max_pending_handshakes_per_address: 32,
             peer_rate_per_sec: 2_000,
             peer_burst: 10_000,
         }
@@ -79,6 +89,11 @@ impl Limits {
                 self.max_connections_per_peer as u64,
             ),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("max_pending_handshakes", self.max_pending_handshakes as u64),
+            (
+                "max_pending_handshakes_per_address",
+                self.max_pending_handshakes_per_address as u64,
+            ),
             ("peer_rate_per_sec", u64::from(self.peer_rate_per_sec)),
             ("peer_burst", u64::from(self.peer_burst)),
         ] {

@@ -28,6 +28,7 @@ struct Counters {
     refused: BTreeMap<(String, String), u64>,
     tls_failures: BTreeMap<(String, String), u64>,
     limited: BTreeMap<(String, String), u64>,
+    connections_refused: BTreeMap<(String, String), u64>,
     latency_buckets: [u64; LATENCY_BUCKETS.len()],
     latency_count: u64,
     latency_sum: f64,
@@ -80,6 +81,16 @@ impl Metrics {
     pub fn tls_failure(&self, plane: &str, reason: &str) {
         self.with(|c| {
             *c.tls_failures
+                .entry((plane.into(), reason.into()))
+                .or_default() += 1
+        });
+    }
+
+    /// A TCP connection on `plane` closed before its handshake, or an accept that failed,
+    /// for `reason`.
+    pub fn connection_refused(&self, plane: &str, reason: &str) {
+        self.with(|c| {
+            *c.connections_refused
                 .entry((plane.into(), reason.into()))
                 .or_default() += 1
         });
@@ -138,6 +149,12 @@ impl Metrics {
                 "Peer calls or connections refused for exceeding a configured limit.",
                 &c.limited,
                 ("limit", "peer"),
+            ),
+            (
+                "focalpoint_connections_refused_total",
+                "TCP connections closed before their TLS handshake, and failed accepts.",
+                &c.connections_refused,
+                ("plane", "reason"),
             ),
         ] {
             family(&mut out, name, help, "counter");

@@ -78,6 +78,40 @@ fn gauges(exchange: &Exchange, peers: &[CountryCode]) -> crate::metrics::Gauges 
     g
 }
 
+/// Raises the soft limit on open file descriptors to the hard limit, and says what the node
+/// has: every connection costs one, and a node short of them cannot accept its operators.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(soft), hard) = (limit.current, limit.maximum) else {
+        tracing::info!("open file descriptors: no limit");
+        return;
+    };
+    // No hard limit: a generous soft one, well within what the kernel allows a process.
+    let target = hard.unwrap_or(1 << 20);
+    if soft < target {
+        let raised = rustix::process::Rlimit {
+            current: Some(target),
+            maximum: hard,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::info!(
+                    from = soft,
+                    to = target,
+                    "open file descriptors: soft limit raised"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(limit = soft, error = %e, "open file descriptors: soft limit not raised");
+                return;
+            }
+        }
+    }
+    tracing::info!(limit = soft, "open file descriptors");
+}
+
 /// How long a stopping node waits for in-flight calls and open connections.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -198,6 +232,7 @@ impl BoundNode {
     /// Loads certificates, opens the log and binds both listeners.
     pub async fn bind(config: NodeConfig, data_dir: Option<PathBuf>) -> Result<Self, NodeError> {
         tls::install_crypto_provider();
+        raise_descriptor_limit();
         let data_dir = data_dir
             .or_else(|| config.data_dir.clone())
             .ok_or(NodeError::NoDataDir)?;
@@ -319,17 +354,15 @@ impl BoundNode {
         let peer_incoming = tls::incoming(
             self.peer_listener,
             peer_tls_rx,
-            "peer",
+            tls::ListenerOptions::new("peer", &limits),
             metrics.clone(),
-            limits.handshake_timeout(),
             Some(limiter.clone()),
         );
         let operator_incoming = tls::incoming(
             self.operator_listener,
             operator_tls_rx,
-            "operator",
+            tls::ListenerOptions::new("operator", &limits),
             metrics.clone(),
-            limits.handshake_timeout(),
             None,
         );
         let stop = |mut w: watch::Receiver<bool>| async move {

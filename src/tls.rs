@@ -11,9 +11,10 @@
 //! Handlers read the identity again from the verified leaf certificate; nothing is trusted
 //! because it came from "some certificate of this CA".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rustls::DistinguishedName;
@@ -32,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
 
 use crate::limits::{ConnectionSlot, Limiter};
+use crate::throttle::Throttle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::model::{CountryCode, Identity, Role};
@@ -197,25 +199,20 @@ impl ClientCertVerifier for PlaneVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let identity = identity_of(end_entity).map_err(|e| refuse(e.to_string()))?;
+        // Refusals are logged by the listener, throttled per reason and address.
         if !self.allowed_roles.contains(&identity.role) {
-            tracing::warn!(identity = %identity, "refused: role not allowed on this plane");
             return Err(refuse(format!(
                 "role {} is not allowed on this listener",
                 identity.role
             )));
         }
         let Some(verifier) = self.by_country.get(&identity.country) else {
-            tracing::warn!(identity = %identity, "refused: country not trusted on this plane");
             return Err(refuse(format!(
                 "country {} is not trusted on this listener",
                 identity.country
             )));
         };
-        verifier
-            .verify_client_cert(end_entity, intermediates, now)
-            .inspect_err(
-                |e| tracing::warn!(identity = %identity, error = %e, "refused certificate"),
-            )
+        verifier.verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -347,30 +344,159 @@ impl Connected for Accepted {
     }
 }
 
+/// What one listener admits before TLS: how many connections may be in their handshake at
+/// once, in all and from one source address. Owned by the listener; counts are given back
+/// when a handshake ends, however it ends.
+#[derive(Debug)]
+struct HandshakeGate {
+    max: usize,
+    max_per_address: usize,
+    pending: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Held while one connection is in its handshake.
+#[derive(Debug)]
+struct PendingHandshake {
+    gate: Arc<HandshakeGate>,
+    address: IpAddr,
+}
+
+impl HandshakeGate {
+    fn new(max: usize, max_per_address: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            max_per_address,
+            pending: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// A place for a handshake from `address`, or the limit that refuses it.
+    fn enter(self: &Arc<Self>, address: IpAddr) -> Result<PendingHandshake, &'static str> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, by_address) = &mut *pending;
+        if *total >= self.max {
+            return Err("pending_handshakes");
+        }
+        let from_address = by_address.entry(address).or_default();
+        if *from_address >= self.max_per_address {
+            return Err("pending_handshakes_per_address");
+        }
+        *from_address += 1;
+        *total += 1;
+        Ok(PendingHandshake {
+            gate: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        let mut pending = self
+            .gate
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (total, by_address) = &mut *pending;
+        *total = total.saturating_sub(1);
+        if let Some(n) = by_address.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// How long the accept loop pauses after a failed accept: growing from 5 ms to 1 s while
+/// accepts keep failing (out of file descriptors, mostly), so that it never spins.
+fn accept_backoff(failures: u32) -> Duration {
+    Duration::from_millis(5u64.saturating_mul(1 << failures.min(8)).min(1_000))
+}
+
+/// How one listener accepts connections.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    /// `peer` or `operator`: for metrics and log lines.
+    pub plane: &'static str,
+    /// A handshake not finished in this time is dropped.
+    pub handshake_timeout: Duration,
+    /// Connections in their handshake at once.
+    pub max_pending_handshakes: usize,
+    /// Connections in their handshake at once from one source address.
+    pub max_pending_handshakes_per_address: usize,
+}
+
+impl ListenerOptions {
+    /// The options for `plane` under `limits`.
+    pub fn new(plane: &'static str, limits: &crate::limits::Limits) -> Self {
+        Self {
+            plane,
+            handshake_timeout: limits.handshake_timeout(),
+            max_pending_handshakes: limits.max_pending_handshakes,
+            max_pending_handshakes_per_address: limits.max_pending_handshakes_per_address,
+        }
+    }
+}
+
 /// Accepts TCP connections and completes TLS handshakes off the accept loop, yielding the
 /// connections that passed, each under the server configuration current when it arrived.
-/// A handshake not finished within `handshake_timeout` is dropped; with a `limiter`, a
-/// connection beyond its peer's limit is closed. Ends when the receiver is dropped.
+///
+/// Before TLS, a connection beyond the listener's or its source address's bound of pending
+/// handshakes is closed at once; a handshake not finished in time is dropped; a failed accept
+/// pauses the loop with a growing backoff. With a `limiter`, a connection beyond its peer's
+/// limit is closed after the handshake. Refusals are counted in the metrics every time and
+/// logged through a [`Throttle`]. Ends when the receiver is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
-    plane: &'static str,
+    options: ListenerOptions,
     metrics: Arc<crate::metrics::Metrics>,
-    handshake_timeout: Duration,
     limiter: Option<Limiter>,
 ) -> ReceiverStream<Result<Accepted, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let gate = HandshakeGate::new(
+        options.max_pending_handshakes,
+        options.max_pending_handshakes_per_address,
+    );
+    let throttle = Arc::new(Throttle::new());
+    let plane = options.plane;
     tokio::spawn(async move {
+        let mut failures = 0u32;
         loop {
             let (tcp, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
+                    Ok(pair) => {
+                        failures = 0;
+                        pair
+                    }
                     Err(e) => {
-                        tracing::warn!(plane, error = %e, "accept failed");
+                        metrics.connection_refused(plane, "accept_error");
+                        if let Some(suppressed) = throttle.admit("accept_error", None) {
+                            tracing::warn!(plane, error = %e, suppressed, "accept failed; pausing");
+                        }
+                        let pause = accept_backoff(failures);
+                        failures = failures.saturating_add(1);
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = tx.closed() => return,
+                        }
                         continue;
                     }
                 },
                 () = tx.closed() => return,
+            };
+            let pending = match gate.enter(remote.ip()) {
+                Ok(pending) => pending,
+                Err(limit) => {
+                    // Dropping the stream closes it: no handshake, no task, no descriptor kept.
+                    drop(tcp);
+                    metrics.connection_refused(plane, limit);
+                    if let Some(suppressed) = throttle.admit(limit, Some(remote.ip())) {
+                        tracing::warn!(plane, address = %remote.ip(), limit, suppressed, "connection closed before its handshake: too many pending");
+                    }
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             // The configuration current at accept time: a reload applies to new connections.
@@ -378,8 +504,12 @@ pub fn incoming(
             let tx = tx.clone();
             let metrics = metrics.clone();
             let limiter = limiter.clone();
+            let throttle = throttle.clone();
+            let timeout = options.handshake_timeout;
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                drop(pending);
+                let reason = match handshake {
                     Ok(Ok(mut stream)) => {
                         let peer = stream
                             .get_ref()
@@ -404,16 +534,15 @@ pub fn incoming(
                                 _slot: slot,
                             }))
                             .await;
+                        return;
                     }
-                    Ok(Err(e)) => {
-                        let reason = e.to_string();
-                        metrics.tls_failure(plane, crate::metrics::handshake_reason(&reason));
-                        tracing::warn!(plane, %remote, reason, "tls handshake refused");
-                    }
-                    Err(_) => {
-                        metrics.tls_failure(plane, "timeout");
-                        tracing::warn!(plane, %remote, reason = "timeout", "tls handshake refused");
-                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timeout".to_owned(),
+                };
+                let label = crate::metrics::handshake_reason(&reason);
+                metrics.tls_failure(plane, label);
+                if let Some(suppressed) = throttle.admit(label, Some(remote.ip())) {
+                    tracing::warn!(plane, %remote, reason, suppressed, "tls handshake refused");
                 }
             });
         }

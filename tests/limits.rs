@@ -280,3 +280,161 @@ async fn connections_beyond_the_limit_are_closed_and_slow_handshakes_dropped() {
     drop(b);
     khm.stop().await.unwrap();
 }
+
+/// A node as a real process whose file descriptors are capped at `descriptors` (soft and
+/// hard), with its log lines in `log`.
+fn serve_with_descriptors(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    descriptors: u32,
+    log: &std::path::Path,
+) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("FOCALPOINT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_owned()
+    };
+    (child, field("peer="), field("operator="))
+}
+
+/// Raises this process's soft limit on open files to its hard limit; returns the limit.
+fn raise_own_descriptors() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(1 << 16);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(hard),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    hard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
+    const DESCRIPTORS: u32 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    focalpoint::demo::example_configs(dir.path()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap();
+    drop(closed);
+    let config = idn_child_config(dir.path(), nowhere);
+    let log = dir.path().join("idn-stderr.log");
+    let (mut child, peer, operator) =
+        serve_with_descriptors(&config, &dir.path().join("idn-data"), DESCRIPTORS, &log);
+    // Several times what the node may hold open, so that without a bound on pending
+    // handshakes it runs out of descriptors.
+    let flood = 2_000.min(raise_own_descriptors().saturating_sub(200) as usize);
+    assert!(
+        flood > DESCRIPTORS as usize * 2,
+        "this machine allows too few open files"
+    );
+
+    let mut client =
+        focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))
+            .unwrap();
+    client.log(1, 1).await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer_address = peer.clone();
+    let flooding = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            for _ in 0..flood {
+                let connect = tokio::net::TcpStream::connect(peer.as_str());
+                if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await
+                {
+                    held.push(stream);
+                }
+            }
+            // Held open, never starting TLS, until the operator calls are done.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            held.len()
+        })
+    };
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    let began = std::time::Instant::now();
+    while began.elapsed() < Duration::from_secs(4) {
+        let t = std::time::Instant::now();
+        match tokio::time::timeout(Duration::from_secs(2), client.log(1, 1)).await {
+            Ok(Ok(_)) => latencies.push(t.elapsed()),
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push("no answer within 2 s".into()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A new operator connection is accepted during the flood too.
+    let mut fresh =
+        focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))
+            .unwrap();
+    let fresh_answer = tokio::time::timeout(Duration::from_secs(2), fresh.log(1, 1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let connected = flooding.await.unwrap();
+    // Then connect and close, 300 times, with bytes that are not TLS: each is a refused
+    // handshake, and they are logged a line a second. The flood's pending handshakes end
+    // first, as the node reads their close.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..300 {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(peer_address.as_str())
+            .await
+            .unwrap();
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+        let _ = stream.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(failures.is_empty(), "operator calls failed: {failures:?}");
+    assert!(matches!(fresh_answer, Ok(Ok(_))), "{fresh_answer:?}");
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    eprintln!(
+        "{connected} idle connections; {} operator calls, p99 {p99:?}",
+        latencies.len()
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        lines.contains("too many pending") && lines.contains("suppressed"),
+        "the node did not report closing connections: {lines}"
+    );
+    let count = lines.lines().count();
+    assert!(count < 200, "{count} log lines for one flood");
+    let refused = lines
+        .lines()
+        .filter(|l| l.contains("tls handshake refused"))
+        .count();
+    assert!(
+        (1..30).contains(&refused),
+        "{refused} lines for 300 refused handshakes"
+    );
+}

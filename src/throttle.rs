@@ -1,0 +1,111 @@
+//! Warnings that repeat: at most one log line a second per reason and remote address, with
+//! the count of what was left out since the last one. A flood of refused connections must not
+//! become a flood of log lines; the metrics still count every occurrence.
+//!
+//! A throttle belongs to the listener or limiter that owns it; nothing is shared between two
+//! nodes in one process.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often one reason from one address may be logged.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Addresses remembered at most; past this, entries older than [`EVERY`] are forgotten, and
+/// if none is, everything is (a flood from many addresses then logs at most this many lines
+/// a second).
+const REMEMBERED: usize = 4096;
+
+#[derive(Debug)]
+struct Seen {
+    logged_at: Instant,
+    suppressed: u64,
+}
+
+/// Decides which repeated warnings are logged.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    seen: Mutex<HashMap<(&'static str, Option<IpAddr>), Seen>>,
+}
+
+impl Throttle {
+    /// A throttle that has logged nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a warning for `reason` from `address` is logged now: `Some(n)` with the number
+    /// of the same warnings left out since the last logged one, or `None` to leave it out.
+    pub fn admit(&self, reason: &'static str, address: Option<IpAddr>) -> Option<u64> {
+        self.admit_at(reason, address, Instant::now())
+    }
+
+    fn admit_at(&self, reason: &'static str, address: Option<IpAddr>, now: Instant) -> Option<u64> {
+        // A poisoned lock only means a panic while counting; the counts stay usable.
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = seen.get_mut(&(reason, address)) {
+            if now.duration_since(s.logged_at) < EVERY {
+                s.suppressed += 1;
+                return None;
+            }
+            let suppressed = s.suppressed;
+            *s = Seen {
+                logged_at: now,
+                suppressed: 0,
+            };
+            return Some(suppressed);
+        }
+        if seen.len() >= REMEMBERED {
+            seen.retain(|_, s| now.duration_since(s.logged_at) < EVERY);
+            if seen.len() >= REMEMBERED {
+                seen.clear();
+            }
+        }
+        seen.insert(
+            (reason, address),
+            Seen {
+                logged_at: now,
+                suppressed: 0,
+            },
+        );
+        Some(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_a_second_per_reason_and_address_with_the_count_left_out() {
+        let throttle = Throttle::new();
+        let start = Instant::now();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        assert_eq!(throttle.admit_at("timeout", Some(a), start), Some(0));
+        for i in 1..=5 {
+            let at = start + Duration::from_millis(100 * i);
+            assert_eq!(throttle.admit_at("timeout", Some(a), at), None);
+        }
+        // Another address and another reason are counted apart.
+        assert_eq!(throttle.admit_at("timeout", Some(b), start), Some(0));
+        assert_eq!(throttle.admit_at("unknown_ca", Some(a), start), Some(0));
+        let later = start + Duration::from_millis(1_100);
+        assert_eq!(throttle.admit_at("timeout", Some(a), later), Some(5));
+        assert_eq!(throttle.admit_at("timeout", Some(a), later), None);
+    }
+
+    #[test]
+    fn many_addresses_keep_the_memory_bounded() {
+        let throttle = Throttle::new();
+        let start = Instant::now();
+        for i in 0..(REMEMBERED as u32 * 3) {
+            let address = IpAddr::from(i.to_be_bytes());
+            assert_eq!(throttle.admit_at("timeout", Some(address), start), Some(0));
+        }
+        let held = throttle.seen.lock().unwrap().len();
+        assert!(held <= REMEMBERED, "{held} addresses remembered");
+    }
+}
