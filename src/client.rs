@@ -83,6 +83,32 @@ impl OperatorClient {
             .into_inner())
     }
 
+    /// Sends a message file's envelope: a statistics report as the push of its figures (the
+    /// node numbers the revision and counts the exchange itself), anything else as it is.
+    pub async fn send_or_push(
+        &mut self,
+        envelope: pb::Envelope,
+        wait: bool,
+    ) -> Result<pb::SendResponse, ClientError> {
+        let Some(pb::envelope::Body::StatisticsReport(report)) = envelope.body else {
+            return self.send(envelope, wait).await;
+        };
+        let pushed = self
+            .push_statistics(pb::PushStatisticsRequest {
+                peer: envelope.receiver,
+                period: report.period,
+                counters: report.counters,
+                source: report.source,
+                wait_for_receipt: wait,
+            })
+            .await?;
+        pushed.sent.ok_or_else(|| {
+            ClientError::Refused(tonic::Status::internal(
+                "the node answered a push without its send",
+            ))
+        })
+    }
+
     /// The inbox.
     pub async fn inbox(
         &mut self,

@@ -211,7 +211,7 @@ pub async fn run() -> anyhow::Result<()> {
         let node = if *from == "idn" { &idn } else { &khm };
         let mut c = OperatorClient::new(&example_client(dir.path(), from, role, node))?;
         let envelope = client::parse_envelope(text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-        let response = c.send(envelope, true).await?;
+        let response = c.send_or_push(envelope, true).await?;
         anyhow::ensure!(
             response.state == pb::DeliveryState::Delivered as i32,
             "{file} was not delivered: {}",

@@ -15,6 +15,11 @@ use crate::pb;
 use crate::receipt::{self, ReceiptError, ReceiptSigner};
 use crate::validate::{self, ValidEnvelope, ValidationError};
 
+/// The refusal of an envelope whose sender is not the caller's country.
+fn wrong_sender(caller: CountryCode) -> String {
+    format!("sender: is not {caller}, the country of the caller's certificate")
+}
+
 /// Why the exchange refused or failed a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -290,22 +295,64 @@ impl Exchange {
         Ok(())
     }
 
-    /// An operator's or the sync's send: validated, logged and flushed, then handed to delivery.
+    /// An operator's send: validated, logged and flushed, then handed to delivery.
+    ///
+    /// Statistics reports are refused here: they go through [`crate::stats::push`], where the
+    /// node numbers the revision and counts the exchange from its own log, so that no caller
+    /// can send a revision or exchanged counts of its own.
     pub async fn submit(
+        &self,
+        caller: &Identity,
+        envelope: pb::Envelope,
+    ) -> Result<Submitted, ExchangeError> {
+        self.local_user(caller)?;
+        match caller.role {
+            Role::Operator => {}
+            Role::Sync => {
+                return Err(ExchangeError::Forbidden(
+                    "the sync role may push statistics reports only (PushStatistics, `stats push`)"
+                        .into(),
+                ));
+            }
+            Role::Auditor | Role::Node => {
+                return Err(ExchangeError::Forbidden(format!(
+                    "role {} may not send",
+                    caller.role
+                )));
+            }
+        }
+        if matches!(envelope.body, Some(pb::envelope::Body::StatisticsReport(_))) {
+            return Err(ExchangeError::Invalid(ValidationError::new(
+                "body",
+                "a statistics report is sent with PushStatistics (`stats push`), which numbers \
+                 its revision and counts the exchange from this node's log",
+            )));
+        }
+        self.submit_any(caller, envelope).await
+    }
+
+    /// The send of a statistics report that [`crate::stats::push`] built.
+    pub(crate) async fn submit_report(
+        &self,
+        caller: &Identity,
+        envelope: pb::Envelope,
+    ) -> Result<Submitted, ExchangeError> {
+        self.local_user(caller)?;
+        if !matches!(envelope.body, Some(pb::envelope::Body::StatisticsReport(_))) {
+            return Err(ExchangeError::Inconsistent(
+                "a statistics push built something other than a report".into(),
+            ));
+        }
+        self.submit_any(caller, envelope).await
+    }
+
+    async fn submit_any(
         &self,
         caller: &Identity,
         mut envelope: pb::Envelope,
     ) -> Result<Submitted, ExchangeError> {
-        self.local_user(caller)?;
-        let is_statistics = matches!(envelope.body, Some(pb::envelope::Body::StatisticsReport(_)));
         match caller.role {
-            Role::Operator => {}
-            Role::Sync if is_statistics => {}
-            Role::Sync => {
-                return Err(ExchangeError::Forbidden(
-                    "the sync role may push statistics reports only".into(),
-                ));
-            }
+            Role::Operator | Role::Sync => {}
             Role::Auditor | Role::Node => {
                 return Err(ExchangeError::Forbidden(format!(
                     "role {} may not send",
@@ -449,7 +496,12 @@ impl Exchange {
         reason: String,
     ) -> Result<impl Future<Output = Result<(), ExchangeError>> + Send + 'static, ExchangeError>
     {
-        let entry = refusal(peer, message_id, Digest::of(bytes), &reason);
+        // Only a message id that is itself valid is kept: the refusal entry is never redacted.
+        let message_id = message_id
+            .parse::<MessageId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let entry = refusal(peer, &message_id, Digest::of(bytes), &reason);
         let written = self.inner.log.enqueue(move |t| t.append(entry))?;
         let metrics = self.inner.metrics.clone();
         Ok(async move {
@@ -512,17 +564,32 @@ impl Exchange {
         let valid = match checked {
             Ok(v) => v,
             Err(e) => {
-                let id = pb::Envelope::decode(bytes.as_slice())
-                    .map(|e| e.message_id)
+                // Only a message id that is itself valid is named in the refusal entry.
+                let raw = pb::Envelope::decode(bytes.as_slice()).ok();
+                let id = raw
+                    .as_ref()
+                    .and_then(|r| r.message_id.parse::<MessageId>().ok())
+                    .map(|id| id.to_string())
                     .unwrap_or_default();
+                // A sender claiming a country its certificate does not hold is the fault,
+                // whatever else the envelope gets wrong (its receiver, say, being that country).
+                if let Some(raw) = &raw
+                    && raw.sender != caller.as_str()
+                {
+                    let reason = wrong_sender(caller);
+                    return refused(
+                        self,
+                        body_kind(raw),
+                        &id,
+                        reason.clone(),
+                        ExchangeError::Forbidden(reason),
+                    );
+                }
                 return refused(self, "unknown", &id, e.to_string(), e.into());
             }
         };
         if valid.sender != caller {
-            let reason = format!(
-                "envelope sender {} differs from the caller's certificate country {caller}",
-                valid.sender
-            );
+            let reason = wrong_sender(caller);
             return refused(
                 self,
                 body_kind(&valid.envelope),
@@ -534,10 +601,7 @@ impl Exchange {
         if valid.receiver != self.inner.country {
             let e = ValidationError {
                 field: "receiver".into(),
-                reason: format!(
-                    "is {}, but this node is {}",
-                    valid.receiver, self.inner.country
-                ),
+                reason: format!("is not {}, this node's country", self.inner.country),
             };
             return refused(
                 self,

@@ -8,20 +8,24 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Why a raw value is not a valid typed value.
+///
+/// The value itself is never carried: a bad value may be personal data sent by the other
+/// side, and these errors reach refusal entries that can never be redacted, log lines and the
+/// peer. The caller names the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
-    #[error("{0:?} is not an ISO 3166-1 alpha-3 country code")]
-    Country(String),
-    #[error("{0:?} is not a message id (1 to 64 characters of A-Z a-z 0-9 . _ : -)")]
-    MessageId(String),
-    #[error("{0:?} is not a role (operator, auditor, sync or node)")]
-    Role(String),
-    #[error("{0:?} is not a focalpoint identity (urn:focalpoint:COUNTRY:ROLE[:NAME])")]
-    Identity(String),
-    #[error("{0:?} is not a date (YYYY-MM-DD)")]
-    Date(String),
-    #[error("{0:?} is not an RFC 3339 instant in UTC (e.g. 2025-04-30T08:15:00Z)")]
-    Instant(String),
+    #[error("is not an ISO 3166-1 alpha-3 country code")]
+    Country,
+    #[error("is not a message id (1 to 64 characters of A-Z a-z 0-9 . _ : -)")]
+    MessageId,
+    #[error("is not a role (operator, auditor, sync or node)")]
+    Role,
+    #[error("is not a focalpoint identity (urn:focalpoint:COUNTRY:ROLE[:NAME])")]
+    Identity,
+    #[error("is not a date (YYYY-MM-DD)")]
+    Date,
+    #[error("is not an RFC 3339 instant in UTC (e.g. 2025-04-30T08:15:00Z)")]
+    Instant,
 }
 
 /// ISO 3166-1 alpha-3 codes, plus the ICAO codes for the stateless, refugees and UN documents,
@@ -70,7 +74,7 @@ impl FromStr for CountryCode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = s.as_bytes();
         if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_uppercase) || !is_country(bytes) {
-            return Err(ParseError::Country(s.to_owned()));
+            return Err(ParseError::Country);
         }
         Ok(Self([bytes[0], bytes[1], bytes[2]]))
     }
@@ -121,7 +125,7 @@ impl FromStr for MessageId {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ParseError::MessageId(s.to_owned()))
+            Err(ParseError::MessageId)
         }
     }
 }
@@ -165,7 +169,7 @@ impl FromStr for Role {
             "operator" => Ok(Self::Operator),
             "auditor" => Ok(Self::Auditor),
             "sync" => Ok(Self::Sync),
-            _ => Err(ParseError::Role(s.to_owned())),
+            _ => Err(ParseError::Role),
         }
     }
 }
@@ -209,7 +213,7 @@ impl Identity {
 impl FromStr for Identity {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseError::Identity(s.to_owned());
+        let bad = || ParseError::Identity;
         let rest = s.strip_prefix(URN_PREFIX).ok_or_else(bad)?;
         let mut parts = rest.splitn(3, ':');
         let country = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
@@ -300,16 +304,16 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn parse_date(s: &str) -> Result<time::Date, ParseError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     if s.len() != 10 {
-        return Err(ParseError::Date(s.to_owned()));
+        return Err(ParseError::Date);
     }
-    time::Date::parse(s, &format).map_err(|_| ParseError::Date(s.to_owned()))
+    time::Date::parse(s, &format).map_err(|_| ParseError::Date)
 }
 
 /// An RFC 3339 instant with a zero UTC offset.
 pub fn parse_instant(s: &str) -> Result<OffsetDateTime, ParseError> {
     match OffsetDateTime::parse(s, &Rfc3339) {
         Ok(t) if t.offset().is_utc() => Ok(t),
-        _ => Err(ParseError::Instant(s.to_owned())),
+        _ => Err(ParseError::Instant),
     }
 }
 

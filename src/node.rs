@@ -497,10 +497,15 @@ async fn introspection<S: tonic::server::NamedService>() -> Result<
 > {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<S>().await;
+    // Each listener lists its own service, health and reflection, and not the other plane's.
     let builder = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(S::NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     let v1 = builder()
         .build_v1()

@@ -635,7 +635,7 @@ pub async fn push(
         })),
         ..Default::default()
     };
-    let submitted = exchange.submit(caller, envelope).await?;
+    let submitted = exchange.submit_report(caller, envelope).await?;
     Ok(Pushed {
         revision,
         unchanged: false,

@@ -25,7 +25,7 @@ async fn exchanged() -> (tempfile::TempDir, PathBuf, PathBuf) {
     ] {
         let r = pair
             .client(from, role)
-            .send(example(file), true)
+            .send_or_push(example(file), true)
             .await
             .unwrap();
         assert_eq!(r.state, pb::DeliveryState::Delivered as i32);

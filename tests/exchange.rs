@@ -28,7 +28,7 @@ async fn every_kind_goes_both_ways_and_is_in_both_logs_with_matching_digests() {
     for (from, role, file) in sends {
         let r = pair
             .client(from, role)
-            .send(example(file), true)
+            .send_or_push(example(file), true)
             .await
             .unwrap();
         assert_eq!(
@@ -287,7 +287,41 @@ async fn an_envelope_whose_sender_is_not_the_callers_country_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("sender:"), "{}", err.message());
+
+    // IDN's certificate, an envelope claiming to come from KHM and addressed to KHM: the
+    // receiver being the sender's own country is a symptom; the fault is the sender.
+    let mut e = pb::Envelope::decode(idn_alert_bytes("KHM-1", "x").as_slice()).unwrap();
+    e.sender = "KHM".into();
+    let err = peer
+        .deliver(pb::DeliverRequest {
+            envelope: e.encode_to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(err.message().contains("sender:"), "{}", err.message());
     assert!(pair.khm.exchange().log().inbox().unwrap().is_empty());
+
+    // A refusal names the message id only when the id itself is valid.
+    let mut e = pb::Envelope::decode(idn_alert_bytes("IDN-1", "x").as_slice()).unwrap();
+    e.message_id = "WULANDARI SARI X2217845".into();
+    let err = peer
+        .deliver(pb::DeliverRequest {
+            envelope: e.encode_to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(!err.message().contains("X2217845"), "{}", err.message());
+    let log = pair.khm.exchange().log();
+    let (size, _) = log.head().unwrap();
+    let refusal = log.entry(size).unwrap().unwrap();
+    assert_eq!(refusal.kind(), pb::EntryKind::Refusal);
+    assert_eq!(refusal.entry.message_id, "", "an invalid id is not kept");
+    assert!(!format!("{refusal:?}").contains("X2217845"));
     pair.stop().await;
 }
 
@@ -317,6 +351,38 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
         .unwrap_err();
     assert!(
         matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+    );
+    // A statistics report goes through PushStatistics only, where the node numbers its
+    // revision and counts the exchange: through Send, with a revision and counts of the
+    // caller's own, it is refused for the sync and for operators alike.
+    let mut forged = example("idn/statistics-2025-jan-apr.json");
+    if let Some(pb::envelope::Body::StatisticsReport(r)) = &mut forged.body {
+        r.revision = 99;
+        r.exchanged = vec![pb::ExchangeCount {
+            kind: pb::MessageKind::TravellerAlert as i32,
+            direction: pb::Direction::Sent as i32,
+            count: 1_000,
+            message_ids_sha256: vec![0; 32],
+        }];
+    }
+    let err = pair
+        .client("idn", "sync")
+        .send(forged.clone(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied),
+        "{err}"
+    );
+    let err = pair
+        .client("idn", "operator")
+        .send(forged, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, focalpoint::client::ClientError::Refused(s)
+            if s.code() == Code::InvalidArgument && s.message().contains("PushStatistics")),
+        "{err}"
     );
     assert_eq!(
         pair.idn.exchange().log().head().unwrap().0,
@@ -387,7 +453,7 @@ async fn the_inbox_filters_by_kind_peer_and_time() {
         "khm/fraud-notice-poipet.json",
         "khm/statistics-2025-jan-apr.json",
     ] {
-        let r = khm.send(example(file), true).await.unwrap();
+        let r = khm.send_or_push(example(file), true).await.unwrap();
         assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
     }
     let mut idn = pair.client("idn", "operator");

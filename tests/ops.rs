@@ -111,11 +111,49 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
         .unwrap()
         .into_inner();
     let response = stream.message().await.unwrap().unwrap();
-    assert!(matches!(
-        response.message_response,
-        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l))
-            if l.service.iter().any(|s| s.name == "focalpoint.v1.PeerService")
-    ));
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("not a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"focalpoint.v1.OperatorService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"focalpoint.v1.PeerService".to_owned()),
+        "the operator listener lists the peer service: {names:?}"
+    );
+
+    // The peer listener lists its own service and not the operator plane's.
+    let peer = channel("khm", pair.khm.peer_address, example_cert("idn", "node"));
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(peer)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("not a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"focalpoint.v1.PeerService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"focalpoint.v1.OperatorService".to_owned()),
+        "the peer listener lists the operator service: {names:?}"
+    );
     pair.stop().await;
 }
 

@@ -40,7 +40,10 @@ async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
         "khm/fraud-notice-poipet.json",
         "khm/statistics-2025-jan-apr.json",
     ] {
-        let r = khm_operator.send(example(file), true).await.unwrap();
+        let r = khm_operator
+            .send_or_push(example(file), true)
+            .await
+            .unwrap();
         assert_eq!(r.state, pb::DeliveryState::Delivered as i32, "{}", r.detail);
     }
     let idn_client = |operator: &str| idn_client(dir.path(), "operator", operator);

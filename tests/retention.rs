@@ -86,7 +86,11 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
         ("khm", "operator", fraud.clone()),
         ("idn", "sync", stats.clone()),
     ] {
-        let r = pair.client(from, role).send(envelope, true).await.unwrap();
+        let r = pair
+            .client(from, role)
+            .send_or_push(envelope, true)
+            .await
+            .unwrap();
         assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
     }
     // A checkpoint KHM cosigned over IDN's log as it was before any redaction.
