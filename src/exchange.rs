@@ -146,6 +146,8 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     /// The largest envelope accepted from a peer (`[limits] max_envelope_bytes`).
     max_envelope_bytes: std::sync::atomic::AtomicUsize,
+    /// Seconds a creation time may be ahead of this node's clock (`[limits]`).
+    max_clock_skew_secs: std::sync::atomic::AtomicU64,
 }
 
 /// Delivery attempts of one sent message since this node started.
@@ -185,6 +187,10 @@ impl Exchange {
                 attempts: std::sync::Mutex::default(),
                 metrics: Arc::default(),
                 max_envelope_bytes: validate::MAX_ENVELOPE_BYTES.into(),
+                max_clock_skew_secs: validate::DEFAULT_CLOCK_SKEW
+                    .whole_seconds()
+                    .unsigned_abs()
+                    .into(),
             }),
         }
     }
@@ -205,6 +211,23 @@ impl Exchange {
             max.min(validate::MAX_ENVELOPE_BYTES),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// Sets how far ahead of this node's clock an envelope's creation time may be.
+    pub fn set_max_clock_skew(&self, seconds: u64) {
+        self.inner
+            .max_clock_skew_secs
+            .store(seconds, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The envelope's creation time against this node's clock and the configured skew.
+    fn created_in_time(&self, valid: &ValidEnvelope) -> Result<(), ValidationError> {
+        let skew = self
+            .inner
+            .max_clock_skew_secs
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let skew = time::Duration::seconds(i64::try_from(skew).unwrap_or(i64::MAX));
+        validate::created_in_time(valid, time::OffsetDateTime::now_utc(), skew)
     }
 
     /// The node's signing key (receipts, checkpoints, cosignatures).
@@ -376,7 +399,9 @@ impl Exchange {
                 .map(|first| first.created_at)
                 .unwrap_or_else(|| format_instant(time::OffsetDateTime::now_utc()));
         }
-        let valid = match validate::validate(envelope.clone()) {
+        let checked =
+            validate::validate(envelope.clone()).and_then(|v| self.created_in_time(&v).map(|()| v));
+        let valid = match checked {
             Ok(v) => v,
             Err(e) => {
                 self.refuse(
@@ -559,7 +584,7 @@ impl Exchange {
                 ),
             ))
         } else {
-            validate::decode_canonical(&bytes)
+            validate::decode_canonical(&bytes).and_then(|v| self.created_in_time(&v).map(|()| v))
         };
         let valid = match checked {
             Ok(v) => v,

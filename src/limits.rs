@@ -49,6 +49,8 @@ pub struct Limits {
     pub max_pending_handshakes: usize,
     /// TCP connections in their TLS handshake at once from one source address, per listener.
     pub max_pending_handshakes_per_address: usize,
+    /// Seconds an envelope's `created_at` may be ahead of this node's clock, on both planes.
+    pub max_clock_skew_secs: u64,
     /// Envelopes per second accepted from each peer, sustained.
     pub peer_rate_per_sec: u32,
     /// Envelopes accepted from each peer in a burst above the sustained rate.
@@ -65,6 +67,9 @@ impl Default for Limits {
             handshake_timeout_secs: 10,
             max_pending_handshakes: 256,
             max_pending_handshakes_per_address: 32,
+            max_clock_skew_secs: crate::validate::DEFAULT_CLOCK_SKEW
+                .whole_seconds()
+                .unsigned_abs(),
             peer_rate_per_sec: 2_000,
             peer_burst: 10_000,
         }
@@ -95,6 +100,7 @@ impl Limits {
                 self.max_pending_handshakes_per_address as u64,
             ),
             ("peer_rate_per_sec", u64::from(self.peer_rate_per_sec)),
+            ("max_clock_skew_secs", self.max_clock_skew_secs),
             ("peer_burst", u64::from(self.peer_burst)),
         ] {
             if value == 0 {

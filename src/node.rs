@@ -351,6 +351,7 @@ impl BoundNode {
         let limiter = crate::limits::Limiter::new(limits.clone(), metrics.clone());
         self.exchange
             .set_max_envelope_bytes(limits.max_envelope_bytes);
+        self.exchange.set_max_clock_skew(limits.max_clock_skew_secs);
         let peer_incoming = tls::incoming(
             self.peer_listener,
             peer_tls_rx,

@@ -46,6 +46,8 @@ pub struct ValidEnvelope {
     pub kind: pb::MessageKind,
     /// The earlier message this one refers to.
     pub reference: Option<MessageId>,
+    /// When the sender created it.
+    pub created_at: time::OffsetDateTime,
     /// The checked envelope.
     pub envelope: pb::Envelope,
     /// Its canonical encoding: what is stored, delivered and hashed.
@@ -91,7 +93,8 @@ pub fn validate(envelope: pb::Envelope) -> Result<ValidEnvelope> {
             "is the sender's own country",
         ));
     }
-    parse_instant(&envelope.created_at).map_err(|e| ValidationError::new("created_at", e))?;
+    let created_at =
+        parse_instant(&envelope.created_at).map_err(|e| ValidationError::new("created_at", e))?;
     let handling = envelope
         .handling
         .as_ref()
@@ -163,10 +166,65 @@ pub fn validate(envelope: pb::Envelope) -> Result<ValidEnvelope> {
         receiver,
         kind,
         reference,
+        created_at,
         envelope,
         bytes,
         digest,
     })
+}
+
+/// How far ahead of this node's clock a creation time may be, unless configured otherwise
+/// (`[limits] max_clock_skew_secs`).
+pub const DEFAULT_CLOCK_SKEW: time::Duration = time::Duration::minutes(10);
+
+/// Checks that `valid` was not created further than `skew` after `now`: a creation time in
+/// the future is a wrong clock or a forged date, and statistics count messages by it.
+pub fn created_in_time(
+    valid: &ValidEnvelope,
+    now: time::OffsetDateTime,
+    skew: time::Duration,
+) -> Result<()> {
+    if valid.created_at > now + skew {
+        return Err(ValidationError::new(
+            "created_at",
+            format!(
+                "is more than {} seconds ahead of this node's clock",
+                skew.whole_seconds()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The most entries each repeated field may hold. Far above anything real, and small enough
+/// that no envelope can carry a flood of them.
+pub mod bounds {
+    /// `documents` of an alert.
+    pub const DOCUMENTS: usize = 20;
+    /// `nationalities` of a person.
+    pub const NATIONALITIES: usize = 10;
+    /// `aliases` of a person.
+    pub const ALIASES: usize = 20;
+    /// `route.transit_countries` of an alert.
+    pub const TRANSIT_COUNTRIES: usize = 20;
+    /// `indicators` of an alert.
+    pub const INDICATORS: usize = 50;
+    /// `counters` of a statistics report.
+    pub const COUNTERS: usize = 500;
+    /// `breakdown` of one counter.
+    pub const BREAKDOWN: usize = 1_000;
+    /// `exchanged` of a statistics report: three kinds, two directions.
+    pub const EXCHANGED: usize = 6;
+}
+
+fn at_most<T>(field: &str, items: &[T], max: usize) -> Result<()> {
+    if items.len() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("{} entries, more than the limit of {max}", items.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
@@ -200,10 +258,16 @@ fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
     } else if let Some(person) = &a.person {
         self::person("traveller_alert.person", person)?;
     }
+    at_most("traveller_alert.documents", &a.documents, bounds::DOCUMENTS)?;
     for (i, d) in a.documents.iter().enumerate() {
         document(&format!("traveller_alert.documents[{i}]"), d)?;
     }
     if let Some(route) = &a.route {
+        at_most(
+            "traveller_alert.route.transit_countries",
+            &route.transit_countries,
+            bounds::TRANSIT_COUNTRIES,
+        )?;
         for (i, c) in route.transit_countries.iter().enumerate() {
             country(&format!("traveller_alert.route.transit_countries[{i}]"), c)?;
         }
@@ -221,6 +285,11 @@ fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
         )?;
         text("traveller_alert.route.carrier", &route.carrier, 100, false)?;
     }
+    at_most(
+        "traveller_alert.indicators",
+        &a.indicators,
+        bounds::INDICATORS,
+    )?;
     for (i, indicator) in a.indicators.iter().enumerate() {
         let field = format!("traveller_alert.indicators[{i}]");
         enumeration::<pb::IndicatorCode>(&format!("{field}.code"), indicator.code)?;
@@ -251,8 +320,14 @@ fn fraud_notice(n: &pb::DocumentFraudNotice) -> Result<()> {
         "document_fraud_notice.detection.country",
         &detection.country,
     )?;
-    parse_instant(&detection.detected_at)
+    let detected = parse_instant(&detection.detected_at)
         .map_err(|e| ValidationError::new("document_fraud_notice.detection.detected_at", e))?;
+    if detected > time::OffsetDateTime::now_utc() + time::Duration::days(1) {
+        return Err(ValidationError::new(
+            "document_fraud_notice.detection.detected_at",
+            "is more than a day in the future",
+        ));
+    }
     text(
         "document_fraud_notice.detection.office",
         &detection.office,
@@ -305,6 +380,12 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
             "at least one counter is required",
         ));
     }
+    at_most("statistics_report.counters", &r.counters, bounds::COUNTERS)?;
+    at_most(
+        "statistics_report.exchanged",
+        &r.exchanged,
+        bounds::EXCHANGED,
+    )?;
     let mut names = std::collections::BTreeMap::new();
     for (i, c) in r.counters.iter().enumerate() {
         let field = format!("statistics_report.counters[{i}]");
@@ -320,6 +401,11 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
                 format!("is the name of counters[{first}] too"),
             ));
         }
+        at_most(
+            &format!("{field}.breakdown"),
+            &c.breakdown,
+            bounds::BREAKDOWN,
+        )?;
         if !c.breakdown.is_empty() {
             let mut sum: u64 = 0;
             for (j, b) in c.breakdown.iter().enumerate() {
@@ -390,6 +476,11 @@ fn person(field: &str, p: &pb::Person) -> Result<()> {
             "at least one is required",
         ));
     }
+    at_most(
+        &format!("{field}.nationalities"),
+        &p.nationalities,
+        bounds::NATIONALITIES,
+    )?;
     for (i, n) in p.nationalities.iter().enumerate() {
         country(&format!("{field}.nationalities[{i}]"), n)?;
     }
@@ -399,6 +490,7 @@ fn person(field: &str, p: &pb::Person) -> Result<()> {
         200,
         false,
     )?;
+    at_most(&format!("{field}.aliases"), &p.aliases, bounds::ALIASES)?;
     for (i, a) in p.aliases.iter().enumerate() {
         text(&format!("{field}.aliases[{i}]"), a, 200, true)?;
     }
@@ -421,6 +513,21 @@ fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
     optional(&d.issue_date, |v| date(&format!("{field}.issue_date"), v))?;
     optional(&d.expiry_date, |v| date(&format!("{field}.expiry_date"), v))?;
     if !d.mrz.is_empty() {
+        // Stored as both sides hash it and search reads it: the zone's own alphabet, its
+        // lines separated by one line feed, nothing around it.
+        let canonical = d
+            .mrz
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'<' || b == b'\n')
+            && !d.mrz.starts_with('\n')
+            && !d.mrz.ends_with('\n')
+            && !d.mrz.contains("\n\n");
+        if !canonical {
+            return Err(ValidationError::new(
+                format!("{field}.mrz"),
+                "may hold only A-Z, 0-9 and <, its lines separated by a single line feed (\\n)",
+            ));
+        }
         let zone: mrz::Mrz = d
             .mrz
             .parse()
@@ -659,6 +766,85 @@ mod tests {
         alert.reference = String::new();
         crate::fuzzing::refusals_quote_nothing(&alert);
         assert_eq!(checked, examples.len());
+    }
+
+    #[test]
+    fn repeated_fields_are_bounded() {
+        type Mutation = fn(&mut pb::Envelope);
+        let cases: &[(&str, Mutation)] = &[
+            ("traveller_alert.person.aliases", |e| {
+                body(e).person.as_mut().unwrap().aliases = vec!["SARI".into(); 60_000]
+            }),
+            ("traveller_alert.person.nationalities", |e| {
+                body(e).person.as_mut().unwrap().nationalities = vec!["IDN".into(); 11]
+            }),
+            ("traveller_alert.indicators", |e| {
+                body(e).indicators = vec![
+                    pb::Indicator {
+                        code: pb::IndicatorCode::RecruitedThroughSocialMedia as i32,
+                        detail: String::new(),
+                    };
+                    20_000
+                ]
+            }),
+            ("traveller_alert.route.transit_countries", |e| {
+                body(e).route = Some(pb::Route {
+                    transit_countries: vec!["THA".into(); 50_000],
+                    ..Default::default()
+                })
+            }),
+            ("traveller_alert.documents", |e| {
+                let d = body(e).documents[0].clone();
+                body(e).documents = vec![d; 21];
+            }),
+        ];
+        for (field, mutate) in cases {
+            let mut e = alert_envelope();
+            mutate(&mut e);
+            let err = validate(e).unwrap_err();
+            assert_eq!(&err.field, field, "{err}");
+            assert!(err.reason.contains("more than the limit"), "{err}");
+        }
+        // At the bound, accepted.
+        let mut e = alert_envelope();
+        body(&mut e).person.as_mut().unwrap().aliases = vec!["SARI".into(); bounds::ALIASES];
+        validate(e).unwrap();
+    }
+
+    #[test]
+    fn a_zone_must_be_in_its_canonical_form() {
+        for zone in [
+            "P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\r\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4",
+            "P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4\n",
+            " P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4",
+            "P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\n\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4",
+        ] {
+            let mut e = alert_envelope();
+            body(&mut e).documents[0].mrz = zone.into();
+            let err = validate(e).unwrap_err();
+            assert_eq!(
+                err.field, "traveller_alert.documents[0].mrz",
+                "{zone:?}: {err}"
+            );
+            assert!(err.reason.contains("single line feed"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_creation_time_far_ahead_of_the_clock_is_refused() {
+        let now = time::OffsetDateTime::now_utc();
+        let mut e = alert_envelope();
+        e.created_at = "9999-12-31T23:59:59Z".into();
+        let valid = validate(e).unwrap();
+        let err = created_in_time(&valid, now, DEFAULT_CLOCK_SKEW).unwrap_err();
+        assert_eq!(err.field, "created_at");
+        assert!(!err.reason.contains("9999"), "{err}");
+        let mut e = alert_envelope();
+        e.created_at = crate::model::format_instant(now + time::Duration::minutes(5));
+        created_in_time(&validate(e).unwrap(), now, DEFAULT_CLOCK_SKEW).unwrap();
+        let mut e = alert_envelope();
+        e.created_at = crate::model::format_instant(now + time::Duration::minutes(11));
+        created_in_time(&validate(e).unwrap(), now, DEFAULT_CLOCK_SKEW).unwrap_err();
     }
 
     #[test]

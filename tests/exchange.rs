@@ -217,6 +217,18 @@ async fn invalid_inputs_are_refused_naming_the_field_and_leave_only_a_refusal() 
             }),
         ),
         ("handling", Box::new(|e| e.handling = None)),
+        (
+            "created_at",
+            Box::new(|e| e.created_at = "9999-12-31T23:59:59Z".into()),
+        ),
+        (
+            "traveller_alert.person.aliases",
+            Box::new(|e| {
+                if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+                    a.person.as_mut().unwrap().aliases = vec!["SARI".into(); 60_000];
+                }
+            }),
+        ),
     ];
     for (field, mutate) in cases {
         let before = pair.idn.exchange().log().head().unwrap().0;
@@ -255,6 +267,17 @@ async fn invalid_inputs_are_refused_naming_the_field_and_leave_only_a_refusal() 
     // The peer plane refuses unknown fields and garbage, naming the envelope.
     let (cert, key) = example_cert("idn", "node");
     let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let mut future = pb::Envelope::decode(idn_alert_bytes("IDN-FUTURE", "x").as_slice()).unwrap();
+    future.created_at = "9999-12-31T23:59:59Z".into();
+    let err = peer
+        .deliver(pb::DeliverRequest {
+            envelope: future.encode_to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("created_at"), "{}", err.message());
     let mut bytes = idn_alert_bytes("IDN-UNKNOWN-FIELD", "x");
     bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
     for envelope in [bytes, vec![0xff, 0x00, 0x13]] {
