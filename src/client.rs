@@ -32,6 +32,10 @@ pub enum ClientError {
 
 fn describe(status: &tonic::Status) -> String {
     match status.code() {
+        // The node answered: it is up, and its log cannot write now.
+        tonic::Code::Unavailable if status.message().starts_with("the exchange log") => {
+            format!("the node cannot log anything now: {}", status.message())
+        }
         tonic::Code::Unavailable | tonic::Code::Unknown => format!(
             "cannot reach the node, or the TLS handshake failed (check `node`, `server_name` and `ca` in the client configuration): {}",
             status.message()

@@ -82,7 +82,28 @@ impl Default for LogOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(sled::Error),
+    #[error("the log's data file {path} is corrupt{}", at.map(|o| format!(" at byte offset {o}")).unwrap_or_default())]
+    CorruptFile { path: PathBuf, at: Option<u64> },
+    #[error(
+        "the log's data file {path} is damaged: it ends at entry {found}, but entries up to {expected} were made durable. Restore the data directory from a copy; to accept the log as it is, audit it and remove {marker}"
+    )]
+    Truncated {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+        marker: PathBuf,
+    },
+    #[error(
+        "the log's data file {path} is damaged: entry {sequence} is not the entry that was made durable there. Restore the data directory from a copy"
+    )]
+    Rewritten { path: PathBuf, sequence: u64 },
+    #[error(
+        "the data directory {path} is in use by another process: is the node still running? Audit a copy, or stop the node"
+    )]
+    Locked { path: PathBuf },
+    #[error("the log is reopening its store after a storage failure; try again shortly")]
+    Reopening,
     #[error("cannot open the log's data file {path}")]
     Open {
         path: PathBuf,
@@ -99,6 +120,33 @@ pub enum LogError {
     Seal(#[from] SealError),
     #[error("{0}")]
     Job(String),
+}
+
+impl From<sled::Error> for LogError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            // sled reports a bad checksum as corruption; the file is the database's one data
+            // file, named where the directory is known.
+            sled::Error::Corruption { at, .. } => Self::CorruptFile {
+                path: PathBuf::from("db"),
+                at: at.map(|ptr| ptr.lid()),
+            },
+            other => Self::Storage(other),
+        }
+    }
+}
+
+impl LogError {
+    /// This error with the data file named by its full path under `dir`.
+    fn in_dir(self, dir: &Path) -> Self {
+        match self {
+            Self::CorruptFile { path, at } if path.is_relative() => Self::CorruptFile {
+                path: dir.join(path),
+                at,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Where a verification failed.
@@ -487,10 +535,30 @@ pub struct ExchangeLog {
     inner: Arc<Inner>,
 }
 
+/// The open store under the log. The writer replaces it as a whole when it reopens the store
+/// after a storage failure (a full disk): sled refuses every operation after its first I/O
+/// error until it is opened again.
 #[derive(Debug)]
-struct Inner {
+struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    /// sled's data file, for fsync.
+    data_file: Option<File>,
+    /// The head marker: the last entry made durable, written after each durable write.
+    marker: Option<File>,
+}
+
+/// The current store; `None` while the writer reopens it.
+type SharedStore = Arc<std::sync::RwLock<Option<Arc<Store>>>>;
+
+/// The name of the head marker file in the data directory.
+const MARKER_FILE: &str = "head";
+/// The head marker's format: this tag, the sequence (8 bytes, big-endian) and the hash.
+const MARKER_TAG: &[u8; 8] = b"fphead1\0";
+
+#[derive(Debug)]
+struct Inner {
+    store: SharedStore,
     key: Option<Arc<LogKey>>,
     compression: Compression,
     signer: SharedSigner,
@@ -561,51 +629,41 @@ impl ExchangeLog {
             path: dir.to_owned(),
             source,
         })?;
-        let (db, compression) = open_db(dir, compression, cache_mib)?;
-        let tree = db.open_tree("exchange-log")?;
-        let (next, head) = match tree.scan_prefix([key::ENTRY]).next_back() {
-            None => (1, GENESIS),
-            Some(kv) => {
-                let (k, v) = kv?;
-                let sequence = key::tail_seq(&k).ok_or(LogError::Corrupt {
-                    sequence: 0,
-                    reason: "malformed entry key".into(),
-                })?;
-                (sequence + 1, entry_hash(&v))
-            }
+        let place = Place {
+            dir: dir.to_owned(),
+            compression,
+            cache_mib,
+            durability,
         };
-        let data_file = match durability {
-            Durability::Fsync => {
-                let path = dir.join("db");
-                Some(File::open(&path).map_err(|source| LogError::Open { path, source })?)
-            }
-            Durability::Flush => None,
-        };
+        let (store, compression) = place.open()?;
+        let (next, head) = tail(&store.tree).map_err(|e| e.in_dir(dir))?;
+        place.check_marker(&store.tree, next - 1)?;
+        let store = Arc::new(store);
+        let shared: SharedStore = Arc::new(std::sync::RwLock::new(Some(store.clone())));
         let (jobs, receiver) = mpsc::sync_channel::<Job>(4096);
         let closed = Arc::new(AtomicBool::new(false));
         let signer = SharedSigner::default();
         let writer = Writer {
-            db: db.clone(),
-            tree: tree.clone(),
+            shared: shared.clone(),
+            place,
             key: key.clone(),
             signer: signer.clone(),
             clock_offset: offset_micros,
-            data_file,
             next,
             head,
+            durable_next: next,
             closed: closed.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("exchange-log-writer".into())
-            .spawn(move || writer.run(&receiver))
+            .spawn(move || writer.run(store, &receiver))
             .map_err(|source| LogError::Open {
                 path: dir.to_owned(),
                 source,
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
-                tree,
+                store: shared,
                 key,
                 compression,
                 signer,
@@ -625,10 +683,9 @@ impl ExchangeLog {
             .signer
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signer);
-        let tree = self.inner.tree.clone();
         // Answered or not, the job runs, and says here if it fails.
         drop(self.enqueue(move |t| {
-            let signed = sign_unsigned(&tree, t);
+            let signed = sign_unsigned(t);
             match &signed {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(
@@ -643,6 +700,16 @@ impl ExchangeLog {
             signed
         })?);
         Ok(())
+    }
+
+    /// The current store, or [`LogError::Reopening`] while the writer reopens it.
+    fn store(&self) -> Result<Arc<Store>, LogError> {
+        self.inner
+            .store
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(LogError::Reopening)
     }
 
     /// How this log stores its pages.
@@ -724,7 +791,7 @@ impl ExchangeLog {
 
     /// The number of entries and the hash of the last one.
     pub fn head(&self) -> Result<(u64, Digest), LogError> {
-        match self.inner.tree.scan_prefix([key::ENTRY]).next_back() {
+        match self.store()?.tree.scan_prefix([key::ENTRY]).next_back() {
             None => Ok((0, GENESIS)),
             Some(kv) => {
                 let (k, v) = kv?;
@@ -735,12 +802,12 @@ impl ExchangeLog {
 
     /// One entry.
     pub fn entry(&self, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
-        read_entry(&self.inner.tree, sequence)
+        read_entry(&self.store()?.tree, sequence)
     }
 
     /// Entries from `from` on, at most `limit`.
     pub fn range(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>, LogError> {
-        self.inner
+        self.store()?
             .tree
             .range(key::seq(key::ENTRY, from.max(1))..key::seq(key::ENTRY, u64::MAX))
             .take(limit)
@@ -754,7 +821,7 @@ impl ExchangeLog {
     /// The content kept beside an entry, if it is still there; content sealed at rest is
     /// opened with the log key, and is an error without it.
     pub fn content(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
-        let Some(stored) = self.inner.tree.get(key::seq(key::CONTENT, sequence))? else {
+        let Some(stored) = self.store()?.tree.get(key::seq(key::CONTENT, sequence))? else {
             return Ok(None);
         };
         if !seal::is_sealed(&stored) {
@@ -779,7 +846,7 @@ impl ExchangeLog {
     /// Whether the content of entry `sequence` is held encrypted at rest.
     pub fn is_sealed(&self, sequence: u64) -> Result<bool, LogError> {
         Ok(self
-            .inner
+            .store()?
             .tree
             .get(key::seq(key::CONTENT, sequence))?
             .is_some_and(|c| seal::is_sealed(&c)))
@@ -787,22 +854,22 @@ impl ExchangeLog {
 
     /// The redaction entry that removed the content of entry `sequence`, if any.
     pub fn redaction_of(&self, sequence: u64) -> Result<Option<u64>, LogError> {
-        read_seq(&self.inner.tree, &key::seq(key::REDACTED, sequence))
+        read_seq(&self.store()?.tree, &key::seq(key::REDACTED, sequence))
     }
 
     /// The sequence of the message `id` received from `sender`.
     pub fn received(&self, sender: CountryCode, id: &str) -> Result<Option<u64>, LogError> {
-        read_seq(&self.inner.tree, &key::message(sender.as_str(), id))
+        read_seq(&self.store()?.tree, &key::message(sender.as_str(), id))
     }
 
     /// The sequence of the message `id` this node sent.
     pub fn sent(&self, id: &str) -> Result<Option<u64>, LogError> {
-        read_seq(&self.inner.tree, &key::message(&own_sender_marker(), id))
+        read_seq(&self.store()?.tree, &key::message(&own_sender_marker(), id))
     }
 
     /// The signed receipt this node issued for the received message at `sequence`.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
-        match issued_state(&self.inner.tree, sequence, Some(&self.inner.batches))? {
+        match issued_state(&self.store()?.tree, sequence, Some(&self.inner.batches))? {
             Issued::Signed(signed) => Ok(Some(signed)),
             Issued::None | Issued::Unsigned(_) => Ok(None),
         }
@@ -810,13 +877,13 @@ impl ExchangeLog {
 
     /// The sequence of the receipt entry for the sent message at `sent`.
     pub fn receipt_for(&self, sent: u64) -> Result<Option<u64>, LogError> {
-        read_seq(&self.inner.tree, &key::seq(key::RECEIPT_FOR, sent))
+        read_seq(&self.store()?.tree, &key::seq(key::RECEIPT_FOR, sent))
     }
 
     /// Why the peer refused the sent message at `sequence` for good, if it did.
     pub fn failure(&self, sequence: u64) -> Result<Option<String>, LogError> {
         Ok(self
-            .inner
+            .store()?
             .tree
             .get(key::seq(key::FAILED, sequence))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
@@ -824,7 +891,7 @@ impl ExchangeLog {
 
     /// Sequences of sent messages to `peer` without a receipt yet, oldest first.
     pub fn pending(&self, peer: CountryCode) -> Result<Vec<u64>, LogError> {
-        self.inner
+        self.store()?
             .tree
             .scan_prefix(key::peer_prefix(key::PENDING, peer.as_str()))
             .keys()
@@ -835,7 +902,7 @@ impl ExchangeLog {
     /// The highest sender sequence held from `peer`, 0 if none.
     pub fn cursor(&self, peer: CountryCode) -> Result<u64, LogError> {
         match self
-            .inner
+            .store()?
             .tree
             .scan_prefix(key::peer_prefix(key::RECEIVED_FROM, peer.as_str()))
             .keys()
@@ -849,7 +916,7 @@ impl ExchangeLog {
     /// Sequences of messages sent to `peer` in `from..=until`, oldest first.
     pub fn sent_to(&self, peer: CountryCode, from: u64, until: u64) -> Result<Vec<u64>, LogError> {
         let p = peer.as_str();
-        self.inner
+        self.store()?
             .tree
             .range(key::per_peer(key::SENT_TO, p, from)..=key::per_peer(key::SENT_TO, p, until))
             .keys()
@@ -860,7 +927,7 @@ impl ExchangeLog {
     /// The entry holding this node's latest checkpoint cosigned by `peer`.
     pub fn last_cosigned(&self, peer: CountryCode) -> Result<Option<u64>, LogError> {
         read_seq(
-            &self.inner.tree,
+            &self.store()?.tree,
             &key::peer_prefix(key::COSIGNED, peer.as_str()),
         )
     }
@@ -868,7 +935,7 @@ impl ExchangeLog {
     /// The entry holding the latest checkpoint of `peer` this node witnessed.
     pub fn last_witnessed(&self, peer: CountryCode) -> Result<Option<u64>, LogError> {
         read_seq(
-            &self.inner.tree,
+            &self.store()?.tree,
             &key::peer_prefix(key::WITNESSED, peer.as_str()),
         )
     }
@@ -877,7 +944,7 @@ impl ExchangeLog {
     pub fn leaves(&self, size: u64) -> Result<Vec<Digest>, LogError> {
         let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         for kv in self
-            .inner
+            .store()?
             .tree
             .range(key::seq(key::ENTRY, 1)..=key::seq(key::ENTRY, size.max(1)))
         {
@@ -895,12 +962,12 @@ impl ExchangeLog {
 
     /// The latest reconciliation recorded for the received statistics report at `report`.
     pub fn reconciliation_of(&self, report: u64) -> Result<Option<u64>, LogError> {
-        read_seq(&self.inner.tree, &key::seq(key::RECONCILED, report))
+        read_seq(&self.store()?.tree, &key::seq(key::RECONCILED, report))
     }
 
     /// Sequences of received messages, oldest first.
     pub fn inbox(&self) -> Result<Vec<u64>, LogError> {
-        self.inner
+        self.store()?
             .tree
             .scan_prefix([key::INBOX])
             .keys()
@@ -910,7 +977,7 @@ impl ExchangeLog {
 
     /// Sequences of messages that name `id` as their reference.
     pub fn referencing(&self, id: &str) -> Result<Vec<u64>, LogError> {
-        self.inner
+        self.store()?
             .tree
             .scan_prefix(key::reference_prefix(id))
             .keys()
@@ -932,7 +999,11 @@ impl ExchangeLog {
     ) -> Result<u64, VerifyError> {
         let mut previous = GENESIS;
         let mut expected = 1;
-        let tree = &self.inner.tree;
+        let store = self.store().map_err(|e| VerifyError {
+            sequence: 1,
+            problem: format!("cannot be read: {e}"),
+        })?;
+        let tree = &store.tree;
         for kv in tree.scan_prefix([key::ENTRY]) {
             let bad = |sequence: u64, problem: String| VerifyError { sequence, problem };
             let (k, v) = kv.map_err(|e| bad(expected, format!("cannot be read: {e}")))?;
@@ -1084,7 +1155,8 @@ impl ExchangeLog {
             ));
         }
         if self
-            .inner
+            .store()
+            .map_err(|e| e.to_string())?
             .tree
             .contains_key(key::seq(key::CONTENT, target))
             .map_err(|e| e.to_string())?
@@ -1101,7 +1173,7 @@ impl ExchangeLog {
     pub fn views(&self) -> Result<Vec<ViewRecord>, LogError> {
         let mut out = Vec::new();
         for prefix in VIEW_PREFIXES {
-            for kv in self.inner.tree.scan_prefix([prefix]) {
+            for kv in self.store()?.tree.scan_prefix([prefix]) {
                 let (k, v) = kv?;
                 out.push((k.to_vec(), v.to_vec()));
             }
@@ -1155,7 +1227,7 @@ impl ExchangeLog {
             let tree = db.open_tree("exchange-log")?;
             let mut batch = sled::Batch::default();
             let mut in_batch = 0;
-            for kv in self.inner.tree.iter() {
+            for kv in self.store()?.tree.iter() {
                 let (k, v) = kv?;
                 batch.insert(k, v);
                 in_batch += 1;
@@ -1180,7 +1252,7 @@ impl ExchangeLog {
 
     /// Flushes everything to disk; used at shutdown.
     pub fn flush(&self) -> Result<(), LogError> {
-        self.inner.db.flush()?;
+        self.store()?.db.flush()?;
         Ok(())
     }
 }
@@ -1216,25 +1288,133 @@ fn open_db(
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(LogError::Locked {
+                    path: dir.to_owned(),
+                });
+            }
             other => return Ok((other?, compression)),
         }
     }
 }
 
+/// Where the log's store lives and how it is opened: what a reopen needs.
+#[derive(Debug, Clone)]
+struct Place {
+    dir: PathBuf,
+    compression: Compression,
+    cache_mib: u64,
+    durability: Durability,
+}
+
+impl Place {
+    /// Opens the store; returns it with the compression it keeps.
+    fn open(&self) -> Result<(Store, Compression), LogError> {
+        let dir = &self.dir;
+        let (db, compression) =
+            open_db(dir, self.compression, self.cache_mib).map_err(|e| e.in_dir(dir))?;
+        let tree = db
+            .open_tree("exchange-log")
+            .map_err(|e| LogError::from(e).in_dir(dir))?;
+        let data_file = match self.durability {
+            Durability::Fsync => {
+                let path = dir.join("db");
+                Some(File::open(&path).map_err(|source| LogError::Open { path, source })?)
+            }
+            Durability::Flush => None,
+        };
+        let path = dir.join(MARKER_FILE);
+        let marker = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| LogError::Open { path, source })?;
+        Ok((
+            Store {
+                db,
+                tree,
+                data_file,
+                marker: Some(marker),
+            },
+            compression,
+        ))
+    }
+
+    /// Holds the store's last entry `last` against the head marker: the store must still hold
+    /// every entry that was made durable, unchanged. sled recovers a data file damaged in the
+    /// middle by stopping at the damage, so without this a damaged log would open shorter, and
+    /// verify, as if nothing had been written after the damage.
+    fn check_marker(&self, tree: &sled::Tree, last: u64) -> Result<(), LogError> {
+        let path = self.dir.join(MARKER_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        let Some((sequence, hash)) = parse_marker(&bytes) else {
+            // Empty (a new log) or torn by a crash mid-write: nothing to hold the store to.
+            return Ok(());
+        };
+        if last < sequence {
+            return Err(LogError::Truncated {
+                path: self.dir.join("db"),
+                found: last,
+                expected: sequence,
+                marker: path,
+            });
+        }
+        if sequence > 0 {
+            let stored = read_entry(tree, sequence).map_err(|e| e.in_dir(&self.dir))?;
+            if stored.is_none_or(|e| e.hash != hash) {
+                return Err(LogError::Rewritten {
+                    path: self.dir.join("db"),
+                    sequence,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_marker(bytes: &[u8]) -> Option<(u64, Digest)> {
+    if bytes.len() != MARKER_TAG.len() + 8 + 32 || !bytes.starts_with(MARKER_TAG) {
+        return None;
+    }
+    let sequence = u64::from_be_bytes(bytes[8..16].try_into().ok()?);
+    let hash = Digest(bytes[16..48].try_into().ok()?);
+    Some((sequence, hash))
+}
+
+/// The number of the next entry and the hash of the last one in `tree`.
+fn tail(tree: &sled::Tree) -> Result<(u64, Digest), LogError> {
+    match tree.scan_prefix([key::ENTRY]).next_back() {
+        None => Ok((1, GENESIS)),
+        Some(kv) => {
+            let (k, v) = kv?;
+            let sequence = key::tail_seq(&k).ok_or(LogError::Corrupt {
+                sequence: 0,
+                reason: "malformed entry key".into(),
+            })?;
+            Ok((sequence + 1, entry_hash(&v)))
+        }
+    }
+}
+
 struct Writer {
-    db: sled::Db,
-    tree: sled::Tree,
+    shared: SharedStore,
+    place: Place,
     key: Option<Arc<LogKey>>,
     signer: SharedSigner,
     clock_offset: i64,
-    data_file: Option<File>,
     next: u64,
     head: Digest,
+    /// The entry after the last one made durable.
+    durable_next: u64,
     closed: Arc<AtomicBool>,
 }
 
 impl Writer {
-    fn run(mut self, jobs: &mpsc::Receiver<Job>) {
+    fn run(mut self, mut store: Arc<Store>, jobs: &mpsc::Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
             while group.len() < 1024 {
@@ -1243,64 +1423,168 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut completions = Vec::with_capacity(group.len());
-            let mut failure = None;
-            let mut receipts = Vec::new();
-            for job in group {
-                let issued_before = receipts.len();
-                let mut txn = Txn {
-                    tree: &self.tree,
-                    key: self.key.as_deref(),
-                    clock_offset: self.clock_offset,
-                    batch: sled::Batch::default(),
-                    next: self.next,
-                    head: self.head,
-                    receipts: &mut receipts,
-                };
-                let (ok, done) = job(&mut txn);
-                let (next, head, batch) = (txn.next, txn.head, txn.batch);
-                let applied = ok
-                    && failure.is_none()
-                    && match self.tree.apply_batch(batch) {
-                        Ok(()) => {
-                            self.next = next;
-                            self.head = head;
-                            true
-                        }
-                        Err(e) => {
-                            failure = Some(LogError::Storage(e));
-                            false
-                        }
-                    };
-                if !applied {
-                    receipts.truncate(issued_before);
+            let outcome = self.write_group(&store, group);
+            if outcome.is_err() {
+                match self.reopen(store, jobs) {
+                    Some(reopened) => store = reopened,
+                    None => return,
                 }
-                completions.push(done);
             }
-            if failure.is_none() && !receipts.is_empty() {
-                failure = self.sign_receipts(&receipts).err();
-            }
-            let outcome = match failure {
-                Some(e) => Err(e),
-                None => self.make_durable(),
+        }
+    }
+
+    /// Runs one group of jobs, makes their writes durable, and answers each job.
+    fn write_group(&mut self, store: &Store, group: Vec<Job>) -> Result<(), ()> {
+        let mut completions = Vec::with_capacity(group.len());
+        let mut failure = None;
+        let mut receipts = Vec::new();
+        for job in group {
+            let issued_before = receipts.len();
+            let mut txn = Txn {
+                tree: &store.tree,
+                key: self.key.as_deref(),
+                clock_offset: self.clock_offset,
+                batch: sled::Batch::default(),
+                next: self.next,
+                head: self.head,
+                receipts: &mut receipts,
             };
-            if let Err(e) = &outcome {
-                tracing::error!(error = %e, "exchange log write failed; refusing further writes");
-                self.closed.store(true, Ordering::Release);
+            let (ok, done) = job(&mut txn);
+            let (next, head, batch) = (txn.next, txn.head, txn.batch);
+            let applied = ok
+                && failure.is_none()
+                && match store.tree.apply_batch(batch) {
+                    Ok(()) => {
+                        self.next = next;
+                        self.head = head;
+                        true
+                    }
+                    Err(e) => {
+                        failure = Some(LogError::from(e).in_dir(&self.place.dir));
+                        false
+                    }
+                };
+            if !applied {
+                receipts.truncate(issued_before);
             }
-            for done in completions {
-                done(outcome.as_ref().err());
+            completions.push(done);
+        }
+        if failure.is_none() && !receipts.is_empty() {
+            failure = self.sign_receipts(store, &receipts).err();
+        }
+        let outcome = match failure {
+            Some(e) => Err(e),
+            None => self.make_durable(store),
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "exchange log write failed; nothing in this write is acknowledged, and the store is reopened");
+            self.closed.store(true, Ordering::Release);
+        }
+        for done in completions {
+            done(outcome.as_ref().err());
+        }
+        outcome.map_err(|_| ())
+    }
+
+    /// After a storage failure: lets go of the store, then opens it again with a growing
+    /// pause until a probe write is durable (space was freed, the device came back), and
+    /// takes writes again. Nothing acknowledged is lost: the reopened store must hold every
+    /// entry made durable before the failure, or the log stays closed. Jobs that arrive
+    /// meanwhile are dropped unanswered, which their callers hear as the log being closed.
+    /// Returns `None` once the log itself is dropped.
+    fn reopen(&mut self, store: Arc<Store>, jobs: &mpsc::Receiver<Job>) -> Option<Arc<Store>> {
+        *self
+            .shared
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        drop(store);
+        let mut pause = std::time::Duration::from_millis(100);
+        let mut attempts: u64 = 0;
+        loop {
+            match jobs.recv_timeout(pause) {
+                Ok(job) => {
+                    drop(job);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             }
-            if self.closed.load(Ordering::Acquire) {
-                return;
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            attempts += 1;
+            let reopened = self.place.open().and_then(|(store, _)| {
+                probe(&store)?;
+                Ok(store)
+            });
+            let store = match reopened {
+                Ok(store) => store,
+                Err(e) => {
+                    // Once a minute at most, after the first few.
+                    if attempts <= 3 || attempts.is_multiple_of(12) {
+                        tracing::warn!(error = %e, attempts, "exchange log store not writable yet; trying again");
+                    }
+                    continue;
+                }
+            };
+            let recovered = tail(&store.tree)
+                .map_err(|e| e.in_dir(&self.place.dir))
+                .and_then(|(next, head)| {
+                    self.place
+                        .check_marker(&store.tree, self.durable_next - 1)
+                        .map(|()| (next, head))
+                });
+            let (next, head) = match recovered {
+                Ok((next, _)) if next < self.durable_next => {
+                    tracing::error!(
+                        found = next - 1,
+                        expected = self.durable_next - 1,
+                        "the reopened store lacks entries that were made durable; the log stays closed"
+                    );
+                    return None;
+                }
+                Ok(tail) => tail,
+                Err(e) => {
+                    tracing::error!(error = %e, "the reopened store is damaged; the log stays closed");
+                    return None;
+                }
+            };
+            self.next = next;
+            self.head = head;
+            self.durable_next = next;
+            let store = Arc::new(store);
+            *self
+                .shared
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store.clone());
+            self.closed.store(false, Ordering::Release);
+            tracing::warn!(
+                entries = next - 1,
+                "exchange log store writable again; taking writes"
+            );
+            // A write that failed may have stored receipts it could not sign.
+            let resign: Job = Box::new(|t| {
+                let result = sign_unsigned(t);
+                let ok = result.is_ok();
+                let done: Completion = Box::new(move |flush_error| {
+                    if let Some(e) = flush_error
+                        .map(ToString::to_string)
+                        .or(result.err().map(|e| e.to_string()))
+                    {
+                        tracing::error!(error = %e, "receipts left unsigned by the storage failure cannot be signed");
+                    }
+                });
+                (ok, done)
+            });
+            if self.write_group(&store, vec![resign]).is_err() {
+                return self.reopen(store, jobs);
             }
+            return Some(store);
         }
     }
 
     /// Signs the receipts issued in this write with one signature over their Merkle tree, stores
     /// the batch (and the signer's certificate, once) in one atomic write before the flush, and
     /// hands each ticket its signed receipt.
-    fn sign_receipts(&self, pending: &[PendingReceipt]) -> Result<(), LogError> {
+    fn sign_receipts(&self, store: &Store, pending: &[PendingReceipt]) -> Result<(), LogError> {
         let signer = self
             .signer
             .read()
@@ -1319,7 +1603,7 @@ impl Writer {
         let certificate_sha256 = Digest::of(certificate);
         let batch_id = pending[0].sequence;
         let batch_key = key::seq(key::RECEIPT_BATCH, batch_id);
-        if self.tree.contains_key(&batch_key)? {
+        if store.tree.contains_key(&batch_key)? {
             return Err(LogError::Corrupt {
                 sequence: batch_id,
                 reason: "a receipt batch of this entry is already stored".into(),
@@ -1327,7 +1611,7 @@ impl Writer {
         }
         let mut batch = sled::Batch::default();
         let certificate_key = key::certificate(&certificate_sha256);
-        if !self.tree.contains_key(&certificate_key)? {
+        if !store.tree.contains_key(&certificate_key)? {
             batch.insert(certificate_key, certificate);
         }
         let record = pb::ReceiptBatch {
@@ -1343,18 +1627,46 @@ impl Writer {
                 .0
                 .set(signed.receipt(index, p.receipt.clone(), certificate));
         }
-        self.tree.apply_batch(batch)?;
+        store.tree.apply_batch(batch)?;
         Ok(())
     }
 
-    fn make_durable(&self) -> Result<(), LogError> {
-        self.db.flush()?;
-        if let Some(file) = &self.data_file {
+    fn make_durable(&mut self, store: &Store) -> Result<(), LogError> {
+        store
+            .db
+            .flush()
+            .map_err(|e| LogError::from(e).in_dir(&self.place.dir))?;
+        if let Some(file) = &store.data_file {
             file.sync_data()
                 .map_err(|e| LogError::Flush(format!("fsync: {e}")))?;
         }
+        self.durable_next = self.next;
+        // The marker follows what is durable: after a crash it may lag, never lead. It is
+        // rewritten in place, so a full disk does not stop it.
+        if let Some(marker) = &store.marker {
+            use std::os::unix::fs::FileExt;
+            let mut bytes = Vec::with_capacity(48);
+            bytes.extend_from_slice(MARKER_TAG);
+            bytes.extend_from_slice(&(self.next - 1).to_be_bytes());
+            bytes.extend_from_slice(&self.head.0);
+            if let Err(e) = marker.write_all_at(&bytes, 0) {
+                tracing::warn!(error = %e, "the log's head marker was not written");
+            }
+        }
         Ok(())
     }
+}
+
+/// A small durable write beside the chain: whether the store takes writes again.
+fn probe(store: &Store) -> Result<(), LogError> {
+    let probe = store.db.open_tree("writable-probe")?;
+    probe.insert(b"probe", &now_micros().to_be_bytes())?;
+    store.db.flush()?;
+    if let Some(file) = &store.data_file {
+        file.sync_data()
+            .map_err(|e| LogError::Flush(format!("fsync: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The changes an entry makes to the views beside the chain: the message index, the outbox,
@@ -1474,7 +1786,8 @@ pub fn entry_hash(encoded: &[u8]) -> Digest {
 
 /// Issues again, in the job `t`, every receipt left unsigned by a stop. Only the last write can
 /// have stopped before its batch was signed, so they are the last ones stored.
-fn sign_unsigned(tree: &sled::Tree, t: &mut Txn<'_>) -> Result<usize, LogError> {
+fn sign_unsigned(t: &mut Txn<'_>) -> Result<usize, LogError> {
+    let tree = t.tree;
     let mut unsigned = Vec::new();
     for k in tree.scan_prefix([key::ISSUED_IN_BATCH]).keys().rev() {
         let Some(sequence) = key::tail_seq(&k?) else {
@@ -1804,7 +2117,11 @@ mod tests {
         assert_eq!(log.cursor(khm).unwrap(), 17);
         assert_eq!(log.sent_to(khm, 2, u64::MAX).unwrap(), vec![2, 3]);
         // Lose a view key, then rebuild everything from the chain alone.
-        log.inner.tree.remove(key::seq(key::INBOX, 4)).unwrap();
+        log.store()
+            .unwrap()
+            .tree
+            .remove(key::seq(key::INBOX, 4))
+            .unwrap();
         assert_ne!(log.views().unwrap(), kept);
         assert_eq!(log.rebuild_views().unwrap(), 6);
         assert_eq!(log.views().unwrap(), kept);
@@ -1818,7 +2135,8 @@ mod tests {
         for id in ["a", "b", "c"] {
             log.transact_blocking(move |t| t.append(sent(id))).unwrap();
         }
-        log.inner
+        log.store()
+            .unwrap()
             .tree
             .insert(key::seq(key::CONTENT, 2), b"tampered".to_vec())
             .unwrap();

@@ -267,12 +267,7 @@ impl OfflineLog {
                 ..focalpoint::log::LogOptions::default()
             },
         )
-        .with_context(|| {
-            format!(
-                "opening {} (is the node still running? audit a copy)",
-                dir.display()
-            )
-        })?;
+        .with_context(|| format!("opening the log in {}", dir.display()))?;
         Ok((config, log))
     }
 }
@@ -692,10 +687,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let dir = data_dir
                 .or(config.data_dir)
                 .context("no data directory: set data_dir or pass --data-dir")?;
-            let log =
-                focalpoint::log::ExchangeLog::open(&dir, config.durability).with_context(|| {
-                    format!("opening {} (is the node still running?)", dir.display())
-                })?;
+            let log = focalpoint::log::ExchangeLog::open(&dir, config.durability)
+                .with_context(|| format!("opening the log in {}", dir.display()))?;
             let checked = log
                 .verify()
                 .context("the log does not verify; views not rebuilt")?;

@@ -50,7 +50,9 @@ impl From<ExchangeError> for Status {
             ExchangeError::Log(inner) => {
                 // Ours, not the caller's: log the detail, tell the caller only that it failed.
                 tracing::error!(error = %inner, "exchange log failure");
-                Self::unavailable("the exchange log is unavailable; retry later")
+                Self::unavailable(
+                    "the exchange log is unavailable (a storage failure, or the node is stopping); retry later",
+                )
             }
         }
     }

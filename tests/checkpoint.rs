@@ -23,6 +23,7 @@ fn key(prefix: u8, sequence: u64) -> Vec<u8> {
 /// What a careful forger does: changes entry `sequence` with `change`, then recomputes every
 /// link after it so that the chain alone verifies again.
 fn rewrite_and_rechain(data: &Path, sequence: u64, change: impl FnOnce(&mut pb::LogEntry)) {
+    remove_head_marker(data);
     let db = raw_sled(data);
     let tree = db.open_tree("exchange-log").unwrap();
     let mut change = Some(change);
@@ -47,6 +48,7 @@ fn rewrite_and_rechain(data: &Path, sequence: u64, change: impl FnOnce(&mut pb::
 
 /// Cuts the log after entry `keep`, content and all, and rebuilds the views: a clean truncation.
 fn truncate(data: &Path, keep: u64) {
+    remove_head_marker(data);
     {
         let db = raw_sled(data);
         let tree = db.open_tree("exchange-log").unwrap();
