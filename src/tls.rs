@@ -8,6 +8,10 @@
 //! - on the operator plane: the certificate chains to the local CA and names a user role
 //!   (operator, auditor, sync) of this node's own country.
 //!
+//! Only leaf certificates issued directly by that CA are accepted: intermediates a client
+//! sends are ignored, so a CA's `pathlen:0` holds even though webpki does not check path
+//! length constraints.
+//!
 //! Handlers read the identity again from the verified leaf certificate; nothing is trusted
 //! because it came from "some certificate of this CA".
 
@@ -212,7 +216,11 @@ impl ClientCertVerifier for PlaneVerifier {
                 identity.country
             )));
         };
-        verifier.verify_client_cert(end_entity, intermediates, now)
+        // Only leaves issued directly by the CA are accepted: the demo CA, and any CA a
+        // country should use here, has `pathlen:0`, which webpki does not enforce. So the
+        // intermediates a client sends are never used to build a path.
+        let _ = intermediates;
+        verifier.verify_client_cert(end_entity, &[], now)
     }
 
     fn verify_tls12_signature(

@@ -132,3 +132,83 @@ async fn a_peer_certificate_on_the_operator_plane_is_refused() {
     }
     pair.stop().await;
 }
+
+/// A leaf for `uri` issued by an intermediate CA that the example CA of `country` issued: the
+/// chain `openssl verify` refuses ("path length constraint exceeded"), as the CA has
+/// `pathlen:0`. Returns the chain (leaf, then intermediate) and the leaf's key.
+fn under_an_intermediate(country: &str, uri: &str, dns: &[&str]) -> (String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let base = repo().join("certs-example").join(country);
+    let ca = Issuer::from_ca_cert_pem(
+        &read(&base.join("ca.pem")),
+        KeyPair::from_pem(&read(&base.join("ca.key"))).unwrap(),
+    )
+    .unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "an intermediate the CA never meant",
+    );
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let intermediate_key = KeyPair::generate().unwrap();
+    let intermediate = params.signed_by(&intermediate_key, &ca).unwrap();
+    let intermediate_issuer = Issuer::new(params, intermediate_key);
+    let mut leaf =
+        CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::URI(uri.try_into().unwrap()));
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = leaf.signed_by(&leaf_key, &intermediate_issuer).unwrap();
+    (
+        format!("{}{}", leaf.pem(), intermediate.pem()),
+        leaf_key.serialize_pem(),
+    )
+}
+
+#[tokio::test]
+async fn a_certificate_issued_under_an_intermediate_is_refused_on_both_planes() {
+    let pair = start_pair().await;
+    // The peer plane: a node of IDN, through an intermediate under IDN's CA.
+    let (chain, key) = under_an_intermediate(
+        "idn",
+        "urn:focalpoint:IDN:node",
+        &["idn.focalpoint.example"],
+    );
+    refused_on_peer_plane(&pair, chain, key).await;
+    // The operator plane: an operator of IDN, through an intermediate under IDN's CA.
+    let (chain, key) = under_an_intermediate("idn", "urn:focalpoint:IDN:operator:rogue", &[]);
+    let tls = ClientTls {
+        ca_pem: read(&repo().join("certs-example/idn/ca.pem")).into_bytes(),
+        cert_pem: chain.into_bytes(),
+        key_pem: key.into_bytes(),
+        server_name: "idn.focalpoint.example".into(),
+    };
+    let channel = tls
+        .channel(&format!("https://{}", pair.idn.operator_address))
+        .unwrap();
+    let mut client = OperatorServiceClient::new(channel);
+    let mut alert = example("idn/alert-trafficking-victim.json");
+    alert.message_id = "IDN-ROGUE-1".into();
+    let result = client
+        .send(pb::SendRequest {
+            envelope: Some(alert),
+            wait_for_receipt: false,
+        })
+        .await;
+    assert!(result.is_err(), "the call must fail");
+    assert_eq!(
+        pair.idn.exchange().log().head().unwrap().0,
+        0,
+        "nothing logged"
+    );
+    pair.stop().await;
+}
