@@ -220,7 +220,11 @@ async fn echo_server() -> std::net::SocketAddr {
     let admission = Admission::Peers(
         [(
             "IDN".parse().unwrap(),
-            (idn_ca.clone(), tls::load_certs(&idn_ca).unwrap()),
+            tls::Anchor {
+                path: idn_ca.clone(),
+                certs: tls::load_certs(&idn_ca).unwrap(),
+                revoked: focalpoint::revocation::Revocations::none(),
+            },
         )]
         .into(),
     );

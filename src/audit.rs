@@ -12,6 +12,7 @@ use crate::log::{Checked, ExchangeLog, VerifyError};
 use crate::model::{CountryCode, hex};
 use crate::pb;
 use crate::receipt;
+use crate::revocation::Revocations;
 use crate::tls::{self, TlsError};
 
 /// The certificates an audit checks receipts against.
@@ -23,6 +24,10 @@ pub struct AuditTrust {
     pub own_ca: Vec<CertificateDer<'static>>,
     /// Each peer's CA: receipts it returned chain there.
     pub peers: BTreeMap<CountryCode, Vec<CertificateDer<'static>>>,
+    /// What this node's CA revoked (`operator_listener.crl`).
+    pub own_revoked: Revocations,
+    /// What each peer's CA revoked (`peers[].crl`).
+    pub peers_revoked: BTreeMap<CountryCode, Revocations>,
     /// The retention policy redactions must keep to: none may come before its message's
     /// retention period has ended, and without a policy none may happen at all.
     pub retention: Option<crate::retention::RetentionPolicy>,
@@ -32,15 +37,38 @@ impl AuditTrust {
     /// The trust anchors named in a node's configuration.
     pub fn from_config(config: &NodeConfig) -> Result<Self, TlsError> {
         let mut peers = BTreeMap::new();
+        let mut peers_revoked = BTreeMap::new();
         for peer in &config.peers {
-            peers.insert(peer.country, tls::load_certs(&peer.ca)?);
+            let anchors = tls::load_certs(&peer.ca)?;
+            peers_revoked.insert(
+                peer.country,
+                crate::revocation::load_optional(peer.crl.as_deref(), &anchors)?,
+            );
+            peers.insert(peer.country, anchors);
         }
+        let own_ca = tls::load_certs(&config.operator_listener.ca)?;
+        let own_revoked =
+            crate::revocation::load_optional(config.operator_listener.crl.as_deref(), &own_ca)?;
         Ok(Self {
             country: config.country,
-            own_ca: tls::load_certs(&config.operator_listener.ca)?,
+            own_ca,
             peers,
+            own_revoked,
+            peers_revoked,
             retention: config.retention.clone(),
         })
+    }
+
+    /// What the CA of `country` revoked.
+    fn revoked(&self, country: CountryCode) -> Revocations {
+        if country == self.country {
+            self.own_revoked.clone()
+        } else {
+            self.peers_revoked
+                .get(&country)
+                .cloned()
+                .unwrap_or_default()
+        }
     }
 }
 
@@ -210,6 +238,10 @@ fn check_checkpoint(
         at(&checkpoint.created_at)?,
     )
     .map_err(|err| format!("the checkpoint's signature is not valid: {err}"))?;
+    trust
+        .revoked(origin)
+        .check(&signed.signer_certificate, at(&checkpoint.created_at)?)
+        .map_err(|err| format!("the checkpoint's signature does not stand: {err}"))?;
     let cosigned = both.cosignature.as_ref().ok_or("no cosignature")?;
     receipt::verify_signed(
         receipt::COSIGNATURE_DOMAIN,
@@ -219,6 +251,10 @@ fn check_checkpoint(
         at(&cosignature.witnessed_at)?,
     )
     .map_err(|err| format!("the cosignature is not valid: {err}"))?;
+    trust
+        .revoked(witness)
+        .check(&cosigned.signer_certificate, at(&cosignature.witnessed_at)?)
+        .map_err(|err| format!("the cosignature does not stand: {err}"))?;
     if checkpoint.origin != origin.as_str()
         || cosignature.origin != checkpoint.origin
         || cosignature.size != checkpoint.size
@@ -277,12 +313,27 @@ fn check_issued(
     let signed = signed.ok_or("the receipt this node issued is missing")?;
     let r = receipt::verify(signed, &trust.own_ca, trust.country)
         .map_err(|err| format!("the issued receipt is not valid: {err}"))?;
+    stands(&trust.own_revoked, signed, &r, "the issued receipt")?;
     match crate::log::receipt_mismatch(&r, e, hash) {
         Some(field) => Err(format!(
             "the issued receipt's {field} does not match the entry"
         )),
         None => Ok(()),
     }
+}
+
+/// A receipt stands if its signer's certificate was not revoked when it was signed.
+fn stands(
+    revoked: &Revocations,
+    signed: &pb::SignedReceipt,
+    receipt: &pb::Receipt,
+    what: &str,
+) -> Result<(), String> {
+    let at = crate::model::parse_instant(&receipt.stored_at)
+        .map_err(|err| format!("{what}'s stored_at {err}"))?;
+    revoked
+        .check(&signed.signer_certificate, at)
+        .map_err(|err| format!("{what} does not stand: {err}"))
 }
 
 /// A peer's receipt must be signed by that peer's node and acknowledge the message it names.
@@ -301,6 +352,12 @@ fn check_received(
     let signed = decode_signed(bytes, "the receipt")?;
     let r = receipt::verify(&signed, anchors, peer)
         .map_err(|err| format!("the receipt from {peer} is not valid: {err}"))?;
+    stands(
+        &trust.revoked(peer),
+        &signed,
+        &r,
+        &format!("the receipt from {peer}"),
+    )?;
     let sent = referred(log, e)?;
     if r.message_id != sent.message_id || r.message_id != e.message_id {
         return Err(format!(

@@ -25,6 +25,95 @@ pub enum CertsError {
     },
     #[error("{0} already exists; choose an empty directory")]
     Exists(PathBuf),
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// The file, beside a CA's `ca.pem`, that holds its revocation list.
+pub const CRL_FILE: &str = "crl.pem";
+
+/// Adds the certificate in `certificate` (PEM) to the revocation list of the demo CA in
+/// `ca_dir` (its `ca.pem` and `ca.key`), revoked as of `at`, and writes the list, signed by
+/// the CA, to `ca_dir/crl.pem`. Certificates already on the list keep their time. Returns the
+/// number of certificates on the list.
+pub fn revoke(ca_dir: &Path, certificate: &Path, at: OffsetDateTime) -> Result<usize, CertsError> {
+    use x509_parser::prelude::FromDer;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| CertsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let invalid = |path: &Path, reason: String| CertsError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let authority = Authority::load(
+        &read(&ca_dir.join("ca.pem"))?,
+        &read(&ca_dir.join("ca.key"))?,
+    )?;
+    let pem = read(certificate)?;
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .ok_or_else(|| invalid(certificate, "holds no PEM certificate".into()))?
+        .map_err(|e| invalid(certificate, e.to_string()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| invalid(certificate, e.to_string()))?;
+    let serial = parsed.raw_serial().to_vec();
+    let list_path = ca_dir.join(CRL_FILE);
+    let mut revoked: Vec<(Vec<u8>, OffsetDateTime)> = Vec::new();
+    let mut number: u64 = 0;
+    if list_path.exists() {
+        let text = read(&list_path)?;
+        let list = rustls_pemfile::crls(&mut text.as_bytes())
+            .next()
+            .ok_or_else(|| invalid(&list_path, "holds no revocation list".into()))?
+            .map_err(|e| invalid(&list_path, e.to_string()))?;
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(list.as_ref())
+                .map_err(|e| invalid(&list_path, e.to_string()))?;
+        number = crl
+            .crl_number()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        for entry in crl.iter_revoked_certificates() {
+            let when = OffsetDateTime::from_unix_timestamp(entry.revocation_date.timestamp())
+                .map_err(|e| invalid(&list_path, e.to_string()))?;
+            revoked.push((entry.raw_serial().to_vec(), when));
+        }
+    }
+    if !revoked.iter().any(|(s, _)| *s == serial) {
+        revoked.push((serial, at));
+    }
+    let now = OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + Duration::days(30),
+        crl_number: rcgen::SerialNumber::from(number + 1),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|(serial, when)| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(serial),
+                revocation_time: *when,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&authority.issuer)?;
+    std::fs::write(&list_path, crl.pem()?).map_err(|source| CertsError::Write {
+        path: list_path.clone(),
+        source,
+    })?;
+    Ok(revoked.len())
 }
 
 /// A certificate and its key, PEM.

@@ -186,11 +186,37 @@ fn check_node(f: &mut Findings, config: &NodeConfig) {
     }
     if let Some(ca) = f.load("local CA", &config.operator_listener.ca) {
         f.validity("local CA", &config.operator_listener.ca, &ca);
+        f.revocations("local CA", config.operator_listener.crl.as_deref(), &ca);
     }
     for peer in &config.peers {
         let what = format!("CA of {}", peer.country);
         if let Some(ca) = f.load(&what, &peer.ca) {
             f.validity(&what, &peer.ca, &ca);
+            f.revocations(&what, peer.crl.as_deref(), &ca);
+        }
+    }
+}
+
+impl Findings {
+    /// The revocation list configured for a CA: readable, and signed by that CA.
+    fn revocations(&mut self, what: &str, path: Option<&Path>, ca: &[CertificateDer<'static>]) {
+        let Some(path) = path else {
+            self.push(
+                Level::Ok,
+                format!("{what}: no revocation list configured (crl)"),
+            );
+            return;
+        };
+        match crate::revocation::Revocations::load(path, ca) {
+            Ok(list) => self.push(
+                Level::Ok,
+                format!(
+                    "{what}: revocation list {} signed by the CA, {} revoked",
+                    path.display(),
+                    list.count()
+                ),
+            ),
+            Err(e) => self.push(Level::Error, format!("{what}: {e}")),
         }
     }
 }

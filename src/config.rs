@@ -200,6 +200,10 @@ pub struct OperatorListenerConfig {
     pub address: SocketAddr,
     /// PEM certificate of the local CA.
     pub ca: PathBuf,
+    /// PEM certificate revocation list of the local CA: its revoked node, operator, auditor
+    /// and sync certificates. Reread on reload.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
 }
 
 /// One other focal point.
@@ -214,6 +218,9 @@ pub struct PeerConfig {
     pub server_name: String,
     /// PEM certificate of the CA its node certificate chains to.
     pub ca: PathBuf,
+    /// PEM certificate revocation list the peer's CA publishes. Reread on reload.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
 }
 
 /// A command-line client's configuration: which node, and as whom.
@@ -299,6 +306,9 @@ impl NodeConfig {
         resolve(base, &mut self.node.certificate);
         resolve(base, &mut self.node.key);
         resolve(base, &mut self.operator_listener.ca);
+        if let Some(crl) = &mut self.operator_listener.crl {
+            resolve(base, crl);
+        }
         let invalid = |key: String, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             key,
@@ -342,6 +352,9 @@ impl NodeConfig {
         let mut seen = std::collections::BTreeSet::new();
         for (i, peer) in self.peers.iter_mut().enumerate() {
             resolve(base, &mut peer.ca);
+            if let Some(crl) = &mut peer.crl {
+                resolve(base, crl);
+            }
             if peer.country == self.country {
                 return Err(invalid(
                     format!("peers[{i}].country"),

@@ -68,6 +68,9 @@ pub type QueuedReceipt = std::pin::Pin<
 pub struct PeerTrust {
     /// The CA certificates of the peer.
     pub anchors: Vec<CertificateDer<'static>>,
+    /// What the peer's CA revoked: a receipt signed at or after its signer's revocation is
+    /// refused.
+    pub revoked: crate::revocation::Revocations,
 }
 
 /// A sent message's delivery state, derived from the log.
@@ -742,10 +745,19 @@ impl Exchange {
         signed: pb::SignedReceipt,
     ) -> Result<impl Future<Output = Result<(), ExchangeError>> + Send + 'static, ExchangeError>
     {
-        let anchors = self
-            .peer_anchors(peer)
+        let trust = self
+            .inner
+            .peers
+            .get(&peer)
+            .map(|t| read(t).clone())
             .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
-        let receipt = receipt::verify(&signed, &anchors, peer)?;
+        let receipt = receipt::verify(&signed, &trust.anchors, peer)?;
+        if let Ok(stored_at) = parse_instant(&receipt.stored_at) {
+            trust
+                .revoked
+                .check(&signed.signer_certificate, stored_at)
+                .map_err(ReceiptError::Certificate)?;
+        }
         let sent = self
             .inner
             .log

@@ -27,6 +27,7 @@ pub mod node;
 pub mod pb;
 pub mod receipt;
 pub mod retention;
+pub mod revocation;
 pub mod seal;
 pub mod service;
 pub mod stats;

@@ -318,6 +318,18 @@ enum CertsCommand {
         #[arg(long, default_value_t = 10)]
         years: i64,
     },
+    /// Add a certificate to a demo CA's revocation list (DIR/crl.pem), signed by that CA.
+    Revoke {
+        /// The CA's directory: its ca.pem and ca.key (e.g. certs-example/idn).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The certificate to revoke (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// When it counts as revoked (RFC 3339, UTC); now by default.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -749,6 +761,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!(
                 "demonstration PKI written to {} (never use in production)",
                 out.display()
+            );
+            Ok(())
+        }
+        Command::Certs {
+            command: CertsCommand::Revoke { ca, cert, at },
+        } => {
+            let at = match at {
+                Some(t) => {
+                    focalpoint::model::parse_instant(&t).map_err(|e| Usage(format!("--at: {e}")))?
+                }
+                None => time::OffsetDateTime::now_utc(),
+            };
+            let listed = focalpoint::certs::revoke(&ca, &cert, at)?;
+            let list = ca.join(focalpoint::certs::CRL_FILE);
+            println!(
+                "{} revoked as of {}; {} now lists {listed} certificate(s).\n\
+                 This node takes it with `crl = \"crl.pem\"` under [operator_listener]; each peer \
+                 with a copy named in `crl` of its [[peers]] block; then reload (SIGHUP).",
+                cert.display(),
+                focalpoint::model::format_instant(at),
+                list.display()
             );
             Ok(())
         }

@@ -149,16 +149,32 @@ impl Material {
         let mut peer_trust = BTreeMap::new();
         for peer in &config.peers {
             let anchors = tls::load_certs(&peer.ca)?;
-            peers.insert(peer.country, (peer.ca.clone(), anchors.clone()));
-            peer_trust.insert(peer.country, PeerTrust { anchors });
+            let revoked = crate::revocation::load_optional(peer.crl.as_deref(), &anchors)
+                .map_err(TlsError::from)?;
+            peers.insert(
+                peer.country,
+                tls::Anchor {
+                    path: peer.ca.clone(),
+                    certs: anchors.clone(),
+                    revoked: revoked.clone(),
+                },
+            );
+            peer_trust.insert(peer.country, PeerTrust { anchors, revoked });
         }
         let local_ca = tls::load_certs(&config.operator_listener.ca)?;
+        let local_revoked =
+            crate::revocation::load_optional(config.operator_listener.crl.as_deref(), &local_ca)
+                .map_err(TlsError::from)?;
         let peer_tls =
             tls::server_config(&Admission::Peers(peers), chain.clone(), key.clone_key())?;
         let operator_tls = tls::server_config(
             &Admission::Users {
                 country: config.country,
-                ca: (config.operator_listener.ca.clone(), local_ca),
+                ca: tls::Anchor {
+                    path: config.operator_listener.ca.clone(),
+                    certs: local_ca,
+                    revoked: local_revoked,
+                },
             },
             chain.clone(),
             key.clone_key(),

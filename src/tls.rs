@@ -67,6 +67,8 @@ pub enum TlsError {
     BadIdentity(#[from] crate::model::ParseError),
     #[error("tls configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Revocation(#[from] crate::revocation::RevocationError),
 }
 
 /// Installs ring as the process's one rustls crypto provider. Safe to call more than once.
@@ -152,16 +154,25 @@ fn roots(path: &Path, certs: &[CertificateDer<'static>]) -> Result<RootCertStore
     Ok(store)
 }
 
+/// One CA a listener trusts: where its certificate was read, the certificate, and the
+/// certificates it revoked.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    /// The file the CA certificate was read from, for errors.
+    pub path: PathBuf,
+    /// The CA certificate(s).
+    pub certs: Vec<CertificateDer<'static>>,
+    /// Its revocation list; a revoked certificate is refused in the handshake.
+    pub revoked: crate::revocation::Revocations,
+}
+
 /// Who may connect to a listener.
 #[derive(Debug, Clone)]
 pub enum Admission {
     /// The peer plane: nodes of these countries, each checked against its own CA.
-    Peers(BTreeMap<CountryCode, (PathBuf, Vec<CertificateDer<'static>>)>),
+    Peers(BTreeMap<CountryCode, Anchor>),
     /// The operator plane: users of this country with these roles, under the local CA.
-    Users {
-        country: CountryCode,
-        ca: (PathBuf, Vec<CertificateDer<'static>>),
-    },
+    Users { country: CountryCode, ca: Anchor },
 }
 
 /// Checks the chain with the CA of the country the leaf names, then the role.
@@ -254,10 +265,12 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let build = |path: &Path, certs: &[CertificateDer<'static>]| {
-        let store = Arc::new(roots(path, certs)?);
+    let build = |anchor: &Anchor| {
+        let store = Arc::new(roots(&anchor.path, &anchor.certs)?);
         let hints = store.subjects();
         WebPkiClientVerifier::builder(store)
+            .with_crls(anchor.revoked.lists().iter().cloned())
+            .only_check_end_entity_revocation()
             .build()
             .map(|v| (v, hints))
             .map_err(|e| TlsError::Config(e.to_string()))
@@ -266,18 +279,15 @@ pub fn server_config(
     let mut hints = Vec::new();
     let allowed_roles: &'static [Role] = match admission {
         Admission::Peers(peers) => {
-            for (country, (path, certs)) in peers {
-                let (verifier, h) = build(path, certs)?;
+            for (country, anchor) in peers {
+                let (verifier, h) = build(anchor)?;
                 hints.extend(h);
                 by_country.insert(*country, verifier);
             }
             &[Role::Node]
         }
-        Admission::Users {
-            country,
-            ca: (path, certs),
-        } => {
-            let (verifier, h) = build(path, certs)?;
+        Admission::Users { country, ca } => {
+            let (verifier, h) = build(ca)?;
             hints.extend(h);
             by_country.insert(*country, verifier);
             &[Role::Operator, Role::Auditor, Role::Sync]

@@ -1,0 +1,229 @@
+//! Revocation: a certificate on its CA's revocation list is refused in the handshake, on both
+//! planes and after a reload, and a receipt signed before its signer's revocation still
+//! verifies in the audit while one signed after it does not.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use focalpoint::audit::{self, AuditTrust};
+use focalpoint::log::{Durability, ExchangeLog};
+use focalpoint::pb;
+use time::Duration;
+
+/// The demo PKI under `dir` with the CA keys beside the CAs, as `certs revoke` needs them.
+fn with_ca_keys(dir: &Path) {
+    for country in ["idn", "khm"] {
+        std::fs::copy(
+            repo().join("certs-example").join(country).join("ca.key"),
+            dir.join(country).join("ca.key"),
+        )
+        .unwrap();
+    }
+}
+
+/// A throwaway certificate of `country`'s CA, written under `dir`: revoking it starts a list
+/// that revokes nothing that matters.
+fn throwaway(dir: &Path, country: &str) -> std::path::PathBuf {
+    let (cert, _) = issue(
+        &example_authority(country),
+        &identity(&format!(
+            "urn:focalpoint:{}:operator:former",
+            country.to_uppercase()
+        )),
+        -1,
+        30,
+    );
+    let path = dir.join(format!("{country}-former.pem"));
+    std::fs::write(&path, cert).unwrap();
+    path
+}
+
+async fn operator_answers(dir: &Path, node: &focalpoint::node::RunningNode, role: &str) -> bool {
+    let mut client = focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
+        dir, "idn", role, node,
+    ))
+    .unwrap();
+    client.log(1, 1).await.is_ok()
+}
+
+#[tokio::test]
+async fn revoked_certificates_are_refused_on_both_planes_and_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut idn_config, mut khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    with_ca_keys(dir.path());
+    let now = now();
+    // IDN's list starts with a former operator only; KHM's copy of IDN's list likewise.
+    let idn_ca = dir.path().join("idn");
+    focalpoint::certs::revoke(&idn_ca, &throwaway(dir.path(), "idn"), now).unwrap();
+    idn_config.operator_listener.crl = Some(idn_ca.join("crl.pem"));
+    khm_config.peers[0].crl = Some(idn_ca.join("crl.pem"));
+    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config)
+        .await
+        .unwrap();
+    assert!(operator_answers(dir.path(), &idn, "operator").await);
+
+    // IDN revokes its operator's certificate and reloads: new connections are refused, and
+    // the auditor, not revoked, is still served.
+    let listed = focalpoint::certs::revoke(&idn_ca, &idn_ca.join("operator.pem"), now).unwrap();
+    assert_eq!(listed, 2);
+    idn.reload().unwrap();
+    assert!(
+        !operator_answers(dir.path(), &idn, "operator").await,
+        "a revoked operator certificate was served"
+    );
+    assert!(operator_answers(dir.path(), &idn, "auditor").await);
+
+    // The peer plane: IDN's node certificate revoked; KHM reloads its copy of the list.
+    let (cert, key) = example_cert("idn", "node");
+    let mut before = peer_client(&khm, "khm", cert.clone(), key.clone());
+    before
+        .deliver(pb::DeliverRequest {
+            envelope: idn_alert_bytes("IDN-REVOKE-1", "x"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        focalpoint::certs::revoke(&idn_ca, &idn_ca.join("node.pem"), now).unwrap(),
+        3
+    );
+    khm.reload().unwrap();
+    let mut after = peer_client(&khm, "khm", cert, key);
+    let refused = after
+        .deliver(pb::DeliverRequest {
+            envelope: idn_alert_bytes("IDN-REVOKE-2", "x"),
+            ..Default::default()
+        })
+        .await;
+    assert!(refused.is_err(), "a revoked node certificate was served");
+    assert!(
+        khm.exchange()
+            .log()
+            .received("IDN".parse().unwrap(), "IDN-REVOKE-2")
+            .unwrap()
+            .is_none()
+    );
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_receipt_stands_if_it_was_signed_before_its_signer_was_revoked() {
+    let pair = start_pair().await;
+    let mut alert = example("idn/alert-trafficking-victim.json");
+    alert.message_id = "IDN-REVOKE-AUDIT-1".into();
+    let r = pair
+        .client("idn", "operator")
+        .send(alert, true)
+        .await
+        .unwrap();
+    assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
+    let signed_at = {
+        use prost::Message;
+        let receipt = pb::Receipt::decode(r.receipt.unwrap().receipt.as_slice()).unwrap();
+        focalpoint::model::parse_instant(&receipt.stored_at).unwrap()
+    };
+    let Pair { dir, idn, khm } = pair;
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+    with_ca_keys(dir.path());
+    let khm_ca = dir.path().join("khm");
+    let (idn_config, _) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let idn_data = idn_config.data_dir.clone().unwrap();
+    let audit_with = |list: &Path| {
+        let mut config = idn_config.clone();
+        config.peers[0].crl = Some(list.to_owned());
+        let trust = AuditTrust::from_config(&config).unwrap();
+        let log = ExchangeLog::open(&idn_data, Durability::Flush).unwrap();
+        audit::verify(&log, &trust)
+    };
+
+    // KHM's node certificate revoked a second after it signed: the receipt stands.
+    focalpoint::certs::revoke(
+        &khm_ca,
+        &khm_ca.join("node.pem"),
+        signed_at + Duration::seconds(1),
+    )
+    .unwrap();
+    let later = dir.path().join("khm-crl-now.pem");
+    std::fs::copy(khm_ca.join("crl.pem"), &later).unwrap();
+    let report = audit_with(&later).unwrap();
+    assert_eq!(report.receipts, 1);
+
+    // Revoked an hour before it signed: the receipt does not stand.
+    std::fs::remove_file(khm_ca.join("crl.pem")).unwrap();
+    focalpoint::certs::revoke(
+        &khm_ca,
+        &khm_ca.join("node.pem"),
+        signed_at - Duration::hours(1),
+    )
+    .unwrap();
+    let err = audit_with(&khm_ca.join("crl.pem")).unwrap_err();
+    assert!(
+        err.problem.contains("revoked"),
+        "entry {}: {}",
+        err.sequence,
+        err.problem
+    );
+
+    // A list the peer's CA did not sign is refused as configuration.
+    let mut config = idn_config.clone();
+    let idn_ca = dir.path().join("idn");
+    focalpoint::certs::revoke(&idn_ca, &idn_ca.join("operator.pem"), now()).unwrap();
+    config.peers[0].crl = Some(idn_ca.join("crl.pem"));
+    let refused = AuditTrust::from_config(&config).unwrap_err().to_string();
+    assert!(
+        refused.contains("not signed by the configured CA"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_cosignature_stands_if_it_was_made_before_its_witness_was_revoked() {
+    let pair = start_pair().await;
+    let before = now();
+    let cp = pair
+        .client("idn", "operator")
+        .checkpoint("KHM")
+        .await
+        .unwrap();
+    let after = now();
+    let Pair { dir, idn, khm } = pair;
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+    with_ca_keys(dir.path());
+    let khm_ca = dir.path().join("khm");
+    let (idn_config, _) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let idn_data = idn_config.data_dir.clone().unwrap();
+    let audit_with = |list: &Path| {
+        let mut config = idn_config.clone();
+        config.peers[0].crl = Some(list.to_owned());
+        let trust = AuditTrust::from_config(&config).unwrap();
+        let log = ExchangeLog::open(&idn_data, Durability::Flush).unwrap();
+        audit::verify(&log, &trust)
+    };
+    focalpoint::certs::revoke(
+        &khm_ca,
+        &khm_ca.join("node.pem"),
+        after + Duration::seconds(1),
+    )
+    .unwrap();
+    let report = audit_with(&khm_ca.join("crl.pem")).unwrap();
+    assert_eq!(report.checkpoints, 1);
+    std::fs::remove_file(khm_ca.join("crl.pem")).unwrap();
+    focalpoint::certs::revoke(
+        &khm_ca,
+        &khm_ca.join("node.pem"),
+        before - Duration::hours(1),
+    )
+    .unwrap();
+    let err = audit_with(&khm_ca.join("crl.pem")).unwrap_err();
+    assert_eq!(err.sequence, cp.log_sequence, "{}", err.problem);
+    assert!(
+        err.problem.contains("cosignature does not stand"),
+        "{}",
+        err.problem
+    );
+}
