@@ -8,11 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use focalpoint::crypto::x509;
 use focalpoint::log::{Durability, ExchangeLog, NewEntry};
+use focalpoint::node::tls::{self, Admission, ClientTls};
 use focalpoint::pb;
 use focalpoint::pb::peer_service_client::PeerServiceClient;
 use focalpoint::pb::peer_service_server::{PeerService, PeerServiceServer};
-use focalpoint::tls::{self, Admission, ClientTls};
 use prost::Message;
 
 const PAYLOAD_ENVELOPE: &str = "examples/idn/alert-trafficking-victim.json";
@@ -64,7 +65,7 @@ fn repo() -> std::path::PathBuf {
 
 fn envelope(id: &str) -> Vec<u8> {
     let text = std::fs::read_to_string(repo().join(PAYLOAD_ENVELOPE)).unwrap();
-    let mut e = focalpoint::client::parse_envelope(&text).unwrap();
+    let mut e = focalpoint::domain::validate::parse_envelope(&text).unwrap();
     e.message_id = id.into();
     e.sender = "IDN".into();
     e.created_at = "2025-04-30T08:15:00Z".into();
@@ -214,16 +215,16 @@ impl PeerService for Echo {
 
 async fn echo_server() -> std::net::SocketAddr {
     let base = repo().join("certs-example");
-    let chain = tls::load_certs(&base.join("khm/node.pem")).unwrap();
-    let key = tls::load_key(&base.join("khm/node.key")).unwrap();
+    let chain = x509::load_certs(&base.join("khm/node.pem")).unwrap();
+    let key = x509::load_key(&base.join("khm/node.key")).unwrap();
     let idn_ca = base.join("khm/peers/idn-ca.pem");
     let admission = Admission::Peers(
         [(
             "IDN".parse().unwrap(),
             tls::Anchor {
                 path: idn_ca.clone(),
-                certs: tls::load_certs(&idn_ca).unwrap(),
-                revoked: focalpoint::revocation::Revocations::none(),
+                certs: x509::load_certs(&idn_ca).unwrap(),
+                revoked: focalpoint::crypto::revocation::Revocations::none(),
             },
         )]
         .into(),
@@ -236,7 +237,7 @@ async fn echo_server() -> std::net::SocketAddr {
     let incoming = tls::incoming(
         listener,
         rx,
-        tls::ListenerOptions::new("peer", &focalpoint::limits::Limits::default()),
+        tls::ListenerOptions::new("peer", &focalpoint::node::limits::Limits::default()),
         metrics,
         None,
     );
@@ -334,8 +335,8 @@ fn verify(total: usize) -> (Row, Row) {
         .collect();
     let start = Instant::now();
     for e in &entries {
-        std::hint::black_box(focalpoint::model::Digest::of(e));
-        std::hint::black_box(focalpoint::model::Digest::of(&value));
+        std::hint::black_box(focalpoint::domain::model::Digest::of(e));
+        std::hint::black_box(focalpoint::domain::model::Digest::of(&value));
     }
     let raw_elapsed = start.elapsed();
     (
@@ -370,18 +371,18 @@ fn main() {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let rows = runtime.block_on(async {
-        focalpoint::tls::install_crypto_provider();
+        focalpoint::node::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
-        let (idn, mut khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+        let (idn, mut khm) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
         // The bench measures the exchange path, not the peer limits: raise them out of the way.
-        khm.limits = focalpoint::limits::Limits {
+        khm.limits = focalpoint::node::limits::Limits {
             max_stream_messages: u64::MAX,
             max_connections_per_peer: 1024,
             peer_rate_per_sec: u32::MAX,
             peer_burst: u32::MAX,
-            ..focalpoint::limits::Limits::default()
+            ..focalpoint::node::limits::Limits::default()
         };
-        let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+        let (idn, khm) = focalpoint::cli::demo::start_pair(idn, khm).await.unwrap();
         let echo = echo_server().await;
         let mut rows = Vec::new();
         for in_flight in [1, 16, 64] {

@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use focalpoint::client::OperatorClient;
-use focalpoint::config::ClientConfig;
+use focalpoint::cli::client::OperatorClient;
 use focalpoint::log::{Durability, ExchangeLog};
+use focalpoint::node::config::ClientConfig;
 use focalpoint::pb;
 
 /// A small deterministic generator (xorshift64*), so a run can be repeated by its seed.
@@ -119,7 +119,8 @@ impl Node {
 
 fn example(path: &str) -> pb::Envelope {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    focalpoint::client::parse_envelope(&std::fs::read_to_string(root.join(path)).unwrap()).unwrap()
+    focalpoint::domain::validate::parse_envelope(&std::fs::read_to_string(root.join(path)).unwrap())
+        .unwrap()
 }
 
 /// The `n`th message of the mix from `from` (IDN or KHM): alerts, fraud notices, and case
@@ -172,7 +173,7 @@ fn main() {
     let dir = base.join("soak");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    focalpoint::demo::example_configs(&dir).unwrap();
+    focalpoint::cli::demo::example_configs(&dir).unwrap();
     let ports: BTreeMap<&str, (u16, u16)> = [
         ("IDN", (free_port(), free_port())),
         ("KHM", (free_port(), free_port())),
@@ -310,7 +311,7 @@ fn main() {
             .unwrap_or_else(|e| panic!("{}: {e}", node.country));
         drop(own);
         let log = ExchangeLog::open(&receiver.data, Durability::Flush).unwrap();
-        let sender: focalpoint::model::CountryCode = node.country.parse().unwrap();
+        let sender: focalpoint::domain::model::CountryCode = node.country.parse().unwrap();
         for id in &tally.acknowledged {
             if log.received(sender, id).unwrap().is_none() {
                 lost += 1;

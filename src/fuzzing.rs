@@ -6,19 +6,19 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::model::Digest;
+use crate::domain::model::Digest;
 use crate::pb;
 
 /// An envelope as it arrives on the peer plane. What is accepted is canonical: its digest is
 /// of exactly the bytes received, and it validates again to the same bytes.
 pub fn envelope(data: &[u8]) {
-    if let Ok(valid) = crate::validate::decode_canonical(data) {
+    if let Ok(valid) = crate::domain::validate::decode_canonical(data) {
         assert_eq!(
             valid.bytes, data,
             "accepted bytes are the canonical encoding"
         );
         assert_eq!(valid.digest, Digest::of(data));
-        let again = crate::validate::validate(valid.envelope.clone())
+        let again = crate::domain::validate::validate(valid.envelope.clone())
             .expect("an accepted envelope validates again");
         assert_eq!(again.bytes, valid.bytes);
         assert_eq!(again.message_id, valid.message_id);
@@ -55,7 +55,7 @@ pub fn refusals_quote_nothing(envelope: &pb::Envelope) {
             let Ok(candidate) = serde_json::from_value::<pb::Envelope>(changed) else {
                 continue;
             };
-            if let Err(e) = crate::validate::validate(candidate) {
+            if let Err(e) = crate::domain::validate::validate(candidate) {
                 let reason = e.to_string();
                 assert!(
                     !reason.contains(marker),
@@ -90,9 +90,9 @@ pub fn mrz(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match crate::mrz::parse(text) {
+    match crate::domain::mrz::parse(text) {
         Ok(first) => {
-            let again = crate::mrz::parse(text).expect("parsing is deterministic");
+            let again = crate::domain::mrz::parse(text).expect("parsing is deterministic");
             assert_eq!(format!("{first:?}"), format!("{again:?}"));
         }
         Err(e) => {
@@ -118,17 +118,17 @@ pub fn config(data: &[u8]) {
         return;
     };
     if let Ok(config) =
-        crate::config::NodeConfig::parse(Path::new("/etc/focalpoint/node.toml"), text)
+        crate::node::config::NodeConfig::parse(Path::new("/etc/focalpoint/node.toml"), text)
     {
         assert!(config.limits.problem().is_none());
         assert!(!config.peers.is_empty());
     }
-    let _ = toml::from_str::<crate::config::ClientConfig>(text);
+    let _ = toml::from_str::<crate::node::config::ClientConfig>(text);
     for name in ["figures.csv", "figures.json"] {
-        if let Ok(figures) = crate::stats::parse_figures(name, text) {
+        if let Ok(figures) = crate::cli::figures::parse_figures(name, text) {
             for counter in &figures.counters {
                 assert!(
-                    crate::validate::is_counter_name(&counter.name),
+                    crate::domain::validate::is_counter_name(&counter.name),
                     "{name} accepted counter {:?}",
                     counter.name
                 );
@@ -152,17 +152,18 @@ pub fn log_entry(data: &[u8]) {
         assert_eq!(entry.sequence, 1);
         assert_eq!(entry.previous_hash, crate::log::GENESIS.0);
     }
-    let key = crate::seal::LogKey::from_bytes(&[7; 32]);
+    let key = crate::crypto::seal::LogKey::from_bytes(&[7; 32]);
     assert!(
         key.open(1, &Digest::of(data).0, data).is_err(),
         "forged sealed content opened"
     );
-    let _ = crate::checkpoint::open(data);
+    let _ = crate::exchange::checkpoint::open(data);
     let _ = pb::Reconciliation::decode(data);
     if let Ok(signed) = pb::SignedReceipt::decode(data) {
         let anchors = example_anchors();
         assert!(
-            crate::receipt::verify(&signed, &anchors, "KHM".parse().expect("country")).is_err(),
+            crate::crypto::receipt::verify(&signed, &anchors, "KHM".parse().expect("country"))
+                .is_err(),
             "a forged receipt verified"
         );
     }

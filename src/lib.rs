@@ -2,35 +2,27 @@
 //! Cambodia (KHM).
 //!
 //! Each country runs one node. Nodes exchange traveller alerts, document-fraud notices,
-//! statistics and case responses over mutual TLS ([`service`]), keep every message in a
-//! hash-chained exchange log ([`log`]), and answer each delivery with a signed receipt
-//! ([`receipt`]). Local operators, auditors and the statistics sync use the operator plane
-//! through the command-line client ([`client`]).
+//! statistics and case responses over mutual TLS, keep every message in a hash-chained
+//! exchange log, and answer each delivery with a signed receipt. Local operators, auditors
+//! and the statistics sync use the operator plane through the command-line client.
+//!
+//! The crate reads as layers, each importing only what lies below it:
+//!
+//! - [`domain`]: typed values, MRZ, validation, the names of kinds and periods; pure.
+//! - [`crypto`]: Merkle trees, sealing, receipt and checkpoint signatures, X.509, revocation.
+//! - [`log`]: the exchange log over sled: the only place that knows sled.
+//! - [`exchange`]: what a node does with envelopes, apart from any transport.
+//! - [`node`]: configuration, listeners, limits, gRPC adapters, delivery, metrics.
+//! - [`cli`]: the client, rendering, figures files, checks, the demo PKI and the demo.
+//!
+//! [`pb`] holds the types generated from `proto/`, which every layer may use; [`fuzzing`]
+//! holds the fuzz targets' entry points.
 
-pub mod audit;
-pub mod certs;
-pub mod check;
-pub mod checkpoint;
-pub mod client;
-pub mod config;
-pub mod delivery;
-pub mod demo;
+pub mod cli;
+pub mod crypto;
+pub mod domain;
 pub mod exchange;
 pub mod fuzzing;
-pub mod limits;
 pub mod log;
-pub mod merkle;
-pub mod metrics;
-pub mod model;
-pub mod mrz;
 pub mod node;
 pub mod pb;
-pub mod receipt;
-pub mod retention;
-pub mod revocation;
-pub mod seal;
-pub mod service;
-pub mod stats;
-pub mod throttle;
-pub mod tls;
-pub mod validate;

@@ -6,9 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use focalpoint::audit::{self, AuditTrust};
-use focalpoint::config::NodeConfig;
+use focalpoint::exchange::audit::{self};
 use focalpoint::log::{Durability, ExchangeLog};
+use focalpoint::node::config::NodeConfig;
 use focalpoint::pb;
 use prost::Message;
 
@@ -85,7 +85,7 @@ fn audit_after(
         tamper(&tree);
         db.flush().unwrap();
     }
-    let trust = AuditTrust::from_config(&NodeConfig::load(config).unwrap()).unwrap();
+    let trust = NodeConfig::load(config).unwrap().audit_trust().unwrap();
     let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();
     let verdict = audit::verify(&log, &trust);
     (copy, verdict)
@@ -94,7 +94,7 @@ fn audit_after(
 #[tokio::test]
 async fn tampering_of_every_kind_is_found_and_the_entry_named() {
     let (_dir, config, data) = exchanged().await;
-    let trust = AuditTrust::from_config(&NodeConfig::load(&config).unwrap()).unwrap();
+    let trust = NodeConfig::load(&config).unwrap().audit_trust().unwrap();
     {
         let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
         let clean = audit::verify(&log, &trust).unwrap();
@@ -309,9 +309,9 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     );
 
     // The node signs it as it starts, before it takes anything new.
-    let (mut idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (mut idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     idn_config.data_dir = Some(copy.clone());
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config)
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config, khm_config)
         .await
         .unwrap();
     let log = idn.exchange().log().clone();
@@ -320,7 +320,7 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     let receipt = pb::Receipt::decode(signed.receipt.as_slice()).unwrap();
     assert_eq!(receipt.log_sequence, last);
     assert!(signed.batch.is_some());
-    let trust = AuditTrust::from_config(&NodeConfig::load(&config).unwrap()).unwrap();
+    let trust = NodeConfig::load(&config).unwrap().audit_trust().unwrap();
     let report = audit::verify(&log, &trust).unwrap();
     assert_eq!((report.receipts, report.unsigned_receipts), (5, 0));
     idn.stop().await.unwrap();
@@ -331,7 +331,7 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
 async fn an_audit_of_a_node_taking_a_stream_passes_throughout() {
     let pair = start_pair().await;
     let khm_config = NodeConfig::load(&pair.dir.path().join("khm/node.toml")).unwrap();
-    let trust = AuditTrust::from_config(&khm_config).unwrap();
+    let trust = khm_config.audit_trust().unwrap();
     let (cert, key) = example_cert("idn", "node");
     let mut client = peer_client(&pair.khm, "khm", cert, key);
     const COUNT: usize = 1500;
@@ -400,7 +400,7 @@ async fn auditors_stay_read_only() {
 fn export(dir: &Path, country: &str) -> Vec<audit::ExportRecord> {
     let config = NodeConfig::load(&dir.join(country).join("node.toml")).unwrap();
     let log = ExchangeLog::open(&dir.join(country).join("data"), Durability::Flush).unwrap();
-    let trust = AuditTrust::from_config(&config).unwrap();
+    let trust = config.audit_trust().unwrap();
     audit::export(&log, &trust, 1, u64::MAX, (None, None)).unwrap()
 }
 

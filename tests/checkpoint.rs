@@ -6,10 +6,10 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use focalpoint::audit::{self, AuditTrust};
-use focalpoint::config::NodeConfig;
+use focalpoint::domain::model::Digest;
+use focalpoint::exchange::audit::{self};
 use focalpoint::log::{Durability, ExchangeLog};
-use focalpoint::model::Digest;
+use focalpoint::node::config::NodeConfig;
 use focalpoint::pb;
 use prost::Message;
 use tonic::Code;
@@ -71,7 +71,7 @@ async fn send_alert(pair: &Pair, id: &str) {
 }
 
 async fn restart(dir: tempfile::TempDir, idn: &NodeConfig, khm: &NodeConfig) -> Pair {
-    let (idn, khm) = focalpoint::demo::start_pair(idn.clone(), khm.clone())
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn.clone(), khm.clone())
         .await
         .unwrap();
     Pair { dir, idn, khm }
@@ -81,7 +81,7 @@ fn offline_audit(
     config: &Path,
     data: &Path,
 ) -> Result<audit::AuditReport, focalpoint::log::VerifyError> {
-    let trust = AuditTrust::from_config(&NodeConfig::load(config).unwrap()).unwrap();
+    let trust = NodeConfig::load(config).unwrap().audit_trust().unwrap();
     let log = ExchangeLog::open(data, Durability::Flush).unwrap();
     audit::verify(&log, &trust)
 }
@@ -116,8 +116,8 @@ async fn checkpoints_are_cosigned_both_ways_and_verify() {
 #[tokio::test]
 async fn a_log_rewritten_after_a_cosigned_checkpoint_is_caught() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config.clone(), khm_config.clone())
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config.clone(), khm_config.clone())
         .await
         .unwrap();
     let pair = Pair { dir, idn, khm };
@@ -161,7 +161,7 @@ async fn a_log_rewritten_after_a_cosigned_checkpoint_is_caught() {
         .checkpoint("KHM")
         .await
         .unwrap_err();
-    let focalpoint::client::ClientError::Refused(status) = err else {
+    let focalpoint::cli::client::ClientError::Refused(status) = err else {
         panic!("expected a refusal, got {err}");
     };
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
@@ -179,8 +179,8 @@ async fn a_log_rewritten_after_a_cosigned_checkpoint_is_caught() {
 #[tokio::test]
 async fn a_log_truncated_after_a_cosigned_checkpoint_is_caught() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config.clone(), khm_config.clone())
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config.clone(), khm_config.clone())
         .await
         .unwrap();
     let pair = Pair { dir, idn, khm };
@@ -206,7 +206,7 @@ async fn a_log_truncated_after_a_cosigned_checkpoint_is_caught() {
         .checkpoint("KHM")
         .await
         .unwrap_err();
-    let focalpoint::client::ClientError::Refused(status) = err else {
+    let focalpoint::cli::client::ClientError::Refused(status) = err else {
         panic!("expected a refusal, got {err}");
     };
     assert_eq!(status.code(), Code::FailedPrecondition);

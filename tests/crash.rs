@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use focalpoint::client::OperatorClient;
+use focalpoint::cli::client::OperatorClient;
 use focalpoint::log::{Durability, ExchangeLog};
-use focalpoint::node::BoundNode;
+use focalpoint::node::server::BoundNode;
 use focalpoint::pb;
 
 const ROUNDS: usize = 10;
@@ -20,7 +20,7 @@ const ACKS_PER_ROUND: usize = 15;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sends_survive_repeated_sigkill_and_arrive_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (_, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let khm = BoundNode::bind(khm_config, None).await.unwrap();
     let idn_toml = idn_child_config(dir.path(), khm.peer_address());
     let khm = khm.start().await.unwrap();

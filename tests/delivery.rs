@@ -3,25 +3,22 @@
 mod common;
 
 use common::*;
-use focalpoint::node::BoundNode;
+use focalpoint::node::server::BoundNode;
 use focalpoint::pb;
 
 #[tokio::test]
 async fn messages_queued_while_the_peer_is_down_arrive_in_order_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config.clone())
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config, khm_config.clone())
         .await
         .unwrap();
     let khm_peer_address = khm.peer_address;
     khm.stop().await.unwrap();
 
-    let mut operator = focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
-        dir.path(),
-        "idn",
-        "operator",
-        &idn,
-    ))
+    let mut operator = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
+    )
     .unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -61,7 +58,7 @@ async fn messages_queued_while_the_peer_is_down_arrive_in_order_when_it_returns(
         .wait_for_delivery(last, std::time::Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(state, focalpoint::exchange::Delivery::Delivered);
+    assert_eq!(state, focalpoint::exchange::core::Delivery::Delivered);
     let received: Vec<String> = khm
         .exchange()
         .log()
@@ -92,10 +89,10 @@ async fn messages_queued_while_the_peer_is_down_arrive_in_order_when_it_returns(
 
 /// Restarts KHM on the address it had, with the data directory of its configuration.
 async fn restart_khm(
-    config: &focalpoint::config::NodeConfig,
+    config: &focalpoint::node::config::NodeConfig,
     address: std::net::SocketAddr,
-    idn: &focalpoint::node::RunningNode,
-) -> focalpoint::node::RunningNode {
+    idn: &focalpoint::node::server::RunningNode,
+) -> focalpoint::node::server::RunningNode {
     let mut config = config.clone();
     config.peer_listener.address = address;
     let mut khm = BoundNode::bind(config, None).await.unwrap();
@@ -106,7 +103,7 @@ async fn restart_khm(
     khm.start().await.unwrap()
 }
 
-fn inbox_ids(node: &focalpoint::node::RunningNode) -> Vec<String> {
+fn inbox_ids(node: &focalpoint::node::server::RunningNode) -> Vec<String> {
     let log = node.exchange().log();
     log.inbox()
         .unwrap()
@@ -124,18 +121,15 @@ fn alert(id: &str) -> pb::Envelope {
 #[tokio::test]
 async fn a_peer_restored_from_an_old_copy_is_caught_up_on_reconnect() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let khm_data = khm_config.data_dir.clone().unwrap();
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config.clone())
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config, khm_config.clone())
         .await
         .unwrap();
     let address = khm.peer_address;
-    let mut operator = focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
-        dir.path(),
-        "idn",
-        "operator",
-        &idn,
-    ))
+    let mut operator = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
+    )
     .unwrap();
     let delivered = pb::DeliveryState::Delivered as i32;
     assert_eq!(
@@ -166,7 +160,7 @@ async fn a_peer_restored_from_an_old_copy_is_caught_up_on_reconnect() {
         .wait_for_delivery(pending.log_sequence, std::time::Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(state, focalpoint::exchange::Delivery::Delivered);
+    assert_eq!(state, focalpoint::exchange::core::Delivery::Delivered);
     assert_eq!(
         inbox_ids(&khm),
         ["IDN-CU-1", "IDN-CU-2", "IDN-CU-3", "IDN-CU-4"],

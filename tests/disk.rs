@@ -66,13 +66,13 @@ async fn after_a_full_disk_freeing_space_is_enough_and_nothing_acknowledged_is_l
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (mut idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (mut idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     idn_config.data_dir = Some(disk.path().join("idn-data"));
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config)
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config, khm_config)
         .await
         .unwrap();
     let client = || {
-        focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
+        focalpoint::cli::client::OperatorClient::new(&focalpoint::cli::demo::example_client(
             dir.path(),
             "idn",
             "operator",

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::repo;
-use focalpoint::config::{ClientConfig, NodeConfig};
+use focalpoint::node::config::{ClientConfig, NodeConfig};
 
 fn files(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -53,7 +53,7 @@ fn every_example_message_is_valid() {
     assert!(found.len() >= 6, "found {} examples", found.len());
     found.retain(|p| !is_figures(p));
     for path in found {
-        let mut envelope = focalpoint::client::read_envelope(&path).unwrap();
+        let mut envelope = focalpoint::cli::client::read_envelope(&path).unwrap();
         // The node fills these in on send.
         envelope.sender = if envelope.receiver == "KHM" {
             "IDN"
@@ -62,7 +62,7 @@ fn every_example_message_is_valid() {
         }
         .into();
         envelope.created_at = "2025-04-30T00:00:00Z".into();
-        focalpoint::validate::validate(envelope)
+        focalpoint::domain::validate::validate(envelope)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
@@ -81,7 +81,8 @@ fn every_example_figures_file_makes_a_valid_report() {
     found.retain(|p| is_figures(p));
     assert!(found.len() >= 2, "found {} figures files", found.len());
     for path in found {
-        let figures = focalpoint::stats::read_figures(&path).unwrap_or_else(|e| panic!("{e}"));
+        let figures =
+            focalpoint::cli::figures::read_figures(&path).unwrap_or_else(|e| panic!("{e}"));
         let envelope = focalpoint::pb::Envelope {
             message_id: "IDN-STATS-EXAMPLE".into(),
             sender: "IDN".into(),
@@ -94,7 +95,7 @@ fn every_example_figures_file_makes_a_valid_report() {
             }),
             body: Some(focalpoint::pb::envelope::Body::StatisticsReport(
                 focalpoint::pb::StatisticsReport {
-                    period: Some(focalpoint::stats::parse_period("2025-04").unwrap()),
+                    period: Some(focalpoint::domain::kinds::parse_period("2025-04").unwrap()),
                     revision: 1,
                     counters: figures.counters,
                     source: figures.source,
@@ -103,7 +104,7 @@ fn every_example_figures_file_makes_a_valid_report() {
             )),
             ..Default::default()
         };
-        focalpoint::validate::validate(envelope)
+        focalpoint::domain::validate::validate(envelope)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }

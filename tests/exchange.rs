@@ -3,13 +3,14 @@
 mod common;
 
 use common::*;
-use focalpoint::model::{CountryCode, Digest};
+use focalpoint::domain::model::{CountryCode, Digest};
 use focalpoint::pb;
 use prost::Message;
 use tonic::Code;
 
 fn ca(country: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    focalpoint::tls::load_certs(&repo().join("certs-example").join(country).join("ca.pem")).unwrap()
+    focalpoint::crypto::x509::load_certs(&repo().join("certs-example").join(country).join("ca.pem"))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -39,7 +40,7 @@ async fn every_kind_goes_both_ways_and_is_in_both_logs_with_matching_digests() {
         );
         let receipt = r.receipt.expect("a delivered message carries its receipt");
         let receiver = if from == "idn" { "khm" } else { "idn" };
-        let checked = focalpoint::receipt::verify(
+        let checked = focalpoint::crypto::receipt::verify(
             &receipt,
             &ca(receiver),
             receiver.to_uppercase().parse().unwrap(),
@@ -235,7 +236,7 @@ async fn invalid_inputs_are_refused_naming_the_field_and_leave_only_a_refusal() 
         let mut e = example("idn/alert-trafficking-victim.json");
         mutate(&mut e);
         let err = operator.send(e, false).await.unwrap_err();
-        let focalpoint::client::ClientError::Refused(status) = err else {
+        let focalpoint::cli::client::ClientError::Refused(status) = err else {
             panic!("{field}: expected a refusal, got {err}");
         };
         assert_eq!(status.code(), Code::InvalidArgument, "{field}");
@@ -357,7 +358,7 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+        matches!(err, focalpoint::cli::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
     );
     let err = pair
         .client("idn", "sync")
@@ -365,7 +366,7 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+        matches!(err, focalpoint::cli::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
     );
     let err = pair
         .client("idn", "sync")
@@ -373,7 +374,7 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
+        matches!(err, focalpoint::cli::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied)
     );
     // A statistics report goes through PushStatistics only, where the node numbers its
     // revision and counts the exchange: through Send, with a revision and counts of the
@@ -394,7 +395,7 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, focalpoint::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied),
+        matches!(&err, focalpoint::cli::client::ClientError::Refused(s) if s.code() == Code::PermissionDenied),
         "{err}"
     );
     let err = pair
@@ -403,7 +404,7 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, focalpoint::client::ClientError::Refused(s)
+        matches!(&err, focalpoint::cli::client::ClientError::Refused(s)
             if s.code() == Code::InvalidArgument && s.message().contains("PushStatistics")),
         "{err}"
     );

@@ -135,9 +135,10 @@ fn example_envelopes() -> Vec<pb::Envelope> {
             .collect();
         files.sort();
         for file in files {
-            let mut envelope =
-                focalpoint::client::parse_envelope(&std::fs::read_to_string(&file).unwrap())
-                    .unwrap();
+            let mut envelope = focalpoint::domain::validate::parse_envelope(
+                &std::fs::read_to_string(&file).unwrap(),
+            )
+            .unwrap();
             if envelope.created_at.is_empty() {
                 envelope.created_at = "2025-04-30T08:15:00Z".into();
             }
@@ -198,7 +199,7 @@ fn configuration_and_figures_parsing() {
 fn log_entry_decoding() {
     // Entries, sealed content and receipts as a real log stores them.
     let dir = tempfile::tempdir().unwrap();
-    let key = std::sync::Arc::new(focalpoint::seal::LogKey::from_bytes(&[7; 32]));
+    let key = std::sync::Arc::new(focalpoint::crypto::seal::LogKey::from_bytes(&[7; 32]));
     let log = ExchangeLog::open_with_key(dir.path(), Durability::Flush, Some(key)).unwrap();
     let envelope = example_envelopes().remove(0).encode_to_vec();
     log.transact_blocking(move |t| {
@@ -214,7 +215,7 @@ fn log_entry_decoding() {
             kind: pb::EntryKind::Refusal,
             peer: Some("KHM".parse().unwrap()),
             reason: "envelope: not a valid encoding".into(),
-            refused_digest: Some(focalpoint::model::Digest::of(b"junk")),
+            refused_digest: Some(focalpoint::domain::model::Digest::of(b"junk")),
             ..NewEntry::default()
         })
     })

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use focalpoint::limits::Limits;
+use focalpoint::node::limits::Limits;
 use focalpoint::node::{BoundNode, RunningNode};
 use focalpoint::pb;
 use tokio::io::AsyncReadExt;
@@ -16,17 +16,17 @@ fn khm_limits(
     limits: Limits,
 ) -> (
     tempfile::TempDir,
-    focalpoint::config::NodeConfig,
-    focalpoint::config::NodeConfig,
+    focalpoint::node::config::NodeConfig,
+    focalpoint::node::config::NodeConfig,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let (idn, mut khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn, mut khm) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     khm.limits = limits;
     (dir, idn, khm)
 }
 
 /// KHM alone, its peer pointing nowhere: nobody else connects to its peer plane.
-async fn khm_alone(khm: focalpoint::config::NodeConfig) -> RunningNode {
+async fn khm_alone(khm: focalpoint::node::config::NodeConfig) -> RunningNode {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("https://{}", closed.local_addr().unwrap());
     drop(closed);
@@ -53,7 +53,7 @@ fn limit_refusals(node: &RunningNode, limit: &str) -> u64 {
     let text = node
         .exchange()
         .metrics()
-        .render(&focalpoint::metrics::Gauges::default());
+        .render(&focalpoint::exchange::metrics::Gauges::default());
     let prefix = format!("focalpoint_limit_refusals_total{{limit=\"{limit}\",peer=\"IDN\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -106,7 +106,7 @@ async fn a_flood_from_the_peer_is_refused_and_operators_are_still_served() {
         peer_burst: 20,
         ..Limits::default()
     });
-    let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn, khm).await.unwrap();
     let client = from_idn(&khm);
     let mut flood = Vec::new();
     for task in 0..8 {
@@ -121,8 +121,8 @@ async fn a_flood_from_the_peer_is_refused_and_operators_are_still_served() {
         }));
     }
     // While the flood runs, the operator plane answers every call.
-    let operator = focalpoint::demo::example_client(dir.path(), "khm", "operator", &khm);
-    let mut operator = focalpoint::client::OperatorClient::new(&operator).unwrap();
+    let operator = focalpoint::cli::demo::example_client(dir.path(), "khm", "operator", &khm);
+    let mut operator = focalpoint::cli::client::OperatorClient::new(&operator).unwrap();
     for _ in 0..20 {
         let answer = tokio::time::timeout(Duration::from_secs(30), operator.log(1, 5)).await;
         assert!(
@@ -161,8 +161,8 @@ async fn a_flood_from_the_peer_is_refused_and_operators_are_still_served() {
         "rate refusals append nothing"
     );
     // IDN's own delivery still gets through once the flood stops.
-    let idn_operator = focalpoint::demo::example_client(dir.path(), "idn", "operator", &idn);
-    let sent = focalpoint::client::OperatorClient::new(&idn_operator)
+    let idn_operator = focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn);
+    let sent = focalpoint::cli::client::OperatorClient::new(&idn_operator)
         .unwrap()
         .send(example("idn/alert-trafficking-victim.json"), true)
         .await
@@ -336,7 +336,7 @@ fn raise_own_descriptors() -> u64 {
 async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
     const DESCRIPTORS: u32 = 400;
     let dir = tempfile::tempdir().unwrap();
-    focalpoint::demo::example_configs(dir.path()).unwrap();
+    focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = closed.local_addr().unwrap();
     drop(closed);
@@ -352,9 +352,12 @@ async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
         "this machine allows too few open files"
     );
 
-    let mut client =
-        focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))
-            .unwrap();
+    let mut client = focalpoint::cli::client::OperatorClient::new(&idn_client(
+        dir.path(),
+        "operator",
+        &operator,
+    ))
+    .unwrap();
     client.log(1, 1).await.unwrap();
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -390,9 +393,12 @@ async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A new operator connection is accepted during the flood too.
-    let mut fresh =
-        focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))
-            .unwrap();
+    let mut fresh = focalpoint::cli::client::OperatorClient::new(&idn_client(
+        dir.path(),
+        "operator",
+        &operator,
+    ))
+    .unwrap();
     let fresh_answer = tokio::time::timeout(Duration::from_secs(2), fresh.log(1, 1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let connected = flooding.await.unwrap();

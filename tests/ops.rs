@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use focalpoint::tls::ClientTls;
+use focalpoint::node::tls::ClientTls;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -161,7 +161,7 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
 async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let (_, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (_, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let khm = focalpoint::node::BoundNode::bind(khm_config, None)
         .await
         .unwrap();
@@ -177,9 +177,12 @@ async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
         std::process::Stdio::piped(),
     );
     // Some work, so there is something to flush.
-    let mut client =
-        focalpoint::client::OperatorClient::new(&idn_client(dir.path(), "operator", &operator))
-            .unwrap();
+    let mut client = focalpoint::cli::client::OperatorClient::new(&idn_client(
+        dir.path(),
+        "operator",
+        &operator,
+    ))
+    .unwrap();
     let r = client
         .send(example("idn/alert-trafficking-victim.json"), true)
         .await
@@ -336,7 +339,8 @@ async fn certificates_reload_without_downtime_and_bad_ones_are_refused() {
     std::fs::write(khm_dir.join("node.pem"), &cert).unwrap();
     std::fs::write(khm_dir.join("node.key"), &key).unwrap();
     pair.khm.reload().unwrap();
-    let rotated = focalpoint::tls::load_certs(&khm_dir.join("node.pem")).unwrap()[0].to_vec();
+    let rotated =
+        focalpoint::crypto::x509::load_certs(&khm_dir.join("node.pem")).unwrap()[0].to_vec();
 
     khm.log(1, 1).await.unwrap(); // established work carries on
     let after = idn.send(send("IDN-ROT-2"), true).await.unwrap();

@@ -3,15 +3,15 @@
 mod common;
 
 use common::*;
-use focalpoint::client::OperatorClient;
+use focalpoint::cli::client::OperatorClient;
 use focalpoint::log::{Durability, ExchangeLog};
-use focalpoint::node::BoundNode;
+use focalpoint::node::server::BoundNode;
 use focalpoint::pb;
 
 #[tokio::test]
 async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     // KHM runs in this process; IDN is a child process on ephemeral ports.
     let idn_toml = dir.path().join("idn/node.toml");
     let text = read(&idn_toml)
@@ -29,7 +29,7 @@ async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
     khm.set_peer_address("IDN".parse().unwrap(), &format!("https://{idn_peer}"));
     let khm = khm.start().await.unwrap();
 
-    let mut khm_operator = OperatorClient::new(&focalpoint::demo::example_client(
+    let mut khm_operator = OperatorClient::new(&focalpoint::cli::demo::example_client(
         dir.path(),
         "khm",
         "operator",

@@ -9,13 +9,13 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
-use focalpoint::audit::{self, AuditTrust};
-use focalpoint::config::NodeConfig;
+use focalpoint::crypto::seal::{LogKey, SealError};
+use focalpoint::exchange::audit::{self, AuditTrust};
+use focalpoint::exchange::retention::{self, RetentionPolicy};
 use focalpoint::log::{Durability, ExchangeLog, LogError, NewEntry};
-use focalpoint::node::BoundNode;
+use focalpoint::node::config::NodeConfig;
+use focalpoint::node::server::BoundNode;
 use focalpoint::pb;
-use focalpoint::retention::{self, RetentionPolicy};
-use focalpoint::seal::{LogKey, SealError};
 use prost::Message;
 
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
@@ -43,7 +43,7 @@ fn sequence_of(log: &ExchangeLog, id: &str) -> u64 {
 
 /// What an auditor checks against: the configuration's certificates and `policy()`.
 fn trust(config: &NodeConfig) -> AuditTrust {
-    let mut trust = AuditTrust::from_config(config).unwrap();
+    let mut trust = config.audit_trust().unwrap();
     trust.retention = Some(policy());
     trust
 }
@@ -101,10 +101,10 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     let Pair { dir, idn, khm } = pair;
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
-    let (idn_config, _) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn_config, _) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let data = dir.path().join("idn/data");
 
-    let now = focalpoint::model::now_micros();
+    let now = focalpoint::domain::model::now_micros();
     let (alert_seq, fraud_seq, stats_seq, digests) = {
         let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
         let (a, f, s) = (
@@ -125,9 +125,10 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
         let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
         log.entry(alert_seq).unwrap().unwrap().entry.created_at
     };
-    let month = focalpoint::stats::parse_period(&created[..7]).unwrap();
-    let khm: focalpoint::model::CountryCode = "KHM".parse().unwrap();
-    let counted = |log: &ExchangeLog| focalpoint::stats::tally(log, khm, &month).unwrap();
+    let month = focalpoint::domain::kinds::parse_period(&created[..7]).unwrap();
+    let khm: focalpoint::domain::model::CountryCode = "KHM".parse().unwrap();
+    let counted =
+        |log: &ExchangeLog| focalpoint::exchange::reconcile::tally(log, khm, &month).unwrap();
     let before = counted(&ExchangeLog::open(&data, Durability::Flush).unwrap());
     assert!(
         before.iter().any(|c| c.count > 0),
@@ -213,7 +214,7 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     // Auditors see the redaction in place of the payload.
     let records = audit::export(&log, &trust(&idn_config), 1, u64::MAX, (None, None)).unwrap();
     let record = |q: u64| records.iter().find(|r| r.sequence == q).unwrap();
-    let today = focalpoint::model::format_micros(now + 31 * DAY_MICROS);
+    let today = focalpoint::domain::model::format_micros(now + 31 * DAY_MICROS);
     assert_eq!(
         record(alert_seq).withheld.as_deref(),
         Some(
@@ -291,8 +292,8 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     bound.set_peer_address("KHM".parse().unwrap(), &nowhere);
     let idn = bound.start().await.unwrap();
     let client = |role: &str| {
-        let config = focalpoint::demo::example_client(dir.path(), "idn", role, &idn);
-        focalpoint::client::OperatorClient::new(&config).unwrap()
+        let config = focalpoint::cli::demo::example_client(dir.path(), "idn", role, &idn);
+        focalpoint::cli::client::OperatorClient::new(&config).unwrap()
     };
     let shown = client("operator").show(&alert.message_id).await.unwrap();
     let message = &shown.messages[0];
@@ -348,15 +349,15 @@ fn encrypt_khm(dir: &Path) -> (PathBuf, NodeConfig) {
 #[tokio::test]
 async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn, mut khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn, mut khm) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let (khm_config_path, encrypted) = encrypt_khm(dir.path());
     khm.encryption = encrypted.encryption.clone();
-    let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn, khm).await.unwrap();
     let alert = example("idn/alert-trafficking-victim.json");
     let fraud = example("khm/fraud-notice-poipet.json");
-    let client = |country: &str, node: &focalpoint::node::RunningNode| {
-        let config = focalpoint::demo::example_client(dir.path(), country, "operator", node);
-        focalpoint::client::OperatorClient::new(&config).unwrap()
+    let client = |country: &str, node: &focalpoint::node::server::RunningNode| {
+        let config = focalpoint::cli::demo::example_client(dir.path(), country, "operator", node);
+        focalpoint::cli::client::OperatorClient::new(&config).unwrap()
     };
     let r = client("idn", &idn).send(alert.clone(), true).await.unwrap();
     assert_eq!(r.state, pb::DeliveryState::Delivered as i32);
@@ -422,7 +423,7 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
         let log =
             ExchangeLog::open_ahead(&copy, Durability::Flush, Some(key.clone()), 31 * DAY_MICROS)
                 .unwrap();
-        let later = focalpoint::model::now_micros() + 31 * DAY_MICROS;
+        let later = focalpoint::domain::model::now_micros() + 31 * DAY_MICROS;
         assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
         drop(log);
         let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use focalpoint::audit::{self, AuditTrust};
+use focalpoint::exchange::audit::{self};
 use focalpoint::log::{Durability, ExchangeLog};
 use focalpoint::pb;
 use time::Duration;
@@ -40,10 +40,14 @@ fn throwaway(dir: &Path, country: &str) -> std::path::PathBuf {
     path
 }
 
-async fn operator_answers(dir: &Path, node: &focalpoint::node::RunningNode, role: &str) -> bool {
-    let mut client = focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
-        dir, "idn", role, node,
-    ))
+async fn operator_answers(
+    dir: &Path,
+    node: &focalpoint::node::server::RunningNode,
+    role: &str,
+) -> bool {
+    let mut client = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir, "idn", role, node),
+    )
     .unwrap();
     client.log(1, 1).await.is_ok()
 }
@@ -51,22 +55,24 @@ async fn operator_answers(dir: &Path, node: &focalpoint::node::RunningNode, role
 #[tokio::test]
 async fn revoked_certificates_are_refused_on_both_planes_and_after_a_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut idn_config, mut khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (mut idn_config, mut khm_config) =
+        focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     with_ca_keys(dir.path());
     let now = now();
     // IDN's list starts with a former operator only; KHM's copy of IDN's list likewise.
     let idn_ca = dir.path().join("idn");
-    focalpoint::certs::revoke(&idn_ca, &throwaway(dir.path(), "idn"), now).unwrap();
+    focalpoint::cli::certs::revoke(&idn_ca, &throwaway(dir.path(), "idn"), now).unwrap();
     idn_config.operator_listener.crl = Some(idn_ca.join("crl.pem"));
     khm_config.peers[0].crl = Some(idn_ca.join("crl.pem"));
-    let (idn, khm) = focalpoint::demo::start_pair(idn_config, khm_config)
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config, khm_config)
         .await
         .unwrap();
     assert!(operator_answers(dir.path(), &idn, "operator").await);
 
     // IDN revokes its operator's certificate and reloads: new connections are refused, and
     // the auditor, not revoked, is still served.
-    let listed = focalpoint::certs::revoke(&idn_ca, &idn_ca.join("operator.pem"), now).unwrap();
+    let listed =
+        focalpoint::cli::certs::revoke(&idn_ca, &idn_ca.join("operator.pem"), now).unwrap();
     assert_eq!(listed, 2);
     idn.reload().unwrap();
     assert!(
@@ -86,7 +92,7 @@ async fn revoked_certificates_are_refused_on_both_planes_and_after_a_reload() {
         .await
         .unwrap();
     assert_eq!(
-        focalpoint::certs::revoke(&idn_ca, &idn_ca.join("node.pem"), now).unwrap(),
+        focalpoint::cli::certs::revoke(&idn_ca, &idn_ca.join("node.pem"), now).unwrap(),
         3
     );
     khm.reload().unwrap();
@@ -123,25 +129,25 @@ async fn a_receipt_stands_if_it_was_signed_before_its_signer_was_revoked() {
     let signed_at = {
         use prost::Message;
         let receipt = pb::Receipt::decode(r.receipt.unwrap().receipt.as_slice()).unwrap();
-        focalpoint::model::parse_instant(&receipt.stored_at).unwrap()
+        focalpoint::domain::model::parse_instant(&receipt.stored_at).unwrap()
     };
     let Pair { dir, idn, khm } = pair;
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
     with_ca_keys(dir.path());
     let khm_ca = dir.path().join("khm");
-    let (idn_config, _) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn_config, _) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let idn_data = idn_config.data_dir.clone().unwrap();
     let audit_with = |list: &Path| {
         let mut config = idn_config.clone();
         config.peers[0].crl = Some(list.to_owned());
-        let trust = AuditTrust::from_config(&config).unwrap();
+        let trust = config.audit_trust().unwrap();
         let log = ExchangeLog::open(&idn_data, Durability::Flush).unwrap();
         audit::verify(&log, &trust)
     };
 
     // KHM's node certificate revoked a second after it signed: the receipt stands.
-    focalpoint::certs::revoke(
+    focalpoint::cli::certs::revoke(
         &khm_ca,
         &khm_ca.join("node.pem"),
         signed_at + Duration::seconds(1),
@@ -154,7 +160,7 @@ async fn a_receipt_stands_if_it_was_signed_before_its_signer_was_revoked() {
 
     // Revoked an hour before it signed: the receipt does not stand.
     std::fs::remove_file(khm_ca.join("crl.pem")).unwrap();
-    focalpoint::certs::revoke(
+    focalpoint::cli::certs::revoke(
         &khm_ca,
         &khm_ca.join("node.pem"),
         signed_at - Duration::hours(1),
@@ -171,9 +177,9 @@ async fn a_receipt_stands_if_it_was_signed_before_its_signer_was_revoked() {
     // A list the peer's CA did not sign is refused as configuration.
     let mut config = idn_config.clone();
     let idn_ca = dir.path().join("idn");
-    focalpoint::certs::revoke(&idn_ca, &idn_ca.join("operator.pem"), now()).unwrap();
+    focalpoint::cli::certs::revoke(&idn_ca, &idn_ca.join("operator.pem"), now()).unwrap();
     config.peers[0].crl = Some(idn_ca.join("crl.pem"));
-    let refused = AuditTrust::from_config(&config).unwrap_err().to_string();
+    let refused = config.audit_trust().unwrap_err().to_string();
     assert!(
         refused.contains("not signed by the configured CA"),
         "{refused}"
@@ -195,16 +201,16 @@ async fn a_cosignature_stands_if_it_was_made_before_its_witness_was_revoked() {
     khm.stop().await.unwrap();
     with_ca_keys(dir.path());
     let khm_ca = dir.path().join("khm");
-    let (idn_config, _) = focalpoint::demo::example_configs(dir.path()).unwrap();
+    let (idn_config, _) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
     let idn_data = idn_config.data_dir.clone().unwrap();
     let audit_with = |list: &Path| {
         let mut config = idn_config.clone();
         config.peers[0].crl = Some(list.to_owned());
-        let trust = AuditTrust::from_config(&config).unwrap();
+        let trust = config.audit_trust().unwrap();
         let log = ExchangeLog::open(&idn_data, Durability::Flush).unwrap();
         audit::verify(&log, &trust)
     };
-    focalpoint::certs::revoke(
+    focalpoint::cli::certs::revoke(
         &khm_ca,
         &khm_ca.join("node.pem"),
         after + Duration::seconds(1),
@@ -213,7 +219,7 @@ async fn a_cosignature_stands_if_it_was_made_before_its_witness_was_revoked() {
     let report = audit_with(&khm_ca.join("crl.pem")).unwrap();
     assert_eq!(report.checkpoints, 1);
     std::fs::remove_file(khm_ca.join("crl.pem")).unwrap();
-    focalpoint::certs::revoke(
+    focalpoint::cli::certs::revoke(
         &khm_ca,
         &khm_ca.join("node.pem"),
         before - Duration::hours(1),

@@ -4,19 +4,22 @@
 mod common;
 
 use common::*;
-use focalpoint::node::BoundNode;
+use focalpoint::node::server::BoundNode;
 use focalpoint::pb;
-use focalpoint::stats;
 use prost::Message;
 
-fn figures(path: &str) -> stats::Figures {
-    stats::read_figures(&repo().join("examples").join(path)).unwrap()
+fn figures(path: &str) -> focalpoint::cli::figures::Figures {
+    focalpoint::cli::figures::read_figures(&repo().join("examples").join(path)).unwrap()
 }
 
-fn push_request(period: &str, f: &stats::Figures, wait: bool) -> pb::PushStatisticsRequest {
+fn push_request(
+    period: &str,
+    f: &focalpoint::cli::figures::Figures,
+    wait: bool,
+) -> pb::PushStatisticsRequest {
     pb::PushStatisticsRequest {
         peer: String::new(),
-        period: Some(stats::parse_period(period).unwrap()),
+        period: Some(focalpoint::domain::kinds::parse_period(period).unwrap()),
         counters: f.counters.clone(),
         source: f.source.clone(),
         wait_for_receipt: wait,
@@ -28,7 +31,7 @@ fn today() -> String {
     now().date().to_string()
 }
 
-async fn send_alert(client: &mut focalpoint::client::OperatorClient, id: &str) {
+async fn send_alert(client: &mut focalpoint::cli::client::OperatorClient, id: &str) {
     let mut e = example("idn/alert-trafficking-victim.json");
     e.message_id = id.into();
     e.created_at = String::new();
@@ -97,7 +100,7 @@ async fn the_same_figures_change_nothing_and_changed_figures_become_a_revision()
     let history = khm
         .statistics(pb::StatisticsRequest {
             country: "IDN".into(),
-            period: Some(stats::parse_period(&period).unwrap()),
+            period: Some(focalpoint::domain::kinds::parse_period(&period).unwrap()),
         })
         .await
         .unwrap()
@@ -107,7 +110,7 @@ async fn the_same_figures_change_nothing_and_changed_figures_become_a_revision()
     assert!(history[0].superseded);
     assert_eq!(history[1].message_id, second_id);
     assert!(!history[1].superseded);
-    let current = stats::current(&history);
+    let current = focalpoint::cli::render::current(&history);
     assert_eq!(current.len(), 1);
     let report = current[0].report.as_ref().unwrap();
     assert_eq!(report.counters[1].value, f.counters[1].value + 4);
@@ -145,8 +148,8 @@ async fn the_same_figures_change_nothing_and_changed_figures_become_a_revision()
 #[tokio::test]
 async fn reconciliation_records_a_missing_and_an_extra_message() {
     let dir = tempfile::tempdir().unwrap();
-    let (idn_config, khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
-    let trust = focalpoint::audit::AuditTrust::from_config(&idn_config).unwrap();
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let trust = idn_config.audit_trust().unwrap();
     // IDN cannot reach KHM (its peer address is a closed port); KHM reaches IDN.
     let unused = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -160,8 +163,8 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
         &format!("https://{}", idn.peer_address()),
     );
     let (idn, khm) = (idn.start().await.unwrap(), khm.start().await.unwrap());
-    let client = |country: &str, role: &str, node: &focalpoint::node::RunningNode| {
-        focalpoint::client::OperatorClient::new(&focalpoint::demo::example_client(
+    let client = |country: &str, role: &str, node: &focalpoint::node::server::RunningNode| {
+        focalpoint::cli::client::OperatorClient::new(&focalpoint::cli::demo::example_client(
             dir.path(),
             country,
             role,
@@ -193,9 +196,9 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
         pb::DeliveryState::Pending as i32
     );
     assert!(
-        focalpoint::client::push_text(&away).contains("stays in the outbox"),
+        focalpoint::cli::client::push_text(&away).contains("stays in the outbox"),
         "{}",
-        focalpoint::client::push_text(&away)
+        focalpoint::cli::client::push_text(&away)
     );
 
     // Extra at IDN: an alert delivered with KHM's node certificate that KHM's log never sent.
@@ -203,7 +206,7 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
     let mut forged = example("khm/fraud-notice-poipet.json");
     forged.message_id = "KHM-NOT-IN-KHM-LOG".into();
     forged.sender = "KHM".into();
-    forged.created_at = focalpoint::model::format_instant(now());
+    forged.created_at = focalpoint::domain::model::format_instant(now());
     let mut peer = peer_client(&idn, "idn", cert, key);
     peer.deliver(pb::DeliverRequest {
         envelope: forged.encode_to_vec(),
@@ -277,11 +280,11 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
         .filter(|e| e.kind() == pb::EntryKind::Reconciliation)
         .count();
     assert_eq!(recorded, 1);
-    let audited = focalpoint::audit::verify(log, &trust).unwrap();
+    let audited = focalpoint::exchange::audit::verify(log, &trust).unwrap();
     assert_eq!(audited.entries, size);
 
     // Exported for auditors, the reconciliation carries both counts.
-    let export = focalpoint::audit::export(log, &trust, 1, u64::MAX, (None, None));
+    let export = focalpoint::exchange::audit::export(log, &trust, 1, u64::MAX, (None, None));
     let line = export
         .unwrap()
         .into_iter()
@@ -366,7 +369,11 @@ async fn the_chart_and_the_csv_come_from_the_reports_in_the_log() {
             .await
             .unwrap()
             .reports;
-        series.push(stats::series(country, &records, "departures_postponed"));
+        series.push(focalpoint::cli::render::series(
+            country,
+            &records,
+            "departures_postponed",
+        ));
     }
     assert_eq!(
         series[0].points,
@@ -380,7 +387,7 @@ async fn the_chart_and_the_csv_come_from_the_reports_in_the_log() {
         series[1].points,
         vec![("2025-03".to_owned(), 850), ("2025-04".to_owned(), 897)]
     );
-    let svg = stats::chart_svg("departures_postponed", &series);
+    let svg = focalpoint::cli::render::chart_svg("departures_postponed", &series);
     assert!(svg.starts_with("<svg"));
     let polyline = |country: &str| {
         let start = svg
@@ -404,7 +411,7 @@ async fn the_chart_and_the_csv_come_from_the_reports_in_the_log() {
         .await
         .unwrap()
         .reports;
-    let csv = stats::csv(&stats::current(&records));
+    let csv = focalpoint::cli::render::csv(&focalpoint::cli::render::current(&records));
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -457,7 +464,7 @@ async fn the_nightly_sync_script_is_safe_to_rerun_and_says_when_the_peer_is_away
         stats_dir.join("2025-04.json"),
     )
     .unwrap();
-    let client = focalpoint::demo::example_client(pair.dir.path(), "idn", "sync", &pair.idn);
+    let client = focalpoint::cli::demo::example_client(pair.dir.path(), "idn", "sync", &pair.idn);
     let config = work.path().join("sync.toml");
     std::fs::write(
         &config,
@@ -515,7 +522,7 @@ async fn the_nightly_sync_script_is_safe_to_rerun_and_says_when_the_peer_is_away
         outbox
             .iter()
             .any(|m| m.entry.entry.message_id.ends_with("-R2")
-                && m.delivery == Some(focalpoint::exchange::Delivery::Pending)),
+                && m.delivery == Some(focalpoint::exchange::core::Delivery::Pending)),
         "the corrected report waits in the outbox"
     );
     idn.stop().await.unwrap();

@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use focalpoint::certs::Authority;
+use focalpoint::cli::certs::Authority;
+use focalpoint::node::tls::ClientTls;
 use focalpoint::pb;
 use focalpoint::pb::operator_service_client::OperatorServiceClient;
-use focalpoint::tls::ClientTls;
 
 async fn refused_on_peer_plane(pair: &Pair, cert: String, key: String) {
     let mut client = peer_client(&pair.khm, "khm", cert, key);

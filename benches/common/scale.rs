@@ -14,8 +14,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use focalpoint::config::NodeConfig;
-use focalpoint::model::{CountryCode, Digest};
+use focalpoint::domain::model::{CountryCode, Digest};
+use focalpoint::node::config::NodeConfig;
 use focalpoint::node::{BoundNode, RunningNode};
 use prost::Message;
 
@@ -28,7 +28,7 @@ fn repo() -> std::path::PathBuf {
 
 fn example() -> focalpoint::pb::Envelope {
     let text = std::fs::read_to_string(repo().join(PAYLOAD_ENVELOPE)).unwrap();
-    focalpoint::client::parse_envelope(&text).unwrap()
+    focalpoint::domain::validate::parse_envelope(&text).unwrap()
 }
 
 fn envelope_bytes(template: &focalpoint::pb::Envelope, n: usize) -> Vec<u8> {
@@ -78,7 +78,7 @@ fn sled_alone(dir: &Path, template: &focalpoint::pb::Envelope, count: usize) -> 
 /// `count` envelopes through the node's receive path, `IN_FLIGHT` at a time. Returns envelopes
 /// per second and the bytes of envelope received.
 async fn receive(
-    exchange: &focalpoint::exchange::Exchange,
+    exchange: &focalpoint::exchange::core::Exchange,
     template: &focalpoint::pb::Envelope,
     count: usize,
 ) -> (f64, u64) {
@@ -159,19 +159,20 @@ fn closed_address() -> String {
 pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, String)) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        focalpoint::tls::install_crypto_provider();
+        focalpoint::node::tls::install_crypto_provider();
         let base = std::env::var_os("FOCALPOINT_BENCH_DIR")
             .map_or_else(|| repo().join("target"), Into::into);
         let dir = tempfile::Builder::new()
             .prefix("focalpoint-scale-")
             .tempdir_in(base)
             .unwrap();
-        let (idn_config, mut khm_config) = focalpoint::demo::example_configs(dir.path()).unwrap();
-        khm_config.limits = focalpoint::limits::Limits {
+        let (idn_config, mut khm_config) =
+            focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+        khm_config.limits = focalpoint::node::limits::Limits {
             max_stream_messages: u64::MAX,
             peer_rate_per_sec: u32::MAX,
             peer_burst: u32::MAX,
-            ..focalpoint::limits::Limits::default()
+            ..focalpoint::node::limits::Limits::default()
         };
         khm_config.checkpoint_interval_secs = 0;
         let idn: CountryCode = "IDN".parse().unwrap();
@@ -235,11 +236,11 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         );
 
         // 4. Verify beside raw SHA-256 over as many bytes as it reads.
-        let trust = focalpoint::audit::AuditTrust::from_config(&khm_config).unwrap();
+        let trust = khm_config.audit_trust().unwrap();
         let log =
             focalpoint::log::ExchangeLog::open(&data, focalpoint::log::Durability::Flush).unwrap();
         let start = Instant::now();
-        let report = focalpoint::audit::verify(&log, &trust).unwrap();
+        let report = focalpoint::exchange::audit::verify(&log, &trust).unwrap();
         let verify = start.elapsed();
         assert_eq!(report.entries as usize, entries);
         row(
@@ -292,9 +293,9 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         let mut idn_config = idn_config;
         idn_config.checkpoint_interval_secs = 0;
         let idn_node = start_alone(idn_config, &format!("https://{khm_port}")).await;
-        let operator = focalpoint::model::Identity {
+        let operator = focalpoint::domain::model::Identity {
             country: idn,
-            role: focalpoint::model::Role::Operator,
+            role: focalpoint::domain::model::Role::Operator,
             name: "bench".into(),
         };
         let khm_country: CountryCode = "KHM".parse().unwrap();

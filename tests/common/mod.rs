@@ -5,13 +5,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use focalpoint::certs::Authority;
-use focalpoint::client::OperatorClient;
-use focalpoint::model::{Identity, Role};
-use focalpoint::node::RunningNode;
+use focalpoint::cli::certs::Authority;
+use focalpoint::cli::client::OperatorClient;
+use focalpoint::domain::model::{Identity, Role};
+use focalpoint::node::server::RunningNode;
+use focalpoint::node::tls::ClientTls;
 use focalpoint::pb;
 use focalpoint::pb::peer_service_client::PeerServiceClient;
-use focalpoint::tls::ClientTls;
 use time::{Duration, OffsetDateTime};
 
 pub struct Pair {
@@ -22,8 +22,8 @@ pub struct Pair {
 
 pub async fn start_pair() -> Pair {
     let dir = tempfile::tempdir().unwrap();
-    let (idn, khm) = focalpoint::demo::example_configs(dir.path()).unwrap();
-    let (idn, khm) = focalpoint::demo::start_pair(idn, khm).await.unwrap();
+    let (idn, khm) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn, khm).await.unwrap();
     Pair { dir, idn, khm }
 }
 
@@ -37,8 +37,12 @@ impl Pair {
     }
 
     pub fn client(&self, country: &str, role: &str) -> OperatorClient {
-        let config =
-            focalpoint::demo::example_client(self.dir.path(), country, role, self.node(country));
+        let config = focalpoint::cli::demo::example_client(
+            self.dir.path(),
+            country,
+            role,
+            self.node(country),
+        );
         OperatorClient::new(&config).unwrap()
     }
 
@@ -54,7 +58,7 @@ pub fn repo() -> PathBuf {
 
 pub fn example(path: &str) -> pb::Envelope {
     let text = std::fs::read_to_string(repo().join("examples").join(path)).unwrap();
-    focalpoint::client::parse_envelope(&text).unwrap()
+    focalpoint::domain::validate::parse_envelope(&text).unwrap()
 }
 
 pub fn read(path: &Path) -> String {
@@ -198,8 +202,12 @@ pub fn idn_child_config(dir: &Path, khm_peer: std::net::SocketAddr) -> PathBuf {
 }
 
 /// A client configuration for `role` at IDN's operator listener `operator`.
-pub fn idn_client(dir: &Path, role: &str, operator: &str) -> focalpoint::config::ClientConfig {
-    focalpoint::config::ClientConfig {
+pub fn idn_client(
+    dir: &Path,
+    role: &str,
+    operator: &str,
+) -> focalpoint::node::config::ClientConfig {
+    focalpoint::node::config::ClientConfig {
         node: format!("https://{operator}"),
         server_name: "idn.focalpoint.example".into(),
         ca: dir.join("idn/ca.pem"),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::model::{Digest, hex};
+use crate::domain::model::{Digest, hex};
 
 const MAGIC: [u8; 2] = [0x00, 0x01];
 const KEY_ID_LEN: usize = 8;

@@ -4,11 +4,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::config::ClientConfig;
-use crate::model::{Digest, format_micros};
+use crate::crypto::x509::TlsError;
+use crate::domain::kinds::{entry_label, kind_label, kind_name};
+use crate::domain::model::{Digest, format_micros};
+use crate::domain::validate::parse_envelope;
+use crate::node::config::ClientConfig;
+use crate::node::tls::ClientTls;
 use crate::pb;
 use crate::pb::operator_service_client::OperatorServiceClient;
-use crate::tls::{ClientTls, TlsError};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +62,7 @@ pub struct OperatorClient {
 impl OperatorClient {
     /// A client as configured (connects on first use).
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        crate::tls::install_crypto_provider();
+        crate::node::tls::install_crypto_provider();
         let tls = ClientTls::load(
             &config.ca,
             &config.certificate,
@@ -225,11 +228,6 @@ pub fn read_envelope(path: &Path) -> Result<pb::Envelope, ClientError> {
     Ok(envelope)
 }
 
-/// Parses an envelope from JSON text.
-pub fn parse_envelope(text: &str) -> Result<pb::Envelope, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
-}
-
 /// A fresh message id: `COUNTRY-YYYYMMDD-<16 hex>`.
 pub fn new_message_id(sender: &str) -> String {
     let mut random = [0u8; 8];
@@ -241,46 +239,8 @@ pub fn new_message_id(sender: &str) -> String {
         today.year(),
         u8::from(today.month()),
         today.day(),
-        crate::model::hex(&random)
+        crate::domain::model::hex(&random)
     )
-}
-
-/// The name of a message kind, for sentences.
-pub fn kind_name(kind: i32) -> &'static str {
-    match pb::MessageKind::try_from(kind).unwrap_or_default() {
-        pb::MessageKind::TravellerAlert => "traveller alert",
-        pb::MessageKind::DocumentFraudNotice => "document-fraud notice",
-        pb::MessageKind::StatisticsReport => "statistics report",
-        pb::MessageKind::CaseResponse => "case response",
-        pb::MessageKind::Unspecified => "message without a body",
-    }
-}
-
-/// A short label for a message kind.
-pub fn kind_label(kind: i32) -> &'static str {
-    match pb::MessageKind::try_from(kind).unwrap_or_default() {
-        pb::MessageKind::TravellerAlert => "alert",
-        pb::MessageKind::DocumentFraudNotice => "fraud",
-        pb::MessageKind::StatisticsReport => "stats",
-        pb::MessageKind::CaseResponse => "response",
-        pb::MessageKind::Unspecified => "-",
-    }
-}
-
-/// A short label for a log entry's kind.
-pub fn entry_label(kind: i32) -> &'static str {
-    match pb::EntryKind::try_from(kind).unwrap_or_default() {
-        pb::EntryKind::MessageSent => "sent",
-        pb::EntryKind::MessageReceived => "received",
-        pb::EntryKind::ReceiptReceived => "receipt",
-        pb::EntryKind::Refusal => "refusal",
-        pb::EntryKind::DeliveryFailed => "failed",
-        pb::EntryKind::CheckpointCosigned => "cosigned",
-        pb::EntryKind::CheckpointWitnessed => "witnessed",
-        pb::EntryKind::Reconciliation => "reconciled",
-        pb::EntryKind::Redaction => "redacted",
-        pb::EntryKind::Unspecified => "?",
-    }
 }
 
 fn state_label(state: i32) -> &'static str {
@@ -522,7 +482,7 @@ pub fn show_text(r: &pb::ShowResponse) -> String {
                 inner.receiver,
                 inner.log_sequence,
                 inner.stored_at,
-                crate::model::hex(&inner.envelope_sha256),
+                crate::domain::model::hex(&inner.envelope_sha256),
                 receipt.signature_scheme
             );
         }
@@ -561,7 +521,7 @@ pub fn push_text(r: &pb::PushStatisticsResponse) -> String {
                 "{} {} {}",
                 x.count,
                 kind_label(x.kind),
-                crate::stats::direction_label(x.direction)
+                crate::domain::kinds::direction_label(x.direction)
             )
         })
         .collect();
@@ -597,7 +557,7 @@ pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
         let period = report
             .period
             .as_ref()
-            .map(crate::stats::period_label)
+            .map(crate::domain::kinds::period_label)
             .unwrap_or_default();
         let findings = r
             .reconciliation
@@ -614,7 +574,7 @@ pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
             period,
             report.revision,
             r.message_id,
-            crate::model::format_micros(r.recorded_at_micros),
+            crate::domain::model::format_micros(r.recorded_at_micros),
             report.counters.len(),
             state
         ));

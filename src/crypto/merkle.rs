@@ -2,7 +2,7 @@
 //! and consistency proofs. Leaves are entry hashes, which are already SHA-256(0x00 || entry);
 //! interior nodes are SHA-256(0x01 || left || right).
 
-use crate::model::Digest;
+use crate::domain::model::Digest;
 
 /// The Merkle tree hash of `leaves` (RFC 6962 MTH); the empty tree hashes to SHA-256("").
 pub fn root(leaves: &[Digest]) -> Digest {

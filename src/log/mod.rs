@@ -18,10 +18,10 @@ use std::sync::mpsc;
 
 use prost::Message;
 
-use crate::model::{CountryCode, Digest, MessageId, now_micros};
+use crate::crypto::receipt::{self, ReceiptSigner};
+use crate::crypto::seal::{self, LogKey, SealError};
+use crate::domain::model::{CountryCode, Digest, MessageId, now_micros};
 use crate::pb;
-use crate::receipt::{self, ReceiptSigner};
-use crate::seal::{self, LogKey, SealError};
 
 /// What "durable" means for this log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -404,7 +404,7 @@ impl Txn<'_> {
                 "the unsigned receipt's {field} does not match its entry"
             )));
         }
-        receipt.stored_at = crate::model::format_instant(
+        receipt.stored_at = crate::domain::model::format_instant(
             time::OffsetDateTime::now_utc() + time::Duration::microseconds(self.clock_offset),
         );
         Ok(Some(self.issue_receipt(sequence, receipt.encode_to_vec())))
@@ -1866,7 +1866,7 @@ fn read_batch(tree: &sled::Tree, id: u64) -> Result<StoredBatch, LogError> {
         signed: receipt::SignedBatch {
             signature_scheme: batch.signature_scheme,
             signature: batch.signature,
-            tree: crate::merkle::Tree::new(leaves),
+            tree: crate::crypto::merkle::Tree::new(leaves),
         },
         certificate: certificate.to_vec(),
     })

@@ -9,15 +9,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::NodeConfig;
-use crate::exchange::{Exchange, PeerTrust};
+use crate::crypto::receipt::{ReceiptError, ReceiptSigner};
+use crate::crypto::x509;
+use crate::crypto::x509::TlsError;
+use crate::domain::model::{CountryCode, Role};
+use crate::exchange::core::{Exchange, PeerTrust};
 use crate::log::{ExchangeLog, LogError};
-use crate::model::{CountryCode, Role};
+use crate::node::config::NodeConfig;
+use crate::node::service::{OperatorApi, PeerApi};
+use crate::node::tls::{self, Admission, ClientTls};
 use crate::pb::operator_service_server::OperatorServiceServer;
 use crate::pb::peer_service_server::PeerServiceServer;
-use crate::receipt::{ReceiptError, ReceiptSigner};
-use crate::service::{OperatorApi, PeerApi};
-use crate::tls::{self, Admission, ClientTls, TlsError};
 
 /// Why a node cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,7 @@ pub enum NodeError {
     #[error("node key: {0}")]
     Signer(#[from] ReceiptError),
     #[error("log key: {0}")]
-    LogKey(#[from] crate::seal::SealError),
+    LogKey(#[from] crate::crypto::seal::SealError),
     #[error("cannot listen on {address}")]
     Listen {
         address: SocketAddr,
@@ -51,10 +53,10 @@ pub enum NodeError {
 }
 
 /// The values metrics read from the log at scrape time.
-fn gauges(exchange: &Exchange, peers: &[CountryCode]) -> crate::metrics::Gauges {
+fn gauges(exchange: &Exchange, peers: &[CountryCode]) -> crate::exchange::metrics::Gauges {
     let log = exchange.log();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut g = crate::metrics::Gauges {
+    let mut g = crate::exchange::metrics::Gauges {
         log_entries: log.head().map(|(n, _)| n).unwrap_or(0),
         ..Default::default()
     };
@@ -66,9 +68,9 @@ fn gauges(exchange: &Exchange, peers: &[CountryCode]) -> crate::metrics::Gauges 
             .ok()
             .flatten()
             .and_then(|seq| log.content(seq).ok().flatten())
-            .and_then(|c| crate::checkpoint::open(&c).ok())
+            .and_then(|c| crate::exchange::checkpoint::open(&c).ok())
             .and_then(|(checkpoint, _, _)| {
-                crate::model::parse_instant(&checkpoint.created_at).ok()
+                crate::domain::model::parse_instant(&checkpoint.created_at).ok()
             });
         if let Some(t) = created {
             g.checkpoint_age_seconds
@@ -121,23 +123,23 @@ struct Material {
     operator_tls: Arc<rustls::ServerConfig>,
     signer: ReceiptSigner,
     peer_trust: BTreeMap<CountryCode, PeerTrust>,
-    audit: crate::audit::AuditTrust,
+    audit: crate::exchange::audit::AuditTrust,
 }
 
 impl Material {
     /// Reads and checks the node's certificate, key and trust anchors. The node certificate
     /// must name this country's node and be valid now.
     fn load(config: &NodeConfig) -> Result<Self, NodeError> {
-        let chain = tls::load_certs(&config.node.certificate)?;
-        let key = tls::load_key(&config.node.key)?;
-        let identity = tls::identity_of(&chain[0])?;
+        let chain = x509::load_certs(&config.node.certificate)?;
+        let key = x509::load_key(&config.node.key)?;
+        let identity = x509::identity_of(&chain[0])?;
         if identity.country != config.country || identity.role != Role::Node {
             return Err(NodeError::WrongIdentity {
                 found: identity.to_string(),
                 expected: config.country.to_string(),
             });
         }
-        let (not_before, not_after) = tls::validity_of(&chain[0])?;
+        let (not_before, not_after) = x509::validity_of(&chain[0])?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if now < not_before || now > not_after {
             return Err(NodeError::Tls(TlsError::Invalid {
@@ -148,8 +150,8 @@ impl Material {
         let mut peers = BTreeMap::new();
         let mut peer_trust = BTreeMap::new();
         for peer in &config.peers {
-            let anchors = tls::load_certs(&peer.ca)?;
-            let revoked = crate::revocation::load_optional(peer.crl.as_deref(), &anchors)
+            let anchors = x509::load_certs(&peer.ca)?;
+            let revoked = crate::crypto::revocation::load_optional(peer.crl.as_deref(), &anchors)
                 .map_err(TlsError::from)?;
             peers.insert(
                 peer.country,
@@ -161,10 +163,12 @@ impl Material {
             );
             peer_trust.insert(peer.country, PeerTrust { anchors, revoked });
         }
-        let local_ca = tls::load_certs(&config.operator_listener.ca)?;
-        let local_revoked =
-            crate::revocation::load_optional(config.operator_listener.crl.as_deref(), &local_ca)
-                .map_err(TlsError::from)?;
+        let local_ca = x509::load_certs(&config.operator_listener.ca)?;
+        let local_revoked = crate::crypto::revocation::load_optional(
+            config.operator_listener.crl.as_deref(),
+            &local_ca,
+        )
+        .map_err(TlsError::from)?;
         let peer_tls =
             tls::server_config(&Admission::Peers(peers), chain.clone(), key.clone_key())?;
         let operator_tls = tls::server_config(
@@ -184,7 +188,7 @@ impl Material {
             operator_tls,
             signer: ReceiptSigner::new(&chain[0], &key)?,
             peer_trust,
-            audit: crate::audit::AuditTrust::from_config(config)?,
+            audit: config.audit_trust()?,
         })
     }
 }
@@ -213,7 +217,7 @@ struct Live {
     peer_tls: watch::Sender<Arc<rustls::ServerConfig>>,
     operator_tls: watch::Sender<Arc<rustls::ServerConfig>>,
     channels: BTreeMap<CountryCode, watch::Sender<tonic::transport::Channel>>,
-    audit: watch::Sender<crate::audit::AuditTrust>,
+    audit: watch::Sender<crate::exchange::audit::AuditTrust>,
 }
 
 /// A node with its listeners bound, not yet serving.
@@ -225,7 +229,7 @@ pub struct BoundNode {
     operator_listener: TcpListener,
     peer_tls: Arc<rustls::ServerConfig>,
     operator_tls: Arc<rustls::ServerConfig>,
-    trust: crate::audit::AuditTrust,
+    trust: crate::exchange::audit::AuditTrust,
     metrics_listener: Option<TcpListener>,
 }
 
@@ -341,14 +345,14 @@ impl BoundNode {
                 let every = std::time::Duration::from_secs(self.config.checkpoint_interval_secs);
                 let (exchange, rx, watcher) = (self.exchange.clone(), rx.clone(), watcher.clone());
                 tasks.push(tokio::spawn(async move {
-                    crate::delivery::checkpoints(exchange, country, rx, every, watcher).await;
+                    crate::node::delivery::checkpoints(exchange, country, rx, every, watcher).await;
                     Ok(())
                 }));
             }
             let exchange = self.exchange.clone();
             let watcher = watcher.clone();
             tasks.push(tokio::spawn(async move {
-                crate::delivery::run(exchange, country, rx, watcher).await;
+                crate::node::delivery::run(exchange, country, rx, watcher).await;
                 Ok(())
             }));
         }
@@ -364,7 +368,7 @@ impl BoundNode {
         let (audit, audit_rx) = watch::channel(self.trust);
         let metrics = self.exchange.metrics().clone();
         let limits = self.config.limits.clone();
-        let limiter = crate::limits::Limiter::new(limits.clone(), metrics.clone());
+        let limiter = crate::node::limits::Limiter::new(limits.clone(), metrics.clone());
         self.exchange
             .set_max_envelope_bytes(limits.max_envelope_bytes);
         self.exchange.set_max_clock_skew(limits.max_clock_skew_secs);
@@ -434,7 +438,7 @@ impl BoundNode {
                 let peers: Vec<CountryCode> = self.config.peers.iter().map(|p| p.country).collect();
                 let metrics_stop = stop(watcher.clone());
                 tasks.push(tokio::spawn(async move {
-                    crate::metrics::serve(
+                    crate::node::metrics::serve(
                         listener,
                         metrics,
                         move || gauges(&exchange, &peers),
@@ -474,7 +478,7 @@ impl BoundNode {
 /// Sweeps the log at start and then every `sweep_interval_secs` until shutdown.
 async fn retention_sweeps(
     log: ExchangeLog,
-    policy: crate::retention::RetentionPolicy,
+    policy: crate::exchange::retention::RetentionPolicy,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = std::time::Duration::from_secs(policy.sweep_interval_secs);
@@ -482,7 +486,7 @@ async fn retention_sweeps(
     loop {
         let (log, policy) = (log.clone(), policy.clone());
         let swept = tokio::task::spawn_blocking(move || {
-            crate::retention::sweep(&log, &policy, crate::model::now_micros())
+            crate::exchange::retention::sweep(&log, &policy, crate::domain::model::now_micros())
         })
         .await;
         match swept {

@@ -7,95 +7,95 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::client::{self, OperatorClient};
-use crate::config::{ClientConfig, NodeConfig};
-use crate::model::{CountryCode, Digest};
+use crate::cli::client::{self, OperatorClient};
+use crate::domain::model::{CountryCode, Digest};
+use crate::node::config::{ClientConfig, NodeConfig};
 use crate::node::{BoundNode, RunningNode};
 use crate::pb;
 
 /// The example PKI, embedded so the demo runs from anywhere.
 const FILES: &[(&str, &str)] = &[
-    ("idn/ca.pem", include_str!("../certs-example/idn/ca.pem")),
+    ("idn/ca.pem", include_str!("../../certs-example/idn/ca.pem")),
     (
         "idn/node.pem",
-        include_str!("../certs-example/idn/node.pem"),
+        include_str!("../../certs-example/idn/node.pem"),
     ),
     (
         "idn/node.key",
-        include_str!("../certs-example/idn/node.key"),
+        include_str!("../../certs-example/idn/node.key"),
     ),
     (
         "idn/operator.pem",
-        include_str!("../certs-example/idn/operator.pem"),
+        include_str!("../../certs-example/idn/operator.pem"),
     ),
     (
         "idn/operator.key",
-        include_str!("../certs-example/idn/operator.key"),
+        include_str!("../../certs-example/idn/operator.key"),
     ),
     (
         "idn/auditor.pem",
-        include_str!("../certs-example/idn/auditor.pem"),
+        include_str!("../../certs-example/idn/auditor.pem"),
     ),
     (
         "idn/auditor.key",
-        include_str!("../certs-example/idn/auditor.key"),
+        include_str!("../../certs-example/idn/auditor.key"),
     ),
     (
         "idn/sync.pem",
-        include_str!("../certs-example/idn/sync.pem"),
+        include_str!("../../certs-example/idn/sync.pem"),
     ),
     (
         "idn/sync.key",
-        include_str!("../certs-example/idn/sync.key"),
+        include_str!("../../certs-example/idn/sync.key"),
     ),
     (
         "idn/peers/khm-ca.pem",
-        include_str!("../certs-example/idn/peers/khm-ca.pem"),
+        include_str!("../../certs-example/idn/peers/khm-ca.pem"),
     ),
     (
         "idn/node.toml",
-        include_str!("../certs-example/idn/node.toml"),
+        include_str!("../../certs-example/idn/node.toml"),
     ),
-    ("khm/ca.pem", include_str!("../certs-example/khm/ca.pem")),
+    ("khm/ca.pem", include_str!("../../certs-example/khm/ca.pem")),
     (
         "khm/node.pem",
-        include_str!("../certs-example/khm/node.pem"),
+        include_str!("../../certs-example/khm/node.pem"),
     ),
     (
         "khm/node.key",
-        include_str!("../certs-example/khm/node.key"),
+        include_str!("../../certs-example/khm/node.key"),
     ),
     (
         "khm/operator.pem",
-        include_str!("../certs-example/khm/operator.pem"),
+        include_str!("../../certs-example/khm/operator.pem"),
     ),
     (
         "khm/operator.key",
-        include_str!("../certs-example/khm/operator.key"),
+        include_str!("../../certs-example/khm/operator.key"),
     ),
     (
         "khm/auditor.pem",
-        include_str!("../certs-example/khm/auditor.pem"),
+        include_str!("../../certs-example/khm/auditor.pem"),
     ),
     (
         "khm/auditor.key",
-        include_str!("../certs-example/khm/auditor.key"),
+        include_str!("../../certs-example/khm/auditor.key"),
     ),
     (
         "khm/sync.pem",
-        include_str!("../certs-example/khm/sync.pem"),
+        include_str!("../../certs-example/khm/sync.pem"),
     ),
     (
         "khm/sync.key",
-        include_str!("../certs-example/khm/sync.key"),
+        include_str!("../../certs-example/khm/sync.key"),
     ),
     (
         "khm/peers/idn-ca.pem",
-        include_str!("../certs-example/khm/peers/idn-ca.pem"),
+        include_str!("../../certs-example/khm/peers/idn-ca.pem"),
     ),
     (
         "khm/node.toml",
-        include_str!("../certs-example/khm/node.toml"),
+        include_str!("../../certs-example/khm/node.toml"),
     ),
 ];
 
@@ -105,37 +105,37 @@ const MESSAGES: &[(&str, &str, &str, &str)] = &[
         "idn",
         "operator",
         "examples/idn/alert-trafficking-victim.json",
-        include_str!("../examples/idn/alert-trafficking-victim.json"),
+        include_str!("../../examples/idn/alert-trafficking-victim.json"),
     ),
     (
         "khm",
         "operator",
         "examples/khm/fraud-notice-poipet.json",
-        include_str!("../examples/khm/fraud-notice-poipet.json"),
+        include_str!("../../examples/khm/fraud-notice-poipet.json"),
     ),
     (
         "idn",
         "sync",
         "examples/idn/statistics-2025-jan-apr.json",
-        include_str!("../examples/idn/statistics-2025-jan-apr.json"),
+        include_str!("../../examples/idn/statistics-2025-jan-apr.json"),
     ),
     (
         "khm",
         "sync",
         "examples/khm/statistics-2025-jan-apr.json",
-        include_str!("../examples/khm/statistics-2025-jan-apr.json"),
+        include_str!("../../examples/khm/statistics-2025-jan-apr.json"),
     ),
     (
         "khm",
         "operator",
         "examples/khm/response-to-alert.json",
-        include_str!("../examples/khm/response-to-alert.json"),
+        include_str!("../../examples/khm/response-to-alert.json"),
     ),
     (
         "idn",
         "operator",
         "examples/idn/response-to-fraud-notice.json",
-        include_str!("../examples/idn/response-to-fraud-notice.json"),
+        include_str!("../../examples/idn/response-to-fraud-notice.json"),
     ),
 ];
 
@@ -210,7 +210,8 @@ pub async fn run() -> anyhow::Result<()> {
     for (from, role, file, text) in MESSAGES {
         let node = if *from == "idn" { &idn } else { &khm };
         let mut c = OperatorClient::new(&example_client(dir.path(), from, role, node))?;
-        let envelope = client::parse_envelope(text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let envelope = crate::domain::validate::parse_envelope(text)
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         let response = c.send_or_push(envelope, true).await?;
         anyhow::ensure!(
             response.state == pb::DeliveryState::Delivered as i32,
@@ -266,12 +267,17 @@ pub async fn run() -> anyhow::Result<()> {
 /// and KHM shows how the counts IDN attached compare with its own log.
 async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> anyhow::Result<()> {
     let file = "examples/idn/figures-2025-04.csv";
-    let figures =
-        crate::stats::parse_figures(file, include_str!("../examples/idn/figures-2025-04.csv"))?;
+    let figures = crate::cli::figures::parse_figures(
+        file,
+        include_str!("../../examples/idn/figures-2025-04.csv"),
+    )?;
     let today = time::OffsetDateTime::now_utc().date();
-    let period =
-        crate::stats::parse_period(&format!("{:04}-{:02}", today.year(), today.month() as u8))
-            .map_err(|e| anyhow::anyhow!(e))?;
+    let period = crate::domain::kinds::parse_period(&format!(
+        "{:04}-{:02}",
+        today.year(),
+        today.month() as u8
+    ))
+    .map_err(|e| anyhow::anyhow!(e))?;
     let mut sync = OperatorClient::new(&example_client(dir, "idn", "sync", idn))?;
     println!("\n== statistics sync ==");
     for run in ["first run", "re-run"] {
@@ -286,7 +292,7 @@ async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> an
             .await?;
         print!(
             "IDN sync pushed {file} for {} ({run})\n  {}",
-            crate::stats::period_label(&period),
+            crate::domain::kinds::period_label(&period),
             client::push_text(&r)
                 .replace('\n', "\n  ")
                 .trim_end_matches(' ')
@@ -301,7 +307,7 @@ async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> an
         })
         .await?;
     for r in &found.reconciliations {
-        print!("KHM {}", crate::stats::reconciliation_text(r));
+        print!("KHM {}", crate::cli::render::reconciliation_text(r));
     }
     Ok(())
 }

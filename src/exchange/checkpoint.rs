@@ -6,12 +6,13 @@
 
 use prost::Message;
 
-use crate::exchange::{Exchange, ExchangeError};
+use crate::crypto::merkle;
+use crate::crypto::receipt::{self, CHECKPOINT_DOMAIN, COSIGNATURE_DOMAIN, ReceiptError};
+use crate::domain::model::{CountryCode, Digest, format_instant, parse_instant};
+use crate::exchange::core::Exchange;
+use crate::exchange::error::ExchangeError;
 use crate::log::{LogError, NewEntry};
-use crate::merkle;
-use crate::model::{CountryCode, Digest, format_instant, parse_instant};
 use crate::pb;
-use crate::receipt::{self, CHECKPOINT_DOMAIN, COSIGNATURE_DOMAIN, ReceiptError};
 
 fn now() -> String {
     format_instant(time::OffsetDateTime::now_utc())

@@ -200,7 +200,7 @@ pub fn redaction_note(log: &ExchangeLog, sequence: u64) -> Result<Option<String>
     let Some(redaction) = log.entry(by)? else {
         return Ok(None);
     };
-    let date = crate::model::format_micros(redaction.entry.recorded_at_micros);
+    let date = crate::domain::model::format_micros(redaction.entry.recorded_at_micros);
     let day = date.get(..10).unwrap_or(&date);
     Ok(Some(format!(
         "redacted on {day} under policy {}",

@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
+use crate::crypto::x509::{self, TlsError};
+use crate::domain::model::CountryCode;
+use crate::exchange::audit::AuditTrust;
 use crate::log::Durability;
-use crate::model::CountryCode;
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +69,13 @@ pub struct NodeConfig {
     pub peers: Vec<PeerConfig>,
     /// How long message content is kept; absent keeps it for good.
     #[serde(default)]
-    pub retention: Option<crate::retention::RetentionPolicy>,
+    pub retention: Option<crate::exchange::retention::RetentionPolicy>,
     /// Encryption of message content at rest; absent stores it in plain.
     #[serde(default)]
     pub encryption: Option<EncryptionConfig>,
     /// What a peer may ask of this node.
     #[serde(default)]
-    pub limits: crate::limits::Limits,
+    pub limits: crate::node::limits::Limits,
 }
 
 /// Where the log key that seals message content at rest comes from: exactly one of a file
@@ -93,16 +97,16 @@ pub struct EncryptionConfig {
 
 impl EncryptionConfig {
     /// Loads the key.
-    pub fn load_key(&self) -> Result<crate::seal::LogKey, crate::seal::SealError> {
+    pub fn load_key(&self) -> Result<crate::crypto::seal::LogKey, crate::crypto::seal::SealError> {
         let current = match (&self.key_file, &self.key_env) {
-            (Some(file), _) => crate::seal::LogKey::from_file(file)?,
-            (None, Some(var)) => crate::seal::LogKey::from_env(var)?,
-            (None, None) => return Err(crate::seal::SealError::Unset(String::new())),
+            (Some(file), _) => crate::crypto::seal::LogKey::from_file(file)?,
+            (None, Some(var)) => crate::crypto::seal::LogKey::from_env(var)?,
+            (None, None) => return Err(crate::crypto::seal::SealError::Unset(String::new())),
         };
         let previous = self
             .previous_key_files
             .iter()
-            .map(|f| crate::seal::LogKey::from_file(f))
+            .map(|f| crate::crypto::seal::LogKey::from_file(f))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(current.with_previous(previous))
     }
@@ -138,7 +142,7 @@ pub struct MetricsConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// `host:port`, loopback by default (127.0.0.1:9464).
-    #[serde(default = "crate::metrics::default_address")]
+    #[serde(default = "crate::node::metrics::default_address")]
     pub address: SocketAddr,
 }
 
@@ -146,7 +150,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            address: crate::metrics::default_address(),
+            address: crate::node::metrics::default_address(),
         }
     }
 }
@@ -402,6 +406,36 @@ impl ClientConfig {
             });
         }
         Ok(config)
+    }
+}
+
+impl NodeConfig {
+    /// What an audit of this node's log trusts: the CAs and revocation lists this
+    /// configuration names, and its retention policy.
+    pub fn audit_trust(&self) -> Result<AuditTrust, TlsError> {
+        let mut peers = BTreeMap::new();
+        let mut peers_revoked = BTreeMap::new();
+        for peer in &self.peers {
+            let anchors = x509::load_certs(&peer.ca)?;
+            peers_revoked.insert(
+                peer.country,
+                crate::crypto::revocation::load_optional(peer.crl.as_deref(), &anchors)?,
+            );
+            peers.insert(peer.country, anchors);
+        }
+        let own_ca = x509::load_certs(&self.operator_listener.ca)?;
+        let own_revoked = crate::crypto::revocation::load_optional(
+            self.operator_listener.crl.as_deref(),
+            &own_ca,
+        )?;
+        Ok(AuditTrust {
+            country: self.country,
+            own_ca,
+            peers,
+            own_revoked,
+            peers_revoked,
+            retention: self.retention.clone(),
+        })
     }
 }
 

@@ -9,38 +9,18 @@ use prost::Message;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
+use crate::crypto::receipt::{self, ReceiptError, ReceiptSigner};
+use crate::domain::model::{
+    CountryCode, Digest, Identity, MessageId, Role, format_instant, parse_instant,
+};
+use crate::domain::validate::{self, ValidEnvelope, ValidationError};
+use crate::exchange::error::ExchangeError;
 use crate::log::{Appended, ExchangeLog, LogError, NewEntry, StoredEntry};
-use crate::model::{CountryCode, Digest, Identity, MessageId, Role, format_instant, parse_instant};
 use crate::pb;
-use crate::receipt::{self, ReceiptError, ReceiptSigner};
-use crate::validate::{self, ValidEnvelope, ValidationError};
 
 /// The refusal of an envelope whose sender is not the caller's country.
 fn wrong_sender(caller: CountryCode) -> String {
     format!("sender: is not {caller}, the country of the caller's certificate")
-}
-
-/// Why the exchange refused or failed a request.
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    #[error("invalid {0}")]
-    Invalid(#[from] ValidationError),
-    #[error("permission denied: {0}")]
-    Forbidden(String),
-    #[error("message {0} was already logged with other content")]
-    Conflict(String),
-    #[error("{0} is not a configured peer")]
-    UnknownPeer(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("inconsistent: {0}")]
-    Inconsistent(String),
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    #[error("receipt refused: {0}")]
-    Receipt(#[from] ReceiptError),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 /// The receipt for a received envelope: issued in this write and signed with it, or issued
@@ -70,7 +50,7 @@ pub struct PeerTrust {
     pub anchors: Vec<CertificateDer<'static>>,
     /// What the peer's CA revoked: a receipt signed at or after its signer's revocation is
     /// refused.
-    pub revoked: crate::revocation::Revocations,
+    pub revoked: crate::crypto::revocation::Revocations,
 }
 
 /// A sent message's delivery state, derived from the log.
@@ -146,7 +126,7 @@ struct Inner {
     outbound: BTreeMap<CountryCode, Arc<Notify>>,
     receipts: Notify,
     attempts: std::sync::Mutex<BTreeMap<u64, Attempts>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::exchange::metrics::Metrics>,
     /// The largest envelope accepted from a peer (`[limits] max_envelope_bytes`).
     max_envelope_bytes: std::sync::atomic::AtomicUsize,
     /// Seconds a creation time may be ahead of this node's clock (`[limits]`).
@@ -204,7 +184,7 @@ impl Exchange {
     }
 
     /// The node's counters.
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+    pub fn metrics(&self) -> &Arc<crate::exchange::metrics::Metrics> {
         &self.inner.metrics
     }
 
@@ -323,7 +303,7 @@ impl Exchange {
 
     /// An operator's send: validated, logged and flushed, then handed to delivery.
     ///
-    /// Statistics reports are refused here: they go through [`crate::stats::push`], where the
+    /// Statistics reports are refused here: they go through [`crate::exchange::stats::push`], where the
     /// node numbers the revision and counts the exchange from its own log, so that no caller
     /// can send a revision or exchanged counts of its own.
     pub async fn submit(
@@ -357,7 +337,7 @@ impl Exchange {
         self.submit_any(caller, envelope).await
     }
 
-    /// The send of a statistics report that [`crate::stats::push`] built.
+    /// The send of a statistics report that [`crate::exchange::stats::push`] built.
     pub(crate) async fn submit_report(
         &self,
         caller: &Identity,
@@ -481,7 +461,7 @@ impl Exchange {
                 Ok(Ok((sequence, false)))
             })
             .await?;
-        let kind_label = crate::client::kind_label(kind as i32);
+        let kind_label = crate::domain::kinds::kind_label(kind as i32);
         let (sequence, duplicate) = outcome.map_err(|id| {
             self.inner.metrics.refused(kind_label, "local");
             ExchangeError::Conflict(id)
@@ -703,7 +683,9 @@ impl Exchange {
                 if outcome_kind == pb::MessageKind::StatisticsReport {
                     // The report is stored and its receipt signed whatever the comparison
                     // finds; a failed comparison can be repeated with `stats reconcile --recheck`.
-                    if let Err(e) = crate::stats::reconcile_report(&this, sequence).await {
+                    if let Err(e) =
+                        crate::exchange::reconcile::reconcile_report(this.log(), sequence).await
+                    {
                         tracing::warn!(peer = %caller, sequence, error = %e, "statistics report not reconciled");
                     }
                 }
@@ -774,8 +756,8 @@ impl Exchange {
         if receipt.envelope_sha256 != sent.entry.content_sha256 {
             return Err(ReceiptError::Mismatch {
                 field: "envelope_sha256",
-                found: crate::model::hex(&receipt.envelope_sha256),
-                expected: crate::model::hex(&sent.entry.content_sha256),
+                found: crate::domain::model::hex(&receipt.envelope_sha256),
+                expected: crate::domain::model::hex(&sent.entry.content_sha256),
             }
             .into());
         }
@@ -802,7 +784,7 @@ impl Exchange {
         let peer_sequence = receipt.log_sequence;
         Ok(async move {
             written.await?;
-            let latency_micros = crate::model::now_micros() - recorded_at;
+            let latency_micros = crate::domain::model::now_micros() - recorded_at;
             this.inner
                 .metrics
                 .delivery_latency(latency_micros.max(0) as f64 / 1e6);
@@ -937,7 +919,7 @@ impl Exchange {
         };
         let redacted = match envelope {
             Some(_) => None,
-            None => crate::retention::redaction_note(log, sequence)?,
+            None => crate::exchange::retention::redaction_note(log, sequence)?,
         };
         Ok(StoredMessage {
             entry,
@@ -1061,7 +1043,7 @@ fn body_kind(envelope: &pb::Envelope) -> &'static str {
 }
 
 fn body_kind_of(kind: pb::MessageKind) -> &'static str {
-    crate::client::kind_label(kind as i32)
+    crate::domain::kinds::kind_label(kind as i32)
 }
 
 fn refusal(peer: Option<CountryCode>, message_id: &str, digest: Digest, reason: &str) -> NewEntry {

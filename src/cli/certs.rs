@@ -10,7 +10,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::model::{CountryCode, Identity, Role};
+use crate::domain::model::{CountryCode, Identity, Role};
 
 /// Why certificates could not be made or written.
 #[derive(Debug, thiserror::Error)]
@@ -405,8 +405,8 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientConfig, NodeConfig};
-    use crate::tls::{identity_of, load_certs};
+    use crate::crypto::x509::{identity_of, load_certs};
+    use crate::node::config::{ClientConfig, NodeConfig};
 
     #[test]
     fn init_writes_a_pki_whose_configs_and_identities_hold_together() {

@@ -3,8 +3,8 @@
 
 use prost::Message;
 
-use crate::model::{CountryCode, Digest, MessageId, parse_date, parse_instant};
-use crate::mrz;
+use crate::domain::model::{CountryCode, Digest, MessageId, parse_date, parse_instant};
+use crate::domain::mrz;
 use crate::pb;
 use crate::pb::envelope::Body;
 
@@ -430,7 +430,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
     for (i, x) in r.exchanged.iter().enumerate() {
         let field = format!("statistics_report.exchanged[{i}]");
         let kind = pb::MessageKind::try_from(x.kind).unwrap_or_default();
-        if !crate::stats::COUNTED.contains(&kind) {
+        if !crate::domain::kinds::COUNTED.contains(&kind) {
             return Err(ValidationError::new(
                 format!("{field}.kind"),
                 "must be a traveller alert, document-fraud notice or case response",
@@ -598,6 +598,11 @@ where
     }
 }
 
+/// Parses an envelope from JSON text.
+pub fn parse_envelope(text: &str) -> std::result::Result<pb::Envelope, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,14 +749,14 @@ mod tests {
     #[test]
     fn no_refusal_quotes_the_value_of_any_string_field() {
         let examples = [
-            include_str!("../examples/idn/alert-trafficking-victim.json"),
-            include_str!("../examples/khm/fraud-notice-poipet.json"),
-            include_str!("../examples/khm/response-to-alert.json"),
-            include_str!("../examples/idn/statistics-2025-jan-apr.json"),
+            include_str!("../../examples/idn/alert-trafficking-victim.json"),
+            include_str!("../../examples/khm/fraud-notice-poipet.json"),
+            include_str!("../../examples/khm/response-to-alert.json"),
+            include_str!("../../examples/idn/statistics-2025-jan-apr.json"),
         ];
         let mut checked = 0;
         for text in examples {
-            let mut e = crate::client::parse_envelope(text).unwrap();
+            let mut e = crate::domain::validate::parse_envelope(text).unwrap();
             e.sender = if e.receiver == "KHM" { "IDN" } else { "KHM" }.into();
             e.created_at = "2025-04-30T08:15:00Z".into();
             validate(e.clone()).unwrap();
@@ -840,10 +845,10 @@ mod tests {
         assert_eq!(err.field, "created_at");
         assert!(!err.reason.contains("9999"), "{err}");
         let mut e = alert_envelope();
-        e.created_at = crate::model::format_instant(now + time::Duration::minutes(5));
+        e.created_at = crate::domain::model::format_instant(now + time::Duration::minutes(5));
         created_in_time(&validate(e).unwrap(), now, DEFAULT_CLOCK_SKEW).unwrap();
         let mut e = alert_envelope();
-        e.created_at = crate::model::format_instant(now + time::Duration::minutes(11));
+        e.created_at = crate::domain::model::format_instant(now + time::Duration::minutes(11));
         created_in_time(&validate(e).unwrap(), now, DEFAULT_CLOCK_SKEW).unwrap_err();
     }
 

@@ -36,111 +36,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
 
-use crate::limits::{ConnectionSlot, Limiter};
-use crate::throttle::Throttle;
+use crate::crypto::x509::{TlsError, identity_of, load_certs, load_key, read};
+use crate::node::limits::{ConnectionSlot, Limiter};
+use crate::node::throttle::Throttle;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::model::{CountryCode, Identity, Role};
-
-/// Why certificates, keys or identities could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} holds no PEM certificate")]
-    NoCertificate { path: PathBuf },
-    #[error("{path} holds no PEM private key")]
-    NoKey { path: PathBuf },
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("certificate is not valid X.509: {0}")]
-    Parse(String),
-    #[error("certificate names no focalpoint identity (a URI SAN urn:focalpoint:COUNTRY:ROLE)")]
-    NoIdentity,
-    #[error("certificate names more than one focalpoint identity")]
-    SeveralIdentities,
-    #[error("certificate identity: {0}")]
-    BadIdentity(#[from] crate::model::ParseError),
-    #[error("tls configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Revocation(#[from] crate::revocation::RevocationError),
-}
+use crate::domain::model::{CountryCode, Role};
 
 /// Installs ring as the process's one rustls crypto provider. Safe to call more than once.
 pub fn install_crypto_provider() {
     // An error means a provider is already installed; the tree only has ring, so it is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Reads every certificate in a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Invalid {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
-/// Reads the private key in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TlsError::Invalid {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: path.to_owned(),
-        })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// The focalpoint identity a certificate names.
-pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| TlsError::Parse(e.to_string()))?;
-    let san = parsed
-        .subject_alternative_name()
-        .map_err(|e| TlsError::Parse(e.to_string()))?;
-    let mut found = None;
-    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
-        if let x509_parser::extensions::GeneralName::URI(uri) = name
-            && Identity::is_focalpoint_uri(uri)
-        {
-            if found.is_some() {
-                return Err(TlsError::SeveralIdentities);
-            }
-            found = Some(uri.parse::<Identity>()?);
-        }
-    }
-    found.ok_or(TlsError::NoIdentity)
-}
-
-/// A certificate's validity period as Unix seconds (not before, not after).
-pub fn validity_of(cert: &CertificateDer<'_>) -> Result<(i64, i64), TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| TlsError::Parse(e.to_string()))?;
-    let v = parsed.validity();
-    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 fn roots(path: &Path, certs: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
@@ -163,7 +69,7 @@ pub struct Anchor {
     /// The CA certificate(s).
     pub certs: Vec<CertificateDer<'static>>,
     /// Its revocation list; a revoked certificate is refused in the handshake.
-    pub revoked: crate::revocation::Revocations,
+    pub revoked: crate::crypto::revocation::Revocations,
 }
 
 /// Who may connect to a listener.
@@ -447,7 +353,7 @@ pub struct ListenerOptions {
 
 impl ListenerOptions {
     /// The options for `plane` under `limits`.
-    pub fn new(plane: &'static str, limits: &crate::limits::Limits) -> Self {
+    pub fn new(plane: &'static str, limits: &crate::node::limits::Limits) -> Self {
         Self {
             plane,
             handshake_timeout: limits.handshake_timeout(),
@@ -469,7 +375,7 @@ pub fn incoming(
     listener: TcpListener,
     config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     options: ListenerOptions,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::exchange::metrics::Metrics>,
     limiter: Option<Limiter>,
 ) -> ReceiverStream<Result<Accepted, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -557,7 +463,7 @@ pub fn incoming(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => "timeout".to_owned(),
                 };
-                let label = crate::metrics::handshake_reason(&reason);
+                let label = crate::node::metrics::handshake_reason(&reason);
                 metrics.tls_failure(plane, label);
                 if let Some(suppressed) = throttle.admit(label, Some(remote.ip())) {
                     tracing::warn!(plane, %remote, reason, suppressed, "tls handshake refused");

@@ -15,10 +15,10 @@ use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::SigningKey;
 
-use crate::merkle;
-use crate::model::{CountryCode, Digest, Role, parse_instant};
+use crate::crypto::merkle;
+use crate::crypto::x509::identity_of;
+use crate::domain::model::{CountryCode, Digest, Role, parse_instant};
 use crate::pb;
-use crate::tls::identity_of;
 
 const DOMAIN: &[u8] = b"focalpoint-receipt-v1\0";
 const BATCH_DOMAIN: &[u8] = b"focalpoint-receipt-batch-v1\0";
@@ -274,7 +274,7 @@ pub fn verify_signed(
 struct Chained {
     certificate: Vec<u8>,
     anchors: Vec<Vec<u8>>,
-    identity: crate::model::Identity,
+    identity: crate::domain::model::Identity,
     from: i64,
     until: i64,
 }
@@ -302,7 +302,7 @@ fn chained(
     certificate: &[u8],
     anchors: &[CertificateDer<'_>],
     at: i64,
-) -> Option<crate::model::Identity> {
+) -> Option<crate::domain::model::Identity> {
     CHAINED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -312,14 +312,14 @@ fn chained(
 }
 
 fn remember(
-    identity: crate::model::Identity,
+    identity: crate::domain::model::Identity,
     cert: &CertificateDer<'_>,
     anchors: &[CertificateDer<'_>],
 ) {
     let mut from = i64::MIN;
     let mut until = i64::MAX;
     for c in std::iter::once(cert).chain(anchors) {
-        match crate::tls::validity_of(c) {
+        match crate::crypto::x509::validity_of(c) {
             Ok((a, b)) => {
                 from = from.max(a);
                 until = until.min(b);
@@ -463,7 +463,7 @@ fn check_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{load_certs, load_key};
+    use crate::crypto::x509::{load_certs, load_key};
     use std::path::Path;
 
     fn example(country: &str, file: &str) -> std::path::PathBuf {
@@ -485,7 +485,7 @@ mod tests {
                 receiver: "KHM".into(),
                 log_sequence: 42,
                 entry_hash: vec![9; 32],
-                stored_at: crate::model::format_instant(time::OffsetDateTime::now_utc()),
+                stored_at: crate::domain::model::format_instant(time::OffsetDateTime::now_utc()),
             })
             .unwrap()
     }
@@ -506,15 +506,17 @@ mod tests {
         let receipts: Vec<Vec<u8>> = (0..5)
             .map(|i| {
                 pb::Receipt {
-                    message_id: format!("IDN-{i}"),
-                    envelope_sha256: vec![i; 32],
-                    sender: "IDN".into(),
-                    receiver: "KHM".into(),
-                    log_sequence: 100 + u64::from(i),
-                    entry_hash: vec![9; 32],
-                    stored_at: crate::model::format_instant(time::OffsetDateTime::now_utc()),
-                }
-                .encode_to_vec()
+                        message_id: format!("IDN-{i}"),
+                        envelope_sha256: vec![i; 32],
+                        sender: "IDN".into(),
+                        receiver: "KHM".into(),
+                        log_sequence: 100 + u64::from(i),
+                        entry_hash: vec![9; 32],
+                        stored_at: crate::domain::model::format_instant(
+                            time::OffsetDateTime::now_utc(),
+                        ),
+                    }
+                    .encode_to_vec()
             })
             .collect();
         let signed = signer

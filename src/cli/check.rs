@@ -5,9 +5,9 @@ use std::path::Path;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::config::{ClientConfig, ConfigError, NodeConfig};
-use crate::model::{Identity, Role, format_instant};
-use crate::tls;
+use crate::crypto::x509;
+use crate::domain::model::{Identity, Role, format_instant};
+use crate::node::config::{ClientConfig, ConfigError, NodeConfig};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Findings {
     fn validity(&mut self, what: &str, path: &Path, certs: &[CertificateDer<'_>]) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         for cert in certs {
-            let (not_before, not_after) = match tls::validity_of(cert) {
+            let (not_before, not_after) = match x509::validity_of(cert) {
                 Ok(v) => v,
                 Err(e) => {
                     self.push(Level::Error, format!("{what} {}: {e}", path.display()));
@@ -89,7 +89,7 @@ impl Findings {
         cert: &CertificateDer<'_>,
         check: impl Fn(&Identity) -> Result<(), String>,
     ) {
-        match tls::identity_of(cert) {
+        match x509::identity_of(cert) {
             Ok(identity) => match check(&identity) {
                 Ok(()) => self.push(
                     Level::Ok,
@@ -105,7 +105,7 @@ impl Findings {
     }
 
     fn load(&mut self, what: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
-        match tls::load_certs(path) {
+        match x509::load_certs(path) {
             Ok(c) => Some(c),
             Err(e) => {
                 self.push(Level::Error, format!("{what}: {e}"));
@@ -162,7 +162,7 @@ fn check_node(f: &mut Findings, config: &NodeConfig) {
             },
         );
         f.validity("node certificate", &config.node.certificate, &chain[..1]);
-        match tls::load_key(&config.node.key) {
+        match x509::load_key(&config.node.key) {
             Ok(key) => {
                 let matched = rustls::crypto::ring::sign::any_supported_type(&key)
                     .map(|signing| rustls::sign::CertifiedKey::new(chain, signing))
@@ -207,7 +207,7 @@ impl Findings {
             );
             return;
         };
-        match crate::revocation::Revocations::load(path, ca) {
+        match crate::crypto::revocation::Revocations::load(path, ca) {
             Ok(list) => self.push(
                 Level::Ok,
                 format!(
@@ -236,7 +236,7 @@ fn check_client(f: &mut Findings, config: &ClientConfig) {
         });
         f.validity("certificate", &config.certificate, &chain[..1]);
     }
-    if let Err(e) = tls::load_key(&config.key) {
+    if let Err(e) = x509::load_key(&config.key) {
         f.push(Level::Error, format!("key: {e}"));
     }
     if let Some(ca) = f.load("CA", &config.ca) {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::model::CountryCode;
+use crate::domain::model::CountryCode;
 
 /// The configurable limits (`[limits]` in the node configuration), with safe defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,14 +60,14 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_envelope_bytes: crate::validate::MAX_ENVELOPE_BYTES,
+            max_envelope_bytes: crate::domain::validate::MAX_ENVELOPE_BYTES,
             max_stream_messages: 10_000,
             max_streams_per_peer: 4,
             max_connections_per_peer: 8,
             handshake_timeout_secs: 10,
             max_pending_handshakes: 256,
             max_pending_handshakes_per_address: 32,
-            max_clock_skew_secs: crate::validate::DEFAULT_CLOCK_SKEW
+            max_clock_skew_secs: crate::domain::validate::DEFAULT_CLOCK_SKEW
                 .whole_seconds()
                 .unsigned_abs(),
             peer_rate_per_sec: 2_000,
@@ -79,7 +79,7 @@ impl Default for Limits {
 impl Limits {
     /// What is wrong with these limits, naming the key.
     pub fn problem(&self) -> Option<(&'static str, String)> {
-        let max = crate::validate::MAX_ENVELOPE_BYTES;
+        let max = crate::domain::validate::MAX_ENVELOPE_BYTES;
         if !(1024..=max).contains(&self.max_envelope_bytes) {
             return Some((
                 "max_envelope_bytes",
@@ -136,7 +136,7 @@ pub struct Limiter {
     limits: Arc<Limits>,
     peers: Arc<Mutex<BTreeMap<CountryCode, PeerState>>>,
     streams: Arc<Mutex<BTreeMap<CountryCode, Arc<Semaphore>>>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::exchange::metrics::Metrics>,
 }
 
 /// A refusal for exceeding a limit.
@@ -171,7 +171,7 @@ impl Drop for ConnectionSlot {
 
 impl Limiter {
     /// A limiter enforcing `limits`, counting refusals in `metrics`.
-    pub fn new(limits: Limits, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn new(limits: Limits, metrics: Arc<crate::exchange::metrics::Metrics>) -> Self {
         Self {
             limits: Arc::new(limits),
             peers: Arc::default(),

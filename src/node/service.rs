@@ -8,16 +8,17 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::exchange::{
-    Attempts, Delivery, Exchange, ExchangeError, InboxFilter, QueuedReceipt, StoredMessage,
+use crate::crypto::x509::identity_of;
+use crate::domain::model::{CountryCode, Identity, Role};
+use crate::exchange::core::{
+    Attempts, Delivery, Exchange, InboxFilter, QueuedReceipt, StoredMessage,
 };
-use crate::limits::Limiter;
+use crate::exchange::error::ExchangeError;
 use crate::log::StoredEntry;
-use crate::model::{CountryCode, Identity, Role};
+use crate::node::limits::Limiter;
 use crate::pb;
 use crate::pb::operator_service_server::OperatorService;
 use crate::pb::peer_service_server::PeerService;
-use crate::tls::identity_of;
 
 impl From<ExchangeError> for Status {
     fn from(e: ExchangeError) -> Self {
@@ -218,7 +219,8 @@ impl PeerService for PeerApi {
     ) -> Result<Response<pb::CosignResponse>, Status> {
         let peer = peer_country(&request)?;
         let cosignature =
-            crate::checkpoint::witness(&self.exchange, peer, request.into_inner()).await?;
+            crate::exchange::checkpoint::witness(&self.exchange, peer, request.into_inner())
+                .await?;
         Ok(Response::new(pb::CosignResponse {
             cosignature: Some(cosignature),
         }))
@@ -239,7 +241,7 @@ impl PeerApi {
 pub struct OperatorApi {
     exchange: Exchange,
     peers: std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
-    trust: watch::Receiver<crate::audit::AuditTrust>,
+    trust: watch::Receiver<crate::exchange::audit::AuditTrust>,
 }
 
 impl OperatorApi {
@@ -247,7 +249,7 @@ impl OperatorApi {
     pub fn new(
         exchange: Exchange,
         peers: std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
-        trust: watch::Receiver<crate::audit::AuditTrust>,
+        trust: watch::Receiver<crate::exchange::audit::AuditTrust>,
     ) -> Self {
         Self {
             exchange,
@@ -287,7 +289,7 @@ impl OperatorApi {
     /// A sent message's state for the operator, after waiting for its receipt if asked.
     async fn send_response(
         &self,
-        submitted: &crate::exchange::Submitted,
+        submitted: &crate::exchange::core::Submitted,
         wait: bool,
     ) -> Result<pb::SendResponse, Status> {
         let state = if wait {
@@ -396,7 +398,7 @@ impl OperatorService for OperatorApi {
         let identity = caller(&request)?;
         let request = request.into_inner();
         let wait = request.wait_for_receipt;
-        let pushed = crate::stats::push(&self.exchange, &identity, request).await?;
+        let pushed = crate::exchange::stats::push(&self.exchange, &identity, request).await?;
         let sent = self.send_response(&pushed.submitted, wait).await?;
         Ok(Response::new(pb::PushStatisticsResponse {
             revision: pushed.revision,
@@ -416,7 +418,8 @@ impl OperatorService for OperatorApi {
             .country
             .parse()
             .map_err(|e| Status::invalid_argument(format!("country: {e}")))?;
-        let reports = crate::stats::records(&self.exchange, &identity, country, r.period.as_ref())?;
+        let reports =
+            crate::exchange::stats::records(&self.exchange, &identity, country, r.period.as_ref())?;
         Ok(Response::new(pb::StatisticsResponse { reports }))
     }
 
@@ -426,7 +429,8 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<pb::ReconcileResponse>, Status> {
         let identity = caller(&request)?;
         let reconciliations =
-            crate::stats::reconcile(&self.exchange, &identity, request.into_inner()).await?;
+            crate::exchange::stats::reconcile(&self.exchange, &identity, request.into_inner())
+                .await?;
         Ok(Response::new(pb::ReconcileResponse { reconciliations }))
     }
 
@@ -450,8 +454,8 @@ impl OperatorService for OperatorApi {
                     .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?,
             )
         };
-        let since_micros = crate::exchange::parse_bound("since", &r.since)?;
-        let until_micros = crate::exchange::parse_bound("until", &r.until)?;
+        let since_micros = crate::exchange::core::parse_bound("since", &r.since)?;
+        let until_micros = crate::exchange::core::parse_bound("until", &r.until)?;
         if let (Some(s), Some(u)) = (since_micros, until_micros)
             && s > u
         {
@@ -551,9 +555,10 @@ impl OperatorService for OperatorApi {
             return Err(Status::invalid_argument("until: is before from"));
         }
         tracing::info!(peer = %peer, from = r.from, until, by = %identity, "replay requested");
-        let report = crate::delivery::replay(&self.exchange, &mut client, peer, r.from, until)
-            .await
-            .map_err(|e| Status::unavailable(format!("replay to {peer} stopped: {e}")))?;
+        let report =
+            crate::node::delivery::replay(&self.exchange, &mut client, peer, r.from, until)
+                .await
+                .map_err(|e| Status::unavailable(format!("replay to {peer} stopped: {e}")))?;
         Ok(Response::new(report))
     }
 
@@ -569,12 +574,13 @@ impl OperatorService for OperatorApi {
             ));
         }
         let (peer, mut client) = self.peer_client(&request.into_inner().peer)?;
-        let (checkpoint, sequence) = crate::delivery::checkpoint(&self.exchange, &mut client, peer)
-            .await
-            .map_err(|e| match e {
-                crate::delivery::CheckpointError::Refused(s) => s,
-                crate::delivery::CheckpointError::Exchange(e) => e.into(),
-            })?;
+        let (checkpoint, sequence) =
+            crate::node::delivery::checkpoint(&self.exchange, &mut client, peer)
+                .await
+                .map_err(|e| match e {
+                    crate::node::delivery::CheckpointError::Refused(s) => s,
+                    crate::node::delivery::CheckpointError::Exchange(e) => e.into(),
+                })?;
         Ok(Response::new(pb::CheckpointResponse {
             size: checkpoint.size,
             root_hash: checkpoint.root_hash,
@@ -590,9 +596,10 @@ impl OperatorService for OperatorApi {
         let log = self.exchange.log().clone();
         let trust = self.trust.borrow().clone();
         // Hashing the whole log is heavy: keep it off the async workers.
-        let outcome = tokio::task::spawn_blocking(move || crate::audit::verify(&log, &trust))
-            .await
-            .map_err(|e| Status::internal(format!("verification stopped: {e}")))?;
-        Ok(Response::new(crate::audit::response(outcome)))
+        let outcome =
+            tokio::task::spawn_blocking(move || crate::exchange::audit::verify(&log, &trust))
+                .await
+                .map_err(|e| Status::internal(format!("verification stopped: {e}")))?;
+        Ok(Response::new(crate::exchange::audit::response(outcome)))
     }
 }

@@ -7,13 +7,11 @@ use std::collections::BTreeMap;
 use prost::Message;
 use rustls::pki_types::CertificateDer;
 
-use crate::config::NodeConfig;
+use crate::crypto::receipt;
+use crate::crypto::revocation::Revocations;
+use crate::domain::model::{CountryCode, hex};
 use crate::log::{Checked, ExchangeLog, VerifyError};
-use crate::model::{CountryCode, hex};
 use crate::pb;
-use crate::receipt;
-use crate::revocation::Revocations;
-use crate::tls::{self, TlsError};
 
 /// The certificates an audit checks receipts against.
 #[derive(Debug, Clone)]
@@ -30,35 +28,10 @@ pub struct AuditTrust {
     pub peers_revoked: BTreeMap<CountryCode, Revocations>,
     /// The retention policy redactions must keep to: none may come before its message's
     /// retention period has ended, and without a policy none may happen at all.
-    pub retention: Option<crate::retention::RetentionPolicy>,
+    pub retention: Option<crate::exchange::retention::RetentionPolicy>,
 }
 
 impl AuditTrust {
-    /// The trust anchors named in a node's configuration.
-    pub fn from_config(config: &NodeConfig) -> Result<Self, TlsError> {
-        let mut peers = BTreeMap::new();
-        let mut peers_revoked = BTreeMap::new();
-        for peer in &config.peers {
-            let anchors = tls::load_certs(&peer.ca)?;
-            peers_revoked.insert(
-                peer.country,
-                crate::revocation::load_optional(peer.crl.as_deref(), &anchors)?,
-            );
-            peers.insert(peer.country, anchors);
-        }
-        let own_ca = tls::load_certs(&config.operator_listener.ca)?;
-        let own_revoked =
-            crate::revocation::load_optional(config.operator_listener.crl.as_deref(), &own_ca)?;
-        Ok(Self {
-            country: config.country,
-            own_ca,
-            peers,
-            own_revoked,
-            peers_revoked,
-            retention: config.retention.clone(),
-        })
-    }
-
     /// What the CA of `country` revoked.
     fn revoked(&self, country: CountryCode) -> Revocations {
         if country == self.country {
@@ -99,7 +72,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     let mut redacted = 0;
     let mut sealed_unopened = 0;
     // Received messages whose receipts are stored but whose batch is not signed in the log.
-    let mut unsigned: Vec<(pb::LogEntry, crate::model::Digest)> = Vec::new();
+    let mut unsigned: Vec<(pb::LogEntry, crate::domain::model::Digest)> = Vec::new();
     let mut hashes = Vec::new();
     let entries = log.verify_with(|checked| {
         let e = checked.entry;
@@ -184,7 +157,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
 /// `unsigned`, and counted.
 fn signed_since(
     log: &ExchangeLog,
-    unsigned: &mut Vec<(pb::LogEntry, crate::model::Digest)>,
+    unsigned: &mut Vec<(pb::LogEntry, crate::domain::model::Digest)>,
     trust: &AuditTrust,
 ) -> Result<u64, String> {
     let mut signed = 0;
@@ -212,7 +185,7 @@ fn check_checkpoint(
     checked: &Checked<'_>,
     trust: &AuditTrust,
     own: bool,
-    hashes: &[crate::model::Digest],
+    hashes: &[crate::domain::model::Digest],
 ) -> Result<(), String> {
     let e = checked.entry;
     let peer: CountryCode = e.peer.parse().map_err(|err| format!("peer: {err}"))?;
@@ -221,14 +194,14 @@ fn check_checkpoint(
         .get(&peer)
         .ok_or_else(|| format!("no CA is configured for peer {peer}"))?;
     let content = checked.content.ok_or("the checkpoint is missing")?;
-    let (checkpoint, cosignature, both) = crate::checkpoint::open(content)
+    let (checkpoint, cosignature, both) = crate::exchange::checkpoint::open(content)
         .map_err(|err| format!("the checkpoint cannot be decoded: {err}"))?;
     let (origin, origin_ca, witness, witness_ca) = if own {
         (trust.country, &trust.own_ca, peer, peer_ca)
     } else {
         (peer, peer_ca, trust.country, &trust.own_ca)
     };
-    let at = |t: &str| crate::model::parse_instant(t).map_err(|err| err.to_string());
+    let at = |t: &str| crate::domain::model::parse_instant(t).map_err(|err| err.to_string());
     let signed = both.checkpoint.as_ref().ok_or("no checkpoint")?;
     receipt::verify_signed(
         receipt::CHECKPOINT_DOMAIN,
@@ -271,7 +244,7 @@ fn check_checkpoint(
                 e.sequence
             ));
         }
-        let root = crate::merkle::root(&hashes[..size]);
+        let root = crate::crypto::merkle::root(&hashes[..size]);
         if root.0[..] != checkpoint.root_hash[..] {
             return Err(format!(
                 "the log's first {size} entries no longer match the root {peer} cosigned: the log was rewritten"
@@ -307,7 +280,7 @@ fn check_created_at(checked: &Checked<'_>) -> Result<(), String> {
 fn check_issued(
     signed: Option<&pb::SignedReceipt>,
     e: &pb::LogEntry,
-    hash: &crate::model::Digest,
+    hash: &crate::domain::model::Digest,
     trust: &AuditTrust,
 ) -> Result<(), String> {
     let signed = signed.ok_or("the receipt this node issued is missing")?;
@@ -329,7 +302,7 @@ fn stands(
     receipt: &pb::Receipt,
     what: &str,
 ) -> Result<(), String> {
-    let at = crate::model::parse_instant(&receipt.stored_at)
+    let at = crate::domain::model::parse_instant(&receipt.stored_at)
         .map_err(|err| format!("{what}'s stored_at {err}"))?;
     revoked
         .check(&signed.signer_certificate, at)
@@ -433,13 +406,13 @@ fn check_redaction(
             "redacts entry {}, but policy {} keeps {} content",
             e.refers_to,
             policy.policy,
-            crate::client::kind_label(message.entry.message_kind)
+            crate::domain::kinds::kind_label(message.entry.message_kind)
         )
     })?;
     let allowed = message
         .entry
         .recorded_at_micros
-        .saturating_add(crate::retention::period(days));
+        .saturating_add(crate::exchange::retention::period(days));
     if e.recorded_at_micros < allowed {
         return Err(format!(
             "redacts entry {} before the end of its {days}-day retention period under policy {}",
@@ -623,7 +596,7 @@ pub fn export(
     for peer in trust.peers.keys() {
         if let Some(seq) = log.last_cosigned(*peer)?
             && let Some(content) = log.content(seq)?
-            && let Ok((checkpoint, _, _)) = crate::checkpoint::open(&content)
+            && let Ok((checkpoint, _, _)) = crate::exchange::checkpoint::open(&content)
             && latest
                 .as_ref()
                 .is_none_or(|(_, _, c)| c.size < checkpoint.size)
@@ -632,7 +605,7 @@ pub fn export(
         }
     }
     let tree = match &latest {
-        Some((_, _, c)) => Some(crate::merkle::Tree::new(log.leaves(c.size)?)),
+        Some((_, _, c)) => Some(crate::crypto::merkle::Tree::new(log.leaves(c.size)?)),
         None => None,
     };
     let proof_of = |sequence: u64| -> Option<ExportProof> {
@@ -676,11 +649,13 @@ pub fn export(
                 Ok(Some(c)) => (Some(c), None),
                 Ok(None) if crate::log::is_message(kind) => (
                     None,
-                    crate::retention::redaction_note(log, e.sequence)?
+                    crate::exchange::retention::redaction_note(log, e.sequence)?
                         .or_else(|| Some("content no longer held".into())),
                 ),
                 Ok(None) => (None, None),
-                Err(crate::log::LogError::Seal(crate::seal::SealError::NoKey { .. })) => (
+                Err(crate::log::LogError::Seal(crate::crypto::seal::SealError::NoKey {
+                    ..
+                })) => (
                     None,
                     Some("encrypted at rest; export with the log key to read it".into()),
                 ),
@@ -713,11 +688,11 @@ pub fn export(
             out.push(ExportRecord {
                 node: country.to_string(),
                 sequence: e.sequence,
-                recorded_at: crate::model::format_micros(e.recorded_at_micros),
-                kind: crate::client::entry_label(e.kind).into(),
+                recorded_at: crate::domain::model::format_micros(e.recorded_at_micros),
+                kind: crate::domain::kinds::entry_label(e.kind).into(),
                 peer: e.peer.clone(),
                 message_id: e.message_id.clone(),
-                message_kind: crate::client::kind_label(e.message_kind).into(),
+                message_kind: crate::domain::kinds::kind_label(e.message_kind).into(),
                 content_sha256: hex(&e.content_sha256),
                 entry_hash: stored.hash.hex(),
                 previous_hash: hex(&e.previous_hash),

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::exchange::Exchange;
-use crate::model::CountryCode;
+use crate::domain::model::CountryCode;
+use crate::exchange::core::Exchange;
 use crate::pb;
 use crate::pb::deliver_response::Outcome;
 use crate::pb::peer_service_client::PeerServiceClient;
@@ -325,7 +325,7 @@ fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcom
             });
             // A receipt that does not check out is not a delivery: keep the message pending
             // and let an operator look, rather than record a bad receipt.
-            let refused = move |e: crate::exchange::ExchangeError| {
+            let refused = move |e: crate::exchange::error::ExchangeError| {
                 tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
                 e.to_string()
             };
@@ -376,7 +376,7 @@ pub enum CheckpointError {
     #[error("the peer refused the checkpoint: {}", .0.message())]
     Refused(tonic::Status),
     #[error(transparent)]
-    Exchange(#[from] crate::exchange::ExchangeError),
+    Exchange(#[from] crate::exchange::error::ExchangeError),
 }
 
 /// Has `peer` cosign this node's current log head, and logs the cosigned checkpoint.
@@ -385,7 +385,7 @@ pub async fn checkpoint(
     client: &mut PeerServiceClient<Channel>,
     peer: CountryCode,
 ) -> Result<(pb::Checkpoint, u64), CheckpointError> {
-    let request = crate::checkpoint::prepare(exchange, peer).await?;
+    let request = crate::exchange::checkpoint::prepare(exchange, peer).await?;
     let cosignature = client
         .cosign(request.clone())
         .await
@@ -393,7 +393,7 @@ pub async fn checkpoint(
         .into_inner()
         .cosignature
         .ok_or_else(|| CheckpointError::Refused(tonic::Status::data_loss("no cosignature")))?;
-    Ok(crate::checkpoint::accept(exchange, peer, request, cosignature).await?)
+    Ok(crate::exchange::checkpoint::accept(exchange, peer, request, cosignature).await?)
 }
 
 /// Cosigns a checkpoint with `peer` every `interval` until `shutdown` turns true.

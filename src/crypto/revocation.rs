@@ -123,9 +123,9 @@ impl Revocations {
         match self.revoked_at(certificate) {
             Some(at) if signed_at.unix_timestamp() >= at => Err(format!(
                 "signed at {} by a certificate revoked at {}",
-                crate::model::format_instant(signed_at),
+                crate::domain::model::format_instant(signed_at),
                 time::OffsetDateTime::from_unix_timestamp(at)
-                    .map(crate::model::format_instant)
+                    .map(crate::domain::model::format_instant)
                     .unwrap_or_else(|_| at.to_string())
             )),
             _ => Ok(()),

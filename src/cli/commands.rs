@@ -1,0 +1,1149 @@
+//! The `focalpoint` command line: its commands and arguments, what each does, the log
+//! settings, and the exit code each outcome maps to.
+
+use std::path::PathBuf;
+
+use crate::cli::client::{self, ClientError, OperatorClient};
+use crate::cli::{figures, render};
+use crate::node::config::{ClientConfig, NodeConfig};
+use crate::node::server::BoundNode;
+use crate::pb;
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+/// Gateway between the immigration focal points of Indonesia (IDN) and Cambodia (KHM).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Serve {
+        /// The node's configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the exchange log lives (overrides data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Re-send logged messages to a peer (--to, with an operator's client configuration), or
+    /// rebuild a stopped node's views from its log alone (--rebuild, with the node's
+    /// configuration).
+    Replay {
+        /// Client configuration (with --to) or node configuration (with --rebuild).
+        #[arg(long)]
+        config: PathBuf,
+        /// The peer to re-send to.
+        #[arg(long, required_unless_present = "rebuild")]
+        to: Option<String>,
+        /// First log sequence to re-send.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last log sequence to re-send (default: the end of the log).
+        #[arg(long)]
+        until: Option<u64>,
+        /// Rebuild inbox, outbox and indexes from the log; the node must be stopped.
+        #[arg(long, conflicts_with = "to")]
+        rebuild: bool,
+        /// The node's data directory, with --rebuild (overrides data_dir in the configuration).
+        #[arg(long, requires = "rebuild")]
+        data_dir: Option<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a stopped node's log into a new data directory, leaving behind the bytes sled still
+    /// holds for removed content (redacted messages); the copy is verified. Then move the copy
+    /// in place of the data directory and destroy the old one.
+    Compact {
+        /// The node configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (overrides data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where to write the copy: a new or empty directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign this node's log head and have the peer cosign it now.
+    Checkpoint {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The peer that witnesses it.
+        #[arg(long)]
+        peer: String,
+    },
+    /// Check a node or client configuration and every certificate it names.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+        /// Warn about certificates that expire within this many days.
+        #[arg(long, default_value_t = 30)]
+        warn_days: i64,
+    },
+    /// Auditing the exchange log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run an IDN and a KHM node in this process and exchange messages of every kind.
+    Demo,
+    /// Write a new random key for encrypting message content at rest (64 hexadecimal digits,
+    /// readable by its owner only); name it in the node configuration's [encryption] key_file.
+    LogKey {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Demonstration certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Traveller alerts.
+    Alert {
+        #[command(subcommand)]
+        command: SendCommand,
+    },
+    /// Document-fraud notices.
+    Fraud {
+        #[command(subcommand)]
+        command: SendCommand,
+    },
+    /// Statistics reports.
+    Stats {
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
+    /// Answer an alert or notice with a case response (JSON file).
+    Respond(SendArgs),
+    /// Messages received from peers.
+    Inbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this kind: alert, fraud, stats or response.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only from this country.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Stored at or after (RFC 3339, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Stored at or before (RFC 3339, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Messages this node sent and their delivery state.
+    Outbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only to this country.
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One message, its receipt, and everything that refers to it.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message id.
+        id: String,
+    },
+    /// A range of exchange-log entries.
+    Log {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// First sequence number.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the whole log: chain, content digests, every receipt's signature. Offline on a
+    /// data directory with --config NODE.toml, or online through the node with --client.
+    Verify {
+        /// Offline: the node configuration naming the CA certificates.
+        #[arg(long, required_unless_present = "client")]
+        config: Option<PathBuf>,
+        /// Offline: the data directory (or a copy of it); overrides data_dir.
+        #[arg(long, requires = "config")]
+        data_dir: Option<PathBuf>,
+        /// Online: a client configuration (auditor or operator).
+        #[arg(long, conflicts_with = "config")]
+        client: Option<PathBuf>,
+        /// Offline: verify without the log key even if the configuration names one; content
+        /// encrypted at rest is checked against its sealed digest.
+        #[arg(long, requires = "config")]
+        without_key: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export entries with decoded payloads, digests and receipts (offline, on a data directory).
+    Export {
+        #[command(flatten)]
+        log: OfflineLog,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// First entry: a log sequence or an RFC 3339 time.
+        #[arg(long, value_parser = parse_bound)]
+        from: Option<Bound>,
+        /// Last entry: a log sequence or an RFC 3339 time.
+        #[arg(long, value_parser = parse_bound)]
+        until: Option<Bound>,
+    },
+    /// Everything the log holds about one message: entries, envelope, receipt, chain position.
+    Show {
+        #[command(flatten)]
+        log: OfflineLog,
+        /// The message id.
+        id: String,
+    },
+    /// Compare two countries' JSONL exports: missing messages, digest and receipt disagreements.
+    Compare {
+        /// This country's export.
+        mine: PathBuf,
+        /// The other country's export.
+        theirs: PathBuf,
+    },
+}
+
+/// Where to read a log offline.
+#[derive(Debug, Args)]
+pub struct OfflineLog {
+    /// The node configuration (names the country and the CA certificates).
+    #[arg(long)]
+    config: PathBuf,
+    /// The data directory, or a copy of it; overrides data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Read the log without its encryption key even if the configuration names one: sealed
+    /// content is then checked against its sealed digest, and not shown.
+    #[arg(long)]
+    without_key: bool,
+}
+
+impl OfflineLog {
+    fn open(&self) -> anyhow::Result<(NodeConfig, crate::log::ExchangeLog)> {
+        let config = NodeConfig::load(&self.config)?;
+        let dir = self
+            .data_dir
+            .clone()
+            .or_else(|| config.data_dir.clone())
+            .context("no data directory: set data_dir or pass --data-dir")?;
+        anyhow::ensure!(
+            dir.join("db").is_file(),
+            "{} holds no exchange log",
+            dir.display()
+        );
+        let key = match (&config.encryption, self.without_key) {
+            (Some(encryption), false) => {
+                Some(std::sync::Arc::new(encryption.load_key().context(
+                    "the log key (--without-key reads the log without it)",
+                )?))
+            }
+            _ => None,
+        };
+        let log = crate::log::ExchangeLog::open_with(
+            &dir,
+            crate::log::LogOptions {
+                durability: crate::log::Durability::Flush,
+                key,
+                cache_mib: config.cache_mib,
+                ..crate::log::LogOptions::default()
+            },
+        )
+        .with_context(|| format!("opening the log in {}", dir.display()))?;
+        Ok((config, log))
+    }
+}
+
+/// A bound given as a log sequence number or an RFC 3339 instant.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    Sequence(u64),
+    Micros(i64),
+}
+
+fn parse_bound(s: &str) -> Result<Bound, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Bound::Sequence(n));
+    }
+    crate::domain::model::parse_instant(s)
+        .map(|t| Bound::Micros(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)))
+        .map_err(|e| format!("neither a log sequence nor {e}"))
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+/// Two exports disagree.
+#[derive(Debug, thiserror::Error)]
+#[error("the exports disagree in {0} places")]
+pub struct Disagreements(usize);
+
+/// The log failed verification.
+#[derive(Debug, thiserror::Error)]
+#[error("verification failed at entry {sequence}: {problem}")]
+pub struct AuditFailed {
+    sequence: u64,
+    problem: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a fresh demonstration PKI for IDN and KHM.
+    Init {
+        /// Output directory; gets idn/ and khm/.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in years.
+        #[arg(long, default_value_t = 10)]
+        years: i64,
+    },
+    /// Add a certificate to a demo CA's revocation list (DIR/crl.pem), signed by that CA.
+    Revoke {
+        /// The CA's directory: its ca.pem and ca.key (e.g. certs-example/idn).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The certificate to revoke (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// When it counts as revoked (RFC 3339, UTC); now by default.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SendCommand {
+    /// Send one message from a JSON file.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Push one period's figures to the peer. Safe to re-run: the same figures change nothing,
+    /// changed figures become a new revision.
+    Push {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The period: YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD.
+        #[arg(long)]
+        period: String,
+        /// The figures: .csv (counter,location,value) or .json.
+        #[arg(long)]
+        file: PathBuf,
+        /// The receiving country (default: the node's only peer).
+        #[arg(long)]
+        to: Option<String>,
+        /// Where the figures come from (overrides the file's own).
+        #[arg(long)]
+        source: Option<String>,
+        /// Wait for the peer's signed receipt (at most 30 s).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The current figures of a country (this node's own or the peer's), per period.
+    Show(StatsQuery),
+    /// Every revision of a country's reports.
+    History(StatsQuery),
+    /// A country's current figures as CSV for spreadsheets.
+    Export {
+        #[command(flatten)]
+        query: StatsQuery,
+        /// Every revision, not only the current one.
+        #[arg(long)]
+        all_revisions: bool,
+    },
+    /// A chart (SVG) of one counter over periods, a line per country.
+    Chart {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The counter, e.g. departures_postponed.
+        #[arg(long)]
+        counter: String,
+        /// The countries to draw.
+        #[arg(long, value_delimiter = ',', default_value = "IDN,KHM")]
+        countries: Vec<String>,
+        /// Where to write the SVG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// What this node found comparing the peer's reports with its own log.
+    Reconcile {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The reporting peer (default: the node's only peer).
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long)]
+        period: Option<String>,
+        /// Compare again now and record what changed (operators and the sync).
+        #[arg(long)]
+        recheck: bool,
+    },
+}
+
+/// Which statistics reports to read.
+#[derive(Debug, Args)]
+pub struct StatsQuery {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The reporting country: this node's own or the peer.
+    #[arg(long)]
+    peer: String,
+    /// Only this period.
+    #[arg(long)]
+    period: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Client configuration: node address and your certificate.
+    #[arg(long, env = "FOCALPOINT_CLIENT_CONFIG")]
+    config: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Wait for the peer's signed receipt (at most 30 s) instead of returning once logged here.
+    #[arg(long)]
+    wait: bool,
+    /// The envelope, as JSON (see examples/).
+    file: PathBuf,
+}
+
+/// A command line that makes no sense, found after parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+/// Exit codes, after sysexits.h.
+pub mod exit {
+    /// Refused by the node.
+    pub const REFUSED: u8 = 1;
+    /// A configuration, certificate or usage problem.
+    pub const CONFIG: u8 = 64;
+    /// An unreadable or malformed input file.
+    pub const INPUT: u8 = 65;
+    /// The node is unreachable, or cannot listen or open its data directory.
+    pub const UNAVAILABLE: u8 = 69;
+}
+
+/// Sets up logging to stderr: a node's `[log]` section gives the defaults, and
+/// `FOCALPOINT_LOG` and `FOCALPOINT_LOG_FORMAT` win.
+pub fn init_tracing(command: &Command) {
+    let configured = match command {
+        Command::Serve { config, .. } => NodeConfig::load(config).map(|c| c.log).ok(),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let json_logs = match std::env::var("FOCALPOINT_LOG_FORMAT") {
+        Ok(v) => v == "json",
+        Err(_) => configured.format == crate::node::config::LogFormat::Json,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOCALPOINT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&configured.filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The exit code for a command that failed with `e`.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use crate::node::server::NodeError;
+    for cause in e.chain() {
+        if cause.is::<Usage>() || cause.is::<crate::cli::certs::CertsError>() {
+            return exit::CONFIG;
+        }
+        if let Some(n) = cause.downcast_ref::<NodeError>() {
+            return match n {
+                NodeError::Listen { .. }
+                | NodeError::Log(_)
+                | NodeError::Serve { .. }
+                | NodeError::Reflection(_) => exit::UNAVAILABLE,
+                NodeError::Tls(_)
+                | NodeError::Signer(_)
+                | NodeError::LogKey(_)
+                | NodeError::WrongIdentity { .. }
+                | NodeError::NoDataDir => exit::CONFIG,
+            };
+        }
+        if cause.is::<crate::node::config::ConfigError>()
+            || cause.is::<crate::crypto::x509::TlsError>()
+        {
+            return exit::CONFIG;
+        }
+        if let Some(c) = cause.downcast_ref::<ClientError>() {
+            return match c {
+                ClientError::Tls(_) => exit::CONFIG,
+                ClientError::Read { .. } | ClientError::Input { .. } => exit::INPUT,
+                ClientError::Refused(s)
+                    if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
+                {
+                    exit::UNAVAILABLE
+                }
+                ClientError::Refused(_) => exit::REFUSED,
+            };
+        }
+    }
+    exit::REFUSED
+}
+
+/// Runs one command.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config, data_dir } => serve(config, data_dir).await,
+        Command::Demo => crate::cli::demo::run().await,
+        Command::CheckConfig { file, warn_days } => {
+            use crate::cli::check::Level;
+            let findings = crate::cli::check::check(&file, warn_days)?;
+            for f in &findings {
+                let label = match f.level {
+                    Level::Ok => "ok     ",
+                    Level::Warning => "warning",
+                    Level::Error => "error  ",
+                };
+                println!("{label} {}", f.message);
+            }
+            let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+            if errors > 0 {
+                return Err(Usage(format!("{} has {errors} problems", file.display())).into());
+            }
+            Ok(())
+        }
+        Command::Checkpoint { client, peer } => {
+            let mut c = connect(&client)?;
+            let r = c.checkpoint(&peer).await?;
+            print(client.json, &r, || {
+                format!(
+                    "checkpoint of {} entries, root {}, cosigned by {peer}; logged as entry {}\n",
+                    r.size,
+                    crate::domain::model::hex(&r.root_hash),
+                    r.log_sequence
+                )
+            });
+            Ok(())
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    data_dir,
+                    client,
+                    without_key,
+                    json,
+                },
+        } => {
+            let offline = config.map(|config| OfflineLog {
+                config,
+                data_dir,
+                without_key,
+            });
+            audit_verify(offline, client, json).await
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    log,
+                    format,
+                    from,
+                    until,
+                },
+        } => {
+            let (config, log) = log.open()?;
+            let (mut first, mut last, mut since, mut till) = (1, u64::MAX, None, None);
+            match from {
+                Some(Bound::Sequence(n)) => first = n,
+                Some(Bound::Micros(t)) => since = Some(t),
+                None => {}
+            }
+            match until {
+                Some(Bound::Sequence(n)) => last = n,
+                Some(Bound::Micros(t)) => till = Some(t),
+                None => {}
+            }
+            let records = crate::exchange::audit::export(
+                &log,
+                &config.audit_trust()?,
+                first,
+                last,
+                (since, till),
+            )?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            use std::io::Write as _;
+            match format {
+                ExportFormat::Jsonl => {
+                    for r in &records {
+                        writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    }
+                }
+                ExportFormat::Csv => {
+                    writeln!(out, "{}", crate::exchange::audit::CSV_HEADER)?;
+                    for r in &records {
+                        writeln!(out, "{}", crate::exchange::audit::csv_line(r))?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Show { log, id },
+        } => {
+            let (config, log) = log.open()?;
+            let records: Vec<_> = crate::exchange::audit::export(
+                &log,
+                &config.audit_trust()?,
+                1,
+                u64::MAX,
+                (None, None),
+            )?
+            .into_iter()
+            .filter(|r| r.message_id == id || r.reference == id)
+            .collect();
+            anyhow::ensure!(!records.is_empty(), "the log holds nothing about {id}");
+            println!("{}", serde_json::to_string_pretty(&records)?);
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Compare { mine, theirs },
+        } => {
+            let read =
+                |path: &PathBuf| -> anyhow::Result<Vec<crate::exchange::audit::ExportRecord>> {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    text.lines()
+                        .enumerate()
+                        .filter(|(_, l)| !l.trim().is_empty())
+                        .map(|(i, l)| {
+                            serde_json::from_str(l)
+                                .with_context(|| format!("{} line {}", path.display(), i + 1))
+                        })
+                        .collect()
+                };
+            let (a, b) = (read(&mine)?, read(&theirs)?);
+            let findings = crate::exchange::audit::compare(&a, &b);
+            if findings.is_empty() {
+                println!(
+                    "the exports agree: every message one side sent is in the other's log with the same digest, and every receipt matches the receiver's entry"
+                );
+                Ok(())
+            } else {
+                for f in &findings {
+                    println!("{f}");
+                }
+                Err(Disagreements(findings.len()).into())
+            }
+        }
+        Command::Replay {
+            config,
+            to: Some(to),
+            from,
+            until,
+            rebuild: false,
+            json,
+            ..
+        } => {
+            let client = ClientArgs { config, json };
+            let mut c = connect(&client)?;
+            let r = c.replay(&to, from, until.unwrap_or(0)).await?;
+            print(client.json, &r, || {
+                format!(
+                    "re-sent {} messages to {to}: {} already held (original receipts), {} newly stored, {} refused\n",
+                    r.resent, r.already_held, r.newly_stored, r.refused
+                )
+            });
+            Ok(())
+        }
+        Command::Replay {
+            config, data_dir, ..
+        } => {
+            let config = NodeConfig::load(&config)?;
+            let dir = data_dir
+                .or(config.data_dir)
+                .context("no data directory: set data_dir or pass --data-dir")?;
+            let log = crate::log::ExchangeLog::open(&dir, config.durability)
+                .with_context(|| format!("opening the log in {}", dir.display()))?;
+            let checked = log
+                .verify()
+                .context("the log does not verify; views not rebuilt")?;
+            let replayed = log.rebuild_views()?;
+            println!(
+                "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Compact {
+            config,
+            data_dir,
+            out,
+        } => {
+            let (_, log) = OfflineLog {
+                config,
+                data_dir,
+                without_key: false,
+            }
+            .open()?;
+            let checked = log
+                .verify()
+                .context("the log does not verify; nothing was copied")?;
+            let verified = log.compact_into(&out)?;
+            println!(
+                "copied the log ({checked} entries) to {} and verified the copy ({verified} entries); with the node stopped, move it in place of the data directory, then destroy the old one",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::LogKey { out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = crate::crypto::seal::LogKey::generate_hex()?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| {
+                    format!("cannot create {} (it is never overwritten)", out.display())
+                })?;
+            writeln!(file, "{key}")?;
+            file.sync_all()?;
+            let id = crate::crypto::seal::LogKey::from_hex(&key, "just written")?.id();
+            println!(
+                "wrote log key {id} to {}; keep a copy apart from the data directory",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Certs {
+            command: CertsCommand::Init { out, years },
+        } => {
+            let countries = ["IDN".parse()?, "KHM".parse()?];
+            crate::cli::certs::init(&out, countries, years)?;
+            println!(
+                "demonstration PKI written to {} (never use in production)",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Certs {
+            command: CertsCommand::Revoke { ca, cert, at },
+        } => {
+            let at = match at {
+                Some(t) => crate::domain::model::parse_instant(&t)
+                    .map_err(|e| Usage(format!("--at: {e}")))?,
+                None => time::OffsetDateTime::now_utc(),
+            };
+            let listed = crate::cli::certs::revoke(&ca, &cert, at)?;
+            let list = ca.join(crate::cli::certs::CRL_FILE);
+            println!(
+                "{} revoked as of {}; {} now lists {listed} certificate(s).\n\
+                 This node takes it with `crl = \"crl.pem\"` under [operator_listener]; each peer \
+                 with a copy named in `crl` of its [[peers]] block; then reload (SIGHUP).",
+                cert.display(),
+                crate::domain::model::format_instant(at),
+                list.display()
+            );
+            Ok(())
+        }
+        Command::Alert {
+            command: SendCommand::Send(args),
+        } => send(args, pb::MessageKind::TravellerAlert).await,
+        Command::Fraud {
+            command: SendCommand::Send(args),
+        } => send(args, pb::MessageKind::DocumentFraudNotice).await,
+        Command::Stats { command } => stats(command).await,
+        Command::Respond(args) => send(args, pb::MessageKind::CaseResponse).await,
+        Command::Inbox {
+            client,
+            kind,
+            peer,
+            since,
+            until,
+            limit,
+        } => {
+            let kind = match kind.as_deref() {
+                None => pb::MessageKind::Unspecified,
+                Some("alert") => pb::MessageKind::TravellerAlert,
+                Some("fraud") => pb::MessageKind::DocumentFraudNotice,
+                Some("stats") => pb::MessageKind::StatisticsReport,
+                Some("response") => pb::MessageKind::CaseResponse,
+                Some(other) => {
+                    anyhow::bail!("--kind {other:?} is not one of alert, fraud, stats, response")
+                }
+            };
+            let mut c = connect(&client)?;
+            let r = c
+                .inbox(pb::InboxRequest {
+                    kind: kind as i32,
+                    peer: peer.unwrap_or_default(),
+                    since: since.unwrap_or_default(),
+                    until: until.unwrap_or_default(),
+                    limit,
+                })
+                .await?;
+            print(client.json, &r, || client::messages_table(&r.messages));
+            Ok(())
+        }
+        Command::Outbox {
+            client,
+            peer,
+            limit,
+        } => {
+            let mut c = connect(&client)?;
+            let r = c
+                .outbox(pb::OutboxRequest {
+                    peer: peer.unwrap_or_default(),
+                    limit,
+                })
+                .await?;
+            print(client.json, &r, || client::outbox_table(&r.messages));
+            Ok(())
+        }
+        Command::Show { client, id } => {
+            let mut c = connect(&client)?;
+            let r = c.show(&id).await?;
+            print(client.json, &r, || client::show_text(&r));
+            Ok(())
+        }
+        Command::Log {
+            client,
+            from,
+            limit,
+        } => {
+            let mut c = connect(&client)?;
+            let r = c.log(from, limit).await?;
+            print(client.json, &r, || {
+                format!(
+                    "{}log size {}, head {}\n",
+                    client::entries_table(&r.entries),
+                    r.size,
+                    crate::domain::model::hex(&r.head_hash)
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn audit_verify(
+    offline: Option<OfflineLog>,
+    client: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let r = match (client, offline) {
+        (Some(client), _) => {
+            let mut c = connect(&ClientArgs {
+                config: client,
+                json,
+            })?;
+            c.verify().await?
+        }
+        (None, Some(offline)) => {
+            let (config, log) = offline.open()?;
+            let trust = config.audit_trust()?;
+            crate::exchange::audit::response(crate::exchange::audit::verify(&log, &trust))
+        }
+        (None, None) => {
+            return Err(Usage("give --config NODE.toml or --client CLIENT.toml".into()).into());
+        }
+    };
+    print(json, &r, || {
+        if r.ok {
+            let mut text = format!(
+                "verified {} entries, {} receipts and {} checkpoints: the chain is whole, every content digest, receipt, signature and cosigned root holds\n",
+                r.entries, r.receipts, r.checkpoints
+            );
+            if r.redacted > 0 {
+                text.push_str(&format!(
+                    "{} messages were redacted under the retention policy; their digests and receipts still hold\n",
+                    r.redacted
+                ));
+            }
+            if r.sealed_unopened > 0 {
+                text.push_str(&format!(
+                    "{} messages are encrypted at rest and were checked against their sealed digests without the key\n",
+                    r.sealed_unopened
+                ));
+            }
+            if r.unsigned_receipts > 0 {
+                text.push_str(&format!(
+                    "{} received messages after the last signed receipt have their receipts stored, each describing its message, but not signed in the log, as when the node stops before answering them; the node signs them when it starts\n",
+                    r.unsigned_receipts
+                ));
+            }
+            text
+        } else {
+            format!(
+                "FAILED at entry {}: {}\n({} entries before it verified)\n",
+                r.first_bad_sequence, r.problem, r.entries
+            )
+        }
+    });
+    if r.ok {
+        Ok(())
+    } else {
+        Err(AuditFailed {
+            sequence: r.first_bad_sequence,
+            problem: r.problem,
+        }
+        .into())
+    }
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
+        println!("{}", client::to_json(value));
+    } else {
+        print!("{}", text());
+    }
+}
+
+fn connect(args: &ClientArgs) -> anyhow::Result<OperatorClient> {
+    let config = ClientConfig::load(&args.config)?;
+    Ok(OperatorClient::new(&config)?)
+}
+
+async fn send(args: SendArgs, expected: pb::MessageKind) -> anyhow::Result<()> {
+    let envelope = client::read_envelope(&args.file)?;
+    let kind = match &envelope.body {
+        Some(pb::envelope::Body::TravellerAlert(_)) => pb::MessageKind::TravellerAlert,
+        Some(pb::envelope::Body::DocumentFraudNotice(_)) => pb::MessageKind::DocumentFraudNotice,
+        Some(pb::envelope::Body::StatisticsReport(_)) => pb::MessageKind::StatisticsReport,
+        Some(pb::envelope::Body::CaseResponse(_)) => pb::MessageKind::CaseResponse,
+        None => pb::MessageKind::Unspecified,
+    };
+    if kind != expected {
+        return Err(ClientError::Input {
+            path: args.file.clone(),
+            message: format!(
+                "holds a {}, not a {}",
+                crate::domain::kinds::kind_label(kind as i32),
+                crate::domain::kinds::kind_label(expected as i32)
+            ),
+        }
+        .into());
+    }
+    let mut c = connect(&args.client)?;
+    let r = c.send(envelope, args.wait).await?;
+    print(args.client.json, &r, || client::send_text(&r));
+    Ok(())
+}
+
+fn period_arg(value: Option<&str>) -> anyhow::Result<Option<pb::Period>> {
+    value
+        .map(|p| {
+            crate::domain::kinds::parse_period(p)
+                .map_err(|e| Usage(format!("--period: {e}")).into())
+        })
+        .transpose()
+}
+
+async fn stats(command: StatsCommand) -> anyhow::Result<()> {
+    match command {
+        StatsCommand::Push {
+            client,
+            period,
+            file,
+            to,
+            source,
+            wait,
+        } => {
+            let period = period_arg(Some(&period))?;
+            let figures = figures::read_figures(&file).map_err(|e| ClientError::Input {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+            let mut c = connect(&client)?;
+            let r = c
+                .push_statistics(pb::PushStatisticsRequest {
+                    peer: to.unwrap_or_default(),
+                    period,
+                    counters: figures.counters,
+                    source: source.unwrap_or(figures.source),
+                    wait_for_receipt: wait,
+                })
+                .await?;
+            print(client.json, &r, || client::push_text(&r));
+            let sent = r.sent.unwrap_or_default();
+            if sent.state == pb::DeliveryState::Failed as i32 {
+                anyhow::bail!(
+                    "the peer refused {} for good: {}",
+                    sent.message_id,
+                    sent.detail
+                );
+            }
+        }
+        StatsCommand::Show(query) => {
+            let r = statistics(&query).await?;
+            let (client, peer) = (query.client, query.peer);
+            let current = pb::StatisticsResponse {
+                reports: render::current(&r.reports).into_iter().cloned().collect(),
+            };
+            print(client.json, &current, || {
+                if current.reports.is_empty() {
+                    return format!("no statistics from {peer} for that period\n");
+                }
+                current
+                    .reports
+                    .iter()
+                    .map(render::report_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        StatsCommand::History(query) => {
+            let r = statistics(&query).await?;
+            print(query.client.json, &r, || {
+                client::statistics_history(&r.reports)
+            });
+        }
+        StatsCommand::Export {
+            query,
+            all_revisions,
+        } => {
+            let r = statistics(&query).await?;
+            let chosen: Vec<&pb::StatisticsRecord> = if all_revisions {
+                r.reports.iter().collect()
+            } else {
+                render::current(&r.reports)
+            };
+            print!("{}", render::csv(&chosen));
+        }
+        StatsCommand::Chart {
+            client,
+            counter,
+            countries,
+            out,
+        } => {
+            let mut series = Vec::new();
+            let mut c = connect(&client)?;
+            for country in &countries {
+                let r = c
+                    .statistics(pb::StatisticsRequest {
+                        country: country.clone(),
+                        period: None,
+                    })
+                    .await?;
+                series.push(render::series(country, &r.reports, &counter));
+            }
+            if series.iter().all(|s| s.points.is_empty()) {
+                anyhow::bail!(
+                    "no report of {} holds the counter {counter:?}",
+                    countries.join(" or ")
+                );
+            }
+            std::fs::write(&out, render::chart_svg(&counter, &series))
+                .with_context(|| format!("writing {}", out.display()))?;
+            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            println!(
+                "{counter}: {points} points over {} countries written to {}",
+                series.len(),
+                out.display()
+            );
+        }
+        StatsCommand::Reconcile {
+            client,
+            peer,
+            period,
+            recheck,
+        } => {
+            let mut c = connect(&client)?;
+            let r = c
+                .reconcile(pb::ReconcileRequest {
+                    peer: peer.unwrap_or_default(),
+                    period: period_arg(period.as_deref())?,
+                    recheck,
+                })
+                .await?;
+            print(client.json, &r, || {
+                if r.reconciliations.is_empty() {
+                    return "no reconciliation recorded (no report with exchange counts received)\n".into();
+                }
+                r.reconciliations
+                    .iter()
+                    .map(render::reconciliation_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn statistics(query: &StatsQuery) -> anyhow::Result<pb::StatisticsResponse> {
+    let period = period_arg(query.period.as_deref())?;
+    let mut c = connect(&query.client)?;
+    Ok(c.statistics(pb::StatisticsRequest {
+        country: query.peer.clone(),
+        period,
+    })
+    .await?)
+}
+
+async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = NodeConfig::load(&config_path)?;
+    let country = config.country;
+    let node = BoundNode::bind(config, data_dir)
+        .await
+        .with_context(|| format!("starting the node from {}", config_path.display()))?
+        .start()
+        .await?;
+    // Scripts and tests wait for this line rather than for a port.
+    println!(
+        "focalpoint {country} serving peer={} operator={}",
+        node.peer_address, node.operator_address
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => {
+                // A bad new certificate leaves the node running on the old one.
+                if let Err(e) = node.reload() {
+                    tracing::error!(error = %format!("{e:#}"), "reload refused; still serving with the previous certificates");
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight work");
+    node.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The names of message kinds, log entry kinds, directions and periods: what people read in
+//! tables and sentences, and the kinds a statistics report counts.
+
+use crate::domain::model::parse_date;
+use crate::pb;
+
+/// The name of a message kind, for sentences.
+pub fn kind_name(kind: i32) -> &'static str {
+    match pb::MessageKind::try_from(kind).unwrap_or_default() {
+        pb::MessageKind::TravellerAlert => "traveller alert",
+        pb::MessageKind::DocumentFraudNotice => "document-fraud notice",
+        pb::MessageKind::StatisticsReport => "statistics report",
+        pb::MessageKind::CaseResponse => "case response",
+        pb::MessageKind::Unspecified => "message without a body",
+    }
+}
+
+/// A short label for a message kind.
+pub fn kind_label(kind: i32) -> &'static str {
+    match pb::MessageKind::try_from(kind).unwrap_or_default() {
+        pb::MessageKind::TravellerAlert => "alert",
+        pb::MessageKind::DocumentFraudNotice => "fraud",
+        pb::MessageKind::StatisticsReport => "stats",
+        pb::MessageKind::CaseResponse => "response",
+        pb::MessageKind::Unspecified => "-",
+    }
+}
+
+/// A short label for a log entry's kind.
+pub fn entry_label(kind: i32) -> &'static str {
+    match pb::EntryKind::try_from(kind).unwrap_or_default() {
+        pb::EntryKind::MessageSent => "sent",
+        pb::EntryKind::MessageReceived => "received",
+        pb::EntryKind::ReceiptReceived => "receipt",
+        pb::EntryKind::Refusal => "refusal",
+        pb::EntryKind::DeliveryFailed => "failed",
+        pb::EntryKind::CheckpointCosigned => "cosigned",
+        pb::EntryKind::CheckpointWitnessed => "witnessed",
+        pb::EntryKind::Reconciliation => "reconciled",
+        pb::EntryKind::Redaction => "redacted",
+        pb::EntryKind::Unspecified => "?",
+    }
+}
+
+/// The kinds whose exchange a report counts. Statistics reports themselves are not counted: the
+/// report would count itself.
+pub const COUNTED: [pb::MessageKind; 3] = [
+    pb::MessageKind::TravellerAlert,
+    pb::MessageKind::DocumentFraudNotice,
+    pb::MessageKind::CaseResponse,
+];
+
+/// A period as written on the command line: `2025-04` (a month), `2025-04-17` (a day) or
+/// `2025-04-01..2025-04-15` (a closed range of days).
+pub fn parse_period(s: &str) -> Result<pb::Period, String> {
+    let bad =
+        || format!("{s:?} is not a period: give YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD");
+    let (start, end) = if let Some((a, b)) = s.split_once("..") {
+        let a = parse_date(a).map_err(|_| bad())?;
+        let b = parse_date(b).map_err(|_| bad())?;
+        if b < a {
+            return Err(format!("{s:?}: the period ends before it starts"));
+        }
+        (a, b)
+    } else if s.len() == 7 {
+        let first = parse_date(&format!("{s}-01")).map_err(|_| bad())?;
+        let last = time::util::days_in_month(first.month(), first.year());
+        let end = first.replace_day(last).map_err(|_| bad())?;
+        (first, end)
+    } else {
+        let d = parse_date(s).map_err(|_| bad())?;
+        (d, d)
+    };
+    Ok(pb::Period {
+        start_date: start.to_string(),
+        end_date: end.to_string(),
+    })
+}
+
+/// A period as people write it: the month, the day, or the range.
+pub fn period_label(p: &pb::Period) -> String {
+    if p.start_date == p.end_date {
+        return p.start_date.clone();
+    }
+    if let Ok(month) = parse_period(p.start_date.get(..7).unwrap_or_default())
+        && month == *p
+    {
+        return p.start_date[..7].to_owned();
+    }
+    format!("{}..{}", p.start_date, p.end_date)
+}
+
+/// "sent" or "received".
+pub fn direction_label(direction: i32) -> &'static str {
+    match pb::Direction::try_from(direction).unwrap_or_default() {
+        pb::Direction::Sent => "sent",
+        pb::Direction::Received => "received",
+        pb::Direction::Unspecified => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_a_month_a_day_or_a_range() {
+        let p = parse_period("2024-02").unwrap();
+        assert_eq!(
+            (p.start_date.as_str(), p.end_date.as_str()),
+            ("2024-02-01", "2024-02-29")
+        );
+        assert_eq!(period_label(&p), "2024-02");
+        let d = parse_period("2025-04-17").unwrap();
+        assert_eq!(
+            (d.start_date.as_str(), d.end_date.as_str()),
+            ("2025-04-17", "2025-04-17")
+        );
+        let r = parse_period("2025-04-01..2025-04-15").unwrap();
+        assert_eq!(r.end_date, "2025-04-15");
+        assert_eq!(period_label(&r), "2025-04-01..2025-04-15");
+        assert!(
+            parse_period("2025-04-15..2025-04-01")
+                .unwrap_err()
+                .contains("ends before")
+        );
+        assert!(parse_period("April").is_err());
+        assert!(parse_period("2025-13").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! What a node does with envelopes, apart from any transport: authorisation, submit and
+//! receive, receipts, checkpoints, statistics and their reconciliation, retention, audit, and
+//! the counters the node keeps.
+
+pub mod audit;
+pub mod checkpoint;
+pub mod core;
+pub mod error;
+pub mod metrics;
+pub mod reconcile;
+pub mod retention;
+pub mod stats;
+
+pub use self::core::{Exchange, PeerTrust};
+pub use self::error::ExchangeError;
