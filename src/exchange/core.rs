@@ -303,7 +303,7 @@ impl Exchange {
 
     /// An operator's send: validated, logged and flushed, then handed to delivery.
     ///
-    /// Statistics reports are refused here: they go through [`crate::exchange::stats::push`], where the
+    /// Statistics reports are refused here: they go through the statistics push, where the
     /// node numbers the revision and counts the exchange from its own log, so that no caller
     /// can send a revision or exchanged counts of its own.
     pub async fn submit(
@@ -337,7 +337,7 @@ impl Exchange {
         self.submit_any(caller, envelope).await
     }
 
-    /// The send of a statistics report that [`crate::exchange::stats::push`] built.
+    /// The send of a statistics report that the statistics push built.
     pub(crate) async fn submit_report(
         &self,
         caller: &Identity,
