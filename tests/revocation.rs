@@ -233,3 +233,61 @@ async fn a_cosignature_stands_if_it_was_made_before_its_witness_was_revoked() {
         err.problem
     );
 }
+
+#[tokio::test]
+async fn a_receipt_from_a_revoked_peer_is_refused_however_it_is_dated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    with_ca_keys(dir.path());
+    let khm_ca = dir.path().join("khm");
+    // KHM's node key was revoked a minute ago; IDN has KHM's list.
+    focalpoint::cli::certs::revoke(
+        &khm_ca,
+        &khm_ca.join("node.pem"),
+        now() - Duration::minutes(1),
+    )
+    .unwrap();
+    idn_config.peers[0].crl = Some(khm_ca.join("crl.pem"));
+    let (idn, khm) = focalpoint::cli::demo::start_pair(idn_config, khm_config)
+        .await
+        .unwrap();
+
+    // A delivery now: KHM stores it and signs a receipt, which IDN refuses.
+    let mut operator = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
+    )
+    .unwrap();
+    let mut alert = example("idn/alert-trafficking-victim.json");
+    alert.message_id = "IDN-REVOKED-PEER-1".into();
+    let sent = operator.send(alert, false).await.unwrap();
+    let log = idn.exchange().log();
+
+    // A receipt made with the revoked key and dated an hour back, before the revocation:
+    // refused, since the message it acknowledges was logged after the revocation.
+    let cert = focalpoint::crypto::x509::load_certs(&khm_ca.join("node.pem")).unwrap();
+    let key = focalpoint::crypto::x509::load_key(&khm_ca.join("node.key")).unwrap();
+    let signer = focalpoint::crypto::receipt::ReceiptSigner::new(&cert[0], &key).unwrap();
+    let entry = log.entry(sent.log_sequence).unwrap().unwrap();
+    let backdated = pb::Receipt {
+        message_id: "IDN-REVOKED-PEER-1".into(),
+        envelope_sha256: entry.entry.content_sha256.clone(),
+        sender: "IDN".into(),
+        receiver: "KHM".into(),
+        log_sequence: 1,
+        entry_hash: vec![0; 32],
+        stored_at: focalpoint::domain::model::format_instant(now() - Duration::hours(1)),
+    };
+    let signed = signer.sign(&backdated).unwrap();
+    let refused = idn
+        .exchange()
+        .accept_receipt("KHM".parse().unwrap(), sent.log_sequence, signed)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+    assert!(
+        log.receipt_for(sent.log_sequence).unwrap().is_none(),
+        "a receipt from a revoked key was logged"
+    );
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+}

@@ -332,6 +332,12 @@ pub fn format_micros(micros: i64) -> String {
         .unwrap_or_else(|| micros.to_string())
 }
 
+/// An instant from microseconds since the Unix epoch; out of range, the epoch.
+pub fn from_micros(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
 /// Now, in microseconds since the Unix epoch.
 pub fn now_micros() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)

@@ -286,7 +286,13 @@ fn check_issued(
     let signed = signed.ok_or("the receipt this node issued is missing")?;
     let r = receipt::verify(signed, &trust.own_ca, trust.country)
         .map_err(|err| format!("the issued receipt is not valid: {err}"))?;
-    stands(&trust.own_revoked, signed, &r, "the issued receipt")?;
+    stands(
+        &trust.own_revoked,
+        signed,
+        &r,
+        e.recorded_at_micros,
+        "the issued receipt",
+    )?;
     match crate::log::receipt_mismatch(&r, e, hash) {
         Some(field) => Err(format!(
             "the issued receipt's {field} does not match the entry"
@@ -296,14 +302,18 @@ fn check_issued(
 }
 
 /// A receipt stands if its signer's certificate was not revoked when it was signed.
+/// It counts as signed no earlier than `logged_micros`, when the message it acknowledges was
+/// logged: a revoked key cannot date a receipt back before its revocation.
 fn stands(
     revoked: &Revocations,
     signed: &pb::SignedReceipt,
     receipt: &pb::Receipt,
+    logged_micros: i64,
     what: &str,
 ) -> Result<(), String> {
     let at = crate::domain::model::parse_instant(&receipt.stored_at)
-        .map_err(|err| format!("{what}'s stored_at {err}"))?;
+        .map_err(|err| format!("{what}'s stored_at {err}"))?
+        .max(crate::domain::model::from_micros(logged_micros));
     revoked
         .check(&signed.signer_certificate, at)
         .map_err(|err| format!("{what} does not stand: {err}"))
@@ -325,13 +335,14 @@ fn check_received(
     let signed = decode_signed(bytes, "the receipt")?;
     let r = receipt::verify(&signed, anchors, peer)
         .map_err(|err| format!("the receipt from {peer} is not valid: {err}"))?;
+    let sent = referred(log, e)?;
     stands(
         &trust.revoked(peer),
         &signed,
         &r,
+        sent.recorded_at_micros,
         &format!("the receipt from {peer}"),
     )?;
-    let sent = referred(log, e)?;
     if r.message_id != sent.message_id || r.message_id != e.message_id {
         return Err(format!(
             "the receipt is for message {}, but entry {} is {}",

@@ -116,6 +116,13 @@ pub async fn witness(
     let created = parse_instant(&checkpoint.created_at)
         .map_err(|e| ExchangeError::BadRequest(format!("checkpoint.created_at: {e}")))?;
     receipt::verify_signed(CHECKPOINT_DOMAIN, &signed, &anchors, caller, created)?;
+    // Presented now: its signer's certificate must not be revoked now.
+    exchange
+        .peer_revoked(caller)
+        .check(&signed.signer_certificate, time::OffsetDateTime::now_utc())
+        .map_err(|e| {
+            ExchangeError::Receipt(crate::crypto::receipt::ReceiptError::Certificate(e))
+        })?;
     if checkpoint.origin != caller.as_str() {
         return Err(ExchangeError::Forbidden(format!(
             "checkpoint of {} presented by {caller}",
@@ -213,6 +220,15 @@ pub async fn accept(
     let at = parse_instant(&cosignature.witnessed_at)
         .map_err(|e| ExchangeError::BadRequest(format!("cosignature.witnessed_at: {e}")))?;
     receipt::verify_signed(COSIGNATURE_DOMAIN, &cosigned, &anchors, peer, at)?;
+    exchange
+        .peer_revoked(peer)
+        .check(
+            &cosigned.signer_certificate,
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| {
+            ExchangeError::Receipt(crate::crypto::receipt::ReceiptError::Certificate(e))
+        })?;
     if cosignature.size != checkpoint.size
         || cosignature.root_hash != checkpoint.root_hash
         || cosignature.origin != checkpoint.origin

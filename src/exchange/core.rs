@@ -242,6 +242,15 @@ impl Exchange {
         self.inner.peers.get(&peer).map(|t| read(t).anchors.clone())
     }
 
+    /// What `peer`'s CA revoked, as configured now.
+    pub fn peer_revoked(&self, peer: CountryCode) -> crate::crypto::revocation::Revocations {
+        self.inner
+            .peers
+            .get(&peer)
+            .map(|t| read(t).revoked.clone())
+            .unwrap_or_default()
+    }
+
     /// The log.
     pub fn log(&self) -> &ExchangeLog {
         &self.inner.log
@@ -734,17 +743,22 @@ impl Exchange {
             .map(|t| read(t).clone())
             .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
         let receipt = receipt::verify(&signed, &trust.anchors, peer)?;
-        if let Ok(stored_at) = parse_instant(&receipt.stored_at) {
-            trust
-                .revoked
-                .check(&signed.signer_certificate, stored_at)
-                .map_err(ReceiptError::Certificate)?;
-        }
         let sent = self
             .inner
             .log
             .entry(sequence)?
             .ok_or_else(|| ExchangeError::NotFound(format!("log entry {sequence}")))?;
+        // Signed no earlier than the message it acknowledges was logged here, whatever time
+        // the receipt claims: a revoked key cannot date a receipt back before its revocation.
+        let claimed = parse_instant(&receipt.stored_at)
+            .map_err(|e| ReceiptError::Decode(format!("stored_at {e}")))?;
+        let signed_at = claimed.max(crate::domain::model::from_micros(
+            sent.entry.recorded_at_micros,
+        ));
+        trust
+            .revoked
+            .check(&signed.signer_certificate, signed_at)
+            .map_err(ReceiptError::Certificate)?;
         if receipt.message_id != sent.entry.message_id {
             return Err(ReceiptError::Mismatch {
                 field: "message_id",

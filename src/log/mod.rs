@@ -112,6 +112,8 @@ pub enum LogError {
     },
     #[error("flushing the log failed: {0}")]
     Flush(String),
+    #[error("fsync of the log's data file failed")]
+    Fsync(#[source] std::io::Error),
     #[error("the log writer has stopped after an earlier storage failure")]
     Closed,
     #[error("log entry {sequence} cannot be decoded: {reason}")]
@@ -137,6 +139,22 @@ impl From<sled::Error> for LogError {
 }
 
 impl LogError {
+    /// Whether this is the file system being full (or over quota): the one storage failure the
+    /// log waits out by reopening its store. After any other I/O failure, an fsync's above all,
+    /// the kernel may have dropped what it could not write, so the log stays closed.
+    fn is_disk_full(&self) -> bool {
+        let full = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || matches!(e.raw_os_error(), Some(28 | 122))
+        };
+        match self {
+            Self::Storage(sled::Error::Io(e)) | Self::Fsync(e) => full(e),
+            _ => false,
+        }
+    }
+
     /// This error with the data file named by its full path under `dir`.
     fn in_dir(self, dir: &Path) -> Self {
         match self {
@@ -554,7 +572,11 @@ type SharedStore = Arc<std::sync::RwLock<Option<Arc<Store>>>>;
 /// The name of the head marker file in the data directory.
 const MARKER_FILE: &str = "head";
 /// The head marker's format: this tag, the sequence (8 bytes, big-endian) and the hash.
-const MARKER_TAG: &[u8; 8] = b"fphead1\0";
+const MARKER_TAG: &[u8; 7] = b"fphead1";
+/// After the tag: written by a log made durable with fsync (the marker is then strict), or
+/// with flush only (a power cut may leave the store behind the marker, as that mode allows).
+const MARKER_FSYNC: u8 = b'F';
+const MARKER_FLUSH: u8 = b'N';
 
 #[derive(Debug)]
 struct Inner {
@@ -1351,38 +1373,55 @@ impl Place {
         let Ok(bytes) = std::fs::read(&path) else {
             return Ok(());
         };
-        let Some((sequence, hash)) = parse_marker(&bytes) else {
+        let Some((sequence, hash, strict)) = parse_marker(&bytes) else {
             // Empty (a new log) or torn by a crash mid-write: nothing to hold the store to.
             return Ok(());
         };
-        if last < sequence {
-            return Err(LogError::Truncated {
+        let found = if last < sequence {
+            Err(LogError::Truncated {
                 path: self.dir.join("db"),
                 found: last,
                 expected: sequence,
                 marker: path,
-            });
-        }
-        if sequence > 0 {
-            let stored = read_entry(tree, sequence).map_err(|e| e.in_dir(&self.dir))?;
-            if stored.is_none_or(|e| e.hash != hash) {
-                return Err(LogError::Rewritten {
-                    path: self.dir.join("db"),
-                    sequence,
-                });
+            })
+        } else if sequence > 0
+            && read_entry(tree, sequence)
+                .map_err(|e| e.in_dir(&self.dir))?
+                .is_none_or(|e| e.hash != hash)
+        {
+            Err(LogError::Rewritten {
+                path: self.dir.join("db"),
+                sequence,
+            })
+        } else {
+            Ok(())
+        };
+        match found {
+            Err(e) if !strict => {
+                // Made durable by flush only: a power cut may lose the last writes, as that
+                // mode allows. Said, not refused.
+                tracing::warn!(error = %e, "the log ends before its head marker; with durability = \"flush\" a power cut can do this");
+                Ok(())
             }
+            other => other,
         }
-        Ok(())
     }
 }
 
-fn parse_marker(bytes: &[u8]) -> Option<(u64, Digest)> {
-    if bytes.len() != MARKER_TAG.len() + 8 + 32 || !bytes.starts_with(MARKER_TAG) {
+/// A head marker: the sequence and hash of the last durable entry, and whether it was written
+/// under fsync.
+fn parse_marker(bytes: &[u8]) -> Option<(u64, Digest, bool)> {
+    if bytes.len() != MARKER_TAG.len() + 1 + 8 + 32 || !bytes.starts_with(MARKER_TAG) {
         return None;
     }
+    let strict = match bytes[7] {
+        MARKER_FSYNC => true,
+        MARKER_FLUSH => false,
+        _ => return None,
+    };
     let sequence = u64::from_be_bytes(bytes[8..16].try_into().ok()?);
     let hash = Digest(bytes[16..48].try_into().ok()?);
-    Some((sequence, hash))
+    Some((sequence, hash, strict))
 }
 
 /// The number of the next entry and the hash of the last one in `tree`.
@@ -1423,8 +1462,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let outcome = self.write_group(&store, group);
-            if outcome.is_err() {
+            if let Err(e) = self.write_group(&store, group) {
+                if !e.is_disk_full() {
+                    return;
+                }
                 match self.reopen(store, jobs) {
                     Some(reopened) => store = reopened,
                     None => return,
@@ -1434,7 +1475,7 @@ impl Writer {
     }
 
     /// Runs one group of jobs, makes their writes durable, and answers each job.
-    fn write_group(&mut self, store: &Store, group: Vec<Job>) -> Result<(), ()> {
+    fn write_group(&mut self, store: &Store, group: Vec<Job>) -> Result<(), LogError> {
         let mut completions = Vec::with_capacity(group.len());
         let mut failure = None;
         let mut receipts = Vec::new();
@@ -1477,13 +1518,17 @@ impl Writer {
             None => self.make_durable(store),
         };
         if let Err(e) = &outcome {
-            tracing::error!(error = %e, "exchange log write failed; nothing in this write is acknowledged, and the store is reopened");
+            if e.is_disk_full() {
+                tracing::error!(error = %e, "exchange log write failed: the disk is full; nothing in this write is acknowledged, and the store is reopened once space is freed");
+            } else {
+                tracing::error!(error = %e, "exchange log write failed; nothing in this write is acknowledged, and the log takes no more writes: check the disk and restart the node");
+            }
             self.closed.store(true, Ordering::Release);
         }
         for done in completions {
             done(outcome.as_ref().err());
         }
-        outcome.map_err(|_| ())
+        outcome
     }
 
     /// After a storage failure: lets go of the store, then opens it again with a growing
@@ -1529,7 +1574,7 @@ impl Writer {
                 .map_err(|e| e.in_dir(&self.place.dir))
                 .and_then(|(next, head)| {
                     self.place
-                        .check_marker(&store.tree, self.durable_next - 1)
+                        .check_marker(&store.tree, next - 1)
                         .map(|()| (next, head))
                 });
             let (next, head) = match recovered {
@@ -1574,10 +1619,19 @@ impl Writer {
                 });
                 (ok, done)
             });
-            if self.write_group(&store, vec![resign]).is_err() {
-                return self.reopen(store, jobs);
+            match self.write_group(&store, vec![resign]) {
+                Ok(()) => return Some(store),
+                Err(e) if e.is_disk_full() => {
+                    // Full again at once: let go of the store and wait once more.
+                    *self
+                        .shared
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    drop(store);
+                    continue;
+                }
+                Err(_) => return None,
             }
-            return Some(store);
         }
     }
 
@@ -1637,8 +1691,7 @@ impl Writer {
             .flush()
             .map_err(|e| LogError::from(e).in_dir(&self.place.dir))?;
         if let Some(file) = &store.data_file {
-            file.sync_data()
-                .map_err(|e| LogError::Flush(format!("fsync: {e}")))?;
+            file.sync_data().map_err(LogError::Fsync)?;
         }
         self.durable_next = self.next;
         // The marker follows what is durable: after a crash it may lag, never lead. It is
@@ -1647,6 +1700,11 @@ impl Writer {
             use std::os::unix::fs::FileExt;
             let mut bytes = Vec::with_capacity(48);
             bytes.extend_from_slice(MARKER_TAG);
+            bytes.push(if store.data_file.is_some() {
+                MARKER_FSYNC
+            } else {
+                MARKER_FLUSH
+            });
             bytes.extend_from_slice(&(self.next - 1).to_be_bytes());
             bytes.extend_from_slice(&self.head.0);
             if let Err(e) = marker.write_all_at(&bytes, 0) {
@@ -1663,8 +1721,7 @@ fn probe(store: &Store) -> Result<(), LogError> {
     probe.insert(b"probe", &now_micros().to_be_bytes())?;
     store.db.flush()?;
     if let Some(file) = &store.data_file {
-        file.sync_data()
-            .map_err(|e| LogError::Flush(format!("fsync: {e}")))?;
+        file.sync_data().map_err(LogError::Fsync)?;
     }
     Ok(())
 }
@@ -2143,5 +2200,61 @@ mod tests {
         let err = log.verify().unwrap_err();
         assert_eq!(err.sequence, 2);
         assert!(err.problem.contains("digest"));
+    }
+
+    #[test]
+    fn only_a_full_disk_is_waited_out() {
+        let io = |code| std::io::Error::from_raw_os_error(code);
+        assert!(LogError::Storage(sled::Error::Io(io(28))).is_disk_full());
+        assert!(LogError::Fsync(io(122)).is_disk_full());
+        // EIO: the kernel may have dropped what it could not write; the log stays closed.
+        assert!(!LogError::Fsync(io(5)).is_disk_full());
+        assert!(!LogError::Storage(sled::Error::Io(io(5))).is_disk_full());
+        assert!(!LogError::Job("signing failed".into()).is_disk_full());
+    }
+
+    /// A log whose store ends before its head marker: refused when the marker was written
+    /// under fsync, opened with a warning when written under flush, which a power cut can
+    /// leave behind.
+    #[test]
+    fn the_head_marker_is_strict_only_for_a_log_made_durable_with_fsync() {
+        for (durability, refused) in [(Durability::Fsync, true), (Durability::Flush, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let log = ExchangeLog::open(dir.path(), durability).unwrap();
+                for i in 0..3 {
+                    let id = format!("m{i}");
+                    log.transact_blocking(move |t| t.append(sent(&id))).unwrap();
+                }
+            }
+            // The store loses its last entry, as a damaged file recovered short would.
+            {
+                let db = sled::Config::new()
+                    .path(dir.path())
+                    .flush_every_ms(None)
+                    .open()
+                    .unwrap();
+                let tree = db.open_tree("exchange-log").unwrap();
+                tree.remove(key::seq(key::ENTRY, 3)).unwrap();
+                db.flush().unwrap();
+            }
+            let opened = ExchangeLog::open(dir.path(), Durability::Flush);
+            if refused {
+                let err = opened.unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        LogError::Truncated {
+                            found: 2,
+                            expected: 3,
+                            ..
+                        }
+                    ),
+                    "{err}"
+                );
+            } else {
+                assert_eq!(opened.unwrap().head().unwrap().0, 2);
+            }
+        }
     }
 }

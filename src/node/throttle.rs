@@ -18,16 +18,43 @@ const EVERY: Duration = Duration::from_secs(1);
 /// a second).
 const REMEMBERED: usize = 4096;
 
+/// Lines one reason may log in one second, over all addresses: a flood from many addresses
+/// (a botnet, a rotating IPv6 prefix) is bounded too.
+const PER_REASON: u32 = 10;
+
 #[derive(Debug)]
 struct Seen {
     logged_at: Instant,
     suppressed: u64,
 }
 
+/// One second's lines of one reason, over all addresses.
+#[derive(Debug)]
+struct Budget {
+    second: Instant,
+    logged: u32,
+}
+
 /// Decides which repeated warnings are logged.
 #[derive(Debug, Default)]
 pub struct Throttle {
     seen: Mutex<HashMap<(&'static str, Option<IpAddr>), Seen>>,
+    budgets: Mutex<HashMap<&'static str, Budget>>,
+}
+
+/// The address a warning is counted under: IPv6 by its /64, where one host has many.
+pub fn source(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
 }
 
 impl Throttle {
@@ -43,10 +70,23 @@ impl Throttle {
     }
 
     fn admit_at(&self, reason: &'static str, address: Option<IpAddr>, now: Instant) -> Option<u64> {
+        let address = address.map(source);
         // A poisoned lock only means a panic while counting; the counts stay usable.
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        let budget = budgets.entry(reason).or_insert(Budget {
+            second: now,
+            logged: 0,
+        });
+        if now.duration_since(budget.second) >= EVERY {
+            *budget = Budget {
+                second: now,
+                logged: 0,
+            };
+        }
+        let spent = budget.logged >= PER_REASON;
         if let Some(s) = seen.get_mut(&(reason, address)) {
-            if now.duration_since(s.logged_at) < EVERY {
+            if spent || now.duration_since(s.logged_at) < EVERY {
                 s.suppressed += 1;
                 return None;
             }
@@ -55,8 +95,20 @@ impl Throttle {
                 logged_at: now,
                 suppressed: 0,
             };
+            budget.logged += 1;
             return Some(suppressed);
         }
+        if spent {
+            // Counted under the reason alone, and reported with its next line.
+            seen.entry((reason, None))
+                .or_insert(Seen {
+                    logged_at: now,
+                    suppressed: 0,
+                })
+                .suppressed += 1;
+            return None;
+        }
+        budget.logged += 1;
         if seen.len() >= REMEMBERED {
             seen.retain(|_, s| now.duration_since(s.logged_at) < EVERY);
             if seen.len() >= REMEMBERED {
@@ -98,14 +150,28 @@ mod tests {
     }
 
     #[test]
-    fn many_addresses_keep_the_memory_bounded() {
+    fn many_addresses_log_a_bounded_number_of_lines_and_keep_the_memory_bounded() {
         let throttle = Throttle::new();
         let start = Instant::now();
+        let mut logged = 0;
         for i in 0..(REMEMBERED as u32 * 3) {
             let address = IpAddr::from(i.to_be_bytes());
-            assert_eq!(throttle.admit_at("timeout", Some(address), start), Some(0));
+            let at = start + Duration::from_micros(u64::from(i));
+            logged += u32::from(throttle.admit_at("timeout", Some(address), at).is_some());
         }
+        assert_eq!(logged, PER_REASON, "lines in the first second");
         let held = throttle.seen.lock().unwrap().len();
         assert!(held <= REMEMBERED, "{held} addresses remembered");
+    }
+
+    #[test]
+    fn an_ipv6_prefix_counts_as_one_address() {
+        let throttle = Throttle::new();
+        let start = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(throttle.admit_at("timeout", Some(a), start), Some(0));
+        assert_eq!(throttle.admit_at("timeout", Some(b), start), None);
+        assert_eq!(source(b), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
     }
 }

@@ -177,6 +177,9 @@ pub fn server_config(
         WebPkiClientVerifier::builder(store)
             .with_crls(anchor.revoked.lists().iter().cloned())
             .only_check_end_entity_revocation()
+            // A certificate of a CA that no configured list covers (a second CA during a
+            // rollover) is judged by its chain alone, not refused.
+            .allow_unknown_revocation_status()
             .build()
             .map(|v| (v, hints))
             .map_err(|e| TlsError::Config(e.to_string()))
@@ -410,13 +413,15 @@ pub fn incoming(
                 },
                 () = tx.closed() => return,
             };
-            let pending = match gate.enter(remote.ip()) {
+            let pending = match gate.enter(crate::node::throttle::source(remote.ip())) {
                 Ok(pending) => pending,
                 Err(limit) => {
                     // Dropping the stream closes it: no handshake, no task, no descriptor kept.
                     drop(tcp);
                     metrics.connection_refused(plane, limit);
-                    if let Some(suppressed) = throttle.admit(limit, Some(remote.ip())) {
+                    // The listener's own bound is one reason whatever the address.
+                    let address = (limit == "pending_handshakes_per_address").then(|| remote.ip());
+                    if let Some(suppressed) = throttle.admit(limit, address) {
                         tracing::warn!(plane, address = %remote.ip(), limit, suppressed, "connection closed before its handshake: too many pending");
                     }
                     continue;
