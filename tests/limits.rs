@@ -435,7 +435,10 @@ async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
         .filter(|l| l.contains("too many pending"))
         .filter_map(|l| l.split("suppressed=").nth(1))
         .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0));
-    assert!(counted, "the node did not report closing connections: {lines}");
+    assert!(
+        counted,
+        "the node did not report closing connections: {lines}"
+    );
     let count = lines.lines().count();
     assert!(count < 200, "{count} log lines for one flood");
     let refused = lines

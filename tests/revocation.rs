@@ -252,7 +252,7 @@ async fn a_receipt_from_a_revoked_peer_is_refused_however_it_is_dated() {
         .await
         .unwrap();
 
-    // A delivery now: KHM stores it and signs a receipt, which IDN refuses.
+    // A delivery now, to a node whose key is revoked.
     let mut operator = focalpoint::cli::client::OperatorClient::new(
         &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
     )
@@ -261,6 +261,35 @@ async fn a_receipt_from_a_revoked_peer_is_refused_however_it_is_dated() {
     alert.message_id = "IDN-REVOKED-PEER-1".into();
     let sent = operator.send(alert, false).await.unwrap();
     let log = idn.exchange().log();
+
+    // IDN does not hand the alert to a server whose certificate is revoked: the connection
+    // fails in its handshake, and KHM never receives it.
+    // KHM's listener sees IDN's client abandon the handshake.
+    let failed_handshakes = || {
+        khm.exchange()
+            .metrics()
+            .render(&focalpoint::exchange::metrics::Gauges::default())
+            .lines()
+            .filter(|l| l.starts_with("focalpoint_tls_handshake_failures_total{plane=\"peer\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while failed_handshakes() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery was tried"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        khm.exchange()
+            .log()
+            .received("IDN".parse().unwrap(), "IDN-REVOKED-PEER-1")
+            .unwrap()
+            .is_none(),
+        "the alert reached a node whose certificate is revoked"
+    );
 
     // A receipt made with the revoked key and dated an hour back, before the revocation:
     // refused, since the message it acknowledges was logged after the revocation.

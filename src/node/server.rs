@@ -17,7 +17,7 @@ use crate::exchange::core::{Exchange, PeerTrust};
 use crate::log::{ExchangeLog, LogError};
 use crate::node::config::NodeConfig;
 use crate::node::service::{OperatorApi, PeerApi};
-use crate::node::tls::{self, Admission, ClientTls};
+use crate::node::tls::{self, Admission};
 use crate::pb::operator_service_server::OperatorServiceServer;
 use crate::pb::peer_service_server::PeerServiceServer;
 
@@ -198,14 +198,26 @@ fn peer_channels(
     config: &NodeConfig,
 ) -> Result<BTreeMap<CountryCode, tonic::transport::Channel>, NodeError> {
     let mut channels = BTreeMap::new();
+    let chain = x509::load_certs(&config.node.certificate)?;
+    let key = x509::load_key(&config.node.key)?;
     for peer in &config.peers {
-        let client = ClientTls::load(
-            &peer.ca,
-            &config.node.certificate,
-            &config.node.key,
+        let certs = x509::load_certs(&peer.ca)?;
+        let revoked = crate::crypto::revocation::load_optional(peer.crl.as_deref(), &certs)
+            .map_err(TlsError::from)?;
+        let anchor = tls::Anchor {
+            path: peer.ca.clone(),
+            certs,
+            revoked,
+        };
+        let channel = tls::peer_channel(
+            peer.country,
+            &anchor,
+            chain.clone(),
+            key.clone_key(),
             &peer.server_name,
+            &peer.address,
         )?;
-        channels.insert(peer.country, client.channel(&peer.address)?);
+        channels.insert(peer.country, channel);
     }
     Ok(channels)
 }

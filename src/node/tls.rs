@@ -479,6 +479,144 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
+/// How this node checks a peer's server certificate on the connections it opens: the same
+/// rules as its own listener applies to the peer's client certificate. The leaf must name the
+/// expected peer's node, chain to that peer's CA directly (intermediates are ignored), be
+/// valid now, carry the configured server name, and not be on the peer CA's revocation list.
+#[derive(Debug)]
+struct PeerServerVerifier {
+    peer: CountryCode,
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PeerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let identity = identity_of(end_entity).map_err(|e| refuse(e.to_string()))?;
+        if identity.role != Role::Node || identity.country != self.peer {
+            return Err(refuse(format!(
+                "the server's certificate names {identity}, not the node of {}",
+                self.peer
+            )));
+        }
+        let _ = intermediates;
+        self.inner
+            .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Opens TCP and TLS to a peer with this node's own client configuration, for tonic.
+#[derive(Clone)]
+struct PeerConnector {
+    tls: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for PeerConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConnector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Uri> for PeerConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        let (tls, server_name) = (self.tls.clone(), self.server_name.clone());
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                .ok_or_else(|| std::io::Error::other("the peer address names no host"))?;
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = tls.connect(server_name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+/// A lazily connecting channel from this node to the peer listener of `peer` at `address`
+/// (`https://host:port`), presenting `chain` and `key`, the peer's certificate checked
+/// against `anchor` as [`PeerServerVerifier`] says.
+pub fn peer_channel(
+    peer: CountryCode,
+    anchor: &Anchor,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    server_name: &str,
+    address: &str,
+) -> Result<tonic::transport::Channel, TlsError> {
+    let roots = Arc::new(roots(&anchor.path, &anchor.certs)?);
+    let inner = rustls::client::WebPkiServerVerifier::builder(roots)
+        .with_crls(anchor.revoked.lists().iter().cloned())
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PeerServerVerifier { peer, inner }))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let server_name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| TlsError::Config(format!("server_name {server_name:?}: {e}")))?;
+    // TLS is this connector's; tonic speaks HTTP/2 over it.
+    let plain = address
+        .strip_prefix("https://")
+        .map(|rest| format!("http://{rest}"))
+        .ok_or_else(|| {
+            TlsError::Config(format!("address {address:?}: must be https://host:port"))
+        })?;
+    let endpoint = tonic::transport::Endpoint::from_shared(plain)
+        .map_err(|e| TlsError::Config(format!("address {address:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_with_connector_lazy(PeerConnector {
+        tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        server_name,
+    }))
+}
+
 /// Client-side TLS material: whom to trust and what to present.
 #[derive(Clone)]
 pub struct ClientTls {
