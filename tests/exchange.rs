@@ -541,3 +541,55 @@ async fn the_inbox_filters_by_kind_peer_and_time() {
     assert!(shown.messages[0].receipt.is_some());
     pair.stop().await;
 }
+
+#[tokio::test]
+async fn a_retry_of_a_stored_envelope_is_answered_even_when_the_clock_would_refuse_it_now() {
+    let pair = start_pair().await;
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let ahead = focalpoint::domain::model::format_instant(now() + time::Duration::minutes(5));
+    let envelope_at = |id: &str| {
+        let mut e = pb::Envelope::decode(idn_alert_bytes(id, "x").as_slice()).unwrap();
+        e.created_at = ahead.clone();
+        e.encode_to_vec()
+    };
+    let first = peer
+        .deliver(pb::DeliverRequest {
+            envelope: envelope_at("IDN-AHEAD-1"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // As if KHM's clock had stepped back: five minutes ahead is now too far.
+    pair.khm.exchange().set_max_clock_skew(60);
+    let again = peer
+        .deliver(pb::DeliverRequest {
+            envelope: envelope_at("IDN-AHEAD-1"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first, "the retry is answered with the first receipt");
+    let refused = peer
+        .deliver(pb::DeliverRequest {
+            envelope: envelope_at("IDN-AHEAD-2"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("created_at"),
+        "{}",
+        refused.message()
+    );
+    let log = pair.khm.exchange().log();
+    let (size, _) = log.head().unwrap();
+    assert_eq!(
+        log.entry(size).unwrap().unwrap().kind(),
+        pb::EntryKind::Refusal
+    );
+    pair.stop().await;
+}

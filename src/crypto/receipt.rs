@@ -61,6 +61,27 @@ pub enum ReceiptError {
     Signing(String),
 }
 
+/// The signature schemes receipts, checkpoints and cosignatures may carry, by the names the
+/// contract gives them (`SignedReceipt.signature_scheme`, `Signed.signature_scheme`). The names
+/// are the contract's own, fixed here: they never follow another crate's `Debug` output.
+pub const SCHEMES: [(&str, rustls::SignatureScheme); 4] = [
+    ("ED25519", rustls::SignatureScheme::ED25519),
+    (
+        "ECDSA_NISTP256_SHA256",
+        rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+    ),
+    (
+        "ECDSA_NISTP384_SHA384",
+        rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
+    ),
+    ("RSA_PSS_SHA256", rustls::SignatureScheme::RSA_PSS_SHA256),
+];
+
+/// The contract's name of `scheme`, if receipts may use it.
+fn scheme_name(scheme: rustls::SignatureScheme) -> Option<&'static str> {
+    SCHEMES.iter().find(|(_, s)| *s == scheme).map(|(n, _)| *n)
+}
+
 /// Signs receipts with the node's TLS key.
 pub struct ReceiptSigner {
     key: Arc<dyn SigningKey>,
@@ -130,20 +151,17 @@ impl ReceiptSigner {
     }
 
     fn sign_raw(&self, domain: &[u8], bytes: &[u8]) -> Result<(String, Vec<u8>), ReceiptError> {
-        let schemes = [
-            rustls::SignatureScheme::ED25519,
-            rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
-            rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
-            rustls::SignatureScheme::RSA_PSS_SHA256,
-        ];
+        let schemes = SCHEMES.map(|(_, scheme)| scheme);
         let signer = self
             .key
             .choose_scheme(&schemes)
             .ok_or_else(|| ReceiptError::Signing("key type has no supported scheme".into()))?;
+        let name = scheme_name(signer.scheme())
+            .ok_or_else(|| ReceiptError::Signing("the chosen scheme has no name".into()))?;
         let signature = signer
             .sign(&[domain, bytes].concat())
             .map_err(|e| ReceiptError::Signing(e.to_string()))?;
-        Ok((format!("{:?}", signer.scheme()), signature))
+        Ok((name.to_owned(), signature))
     }
 }
 
@@ -432,10 +450,15 @@ fn check_signature(
             .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
         remember(identity, &cert, anchors);
     }
+    let wanted = SCHEMES
+        .iter()
+        .find(|(name, _)| *name == scheme)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| ReceiptError::Scheme(scheme.to_owned()))?;
     let (_, candidates) = algorithms
         .mapping
         .iter()
-        .find(|(s, _)| format!("{s:?}") == scheme)
+        .find(|(s, _)| *s == wanted)
         .ok_or_else(|| ReceiptError::Scheme(scheme.to_owned()))?;
     let message = [domain, body].concat();
     if candidates.iter().any(|alg| {

@@ -23,6 +23,14 @@ fn wrong_sender(caller: CountryCode) -> String {
     format!("sender: is not {caller}, the country of the caller's certificate")
 }
 
+/// Why a received envelope was refused inside its log write, with the refusal logged there.
+enum Refused {
+    /// Its id was already used for other content.
+    Conflict(String),
+    /// It is new, and invalid as of now (its creation time is ahead of this node's clock).
+    Invalid(ValidationError),
+}
+
 /// The receipt for a received envelope: issued in this write and signed with it, or issued
 /// earlier and read back from the log.
 enum Answer {
@@ -576,7 +584,7 @@ impl Exchange {
                 ),
             ))
         } else {
-            validate::decode_canonical(&bytes).and_then(|v| self.created_in_time(&v).map(|()| v))
+            validate::decode_canonical(&bytes)
         };
         let valid = match checked {
             Ok(v) => v,
@@ -628,6 +636,9 @@ impl Exchange {
                 e.into(),
             );
         }
+        // Held to the clock only if it is new: a retry of what is stored gets its receipt even
+        // after this node's clock has stepped back.
+        let too_far_ahead = self.created_in_time(&valid).err();
         let this = self.clone();
         let outcome_kind = valid.kind;
         let written = self.inner.log.enqueue(move |t| {
@@ -654,7 +665,11 @@ impl Exchange {
                     valid.digest,
                     "message id already used for other content",
                 ))?;
-                return Ok(Err(id.to_owned()));
+                return Ok(Err(Refused::Conflict(id.to_owned())));
+            }
+            if let Some(e) = too_far_ahead {
+                t.append(refusal(Some(caller), id, valid.digest, &e.to_string()))?;
+                return Ok(Err(Refused::Invalid(e)));
             }
             let appended = t.append(NewEntry {
                 kind: pb::EntryKind::MessageReceived,
@@ -683,9 +698,15 @@ impl Exchange {
         Ok(Box::pin(async move {
             let outcome = written.await?;
             let kind_label = body_kind_of(outcome_kind);
-            let (signed, new) = outcome.map_err(|id| {
+            let (signed, new) = outcome.map_err(|refused| {
                 this.inner.metrics.refused(kind_label, caller.as_str());
-                ExchangeError::Conflict(id)
+                match refused {
+                    Refused::Conflict(id) => ExchangeError::Conflict(id),
+                    Refused::Invalid(e) => {
+                        tracing::warn!(peer = %caller, kind = kind_label, reason = %e, "input refused");
+                        ExchangeError::Invalid(e)
+                    }
+                }
             })?;
             if let Some(sequence) = new {
                 this.inner.metrics.received(kind_label, caller.as_str());
