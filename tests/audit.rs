@@ -559,7 +559,7 @@ async fn a_damaged_data_file_is_named_and_never_taken_for_a_shorter_log() {
                 *b ^= 0x5a;
             }
         });
-        assert_eq!(code, Some(1), "damage at {at} of {len}: {text}");
+        assert_eq!(code, Some(66), "damage at {at} of {len}: {text}");
         assert!(
             text.contains("damaged") || text.contains("corrupt"),
             "damage at {at}: {text}"
@@ -579,7 +579,7 @@ async fn a_damaged_data_file_is_named_and_never_taken_for_a_shorter_log() {
         .unwrap();
     drop(log);
     let text = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(66));
     assert!(text.contains("in use by another process"), "{text}");
     // The undamaged log still verifies.
     let (code, text) = audit_cli(&config, &data, "none", |_| {});

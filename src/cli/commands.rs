@@ -1,6 +1,7 @@
 //! The `focalpoint` command line: its commands and arguments, what each does, the log
 //! settings, and the exit code each outcome maps to.
 
+use crate::cli::output::{out, outln};
 use std::path::PathBuf;
 
 use crate::cli::client::{self, ClientError, OperatorClient};
@@ -127,17 +128,17 @@ pub enum Command {
     Inbox {
         #[command(flatten)]
         client: ClientArgs,
-        /// Only this kind: alert, fraud, stats or response.
-        #[arg(long)]
-        kind: Option<String>,
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
         /// Only from this country.
         #[arg(long)]
         peer: Option<String>,
         /// Stored at or after (RFC 3339, UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = instant_arg)]
         since: Option<String>,
         /// Stored at or before (RFC 3339, UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = instant_arg)]
         until: Option<String>,
         /// At most this many, the newest.
         #[arg(long, default_value_t = 100)]
@@ -223,6 +224,42 @@ pub enum AuditCommand {
     },
 }
 
+/// A message kind on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    /// Traveller alerts.
+    Alert,
+    /// Document-fraud notices.
+    Fraud,
+    /// Statistics reports.
+    Stats,
+    /// Case responses.
+    Response,
+}
+
+impl KindArg {
+    fn kind(self) -> pb::MessageKind {
+        match self {
+            Self::Alert => pb::MessageKind::TravellerAlert,
+            Self::Fraud => pb::MessageKind::DocumentFraudNotice,
+            Self::Stats => pb::MessageKind::StatisticsReport,
+            Self::Response => pb::MessageKind::CaseResponse,
+        }
+    }
+}
+
+/// An RFC 3339 UTC instant on the command line, checked before anything is sent.
+fn instant_arg(s: &str) -> Result<String, String> {
+    crate::domain::model::parse_instant(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The log named on the command line could not be opened: not an audit's verdict.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the log")]
+pub struct Unopened;
+
 /// Where to read a log offline.
 #[derive(Debug, Args)]
 pub struct OfflineLog {
@@ -241,16 +278,20 @@ pub struct OfflineLog {
 impl OfflineLog {
     fn open(&self) -> anyhow::Result<(NodeConfig, crate::log::ExchangeLog)> {
         let config = NodeConfig::load(&self.config)?;
+        self.open_log(&config).map(|log| (config, log))
+    }
+
+    fn open_log(&self, config: &NodeConfig) -> anyhow::Result<crate::log::ExchangeLog> {
         let dir = self
             .data_dir
             .clone()
             .or_else(|| config.data_dir.clone())
             .context("no data directory: set data_dir or pass --data-dir")?;
-        anyhow::ensure!(
-            dir.join("db").is_file(),
-            "{} holds no exchange log",
-            dir.display()
-        );
+        if !dir.join("db").is_file() {
+            return Err(
+                anyhow::anyhow!("{} holds no exchange log", dir.display()).context(Unopened)
+            );
+        }
         let key = match (&config.encryption, self.without_key) {
             (Some(encryption), false) => {
                 Some(std::sync::Arc::new(encryption.load_key().context(
@@ -268,8 +309,8 @@ impl OfflineLog {
                 ..crate::log::LogOptions::default()
             },
         )
-        .with_context(|| format!("opening the log in {}", dir.display()))?;
-        Ok((config, log))
+        .map_err(|e| anyhow::Error::new(e).context(Unopened))?;
+        Ok(log)
     }
 }
 
@@ -450,6 +491,8 @@ pub mod exit {
     pub const CONFIG: u8 = 64;
     /// An unreadable or malformed input file.
     pub const INPUT: u8 = 65;
+    /// A log (data directory) that cannot be opened.
+    pub const NO_INPUT: u8 = 66;
     /// The node is unreachable, or cannot listen or open its data directory.
     pub const UNAVAILABLE: u8 = 69;
 }
@@ -480,9 +523,22 @@ pub fn init_tracing(command: &Command) {
     }
 }
 
+/// Whether `e` is stdout's reader having gone away: the command then ends quietly.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The exit code for a command that failed with `e`.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     use crate::node::server::NodeError;
+    // A context, which anyhow finds by downcasting the error itself.
+    if e.downcast_ref::<Unopened>().is_some() || e.chain().any(|c| c.is::<Unopened>()) {
+        return exit::NO_INPUT;
+    }
     for cause in e.chain() {
         if cause.is::<Usage>() || cause.is::<crate::cli::certs::CertsError>() {
             return exit::CONFIG;
@@ -535,7 +591,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     Level::Warning => "warning",
                     Level::Error => "error  ",
                 };
-                println!("{label} {}", f.message);
+                outln!("{label} {}", f.message);
             }
             let errors = findings.iter().filter(|f| f.level == Level::Error).count();
             if errors > 0 {
@@ -634,7 +690,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             .filter(|r| r.message_id == id || r.reference == id)
             .collect();
             anyhow::ensure!(!records.is_empty(), "the log holds nothing about {id}");
-            println!("{}", serde_json::to_string_pretty(&records)?);
+            outln!("{}", serde_json::to_string_pretty(&records)?);
             Ok(())
         }
         Command::Audit {
@@ -656,13 +712,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let (a, b) = (read(&mine)?, read(&theirs)?);
             let findings = crate::exchange::audit::compare(&a, &b);
             if findings.is_empty() {
-                println!(
+                outln!(
                     "the exports agree: every message one side sent is in the other's log with the same digest, and every receipt matches the receiver's entry"
                 );
                 Ok(())
             } else {
                 for f in &findings {
-                    println!("{f}");
+                    outln!("{f}");
                 }
                 Err(Disagreements(findings.len()).into())
             }
@@ -700,7 +756,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .verify()
                 .context("the log does not verify; views not rebuilt")?;
             let replayed = log.rebuild_views()?;
-            println!(
+            outln!(
                 "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
                 dir.display()
             );
@@ -721,7 +777,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .verify()
                 .context("the log does not verify; nothing was copied")?;
             let verified = log.compact_into(&out)?;
-            println!(
+            outln!(
                 "copied the log ({checked} entries) to {} and verified the copy ({verified} entries); with the node stopped, move it in place of the data directory, then destroy the old one",
                 out.display()
             );
@@ -736,13 +792,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .create_new(true)
                 .mode(0o600)
                 .open(&out)
-                .with_context(|| {
-                    format!("cannot create {} (it is never overwritten)", out.display())
+                .map_err(|e| {
+                    Usage(format!(
+                        "cannot create {}: {e} (a log key is never overwritten)",
+                        out.display()
+                    ))
                 })?;
             writeln!(file, "{key}")?;
             file.sync_all()?;
             let id = crate::crypto::seal::LogKey::from_hex(&key, "just written")?.id();
-            println!(
+            outln!(
                 "wrote log key {id} to {}; keep a copy apart from the data directory",
                 out.display()
             );
@@ -753,7 +812,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let countries = ["IDN".parse()?, "KHM".parse()?];
             crate::cli::certs::init(&out, countries, years)?;
-            println!(
+            outln!(
                 "demonstration PKI written to {} (never use in production)",
                 out.display()
             );
@@ -769,7 +828,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             };
             let listed = crate::cli::certs::revoke(&ca, &cert, at)?;
             let list = ca.join(crate::cli::certs::CRL_FILE);
-            println!(
+            outln!(
                 "{} revoked as of {}; {} now lists {listed} certificate(s).\n\
                  This node takes it with `crl = \"crl.pem\"` under [operator_listener]; each peer \
                  with a copy named in `crl` of its [[peers]] block; then reload (SIGHUP).",
@@ -795,16 +854,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             until,
             limit,
         } => {
-            let kind = match kind.as_deref() {
-                None => pb::MessageKind::Unspecified,
-                Some("alert") => pb::MessageKind::TravellerAlert,
-                Some("fraud") => pb::MessageKind::DocumentFraudNotice,
-                Some("stats") => pb::MessageKind::StatisticsReport,
-                Some("response") => pb::MessageKind::CaseResponse,
-                Some(other) => {
-                    anyhow::bail!("--kind {other:?} is not one of alert, fraud, stats, response")
-                }
-            };
+            let kind = kind.map_or(pb::MessageKind::Unspecified, KindArg::kind);
             let mut c = connect(&client)?;
             let r = c
                 .inbox(pb::InboxRequest {
@@ -926,9 +976,9 @@ async fn audit_verify(
 
 fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     if json {
-        println!("{}", client::to_json(value));
+        outln!("{}", client::to_json(value));
     } else {
-        print!("{}", text());
+        out!("{}", text());
     }
 }
 
@@ -1041,7 +1091,7 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
             } else {
                 render::current(&r.reports)
             };
-            print!("{}", render::csv(&chosen));
+            out!("{}", render::csv(&chosen));
         }
         StatsCommand::Chart {
             client,
@@ -1069,7 +1119,7 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
             std::fs::write(&out, render::chart_svg(&counter, &series))
                 .with_context(|| format!("writing {}", out.display()))?;
             let points: usize = series.iter().map(|s| s.points.len()).sum();
-            println!(
+            outln!(
                 "{counter}: {points} points over {} countries written to {}",
                 series.len(),
                 out.display()
@@ -1123,9 +1173,10 @@ async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Resul
         .start()
         .await?;
     // Scripts and tests wait for this line rather than for a port.
-    println!(
+    outln!(
         "focalpoint {country} serving peer={} operator={}",
-        node.peer_address, node.operator_address
+        node.peer_address,
+        node.operator_address
     );
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate =

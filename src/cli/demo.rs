@@ -2,6 +2,7 @@
 //! with the example PKI and temporary data directories, exchanging every kind of message in
 //! both directions.
 
+use crate::cli::output::{out, outln};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -194,18 +195,20 @@ pub async fn run() -> anyhow::Result<()> {
         .tempdir()?;
     let (idn_config, khm_config) = example_configs(dir.path())?;
     let (idn, khm) = start_pair(idn_config, khm_config).await?;
-    println!(
+    outln!(
         "focalpoint demo: two nodes over mutual TLS on loopback (example PKI, never for production)"
     );
-    println!(
+    outln!(
         "  IDN  peer {}  operator {}",
-        idn.peer_address, idn.operator_address
+        idn.peer_address,
+        idn.operator_address
     );
-    println!(
+    outln!(
         "  KHM  peer {}  operator {}",
-        khm.peer_address, khm.operator_address
+        khm.peer_address,
+        khm.operator_address
     );
-    println!("  data in {}\n", dir.path().display());
+    outln!("  data in {}\n", dir.path().display());
 
     for (from, role, file, text) in MESSAGES {
         let node = if *from == "idn" { &idn } else { &khm };
@@ -218,7 +221,7 @@ pub async fn run() -> anyhow::Result<()> {
             "{file} was not delivered: {}",
             response.detail
         );
-        print!(
+        out!(
             "{} {role} sent {file}\n  {}",
             from.to_uppercase(),
             client::send_text(&response)
@@ -231,11 +234,11 @@ pub async fn run() -> anyhow::Result<()> {
         let country = name.to_lowercase();
         let mut c = OperatorClient::new(&example_client(dir.path(), &country, "operator", node))?;
         let inbox = c.inbox(pb::InboxRequest::default()).await?;
-        println!("\n== {name} inbox ({} messages) ==", inbox.messages.len());
-        print!("{}", client::messages_table(&inbox.messages));
+        outln!("\n== {name} inbox ({} messages) ==", inbox.messages.len());
+        out!("{}", client::messages_table(&inbox.messages));
     }
 
-    println!("\n== exchange logs ==");
+    outln!("\n== exchange logs ==");
     for (name, node) in [("IDN", &idn), ("KHM", &khm)] {
         let log = node.exchange().log();
         let (size, head) = log.head()?;
@@ -244,7 +247,7 @@ pub async fn run() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{name} log does not verify: {e}"))?;
         let entries = log.range(1, usize::MAX)?;
         let count = |k: pb::EntryKind| entries.iter().filter(|e| e.kind() == k).count();
-        println!(
+        outln!(
             "{name}: {size} entries ({} sent, {} received, {} receipts, {} refusals), chain verified over {checked}, head {}",
             count(pb::EntryKind::MessageSent),
             count(pb::EntryKind::MessageReceived),
@@ -254,7 +257,7 @@ pub async fn run() -> anyhow::Result<()> {
         );
     }
     let matched = matching_digests(&idn, &khm)?;
-    println!(
+    outln!(
         "{matched} messages carry the same SHA-256 in both logs; every receipt verified against the sender's peer CA"
     );
 
@@ -279,7 +282,7 @@ async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> an
     ))
     .map_err(|e| anyhow::anyhow!(e))?;
     let mut sync = OperatorClient::new(&example_client(dir, "idn", "sync", idn))?;
-    println!("\n== statistics sync ==");
+    outln!("\n== statistics sync ==");
     for run in ["first run", "re-run"] {
         let r = sync
             .push_statistics(pb::PushStatisticsRequest {
@@ -290,7 +293,7 @@ async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> an
                 ..Default::default()
             })
             .await?;
-        print!(
+        out!(
             "IDN sync pushed {file} for {} ({run})\n  {}",
             crate::domain::kinds::period_label(&period),
             client::push_text(&r)
@@ -307,7 +310,7 @@ async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> an
         })
         .await?;
     for r in &found.reconciliations {
-        print!("KHM {}", crate::cli::render::reconciliation_text(r));
+        out!("KHM {}", crate::cli::render::reconciliation_text(r));
     }
     Ok(())
 }

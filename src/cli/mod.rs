@@ -7,4 +7,5 @@ pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod figures;
+pub mod output;
 pub mod render;
