@@ -143,8 +143,11 @@ fn the_compose_file_parses_and_every_path_it_names_exists() {
         }
     }
     assert!(checked >= 5, "checked {checked} paths");
-    // The Dockerfile copies what exists.
+    // The Dockerfile copies what exists, and everything the manifest names: cargo refuses a
+    // manifest whose targets or build script are missing, so the image builds only from a
+    // copy that holds them all.
     let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let mut copied = Vec::new();
     for line in dockerfile
         .lines()
         .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
@@ -156,6 +159,71 @@ fn the_compose_file_parses_and_every_path_it_names_exists() {
                 repo().join(source).exists(),
                 "Dockerfile copies missing {source}"
             );
+            copied.push(source.trim_end_matches('/').to_owned());
         }
     }
+    let manifest: toml::Table = std::fs::read_to_string(repo().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut needed = vec!["Cargo.lock".to_owned()];
+    if let Some(build) = manifest["package"].get("build").and_then(|b| b.as_str()) {
+        needed.push(build.to_owned());
+    } else if repo().join("build.rs").exists() {
+        needed.push("build.rs".into());
+    }
+    for section in ["bin", "bench", "example", "test"] {
+        for target in manifest
+            .get(section)
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let name = target["name"].as_str().unwrap();
+            let path = match (target.get("path").and_then(|p| p.as_str()), section) {
+                (Some(p), _) => p.to_owned(),
+                (None, "bin") => format!("src/bin/{name}.rs"),
+                (None, "bench") => format!("benches/{name}.rs"),
+                (None, "example") => format!("examples/{name}.rs"),
+                (None, _) => format!("tests/{name}.rs"),
+            };
+            needed.push(path);
+        }
+    }
+    for path in needed {
+        assert!(
+            copied
+                .iter()
+                .any(|c| path == *c || path.starts_with(&format!("{c}/"))),
+            "the Dockerfile does not copy {path}, which Cargo.toml needs"
+        );
+    }
+}
+
+/// Every user a systemd unit runs as is created by the shipped sysusers.d file.
+#[test]
+fn the_users_the_units_run_as_are_created() {
+    let sysusers = std::fs::read_to_string(repo().join("deploy/focalpoint.sysusers")).unwrap();
+    let created: Vec<&str> = sysusers
+        .lines()
+        .filter(|l| l.starts_with("u "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("deploy")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "service") {
+            continue;
+        }
+        let unit = std::fs::read_to_string(&path).unwrap();
+        for user in unit.lines().filter_map(|l| l.strip_prefix("User=")) {
+            assert!(
+                created.contains(&user),
+                "{}: {user} is never created",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "checked {checked} units");
 }
