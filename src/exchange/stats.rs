@@ -80,7 +80,12 @@ pub async fn push(
         let digest = log
             .entry(last.sequence)?
             .and_then(|e| Digest::from_slice(&e.entry.content_sha256))
-            .unwrap_or(Digest([0; 32]));
+            .ok_or_else(|| {
+                ExchangeError::Log(LogError::Corrupt {
+                    sequence: last.sequence,
+                    reason: "the stored report has no content digest".into(),
+                })
+            })?;
         return Ok(Pushed {
             revision: last.report.revision,
             unchanged: true,

@@ -1042,6 +1042,13 @@ impl ExchangeLog {
                 .map_err(|e| bad(expected, format!("content cannot be read: {e}")))?;
             let held = content.is_some();
             let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
+            if kind == pb::EntryKind::Unspecified {
+                // Stored data is never read as a default: an entry of no known kind is wrong.
+                return Err(bad(
+                    expected,
+                    format!("is of no known kind ({})", entry.kind),
+                ));
+            }
             let keeps_content = matches!(
                 kind,
                 pb::EntryKind::MessageSent
@@ -2256,5 +2263,38 @@ mod tests {
                 assert_eq!(opened.unwrap().head().unwrap().0, 2);
             }
         }
+    }
+
+    #[test]
+    fn an_entry_of_no_known_kind_fails_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+            for i in 0..2 {
+                let id = format!("m{i}");
+                log.transact_blocking(move |t| t.append(sent(&id))).unwrap();
+            }
+        }
+        // The last entry's kind changed to one the contract does not have: no later entry's
+        // link notices, so only the kind itself can.
+        std::fs::remove_file(dir.path().join(MARKER_FILE)).unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path())
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
+            let tree = db.open_tree("exchange-log").unwrap();
+            let bytes = tree.get(key::seq(key::ENTRY, 2)).unwrap().unwrap();
+            let mut entry = pb::LogEntry::decode(bytes.as_ref()).unwrap();
+            entry.kind = 99;
+            tree.insert(key::seq(key::ENTRY, 2), entry.encode_to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        let err = log.verify().unwrap_err();
+        assert_eq!(err.sequence, 2, "{}", err.problem);
+        assert!(err.problem.contains("no known kind"), "{}", err.problem);
     }
 }
