@@ -412,7 +412,7 @@ async fn the_two_countries_exports_agree_and_disagreements_are_named() {
     assert_eq!(idn.len(), 8);
     assert!(
         idn.iter()
-            .filter(|r| r.kind == "sent")
+            .filter(|r| r.kind == focalpoint::domain::kinds::EntryName::Sent)
             .all(|r| r.envelope.is_some())
     );
     assert!(
@@ -424,7 +424,7 @@ async fn the_two_countries_exports_agree_and_disagreements_are_named() {
     // KHM's export lacking a message IDN sent.
     let first_sent = idn
         .iter()
-        .find(|r| r.kind == "sent")
+        .find(|r| r.kind == focalpoint::domain::kinds::EntryName::Sent)
         .unwrap()
         .message_id
         .clone();
@@ -442,7 +442,10 @@ async fn the_two_countries_exports_agree_and_disagreements_are_named() {
     );
     // A digest that differs, and a receipt that names another entry.
     let mut altered = khm.clone();
-    let received = altered.iter_mut().find(|r| r.kind == "received").unwrap();
+    let received = altered
+        .iter_mut()
+        .find(|r| r.kind == focalpoint::domain::kinds::EntryName::Received)
+        .unwrap();
     received.content_sha256 = "00".repeat(32);
     received.entry_hash = "11".repeat(32);
     let findings = audit::compare(&idn, &altered);

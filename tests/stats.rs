@@ -288,7 +288,7 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
     let line = export
         .unwrap()
         .into_iter()
-        .find(|r| r.kind == "reconciled")
+        .find(|r| r.kind == focalpoint::domain::kinds::EntryName::Reconciled)
         .unwrap();
     let lines = &line.reconciliation.unwrap()["lines"];
     // proto3 JSON leaves out a false `agrees`: those lines are the findings.

@@ -15,31 +15,121 @@ pub fn kind_name(kind: i32) -> &'static str {
     }
 }
 
+/// A message kind as exports, comparisons and tables name it. The serde names are the wire of
+/// the JSONL export that the two countries compare; the display text is derived from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MessageName {
+    /// A traveller alert.
+    #[serde(rename = "alert")]
+    Alert,
+    /// A document-fraud notice.
+    #[serde(rename = "fraud")]
+    Fraud,
+    /// A statistics report.
+    #[serde(rename = "stats")]
+    Stats,
+    /// A case response.
+    #[serde(rename = "response")]
+    Response,
+    /// No message (an entry about something else).
+    #[serde(rename = "-")]
+    None,
+}
+
+impl MessageName {
+    /// The name of a stored message kind.
+    pub fn of(kind: i32) -> Self {
+        match pb::MessageKind::try_from(kind).unwrap_or_default() {
+            pb::MessageKind::TravellerAlert => Self::Alert,
+            pb::MessageKind::DocumentFraudNotice => Self::Fraud,
+            pb::MessageKind::StatisticsReport => Self::Stats,
+            pb::MessageKind::CaseResponse => Self::Response,
+            pb::MessageKind::Unspecified => Self::None,
+        }
+    }
+
+    /// As written in exports and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Fraud => "fraud",
+            Self::Stats => "stats",
+            Self::Response => "response",
+            Self::None => "-",
+        }
+    }
+}
+
 /// A short label for a message kind.
 pub fn kind_label(kind: i32) -> &'static str {
-    match pb::MessageKind::try_from(kind).unwrap_or_default() {
-        pb::MessageKind::TravellerAlert => "alert",
-        pb::MessageKind::DocumentFraudNotice => "fraud",
-        pb::MessageKind::StatisticsReport => "stats",
-        pb::MessageKind::CaseResponse => "response",
-        pb::MessageKind::Unspecified => "-",
+    MessageName::of(kind).as_str()
+}
+
+/// A log entry's kind as exports, comparisons and tables name it; the serde names are the wire
+/// of the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryName {
+    /// A message this node sent.
+    Sent,
+    /// A message this node received.
+    Received,
+    /// The peer's receipt for a sent message.
+    Receipt,
+    /// Input refused.
+    Refusal,
+    /// A delivery the peer refused for good.
+    Failed,
+    /// This node's checkpoint, cosigned by the peer.
+    Cosigned,
+    /// The peer's checkpoint, witnessed here.
+    Witnessed,
+    /// A statistics reconciliation.
+    Reconciled,
+    /// Content removed under the retention policy.
+    Redacted,
+    /// No known kind.
+    #[serde(rename = "?")]
+    Unknown,
+}
+
+impl EntryName {
+    /// The name of a stored entry kind.
+    pub fn of(kind: i32) -> Self {
+        match pb::EntryKind::try_from(kind).unwrap_or_default() {
+            pb::EntryKind::MessageSent => Self::Sent,
+            pb::EntryKind::MessageReceived => Self::Received,
+            pb::EntryKind::ReceiptReceived => Self::Receipt,
+            pb::EntryKind::Refusal => Self::Refusal,
+            pb::EntryKind::DeliveryFailed => Self::Failed,
+            pb::EntryKind::CheckpointCosigned => Self::Cosigned,
+            pb::EntryKind::CheckpointWitnessed => Self::Witnessed,
+            pb::EntryKind::Reconciliation => Self::Reconciled,
+            pb::EntryKind::Redaction => Self::Redacted,
+            pb::EntryKind::Unspecified => Self::Unknown,
+        }
+    }
+
+    /// As written in exports and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+            Self::Receipt => "receipt",
+            Self::Refusal => "refusal",
+            Self::Failed => "failed",
+            Self::Cosigned => "cosigned",
+            Self::Witnessed => "witnessed",
+            Self::Reconciled => "reconciled",
+            Self::Redacted => "redacted",
+            Self::Unknown => "?",
+        }
     }
 }
 
 /// A short label for a log entry's kind.
 pub fn entry_label(kind: i32) -> &'static str {
-    match pb::EntryKind::try_from(kind).unwrap_or_default() {
-        pb::EntryKind::MessageSent => "sent",
-        pb::EntryKind::MessageReceived => "received",
-        pb::EntryKind::ReceiptReceived => "receipt",
-        pb::EntryKind::Refusal => "refusal",
-        pb::EntryKind::DeliveryFailed => "failed",
-        pb::EntryKind::CheckpointCosigned => "cosigned",
-        pb::EntryKind::CheckpointWitnessed => "witnessed",
-        pb::EntryKind::Reconciliation => "reconciled",
-        pb::EntryKind::Redaction => "redacted",
-        pb::EntryKind::Unspecified => "?",
-    }
+    EntryName::of(kind).as_str()
 }
 
 /// The kinds whose exchange a report counts. Statistics reports themselves are not counted: the
@@ -102,6 +192,26 @@ pub fn direction_label(direction: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_names_and_display_text_agree() {
+        for kind in 0..=9 {
+            let name = EntryName::of(kind);
+            assert_eq!(
+                serde_json::to_string(&name).unwrap(),
+                format!("\"{}\"", name.as_str())
+            );
+        }
+        for kind in 0..=4 {
+            let name = MessageName::of(kind);
+            assert_eq!(
+                serde_json::to_string(&name).unwrap(),
+                format!("\"{}\"", name.as_str())
+            );
+        }
+        let parsed: EntryName = serde_json::from_str("\"received\"").unwrap();
+        assert_eq!(parsed, EntryName::Received);
+    }
 
     #[test]
     fn periods_are_a_month_a_day_or_a_range() {

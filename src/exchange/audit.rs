@@ -9,6 +9,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::crypto::receipt;
 use crate::crypto::revocation::Revocations;
+use crate::domain::kinds::{EntryName, MessageName};
 use crate::domain::model::{CountryCode, hex};
 use crate::log::{Checked, ExchangeLog, VerifyError};
 use crate::pb;
@@ -462,14 +463,14 @@ pub struct ExportRecord {
     pub sequence: u64,
     /// When the entry was appended (RFC 3339, UTC).
     pub recorded_at: String,
-    /// sent, received, receipt, refusal, failed.
-    pub kind: String,
+    /// What the entry records.
+    pub kind: EntryName,
     /// The other focal point.
     pub peer: String,
     /// The message concerned.
     pub message_id: String,
-    /// alert, fraud, stats, response, or "-".
-    pub message_kind: String,
+    /// The kind of the message concerned.
+    pub message_kind: MessageName,
     /// SHA-256 of the content, hex.
     pub content_sha256: String,
     /// This entry's hash, hex.
@@ -700,10 +701,10 @@ pub fn export(
                 node: country.to_string(),
                 sequence: e.sequence,
                 recorded_at: crate::domain::model::format_micros(e.recorded_at_micros),
-                kind: crate::domain::kinds::entry_label(e.kind).into(),
+                kind: EntryName::of(e.kind),
                 peer: e.peer.clone(),
                 message_id: e.message_id.clone(),
-                message_kind: crate::domain::kinds::kind_label(e.message_kind).into(),
+                message_kind: MessageName::of(e.message_kind),
                 content_sha256: hex(&e.content_sha256),
                 entry_hash: stored.hash.hex(),
                 previous_hash: hex(&e.previous_hash),
@@ -740,10 +741,10 @@ pub fn csv_line(r: &ExportRecord) -> String {
         csv_field(&r.node),
         r.sequence.to_string(),
         csv_field(&r.recorded_at),
-        csv_field(&r.kind),
+        csv_field(r.kind.as_str()),
         csv_field(&r.peer),
         csv_field(&r.message_id),
-        csv_field(&r.message_kind),
+        csv_field(r.message_kind.as_str()),
         r.content_sha256.clone(),
         r.entry_hash.clone(),
         r.previous_hash.clone(),
@@ -775,22 +776,22 @@ pub fn compare(mine: &[ExportRecord], theirs: &[ExportRecord]) -> Vec<String> {
     for (from, to, from_name, to_name) in [(mine, theirs, &a, &b), (theirs, mine, &b, &a)] {
         let received: BTreeMap<&str, &ExportRecord> = to
             .iter()
-            .filter(|r| r.kind == "received" && &r.peer == from_name)
+            .filter(|r| r.kind == EntryName::Received && &r.peer == from_name)
             .map(|r| (r.message_id.as_str(), r))
             .collect();
         let failed: std::collections::BTreeSet<u64> = from
             .iter()
-            .filter(|r| r.kind == "failed")
+            .filter(|r| r.kind == EntryName::Failed)
             .map(|r| r.refers_to)
             .collect();
         let receipts: BTreeMap<u64, &ExportReceipt> = from
             .iter()
-            .filter(|r| r.kind == "receipt")
+            .filter(|r| r.kind == EntryName::Receipt)
             .filter_map(|r| r.receipt.as_ref().map(|x| (r.refers_to, x)))
             .collect();
         for sent in from
             .iter()
-            .filter(|r| r.kind == "sent" && &r.peer == to_name)
+            .filter(|r| r.kind == EntryName::Sent && &r.peer == to_name)
         {
             let id = &sent.message_id;
             let Some(got) = received.get(id.as_str()) else {
@@ -819,7 +820,7 @@ pub fn compare(mine: &[ExportRecord], theirs: &[ExportRecord]) -> Vec<String> {
         }
         let sent_ids: std::collections::BTreeSet<&str> = from
             .iter()
-            .filter(|r| r.kind == "sent" && &r.peer == to_name)
+            .filter(|r| r.kind == EntryName::Sent && &r.peer == to_name)
             .map(|r| r.message_id.as_str())
             .collect();
         for (id, got) in &received {
