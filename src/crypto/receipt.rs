@@ -197,8 +197,80 @@ impl SignedBatch {
 
 /// Checks a signed receipt: the signer certificate chains to one of `anchors` (the receiving
 /// country's CA) at the time the receipt says it was stored, names the node of `receiver`,
-/// and its key made the signature. Returns the receipt.
+/// and its key made the signature. Returns the receipt. Remembers nothing: a sender or an
+/// auditor checking many receipts keeps a [`Verifier`].
 pub fn verify(
+    signed: &pb::SignedReceipt,
+    anchors: &[CertificateDer<'_>],
+    receiver: CountryCode,
+) -> Result<pb::Receipt, ReceiptError> {
+    Verifier::default().verify(signed, anchors, receiver)
+}
+
+/// Checks a signed body: made under `domain` by the node of `signer`, whose certificate chains
+/// to one of `anchors` at time `at`. Remembers nothing; see [`Verifier`].
+pub fn verify_signed(
+    domain: &'static [u8],
+    signed: &pb::Signed,
+    anchors: &[CertificateDer<'_>],
+    signer: CountryCode,
+    at: time::OffsetDateTime,
+) -> Result<(), ReceiptError> {
+    Verifier::default().verify_signed(domain, signed, anchors, signer, at)
+}
+
+/// Checks receipts, checkpoints and cosignatures, and remembers what it found good: a node
+/// signs every receipt with the same certificate, and the receipts of one write share one
+/// signature, so a sender or an auditor validates each certificate's chain once and each
+/// batch signature once. Owned by whoever checks (a node's exchange, one audit); two nodes
+/// in one process never share what they verified. Bounded, and compared byte for byte.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    chained: std::sync::Mutex<Vec<Chained>>,
+    verified: std::sync::Mutex<std::collections::VecDeque<Verified>>,
+}
+
+impl Verifier {
+    /// A verifier that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`verify`], remembering what it found good.
+    pub fn verify(
+        &self,
+        signed: &pb::SignedReceipt,
+        anchors: &[CertificateDer<'_>],
+        receiver: CountryCode,
+    ) -> Result<pb::Receipt, ReceiptError> {
+        verify_with(self, signed, anchors, receiver)
+    }
+
+    /// [`verify_signed`], remembering what it found good.
+    pub fn verify_signed(
+        &self,
+        domain: &'static [u8],
+        signed: &pb::Signed,
+        anchors: &[CertificateDer<'_>],
+        signer: CountryCode,
+        at: time::OffsetDateTime,
+    ) -> Result<(), ReceiptError> {
+        check_signature(
+            self,
+            domain,
+            &signed.body,
+            &signed.signature_scheme,
+            &signed.signature,
+            &signed.signer_certificate,
+            anchors,
+            signer,
+            at,
+        )
+    }
+}
+
+fn verify_with(
+    verifier: &Verifier,
     signed: &pb::SignedReceipt,
     anchors: &[CertificateDer<'_>],
     receiver: CountryCode,
@@ -216,6 +288,7 @@ pub fn verify(
         }
     };
     check_signature(
+        verifier,
         domain,
         body,
         &signed.signature_scheme,
@@ -265,27 +338,6 @@ pub const CHECKPOINT_DOMAIN: &[u8] = b"focalpoint-checkpoint-v1\0";
 /// Domain of cosignatures.
 pub const COSIGNATURE_DOMAIN: &[u8] = b"focalpoint-cosignature-v1\0";
 
-/// Checks a signed body: made under `domain` by the node of `signer`, whose certificate chains
-/// to one of `anchors` at time `at`.
-pub fn verify_signed(
-    domain: &'static [u8],
-    signed: &pb::Signed,
-    anchors: &[CertificateDer<'_>],
-    signer: CountryCode,
-    at: time::OffsetDateTime,
-) -> Result<(), ReceiptError> {
-    check_signature(
-        domain,
-        &signed.body,
-        &signed.signature_scheme,
-        &signed.signature,
-        &signed.signer_certificate,
-        anchors,
-        signer,
-        at,
-    )
-}
-
 /// A signer certificate found to chain to its trust anchors, and the period (Unix seconds) in
 /// which that holds: the intersection of the certificate's and every anchor's validity.
 #[derive(Debug, Clone)]
@@ -309,19 +361,17 @@ impl Chained {
     }
 }
 
-/// Certificates already validated. A node signs every receipt with the same certificate, so
-/// validating its chain once per certificate and anchors, instead of once per receipt, leaves
-/// only the receipt's own signature to check. Small and bounded: cleared when full. Entries
-/// are compared byte for byte, which costs less than hashing them.
-static CHAINED: std::sync::Mutex<Vec<Chained>> = std::sync::Mutex::new(Vec::new());
+/// Certificates a verifier remembers as validated; cleared when full.
 const CHAINED_MAX: usize = 32;
 
 fn chained(
+    verifier: &Verifier,
     certificate: &[u8],
     anchors: &[CertificateDer<'_>],
     at: i64,
 ) -> Option<crate::domain::model::Identity> {
-    CHAINED
+    verifier
+        .chained
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
@@ -330,6 +380,7 @@ fn chained(
 }
 
 fn remember(
+    verifier: &Verifier,
     identity: crate::domain::model::Identity,
     cert: &CertificateDer<'_>,
     anchors: &[CertificateDer<'_>],
@@ -345,7 +396,8 @@ fn remember(
             Err(_) => return,
         }
     }
-    let mut cache = CHAINED
+    let mut cache = verifier
+        .chained
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if cache.len() >= CHAINED_MAX {
@@ -370,26 +422,27 @@ struct Verified {
     certificate: Vec<u8>,
 }
 
-/// Signatures already found good. Receipts of one batch share one signature, so a sender or an
-/// auditor checks it once per batch. Small and bounded: the oldest is forgotten first.
-static VERIFIED: std::sync::Mutex<std::collections::VecDeque<Verified>> =
-    std::sync::Mutex::new(std::collections::VecDeque::new());
+/// Signatures a verifier remembers as good; the oldest is forgotten first.
 const VERIFIED_MAX: usize = 64;
 
-fn verified() -> std::sync::MutexGuard<'static, std::collections::VecDeque<Verified>> {
-    VERIFIED
+fn verified(
+    verifier: &Verifier,
+) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Verified>> {
+    verifier
+        .verified
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn already_verified(
+    verifier: &Verifier,
     domain: &[u8],
     body: &[u8],
     scheme: &str,
     signature: &[u8],
     certificate: &[u8],
 ) -> bool {
-    verified().iter().any(|v| {
+    verified(verifier).iter().any(|v| {
         v.body == body
             && v.signature == signature
             && v.domain == domain
@@ -400,6 +453,7 @@ fn already_verified(
 
 #[allow(clippy::too_many_arguments)]
 fn check_signature(
+    verifier: &Verifier,
     domain: &'static [u8],
     body: &[u8],
     scheme: &str,
@@ -410,7 +464,7 @@ fn check_signature(
     at: time::OffsetDateTime,
 ) -> Result<(), ReceiptError> {
     let cert = CertificateDer::from(certificate);
-    let known = chained(certificate, anchors, at.unix_timestamp());
+    let known = chained(verifier, certificate, anchors, at.unix_timestamp());
     let identity = match &known {
         Some(identity) => identity.clone(),
         None => identity_of(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))?,
@@ -421,7 +475,7 @@ fn check_signature(
             expected: signer.to_string(),
         });
     }
-    if known.is_some() && already_verified(domain, body, scheme, signature, certificate) {
+    if known.is_some() && already_verified(verifier, domain, body, scheme, signature, certificate) {
         return Ok(());
     }
     let end_entity = webpki::EndEntityCert::try_from(&cert)
@@ -448,7 +502,7 @@ fn check_signature(
                 None,
             )
             .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
-        remember(identity, &cert, anchors);
+        remember(verifier, identity, &cert, anchors);
     }
     let wanted = SCHEMES
         .iter()
@@ -466,7 +520,7 @@ fn check_signature(
             .verify_signature(*alg, &message, signature)
             .is_ok()
     }) {
-        let mut cache = verified();
+        let mut cache = verified(verifier);
         if cache.len() >= VERIFIED_MAX {
             cache.pop_front();
         }
@@ -673,5 +727,29 @@ mod tests {
             verify(&unknown, &khm_ca, khm()),
             Err(ReceiptError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn each_verifier_remembers_only_what_it_verified_itself() {
+        let anchors = load_certs(&example("khm", "ca.pem")).unwrap();
+        let receipts = batch();
+        let (first, second) = (Verifier::new(), Verifier::new());
+        for r in &receipts {
+            first.verify(r, &anchors, khm()).unwrap();
+        }
+        let held = |v: &Verifier| {
+            (
+                v.chained.lock().unwrap().len(),
+                v.verified.lock().unwrap().len(),
+            )
+        };
+        // One certificate chain and one batch signature, for five receipts.
+        assert_eq!(held(&first), (1, 1));
+        assert_eq!(held(&second), (0, 0), "a second verifier shares nothing");
+        // What one verifier remembered never lets a forged receipt through another.
+        let mut forged = receipts[0].clone();
+        forged.signature[10] ^= 1;
+        assert!(second.verify(&forged, &anchors, khm()).is_err());
+        assert!(first.verify(&forged, &anchors, khm()).is_err());
     }
 }

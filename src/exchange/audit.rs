@@ -68,6 +68,9 @@ pub struct AuditReport {
 
 /// Verifies `log` in full; the error names the first bad entry.
 pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, VerifyError> {
+    // This audit's own: what it found good, it checks once.
+    let verifier = receipt::Verifier::new();
+    let verifier = &verifier;
     let mut receipts = 0;
     let mut checkpoints = 0;
     let mut redacted = 0;
@@ -84,11 +87,11 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         check_created_at(checked)?;
         match pb::EntryKind::try_from(e.kind).unwrap_or_default() {
             pb::EntryKind::CheckpointCosigned => {
-                check_checkpoint(checked, trust, true, &hashes)?;
+                check_checkpoint(verifier, checked, trust, true, &hashes)?;
                 checkpoints += 1;
             }
             pb::EntryKind::CheckpointWitnessed => {
-                check_checkpoint(checked, trust, false, &hashes)?;
+                check_checkpoint(verifier, checked, trust, false, &hashes)?;
                 checkpoints += 1;
             }
             pb::EntryKind::MessageReceived => match (checked.issued_receipt, checked.unsigned_receipt)
@@ -104,10 +107,10 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                     unsigned.push((e.clone(), checked.hash));
                 }
                 (signed, _) => {
-                    check_issued(signed, e, &checked.hash, trust)?;
+                    check_issued(verifier, signed, e, &checked.hash, trust)?;
                     // A node signs what it left unsigned before it takes anything new; a running
                     // node may have signed a write in progress since it was read.
-                    receipts += signed_since(log, &mut unsigned, trust)?;
+                    receipts += signed_since(verifier, log, &mut unsigned, trust)?;
                     if let Some((first, _)) = unsigned.first() {
                         return Err(format!(
                             "its receipt is signed, but the receipt of entry {} before it is not",
@@ -118,7 +121,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 }
             },
             pb::EntryKind::ReceiptReceived => {
-                check_received(log, checked, trust)?;
+                check_received(verifier, log, checked, trust)?;
                 receipts += 1;
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
@@ -140,7 +143,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         Ok(())
     })?;
     let receipts = receipts
-        + signed_since(log, &mut unsigned, trust).map_err(|problem| VerifyError {
+        + signed_since(verifier, log, &mut unsigned, trust).map_err(|problem| VerifyError {
             sequence: unsigned.first().map_or(entries, |(e, _)| e.sequence),
             problem,
         })?;
@@ -157,6 +160,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
 /// Reads again the receipts found unsigned: those signed since are checked and dropped from
 /// `unsigned`, and counted.
 fn signed_since(
+    verifier: &receipt::Verifier,
     log: &ExchangeLog,
     unsigned: &mut Vec<(pb::LogEntry, crate::domain::model::Digest)>,
     trust: &AuditTrust,
@@ -170,7 +174,7 @@ fn signed_since(
         match issued {
             None => still.push((entry, hash)),
             Some(receipt) => {
-                check_issued(Some(&receipt), &entry, &hash, trust)
+                check_issued(verifier, Some(&receipt), &entry, &hash, trust)
                     .map_err(|err| format!("entry {}: {err}", entry.sequence))?;
                 signed += 1;
             }
@@ -183,6 +187,7 @@ fn signed_since(
 /// A checkpoint entry: both signatures by the right nodes, the cosignature over the same head,
 /// and for this node's own checkpoints, the root recomputed from the log's first `size` entries.
 fn check_checkpoint(
+    verifier: &receipt::Verifier,
     checked: &Checked<'_>,
     trust: &AuditTrust,
     own: bool,
@@ -204,27 +209,29 @@ fn check_checkpoint(
     };
     let at = |t: &str| crate::domain::model::parse_instant(t).map_err(|err| err.to_string());
     let signed = both.checkpoint.as_ref().ok_or("no checkpoint")?;
-    receipt::verify_signed(
-        receipt::CHECKPOINT_DOMAIN,
-        signed,
-        origin_ca,
-        origin,
-        at(&checkpoint.created_at)?,
-    )
-    .map_err(|err| format!("the checkpoint's signature is not valid: {err}"))?;
+    verifier
+        .verify_signed(
+            receipt::CHECKPOINT_DOMAIN,
+            signed,
+            origin_ca,
+            origin,
+            at(&checkpoint.created_at)?,
+        )
+        .map_err(|err| format!("the checkpoint's signature is not valid: {err}"))?;
     trust
         .revoked(origin)
         .check(&signed.signer_certificate, at(&checkpoint.created_at)?)
         .map_err(|err| format!("the checkpoint's signature does not stand: {err}"))?;
     let cosigned = both.cosignature.as_ref().ok_or("no cosignature")?;
-    receipt::verify_signed(
-        receipt::COSIGNATURE_DOMAIN,
-        cosigned,
-        witness_ca,
-        witness,
-        at(&cosignature.witnessed_at)?,
-    )
-    .map_err(|err| format!("the cosignature is not valid: {err}"))?;
+    verifier
+        .verify_signed(
+            receipt::COSIGNATURE_DOMAIN,
+            cosigned,
+            witness_ca,
+            witness,
+            at(&cosignature.witnessed_at)?,
+        )
+        .map_err(|err| format!("the cosignature is not valid: {err}"))?;
     trust
         .revoked(witness)
         .check(&cosigned.signer_certificate, at(&cosignature.witnessed_at)?)
@@ -279,13 +286,15 @@ fn check_created_at(checked: &Checked<'_>) -> Result<(), String> {
 
 /// The receipt this node issued must be signed by this node and describe this very entry.
 fn check_issued(
+    verifier: &receipt::Verifier,
     signed: Option<&pb::SignedReceipt>,
     e: &pb::LogEntry,
     hash: &crate::domain::model::Digest,
     trust: &AuditTrust,
 ) -> Result<(), String> {
     let signed = signed.ok_or("the receipt this node issued is missing")?;
-    let r = receipt::verify(signed, &trust.own_ca, trust.country)
+    let r = verifier
+        .verify(signed, &trust.own_ca, trust.country)
         .map_err(|err| format!("the issued receipt is not valid: {err}"))?;
     stands(
         &trust.own_revoked,
@@ -322,6 +331,7 @@ fn stands(
 
 /// A peer's receipt must be signed by that peer's node and acknowledge the message it names.
 fn check_received(
+    verifier: &receipt::Verifier,
     log: &ExchangeLog,
     checked: &Checked<'_>,
     trust: &AuditTrust,
@@ -334,7 +344,8 @@ fn check_received(
         .ok_or_else(|| format!("no CA is configured for peer {peer}"))?;
     let bytes = checked.content.ok_or("the receipt is missing")?;
     let signed = decode_signed(bytes, "the receipt")?;
-    let r = receipt::verify(&signed, anchors, peer)
+    let r = verifier
+        .verify(&signed, anchors, peer)
         .map_err(|err| format!("the receipt from {peer} is not valid: {err}"))?;
     let sent = referred(log, e)?;
     stands(

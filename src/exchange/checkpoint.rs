@@ -7,7 +7,7 @@
 use prost::Message;
 
 use crate::crypto::merkle;
-use crate::crypto::receipt::{self, CHECKPOINT_DOMAIN, COSIGNATURE_DOMAIN, ReceiptError};
+use crate::crypto::receipt::{CHECKPOINT_DOMAIN, COSIGNATURE_DOMAIN, ReceiptError};
 use crate::domain::model::{CountryCode, Digest, format_instant, parse_instant};
 use crate::exchange::core::Exchange;
 use crate::exchange::error::ExchangeError;
@@ -115,7 +115,9 @@ pub async fn witness(
     let checkpoint: pb::Checkpoint = decode(&signed.body, "checkpoint")?;
     let created = parse_instant(&checkpoint.created_at)
         .map_err(|e| ExchangeError::BadRequest(format!("checkpoint.created_at: {e}")))?;
-    receipt::verify_signed(CHECKPOINT_DOMAIN, &signed, &anchors, caller, created)?;
+    exchange
+        .verifier()
+        .verify_signed(CHECKPOINT_DOMAIN, &signed, &anchors, caller, created)?;
     // Presented now: its signer's certificate must not be revoked now.
     exchange
         .peer_revoked(caller)
@@ -219,7 +221,9 @@ pub async fn accept(
     let cosignature: pb::Cosignature = decode(&cosigned.body, "cosignature")?;
     let at = parse_instant(&cosignature.witnessed_at)
         .map_err(|e| ExchangeError::BadRequest(format!("cosignature.witnessed_at: {e}")))?;
-    receipt::verify_signed(COSIGNATURE_DOMAIN, &cosigned, &anchors, peer, at)?;
+    exchange
+        .verifier()
+        .verify_signed(COSIGNATURE_DOMAIN, &cosigned, &anchors, peer, at)?;
     exchange
         .peer_revoked(peer)
         .check(

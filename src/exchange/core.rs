@@ -139,6 +139,8 @@ struct Inner {
     max_envelope_bytes: std::sync::atomic::AtomicUsize,
     /// Seconds a creation time may be ahead of this node's clock (`[limits]`).
     max_clock_skew_secs: std::sync::atomic::AtomicU64,
+    /// What this node found good among the peers' receipts and checkpoints.
+    verifier: receipt::Verifier,
 }
 
 /// Delivery attempts of one sent message since this node started.
@@ -178,6 +180,7 @@ impl Exchange {
                 attempts: std::sync::Mutex::default(),
                 metrics: Arc::default(),
                 max_envelope_bytes: validate::MAX_ENVELOPE_BYTES.into(),
+                verifier: receipt::Verifier::new(),
                 max_clock_skew_secs: validate::DEFAULT_CLOCK_SKEW
                     .whole_seconds()
                     .unsigned_abs()
@@ -248,6 +251,12 @@ impl Exchange {
     /// The CA certificates of `peer`, if it is configured.
     pub fn peer_anchors(&self, peer: CountryCode) -> Option<Vec<CertificateDer<'static>>> {
         self.inner.peers.get(&peer).map(|t| read(t).anchors.clone())
+    }
+
+    /// What checks the peers' receipts and checkpoints for this node, and remembers what it
+    /// found good.
+    pub fn verifier(&self) -> &receipt::Verifier {
+        &self.inner.verifier
     }
 
     /// What `peer`'s CA revoked, as configured now.
@@ -763,7 +772,7 @@ impl Exchange {
             .get(&peer)
             .map(|t| read(t).clone())
             .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
-        let receipt = receipt::verify(&signed, &trust.anchors, peer)?;
+        let receipt = self.inner.verifier.verify(&signed, &trust.anchors, peer)?;
         let sent = self
             .inner
             .log
