@@ -91,7 +91,8 @@ pub async fn prepare(
     };
     let signed = exchange
         .signer()
-        .sign_body(CHECKPOINT_DOMAIN, checkpoint.encode_to_vec())?;
+        .sign_body(CHECKPOINT_DOMAIN, checkpoint.encode_to_vec())
+        .map_err(|e| ExchangeError::internal("signing this node's checkpoint", e))?;
     Ok(pb::CosignRequest {
         checkpoint: Some(signed),
         previous_size,
@@ -186,7 +187,8 @@ pub async fn witness(
     };
     let cosigned = exchange
         .signer()
-        .sign_body(COSIGNATURE_DOMAIN, cosignature.encode_to_vec())?;
+        .sign_body(COSIGNATURE_DOMAIN, cosignature.encode_to_vec())
+        .map_err(|e| ExchangeError::internal("signing a cosignature", e))?;
     let content = pb::CosignedCheckpoint {
         checkpoint: Some(signed),
         cosignature: Some(cosigned.clone()),

@@ -26,4 +26,25 @@ pub enum ExchangeError {
     Receipt(#[from] ReceiptError),
     #[error(transparent)]
     Log(#[from] LogError),
+    /// This node's own failure, never the caller's: a task that stopped, stored data that
+    /// does not decode, a signature this node could not make.
+    #[error("{what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ExchangeError {
+    /// This node's own failure at `what`.
+    pub fn internal(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Internal {
+            what,
+            source: source.into(),
+        }
+    }
 }

@@ -193,7 +193,7 @@ pub async fn reconcile_report(
         )))
     })
     .await
-    .map_err(|e| ExchangeError::Inconsistent(format!("reconciling: {e}")))??;
+    .map_err(|e| ExchangeError::internal("reconciling", e))??;
     let Some((record, changed)) = outcome else {
         return Ok(None);
     };
@@ -207,7 +207,7 @@ pub async fn reconcile_report(
             record
                 .peer
                 .parse()
-                .map_err(|e| ExchangeError::Inconsistent(format!("peer: {e}")))?,
+                .map_err(|e| ExchangeError::internal("a stored reconciliation's peer", e))?,
         ),
         message_id: record.report_message_id.clone(),
         message_kind: pb::MessageKind::StatisticsReport,

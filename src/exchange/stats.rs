@@ -94,7 +94,7 @@ pub async fn push(
                     .envelope
                     .message_id
                     .parse()
-                    .map_err(|e| ExchangeError::Inconsistent(format!("stored message id: {e}")))?,
+                    .map_err(|e| ExchangeError::internal("a stored report's message id", e))?,
                 peer,
                 sequence: last.sequence,
                 digest,
@@ -109,7 +109,7 @@ pub async fn push(
         let period = period.clone();
         tokio::task::spawn_blocking(move || tally(&log, peer, &period))
             .await
-            .map_err(|e| ExchangeError::Inconsistent(format!("counting the exchange: {e}")))??
+            .map_err(|e| ExchangeError::internal("counting the exchange", e))??
     };
     let envelope = pb::Envelope {
         message_id: format!("{own}-STATS-{start}-{end}-R{revision}"),

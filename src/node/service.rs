@@ -48,6 +48,11 @@ impl From<ExchangeError> for Status {
                 tracing::warn!(error = %e, "receipt refused");
                 Self::invalid_argument(e.to_string())
             }
+            ExchangeError::Internal { .. } => {
+                // Ours: the detail stays in this node's log.
+                tracing::error!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "internal failure");
+                Self::internal("an internal failure; this node's log has the detail")
+            }
             ExchangeError::Log(inner) => {
                 // Ours, not the caller's: log the detail, tell the caller only that it failed.
                 tracing::error!(error = %inner, "exchange log failure");
@@ -601,5 +606,27 @@ impl OperatorService for OperatorApi {
                 .await
                 .map_err(|e| Status::internal(format!("verification stopped: {e}")))?;
         Ok(Response::new(crate::exchange::audit::response(outcome)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_failures_are_internal_and_keep_their_detail_here() {
+        let ours = ExchangeError::internal(
+            "counting the exchange",
+            std::io::Error::other("secret bytes of a stored entry"),
+        );
+        let status = Status::from(ours);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(!status.message().contains("secret"), "{}", status.message());
+        // The caller's faults stay the caller's.
+        let theirs = ExchangeError::Invalid(crate::domain::validate::ValidationError::new(
+            "created_at",
+            "is required",
+        ));
+        assert_eq!(Status::from(theirs).code(), tonic::Code::InvalidArgument);
     }
 }
