@@ -730,9 +730,9 @@ impl Exchange {
                 }
             }
             match signed {
-                Answer::Pending(ticket) => ticket.signed().ok_or_else(|| {
-                    ExchangeError::Log(LogError::Job("the receipt was not signed".into()))
-                }),
+                Answer::Pending(ticket) => ticket
+                    .signed()
+                    .ok_or_else(|| ExchangeError::Log(LogError::Unsigned)),
                 Answer::Stored(signed) => Ok(signed),
             }
         }))

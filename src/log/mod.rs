@@ -110,8 +110,14 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
-    #[error("flushing the log failed: {0}")]
-    Flush(String),
+    #[error("the write was not made durable")]
+    Unwritten(#[source] Arc<Self>),
+    #[error("no key is set to sign receipts")]
+    NoSigner,
+    #[error("signing the receipts of a write failed")]
+    Signing(#[source] crate::crypto::receipt::ReceiptError),
+    #[error("the receipt was stored but not signed")]
+    Unsigned,
     #[error("fsync of the log's data file failed")]
     Fsync(#[source] std::io::Error),
     #[error("the log writer has stopped after an earlier storage failure")]
@@ -120,8 +126,6 @@ pub enum LogError {
     Corrupt { sequence: u64, reason: String },
     #[error(transparent)]
     Seal(#[from] SealError),
-    #[error("{0}")]
-    Job(String),
 }
 
 impl From<sled::Error> for LogError {
@@ -540,7 +544,7 @@ fn own_sender_marker() -> String {
     "SNT".to_owned()
 }
 
-type Completion = Box<dyn FnOnce(Option<&LogError>) + Send>;
+type Completion = Box<dyn FnOnce(Option<&Arc<LogError>>) + Send>;
 type SharedSigner = Arc<std::sync::RwLock<Option<Arc<ReceiptSigner>>>>;
 /// The receipt batch read last, with its tree: an audit reads a batch's receipts one after
 /// another, and each needs a path from the same tree.
@@ -797,7 +801,7 @@ impl ExchangeLog {
             let ok = result.is_ok();
             let done: Completion = Box::new(move |flush_error| {
                 reply(match flush_error {
-                    Some(e) => Err(LogError::Flush(e.to_string())),
+                    Some(e) => Err(LogError::Unwritten(e.clone())),
                     None => result,
                 });
             });
@@ -1482,7 +1486,7 @@ impl Writer {
     }
 
     /// Runs one group of jobs, makes their writes durable, and answers each job.
-    fn write_group(&mut self, store: &Store, group: Vec<Job>) -> Result<(), LogError> {
+    fn write_group(&mut self, store: &Store, group: Vec<Job>) -> Result<(), Arc<LogError>> {
         let mut completions = Vec::with_capacity(group.len());
         let mut failure = None;
         let mut receipts = Vec::new();
@@ -1532,6 +1536,7 @@ impl Writer {
             }
             self.closed.store(true, Ordering::Release);
         }
+        let outcome = outcome.map_err(Arc::new);
         for done in completions {
             done(outcome.as_ref().err());
         }
@@ -1651,15 +1656,13 @@ impl Writer {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| LogError::Job("no key is set to sign receipts".into()))?;
+            .ok_or(LogError::NoSigner)?;
         let leaves: Vec<Digest> = pending
             .iter()
             .map(|p| receipt::leaf_hash(&p.receipt))
             .collect();
         let leaf_bytes = leaves.iter().flat_map(|l| l.0).collect();
-        let signed = signer
-            .sign_batch(leaves)
-            .map_err(|e| LogError::Job(e.to_string()))?;
+        let signed = signer.sign_batch(leaves).map_err(LogError::Signing)?;
         let certificate = signer.certificate();
         let certificate_sha256 = Digest::of(certificate);
         let batch_id = pending[0].sequence;
@@ -2128,7 +2131,7 @@ mod tests {
         let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
         let result: Result<(), LogError> = log.transact_blocking(|t| {
             t.append(sent("a"))?;
-            Err(LogError::Job("refused".into()))
+            Err(LogError::Unsigned)
         });
         assert!(result.is_err());
         assert_eq!(log.head().unwrap().0, 0);
@@ -2217,7 +2220,7 @@ mod tests {
         // EIO: the kernel may have dropped what it could not write; the log stays closed.
         assert!(!LogError::Fsync(io(5)).is_disk_full());
         assert!(!LogError::Storage(sled::Error::Io(io(5))).is_disk_full());
-        assert!(!LogError::Job("signing failed".into()).is_disk_full());
+        assert!(!LogError::NoSigner.is_disk_full());
     }
 
     /// A log whose store ends before its head marker: refused when the marker was written
