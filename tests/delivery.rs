@@ -220,7 +220,7 @@ async fn a_message_the_peer_refuses_for_good_is_marked_failed_and_not_retried() 
     let mut operator = pair.client("idn", "operator");
     let r = operator.send(alert("IDN-FAIL-1"), true).await.unwrap();
     assert_eq!(r.state, pb::DeliveryState::Failed as i32);
-    assert!(r.detail.contains("AlreadyExists"), "{}", r.detail);
+    assert!(r.detail.contains("ALREADY_EXISTS"), "{}", r.detail);
     // Later traffic flows past it, and it is not sent again.
     let ok = operator.send(alert("IDN-FAIL-2"), true).await.unwrap();
     assert_eq!(ok.state, pb::DeliveryState::Delivered as i32);

@@ -28,6 +28,59 @@ const STREAM_BATCH: usize = 256;
 /// How often an idle worker re-agrees with the peer on what it holds (anti-entropy).
 const RESYNC_EVERY: Duration = Duration::from_secs(600);
 
+/// Why a delivery did not settle now: the node retries it later, or marks it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The peer answered with a gRPC status, or the connection failed.
+    #[error("{}: {message}", code_name(*.code))]
+    Peer { code: Code, message: String },
+    /// The peer's answer broke the protocol.
+    #[error("the peer {0}")]
+    Protocol(&'static str),
+    /// A sent message's content is gone from this log.
+    #[error("content of entry {0} is missing")]
+    Missing(u64),
+    /// This node's log.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// The exchange refused the peer's answer (a receipt that does not check out).
+    #[error(transparent)]
+    Exchange(#[from] crate::exchange::error::ExchangeError),
+}
+
+impl From<tonic::Status> for DeliveryError {
+    fn from(status: tonic::Status) -> Self {
+        Self::Peer {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+/// A gRPC status code by its name in the gRPC specification: what a failed delivery's reason
+/// says in the log, never another crate's `Debug` text.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 /// Whether the peer's answer means "this message will never be accepted".
 fn is_permanent(code: Code) -> bool {
     matches!(
@@ -76,7 +129,7 @@ pub async fn run(
         let outcome = if synced {
             match exchange.log().pending(peer) {
                 Ok(plan) => send(&exchange, &mut client, peer, &plan).await.map(|_| ()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(DeliveryError::from(e)),
             }
         } else {
             catch_up(&exchange, &mut client, peer).await
@@ -93,7 +146,7 @@ pub async fn run(
             }
             Err(reason) => {
                 synced = false;
-                tracing::info!(peer = %peer, reason, retry_in_ms = backoff.as_millis() as u64, "delivery deferred");
+                tracing::info!(peer = %peer, reason = %reason, retry_in_ms = backoff.as_millis() as u64, "delivery deferred");
                 let sleep = jitter(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 tokio::select! {
@@ -110,18 +163,16 @@ async fn catch_up(
     exchange: &Exchange,
     client: &mut PeerServiceClient<Channel>,
     peer: CountryCode,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let cursor = client
         .cursor(pb::CursorRequest {})
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .map_err(DeliveryError::from)?
         .into_inner()
         .last_sender_sequence;
     let log = exchange.log();
-    let mut plan = log.pending(peer).map_err(|e| e.to_string())?;
-    let after = log
-        .sent_to(peer, cursor.saturating_add(1), u64::MAX)
-        .map_err(|e| e.to_string())?;
+    let mut plan = log.pending(peer)?;
+    let after = log.sent_to(peer, cursor.saturating_add(1), u64::MAX)?;
     for sequence in &after {
         if !plan.contains(sequence) && log.failure(*sequence).ok().flatten().is_none() {
             tracing::warn!(peer = %peer, sequence, cursor, "peer lacks a message it had receipted; re-sending");
@@ -146,11 +197,8 @@ pub async fn replay(
     peer: CountryCode,
     from: u64,
     until: u64,
-) -> Result<pb::ReplayResponse, String> {
-    let mut plan = exchange
-        .log()
-        .sent_to(peer, from, until)
-        .map_err(|e| e.to_string())?;
+) -> Result<pb::ReplayResponse, DeliveryError> {
+    let mut plan = exchange.log().sent_to(peer, from, until)?;
     skip_redacted(exchange, peer, &mut plan);
     let settled = send(exchange, client, peer, &plan).await?;
     let mut report = pb::ReplayResponse {
@@ -189,7 +237,7 @@ async fn send(
     client: &mut PeerServiceClient<Channel>,
     peer: CountryCode,
     plan: &[u64],
-) -> Result<Vec<Settled>, String> {
+) -> Result<Vec<Settled>, DeliveryError> {
     let mut settled = Vec::with_capacity(plan.len());
     // The previous batch's receipts are still being logged while the next batch is delivered,
     // so neither node waits for the other's flush.
@@ -199,9 +247,8 @@ async fn send(
         for &sequence in batch {
             let envelope = exchange
                 .log()
-                .content(sequence)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("content of entry {sequence} is missing"))?;
+                .content(sequence)?
+                .ok_or(DeliveryError::Missing(sequence))?;
             requests.push(pb::DeliverRequest {
                 envelope,
                 sender_sequence: sequence,
@@ -222,20 +269,20 @@ async fn send(
                 .map(|r| r.into_inner().outcome);
             let result = match outcome {
                 Ok(Some(o)) => settle(exchange, peer, sequence, o).await,
-                Ok(None) => Err("peer answered without an outcome".into()),
+                Ok(None) => Err(DeliveryError::Protocol("answered without an outcome")),
                 Err(status) if is_permanent(status.code()) => {
                     refuse(
                         exchange,
                         peer,
                         sequence,
-                        &format!("{:?}: {}", status.code(), status.message()),
+                        &DeliveryError::from(status).to_string(),
                     )
                     .await
                 }
-                Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+                Err(status) => Err(DeliveryError::from(status)),
             };
             if let Err(e) = &result {
-                exchange.record_failure(sequence, e.clone());
+                exchange.record_failure(sequence, e.to_string());
             }
             settled.push(result?);
             continue;
@@ -243,9 +290,9 @@ async fn send(
         let mut responses = match client.deliver_stream(tokio_stream::iter(requests)).await {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                let e = format!("{:?}: {}", s.code(), s.message());
+                let e = DeliveryError::from(s);
                 for &sequence in batch {
-                    exchange.record_failure(sequence, e.clone());
+                    exchange.record_failure(sequence, e.to_string());
                 }
                 let earlier = settle_all(exchange, previous, &mut settled).await;
                 return Err(earlier.unwrap_or(e));
@@ -259,8 +306,8 @@ async fn send(
                 Ok(Some(pb::DeliverResponse { outcome: Some(o) })) => {
                     settle(exchange, peer, sequence, o)
                 }
-                Ok(_) => failed("the peer's stream ended early".into()),
-                Err(s) => failed(format!("{:?}: {}", s.code(), s.message())),
+                Ok(_) => failed(DeliveryError::Protocol("ended its stream early")),
+                Err(s) => failed(DeliveryError::from(s)),
             };
             settling.push((sequence, started));
         }
@@ -288,13 +335,13 @@ async fn settle_all(
     exchange: &Exchange,
     settling: Vec<(u64, Settling)>,
     settled: &mut Vec<Settled>,
-) -> Option<String> {
+) -> Option<DeliveryError> {
     let mut first_error = None;
     for (sequence, started) in settling {
         match started.await {
             Ok(s) => settled.push(s),
             Err(e) => {
-                exchange.record_failure(sequence, e.clone());
+                exchange.record_failure(sequence, e.to_string());
                 first_error.get_or_insert(e);
             }
         }
@@ -303,9 +350,9 @@ async fn settle_all(
 }
 
 /// One answer being settled: what it resolves to once its log write is durable.
-type Settling = std::pin::Pin<Box<dyn Future<Output = Result<Settled, String>> + Send>>;
+type Settling = std::pin::Pin<Box<dyn Future<Output = Result<Settled, DeliveryError>> + Send>>;
 
-fn failed(reason: String) -> Settling {
+fn failed(reason: DeliveryError) -> Settling {
     Box::pin(std::future::ready(Err(reason)))
 }
 
@@ -317,7 +364,7 @@ fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcom
             let log = exchange.log();
             let earlier = match log.receipt_for(sequence) {
                 Ok(r) => r.and_then(|r| log.content(r).ok().flatten()),
-                Err(e) => return failed(e.to_string()),
+                Err(e) => return failed(e.into()),
             };
             let already_held = earlier.as_ref().is_some_and(|bytes| {
                 pb::SignedReceipt::decode(bytes.as_slice())
@@ -327,7 +374,7 @@ fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcom
             // and let an operator look, rather than record a bad receipt.
             let refused = move |e: crate::exchange::error::ExchangeError| {
                 tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
-                e.to_string()
+                DeliveryError::from(e)
             };
             match exchange.accept_receipt_queued(peer, sequence, receipt) {
                 Ok(written) => Box::pin(async move {
@@ -346,12 +393,15 @@ fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcom
                         &exchange,
                         peer,
                         sequence,
-                        &format!("{code:?}: {}", r.reason),
+                        &format!("{}: {}", code_name(code), r.reason),
                     )
                     .await
                 })
             } else {
-                failed(format!("{code:?}: {}", r.reason))
+                failed(DeliveryError::Peer {
+                    code,
+                    message: r.reason,
+                })
             }
         }
     }
@@ -362,11 +412,10 @@ async fn refuse(
     peer: CountryCode,
     sequence: u64,
     reason: &str,
-) -> Result<Settled, String> {
+) -> Result<Settled, DeliveryError> {
     exchange
         .mark_failed(peer, sequence, format!("refused by {peer}: {reason}"))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(Settled::Refused)
 }
 
