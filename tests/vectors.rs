@@ -242,3 +242,98 @@ fn the_contract_vectors_hold_for_this_implementation() {
     forged.body[0] ^= 1;
     assert!(receipt::verify_signed(receipt::CHECKPOINT_DOMAIN, &forged, &ca, khm, at).is_err());
 }
+
+/// The Merkle code held against an independent implementation of RFC 6962 §2.1 (MTH, PATH
+/// and PROOF) in Python's standard library, for every tree of 1 to 20 leaves: roots,
+/// every inclusion path, and every consistency proof.
+#[test]
+fn merkle_trees_agree_with_an_independent_rfc_6962_implementation() {
+    const SCRIPT: &str = r#"
+import hashlib, json, sys
+def h(b): return hashlib.sha256(b).digest()
+def k(n):
+    p = 1
+    while p * 2 < n: p *= 2
+    return p
+def mth(d):
+    if len(d) == 0: return h(b"")
+    if len(d) == 1: return d[0]
+    s = k(len(d)); return h(b"\x01" + mth(d[:s]) + mth(d[s:]))
+def path(m, d):
+    if len(d) <= 1: return []
+    s = k(len(d))
+    return path(m, d[:s]) + [mth(d[s:])] if m < s else path(m - s, d[s:]) + [mth(d[:s])]
+def subproof(m, d, b):
+    n = len(d)
+    if m == n: return [] if b else [mth(d)]
+    s = k(n)
+    if m <= s: return subproof(m, d[:s], b) + [mth(d[s:])]
+    return subproof(m - s, d[s:], False) + [mth(d[:s])]
+out = []
+for n in range(1, 21):
+    d = [h(bytes([0, i])) for i in range(n)]
+    out.append({
+        "leaves": [x.hex() for x in d],
+        "root": mth(d).hex(),
+        "paths": [[x.hex() for x in path(m, d)] for m in range(n)],
+        "proofs": [[x.hex() for x in subproof(m, d, True)] for m in range(1, n)],
+    })
+json.dump(out, sys.stdout)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .output()
+        .expect("python3 runs the independent implementation");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trees: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = |v: &Value| Digest(unhex(v.as_str().unwrap()).try_into().unwrap());
+    let mut checked = 0;
+    for tree in trees.as_array().unwrap() {
+        let leaves: Vec<Digest> = tree["leaves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(digest)
+            .collect();
+        let root = merkle::root(&leaves);
+        assert_eq!(root, digest(&tree["root"]), "root of {}", leaves.len());
+        for (m, expected) in tree["paths"].as_array().unwrap().iter().enumerate() {
+            let expected: Vec<Digest> = expected.as_array().unwrap().iter().map(digest).collect();
+            assert_eq!(
+                merkle::inclusion_proof(m, &leaves),
+                expected,
+                "path {m} of {}",
+                leaves.len()
+            );
+            let n = leaves.len() as u64;
+            assert_eq!(
+                merkle::root_from_inclusion(m as u64, n, leaves[m], &expected),
+                Some(root)
+            );
+            checked += 1;
+        }
+        for (i, expected) in tree["proofs"].as_array().unwrap().iter().enumerate() {
+            let old = i + 1;
+            let expected: Vec<Digest> = expected.as_array().unwrap().iter().map(digest).collect();
+            assert_eq!(
+                merkle::consistency_proof(old, &leaves),
+                expected,
+                "proof {old} of {}",
+                leaves.len()
+            );
+            assert!(merkle::verify_consistency(
+                old as u64,
+                leaves.len() as u64,
+                merkle::root(&leaves[..old]),
+                root,
+                &expected
+            ));
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "checked {checked}");
+}
