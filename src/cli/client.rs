@@ -548,36 +548,116 @@ pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
     if records.is_empty() {
         return "no statistics reports\n".into();
     }
-    let mut out = format!(
-        "{:<24} {:>4}  {:<40} {:<20} {:>9}  {}\n",
-        "period", "rev", "message id", "recorded", "counters", "state"
-    );
-    for r in records {
-        let report = r.report.clone().unwrap_or_default();
-        let period = report
-            .period
-            .as_ref()
-            .map(crate::domain::kinds::period_label)
-            .unwrap_or_default();
-        let findings = r
-            .reconciliation
-            .as_ref()
-            .map(|rec| rec.lines.iter().filter(|l| !l.agrees).count());
-        let state = match (r.superseded, findings) {
-            (true, _) => "superseded".to_owned(),
-            (false, Some(0)) => "current, reconciled".to_owned(),
-            (false, Some(n)) => format!("current, {n} reconciliation findings"),
-            (false, None) => "current".to_owned(),
-        };
-        out.push_str(&format!(
-            "{:<24} {:>4}  {:<40} {:<20} {:>9}  {}\n",
-            period,
-            report.revision,
-            r.message_id,
-            crate::domain::model::format_micros(r.recorded_at_micros),
-            report.counters.len(),
-            state
-        ));
+    let rows: Vec<[String; 6]> = records
+        .iter()
+        .map(|r| {
+            let report = r.report.clone().unwrap_or_default();
+            let period = report
+                .period
+                .as_ref()
+                .map(crate::domain::kinds::period_label)
+                .unwrap_or_default();
+            let findings = r
+                .reconciliation
+                .as_ref()
+                .map(|rec| rec.lines.iter().filter(|l| !l.agrees).count());
+            let state = match (r.superseded, findings) {
+                (true, _) => "superseded".to_owned(),
+                (false, Some(0)) => "current, reconciled".to_owned(),
+                (false, Some(n)) => format!("current, {n} reconciliation findings"),
+                (false, None) => "current".to_owned(),
+            };
+            // To the second, so that every row's time has the same width.
+            let recorded = crate::domain::model::format_instant(crate::domain::model::from_micros(
+                r.recorded_at_micros,
+            ));
+            [
+                period,
+                report.revision.to_string(),
+                r.message_id.clone(),
+                recorded,
+                report.counters.len().to_string(),
+                state,
+            ]
+        })
+        .collect();
+    let header = [
+        "period",
+        "rev",
+        "message id",
+        "recorded",
+        "counters",
+        "state",
+    ];
+    // Columns as wide as their widest cell, counted in characters.
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: [&str; 6]| {
+        format!(
+            "{:<w0$}  {:>w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4],
+        )
+    };
+    let mut out = line(header);
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row's columns start where the header's do, whatever the length of the message
+    /// id or of the recorded time's fraction.
+    #[test]
+    fn the_statistics_history_keeps_its_columns() {
+        let record = |id: &str, micros: i64| pb::StatisticsRecord {
+            message_id: id.into(),
+            recorded_at_micros: micros,
+            report: Some(pb::StatisticsReport {
+                period: Some(pb::Period {
+                    start_date: "2025-04-01".into(),
+                    end_date: "2025-04-30".into(),
+                }),
+                revision: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = statistics_history(&[
+            record("IDN-STATS-2025-04-01-2025-04-30-R1", 1_764_590_400_000_000),
+            record(
+                "IDN-STATS-2025-04-01-2025-04-30-KHM-AND-A-LONGER-NAME-R12",
+                1_764_590_400_123_456,
+            ),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        let column = |line: &str, word: &str| line.find(word);
+        let recorded_at = column(lines[0], "recorded").unwrap();
+        for line in &lines[1..] {
+            assert_eq!(column(line, "2025-12-01T"), Some(recorded_at), "{text}");
+        }
+        let state_at = column(lines[0], "state").unwrap();
+        for line in &lines[1..] {
+            assert_eq!(column(line, "current"), Some(state_at), "{text}");
+        }
+    }
 }
