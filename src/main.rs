@@ -19,7 +19,9 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         // `focalpoint log | head -1`: the reader has what it wanted.
-        Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if commands::is_broken_pipe(&e) => {
+            ExitCode::from(focalpoint::cli::output::READER_GONE)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(commands::exit_code(&e))

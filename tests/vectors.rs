@@ -37,6 +37,15 @@ fn khm_signer() -> ReceiptSigner {
     ReceiptSigner::new(&cert[0], &key).unwrap()
 }
 
+/// An instant inside the example certificates' validity: a day after the KHM node
+/// certificate's start, so that vectors written again after the PKI is renewed still verify.
+fn signed_at() -> String {
+    let cert = x509::load_certs(&repo().join("certs-example/khm/node.pem")).unwrap();
+    let (not_before, _) = x509::validity_of(&cert[0]).unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp(not_before + 86_400).unwrap();
+    focalpoint::domain::model::format_instant(at)
+}
+
 fn receipt(i: u64) -> pb::Receipt {
     pb::Receipt {
         message_id: format!("IDN-20250430-ALERT-{i:04}"),
@@ -45,13 +54,15 @@ fn receipt(i: u64) -> pb::Receipt {
         receiver: "KHM".into(),
         log_sequence: 40 + i,
         entry_hash: Digest::of(format!("entry {i}").as_bytes()).0.to_vec(),
-        stored_at: "2026-12-01T12:00:00Z".into(),
+        stored_at: signed_at(),
     }
 }
 
 fn write() -> Value {
     let signer = khm_signer();
     // Entry hashes: SHA-256(0x00 || the LogEntry's encoding).
+    // A chain of three: the first names 32 zero bytes as the hash before it.
+    let mut previous = focalpoint::log::GENESIS;
     let entries: Vec<Value> = (1..=3u64)
         .map(|sequence| {
             let entry = pb::LogEntry {
@@ -60,10 +71,13 @@ fn write() -> Value {
                 peer: "KHM".into(),
                 message_id: format!("IDN-{sequence}"),
                 content_sha256: Digest::of(&sequence.to_be_bytes()).0.to_vec(),
+                previous_hash: previous.0.to_vec(),
                 ..Default::default()
             };
             let bytes = entry.encode_to_vec();
-            json!({"entry": hex(&bytes), "hash": hex(&focalpoint::log::entry_hash(&bytes).0)})
+            let hash = focalpoint::log::entry_hash(&bytes);
+            previous = hash;
+            json!({"entry": hex(&bytes), "hash": hex(&hash.0)})
         })
         .collect();
     // Merkle roots over 1 to 7 leaves (RFC 6962 MTH over already hashed leaves).
@@ -116,10 +130,21 @@ fn write() -> Value {
         origin: "KHM".into(),
         size: 7,
         root_hash: merkle::root(&leaves).0.to_vec(),
-        created_at: "2026-12-01T12:00:00Z".into(),
+        created_at: signed_at(),
     };
     let signed = signer
         .sign_body(receipt::CHECKPOINT_DOMAIN, checkpoint.encode_to_vec())
+        .unwrap();
+    // KHM's cosignature of an IDN checkpoint of the same tree.
+    let cosignature = pb::Cosignature {
+        origin: "IDN".into(),
+        size: 7,
+        root_hash: merkle::root(&leaves).0.to_vec(),
+        witness: "KHM".into(),
+        witnessed_at: signed_at(),
+    };
+    let cosigned = signer
+        .sign_body(receipt::COSIGNATURE_DOMAIN, cosignature.encode_to_vec())
         .unwrap();
     json!({
         "about": "focalpoint contract test vectors: see SIGNATURES.md beside this file. Bytes are hex. Signatures verify with signer_certificate, which chains to ca_certificate.",
@@ -136,6 +161,12 @@ fn write() -> Value {
             "signature_scheme": signed.signature_scheme,
             "signature": hex(&signed.signature),
         },
+        "cosignature": {
+            "body": hex(&cosigned.body),
+            "signed_message": hex(&[receipt::COSIGNATURE_DOMAIN, &cosigned.body].concat()),
+            "signature_scheme": cosigned.signature_scheme,
+            "signature": hex(&cosigned.signature),
+        },
     })
 }
 
@@ -146,6 +177,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 #[test]
 fn the_contract_vectors_hold_for_this_implementation() {
     if std::env::var_os("FOCALPOINT_WRITE_VECTORS").is_some() {
+        // Written afresh, then checked below like the committed ones.
         let text = serde_json::to_string_pretty(&write()).unwrap();
         std::fs::write(path(), text + "\n").unwrap();
     }
@@ -159,7 +191,11 @@ fn the_contract_vectors_hold_for_this_implementation() {
 
     let entries = v["entry_hashes"].as_array().unwrap();
     assert!(!entries.is_empty());
+    let mut previous = focalpoint::log::GENESIS;
     for e in entries {
+        let entry = pb::LogEntry::decode(unhex(s(e, "entry")).as_slice()).unwrap();
+        assert_eq!(entry.previous_hash, previous.0.to_vec(), "a chain");
+        previous = Digest(unhex(s(e, "hash")).try_into().unwrap());
         let hash = focalpoint::log::entry_hash(&unhex(s(e, "entry")));
         assert_eq!(hex(&hash.0), s(e, "hash"));
         let mut prefixed = vec![0u8];
@@ -237,6 +273,23 @@ fn the_contract_vectors_hold_for_this_implementation() {
     };
     let at = focalpoint::domain::model::parse_instant(&checkpoint.created_at).unwrap();
     receipt::verify_signed(receipt::CHECKPOINT_DOMAIN, &signed, &ca, khm, at).unwrap();
+    let co = &v["cosignature"];
+    let body = unhex(s(co, "body"));
+    let cosignature = pb::Cosignature::decode(body.as_slice()).unwrap();
+    assert_eq!(
+        (cosignature.origin.as_str(), cosignature.witness.as_str()),
+        ("IDN", "KHM")
+    );
+    let message = [receipt::COSIGNATURE_DOMAIN, &body].concat();
+    assert_eq!(hex(&message), s(co, "signed_message"));
+    let cosigned = pb::Signed {
+        body,
+        signature_scheme: s(co, "signature_scheme").into(),
+        signature: unhex(s(co, "signature")),
+        signer_certificate: unhex(s(&v, "signer_certificate")),
+    };
+    let witnessed = focalpoint::domain::model::parse_instant(&cosignature.witnessed_at).unwrap();
+    receipt::verify_signed(receipt::COSIGNATURE_DOMAIN, &cosigned, &ca, khm, witnessed).unwrap();
     // A changed byte anywhere in the signed message does not verify.
     let mut forged = signed.clone();
     forged.body[0] ^= 1;

@@ -309,7 +309,23 @@ impl OfflineLog {
                 ..crate::log::LogOptions::default()
             },
         )
-        .map_err(|e| anyhow::Error::new(e).context(Unopened))?;
+        .map_err(|e| {
+            use crate::log::LogError;
+            // A log that is there but damaged is a failed audit; only one that cannot be
+            // reached at all is "cannot open".
+            let damaged = matches!(
+                e,
+                LogError::CorruptFile { .. }
+                    | LogError::Truncated { .. }
+                    | LogError::Rewritten { .. }
+                    | LogError::Corrupt { .. }
+            );
+            if damaged {
+                anyhow::Error::new(e)
+            } else {
+                anyhow::Error::new(e).context(Unopened)
+            }
+        })?;
         Ok(log)
     }
 }
@@ -523,12 +539,13 @@ pub fn init_tracing(command: &Command) {
     }
 }
 
-/// Whether `e` is stdout's reader having gone away: the command then ends quietly.
+/// Whether `e` is the command's own stdout losing its reader: the command then ends as a
+/// filter does, with [`crate::cli::output::READER_GONE`] and nothing said.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .downcast_ref::<crate::cli::output::Stdout>()
+            .is_some_and(crate::cli::output::Stdout::reader_gone)
     })
 }
 
@@ -659,20 +676,24 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             )?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             use std::io::Write as _;
-            match format {
-                ExportFormat::Jsonl => {
-                    for r in &records {
-                        writeln!(out, "{}", serde_json::to_string(r)?)?;
+            let written = (|| -> std::io::Result<()> {
+                match format {
+                    ExportFormat::Jsonl => {
+                        for r in &records {
+                            let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+                            writeln!(out, "{line}")?;
+                        }
+                    }
+                    ExportFormat::Csv => {
+                        writeln!(out, "{}", crate::exchange::audit::CSV_HEADER)?;
+                        for r in &records {
+                            writeln!(out, "{}", crate::exchange::audit::csv_line(r))?;
+                        }
                     }
                 }
-                ExportFormat::Csv => {
-                    writeln!(out, "{}", crate::exchange::audit::CSV_HEADER)?;
-                    for r in &records {
-                        writeln!(out, "{}", crate::exchange::audit::csv_line(r))?;
-                    }
-                }
-            }
-            out.flush()?;
+                out.flush()
+            })();
+            written.map_err(crate::cli::output::Stdout)?;
             Ok(())
         }
         Command::Audit {

@@ -483,6 +483,26 @@ fn check_signature(
     let provider = rustls::crypto::ring::default_provider();
     let algorithms = provider.signature_verification_algorithms;
     if known.is_none() {
+        // webpki takes a trust anchor as it is; the contract holds the issuing CA to its
+        // dates too.
+        let issuer_valid = x509_parser::parse_x509_certificate(certificate)
+            .ok()
+            .is_some_and(|(_, leaf)| {
+                anchors.iter().any(|anchor| {
+                    x509_parser::parse_x509_certificate(anchor.as_ref())
+                        .ok()
+                        .is_some_and(|(_, ca)| {
+                            ca.subject() == leaf.issuer()
+                                && ca.validity().not_before.timestamp() <= at.unix_timestamp()
+                                && at.unix_timestamp() <= ca.validity().not_after.timestamp()
+                        })
+                })
+            });
+        if !issuer_valid {
+            return Err(ReceiptError::Certificate(
+                "no CA that issued it was valid when this was signed".into(),
+            ));
+        }
         let trust_anchors = anchors
             .iter()
             .map(|a| webpki::anchor_from_trusted_cert(a).map(|t| t.to_owned()))

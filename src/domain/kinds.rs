@@ -31,8 +31,8 @@ pub enum MessageName {
     /// A case response.
     #[serde(rename = "response")]
     Response,
-    /// No message (an entry about something else).
-    #[serde(rename = "-")]
+    /// No message (an entry about something else), or a kind this build does not know.
+    #[serde(rename = "-", other)]
     None,
 }
 
@@ -88,8 +88,8 @@ pub enum EntryName {
     Reconciled,
     /// Content removed under the retention policy.
     Redacted,
-    /// No known kind.
-    #[serde(rename = "?")]
+    /// No known kind, or one this build does not know (a newer peer's export).
+    #[serde(rename = "?", other)]
     Unknown,
 }
 
@@ -211,6 +211,36 @@ mod tests {
         }
         let parsed: EntryName = serde_json::from_str("\"received\"").unwrap();
         assert_eq!(parsed, EntryName::Received);
+        // The export's wire, literally, as the other country's exports write it.
+        let wire = [
+            (pb::EntryKind::MessageSent, "sent"),
+            (pb::EntryKind::MessageReceived, "received"),
+            (pb::EntryKind::ReceiptReceived, "receipt"),
+            (pb::EntryKind::Refusal, "refusal"),
+            (pb::EntryKind::DeliveryFailed, "failed"),
+            (pb::EntryKind::CheckpointCosigned, "cosigned"),
+            (pb::EntryKind::CheckpointWitnessed, "witnessed"),
+            (pb::EntryKind::Reconciliation, "reconciled"),
+            (pb::EntryKind::Redaction, "redacted"),
+        ];
+        for (kind, text) in wire {
+            let parsed: EntryName = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(parsed, EntryName::of(kind as i32), "{text}");
+        }
+        for (kind, text) in [
+            (pb::MessageKind::TravellerAlert, "alert"),
+            (pb::MessageKind::DocumentFraudNotice, "fraud"),
+            (pb::MessageKind::StatisticsReport, "stats"),
+            (pb::MessageKind::CaseResponse, "response"),
+        ] {
+            let parsed: MessageName = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(parsed, MessageName::of(kind as i32), "{text}");
+        }
+        // A kind a newer build writes is read, as unknown, rather than failing the export.
+        let newer: EntryName = serde_json::from_str("\"case_closed\"").unwrap();
+        assert_eq!(newer, EntryName::Unknown);
+        let newer: MessageName = serde_json::from_str("\"hit_report\"").unwrap();
+        assert_eq!(newer, MessageName::None);
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub async fn prepare(
         Ok((merkle::root(&leaves), proof))
     })
     .await
-    .map_err(|e| ExchangeError::BadRequest(format!("checkpoint stopped: {e}")))??;
+    .map_err(|e| ExchangeError::internal("preparing the checkpoint", e))??;
     let checkpoint = pb::Checkpoint {
         origin: exchange.country().to_string(),
         size,

@@ -154,7 +154,9 @@ impl LogError {
             ) || matches!(e.raw_os_error(), Some(28 | 122))
         };
         match self {
-            Self::Storage(sled::Error::Io(e)) | Self::Fsync(e) => full(e),
+            // Never after an fsync of our own failed, whatever it said: the kernel may then
+            // have dropped pages it could not write.
+            Self::Storage(sled::Error::Io(e)) => full(e),
             _ => false,
         }
     }
@@ -2216,7 +2218,9 @@ mod tests {
     fn only_a_full_disk_is_waited_out() {
         let io = |code| std::io::Error::from_raw_os_error(code);
         assert!(LogError::Storage(sled::Error::Io(io(28))).is_disk_full());
-        assert!(LogError::Fsync(io(122)).is_disk_full());
+        assert!(LogError::Storage(sled::Error::Io(io(122))).is_disk_full());
+        // Even "no space" from an fsync keeps the log closed.
+        assert!(!LogError::Fsync(io(28)).is_disk_full());
         // EIO: the kernel may have dropped what it could not write; the log stays closed.
         assert!(!LogError::Fsync(io(5)).is_disk_full());
         assert!(!LogError::Storage(sled::Error::Io(io(5))).is_disk_full());

@@ -90,12 +90,18 @@ impl Throttle {
                 s.suppressed += 1;
                 return None;
             }
-            let suppressed = s.suppressed;
+            let mut suppressed = s.suppressed;
             *s = Seen {
                 logged_at: now,
                 suppressed: 0,
             };
             budget.logged += 1;
+            // Lines left out over the reason's budget, from addresses it had no room for.
+            if address.is_some()
+                && let Some(over) = seen.get_mut(&(reason, None))
+            {
+                suppressed += std::mem::take(&mut over.suppressed);
+            }
             return Some(suppressed);
         }
         if spent {
@@ -109,6 +115,13 @@ impl Throttle {
             return None;
         }
         budget.logged += 1;
+        // Lines left out over the reason's budget, from addresses it had no room for.
+        let over = match address {
+            Some(_) => seen
+                .get_mut(&(reason, None))
+                .map_or(0, |over| std::mem::take(&mut over.suppressed)),
+            None => 0,
+        };
         if seen.len() >= REMEMBERED {
             seen.retain(|_, s| now.duration_since(s.logged_at) < EVERY);
             if seen.len() >= REMEMBERED {
@@ -122,7 +135,7 @@ impl Throttle {
                 suppressed: 0,
             },
         );
-        Some(0)
+        Some(over)
     }
 }
 
@@ -160,6 +173,10 @@ mod tests {
             logged += u32::from(throttle.admit_at("timeout", Some(address), at).is_some());
         }
         assert_eq!(logged, PER_REASON, "lines in the first second");
+        // The next line reports what the budget left out, from every address.
+        let later = start + Duration::from_secs(2);
+        let reported = throttle.admit_at("timeout", Some(IpAddr::from([192, 0, 2, 1])), later);
+        assert!(reported.is_some_and(|n| n > 0), "{reported:?}");
         let held = throttle.seen.lock().unwrap().len();
         assert!(held <= REMEMBERED, "{held} addresses remembered");
     }
