@@ -118,4 +118,31 @@ async fn a_reader_that_goes_away_early_ends_the_command_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     // As a filter killed by SIGPIPE reports it: the shell's `$?` is 141.
     assert_eq!(out.status.code(), Some(141), "{stderr}");
+
+    // --json is honoured where it applies, and refused where it cannot.
+    let rebuilt = focalpoint(&[
+        "replay",
+        "--rebuild",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(rebuilt.status.code(), Some(0), "{rebuilt:?}");
+    let report: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    assert!(
+        report["entries_verified"].as_u64().unwrap() >= 120,
+        "{report}"
+    );
+    let client = dir.path().join("idn/operator.toml");
+    let export = focalpoint(&[
+        "stats",
+        "export",
+        "--json",
+        "--config",
+        client.to_str().unwrap(),
+        "--peer",
+        "KHM",
+    ]);
+    assert_eq!(export.status.code(), Some(64), "{export:?}");
+    assert!(String::from_utf8_lossy(&export.stderr).contains("--json does not apply"));
 }

@@ -765,7 +765,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay {
-            config, data_dir, ..
+            config,
+            data_dir,
+            json,
+            ..
         } => {
             let config = NodeConfig::load(&config)?;
             let dir = data_dir
@@ -777,10 +780,21 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .verify()
                 .context("the log does not verify; views not rebuilt")?;
             let replayed = log.rebuild_views()?;
-            outln!(
-                "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
-                dir.display()
-            );
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "data_dir": dir.display().to_string(),
+                        "entries_verified": checked,
+                        "entries_replayed": replayed,
+                    })
+                );
+            } else {
+                outln!(
+                    "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
+                    dir.display()
+                );
+            }
             Ok(())
         }
         Command::Compact {
@@ -1106,6 +1120,13 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
             query,
             all_revisions,
         } => {
+            if query.client.json {
+                return Err(Usage(
+                    "stats export writes CSV; --json does not apply (stats history --json gives JSON)"
+                        .into(),
+                )
+                .into());
+            }
             let r = statistics(&query).await?;
             let chosen: Vec<&pb::StatisticsRecord> = if all_revisions {
                 r.reports.iter().collect()
@@ -1140,11 +1161,23 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
             std::fs::write(&out, render::chart_svg(&counter, &series))
                 .with_context(|| format!("writing {}", out.display()))?;
             let points: usize = series.iter().map(|s| s.points.len()).sum();
-            outln!(
-                "{counter}: {points} points over {} countries written to {}",
-                series.len(),
-                out.display()
-            );
+            if client.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "counter": counter,
+                        "points": points,
+                        "countries": series.len(),
+                        "out": out.display().to_string(),
+                    })
+                );
+            } else {
+                outln!(
+                    "{counter}: {points} points over {} countries written to {}",
+                    series.len(),
+                    out.display()
+                );
+            }
         }
         StatsCommand::Reconcile {
             client,
