@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::exchange::metrics::{Gauges, Metrics};
@@ -29,45 +28,38 @@ pub fn handshake_reason(error: &str) -> &'static str {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` completes; `gauges` is read per scrape.
+/// Serves `GET /metrics` over HTTP/1.1 (axum) on `listener` until `stop` completes; `gauges` is read per scrape.
 pub async fn serve(
     listener: TcpListener,
     metrics: std::sync::Arc<Metrics>,
     gauges: impl Fn() -> Gauges + Send + Sync + 'static,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let gauges = std::sync::Arc::new(gauges);
-    tokio::pin!(stop);
-    loop {
-        let (mut stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
-            () = &mut stop => return,
-        };
-        let metrics = metrics.clone();
-        let gauges = gauges.clone();
-        tokio::spawn(async move {
-            let mut request = vec![0u8; 4096];
-            let read =
-                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request))
-                    .await;
-            let Ok(Ok(n)) = read else { return };
-            let head = String::from_utf8_lossy(&request[..n]);
-            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
-                let body = metrics.render(&gauges());
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    .to_owned()
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+    let scrape = move || {
+        let (metrics, gauges) = (metrics.clone(), gauges.clone());
+        async move {
+            // The gauges read the log: off the runtime's threads.
+            let body = tokio::task::spawn_blocking(move || metrics.render(&gauges()))
+                .await
+                .unwrap_or_default();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                body,
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape.clone()))
+        .route("/", axum::routing::get(scrape));
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::warn!(error = %e, "metrics listener stopped");
     }
 }
 
