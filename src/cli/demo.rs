@@ -266,21 +266,16 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The nightly sync, twice: IDN pushes this month's figures, the second push changes nothing,
-/// and KHM shows how the counts IDN attached compare with its own log.
+/// The nightly sync, twice: IDN pushes April 2025's figures for April 2025, the second push
+/// changes nothing, and KHM shows how the counts IDN attached compare with its own log.
 async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> anyhow::Result<()> {
     let file = "examples/idn/figures-2025-04.csv";
     let figures = crate::cli::figures::parse_figures(
         file,
         include_str!("../../examples/idn/figures-2025-04.csv"),
     )?;
-    let today = time::OffsetDateTime::now_utc().date();
-    let period = crate::domain::kinds::parse_period(&format!(
-        "{:04}-{:02}",
-        today.year(),
-        today.month() as u8
-    ))
-    .map_err(|e| anyhow::anyhow!(e))?;
+    // The figures are April 2025's, and are pushed for April 2025.
+    let period = crate::domain::kinds::parse_period("2025-04").map_err(|e| anyhow::anyhow!(e))?;
     let mut sync = OperatorClient::new(&example_client(dir, "idn", "sync", idn))?;
     outln!("\n== statistics sync ==");
     for run in ["first run", "re-run"] {
