@@ -173,16 +173,34 @@ fn parse_csv(path: &str, text: &str) -> Result<Figures, FiguresError> {
         name: CSV_COLUMNS.get(column - 1).copied().unwrap_or("extra"),
         reason,
     };
-    let mut rows = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    if let Some((line, column)) = unclosed_quote(text) {
+        return Err(cell(line, column, "a quote is not closed".into()));
+    }
+    // RFC 4180, read by the csv crate: a quoted value may hold commas, quotes (doubled) and
+    // line breaks. Lines starting with `#` are comments; blank lines are skipped.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            cell(line, 1, format!("not CSV: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let fields: Vec<String> = record.iter().map(str::to_owned).collect();
+        if fields.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        rows.push((line, fields));
+    }
+    let mut rows = rows.into_iter();
     let (line, header) = rows.next().ok_or_else(|| FiguresError::File {
         path: path.to_owned(),
         reason: "is empty: the first line must be the header counter,location,value".into(),
     })?;
-    let header = split_csv(header).map_err(|(column, reason)| cell(line, column, reason))?;
     for (i, want) in CSV_COLUMNS.iter().enumerate() {
         match header.get(i) {
             Some(h) if h.trim().eq_ignore_ascii_case(want) => {}
@@ -211,8 +229,7 @@ fn parse_csv(path: &str, text: &str) -> Result<Figures, FiguresError> {
     let mut order: Vec<String> = Vec::new();
     let mut totals: BTreeMap<String, (u64, usize)> = BTreeMap::new();
     let mut parts: BTreeMap<String, Vec<(String, u64, usize)>> = BTreeMap::new();
-    for (line, row) in rows {
-        let fields = split_csv(row).map_err(|(column, reason)| cell(line, column, reason))?;
+    for (line, fields) in rows {
         if fields.len() != 3 {
             return Err(cell(
                 line,
@@ -303,42 +320,39 @@ fn parse_csv(path: &str, text: &str) -> Result<Figures, FiguresError> {
 }
 
 /// Splits one CSV row (RFC 4180 quoting); the error carries the 1-based column.
-fn split_csv(row: &str) -> Result<Vec<String>, (usize, String)> {
-    let mut fields = vec![String::new()];
-    let mut chars = row.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        let field = fields.last_mut().expect("one field at least");
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
+/// Where a quote opens that nothing closes (its line and column), which RFC 4180 would read
+/// to the end of the file: named instead, as an operator would want to hear it.
+fn unclosed_quote(text: &str) -> Option<(usize, usize)> {
+    let mut open: Option<(usize, usize)> = None;
+    let mut previous_was_quote_in_field = false;
+    for (i, line) in text.lines().enumerate() {
+        if open.is_none() && line.starts_with('#') {
+            continue;
+        }
+        let mut column = 1;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (open.is_some(), c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                }
+                (true, '"') => {
+                    open = None;
+                    previous_was_quote_in_field = true;
+                }
+                (false, '"') if !previous_was_quote_in_field => open = Some((i + 1, column)),
+                (false, ',') => {
+                    column += 1;
+                    previous_was_quote_in_field = false;
+                }
+                _ => {}
             }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.trim().is_empty() && !was_quoted => {
-                field.clear();
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, '"') => {
-                return Err((fields.len(), "a quote inside an unquoted value".into()));
-            }
-            (false, ',') => {
-                fields.push(String::new());
-                was_quoted = false;
-            }
-            (false, c) if was_quoted && !c.is_whitespace() => {
-                return Err((fields.len(), "text after a closing quote".into()));
-            }
-            (false, c) => field.push(c),
+        }
+        if open.is_none() {
+            previous_was_quote_in_field = false;
         }
     }
-    if quoted {
-        return Err((fields.len(), "a quote is not closed".into()));
-    }
-    Ok(fields)
+    open
 }
 
 #[cfg(test)]
@@ -371,6 +385,34 @@ mod tests {
             "a counter without a total sums its locations"
         );
         assert_eq!(f.counters[1].breakdown[0].location, "Phnom Penh, office 2");
+    }
+
+    #[test]
+    fn a_quoted_value_may_hold_commas_quotes_and_line_breaks() {
+        let text = "counter,location,value\n\
+                    # a comment\n\
+                    residents,\"Soekarno-Hatta, Terminal 3\n(departures)\",4\n\
+                    residents,\"the \"\"new\"\" port\",5\n\
+                    \n\
+                    residents,,9\n";
+        let figures = parse_csv("f.csv", text).unwrap();
+        let counter = &figures.counters[0];
+        assert_eq!(counter.value, 9);
+        let locations: Vec<&str> = counter
+            .breakdown
+            .iter()
+            .map(|b| b.location.as_str())
+            .collect();
+        assert_eq!(
+            locations,
+            [
+                "Soekarno-Hatta, Terminal 3\n(departures)",
+                "the \"new\" port"
+            ]
+        );
+        // A line after a multi-line value is still named by its own number.
+        let (line, _, _) = csv_error(&format!("{text}repatriations,,x\n"));
+        assert_eq!(line, 8);
     }
 
     #[test]
