@@ -494,7 +494,35 @@ pub fn show_text(r: &pb::ShowResponse) -> String {
 
 /// JSON for scripts.
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    let mut json = match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(e) => return format!("{{\"error\": \"{e}\"}}"),
+    };
+    digests_as_hex(&mut json);
+    serde_json::to_string_pretty(&json).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Digests in hex, as the text output and exports show them, where the proto3 JSON mapping
+/// writes bytes in base64: every field named `…sha256` or `…hash` holding 32 bytes.
+fn digests_as_hex(json: &mut serde_json::Value) {
+    use base64::Engine as _;
+    match json {
+        serde_json::Value::Object(fields) => {
+            for (name, value) in fields.iter_mut() {
+                let digest_name = name.ends_with("sha256") || name.ends_with("hash");
+                if let (true, serde_json::Value::String(text)) = (digest_name, &*value)
+                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text)
+                    && bytes.len() == 32
+                {
+                    *value = serde_json::Value::String(crate::domain::model::hex(&bytes));
+                    continue;
+                }
+                digests_as_hex(value);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(digests_as_hex),
+        _ => {}
+    }
 }
 
 /// A statistics push for people: the revision, whether anything changed, and where delivery
@@ -659,5 +687,23 @@ mod tests {
         for line in &lines[1..] {
             assert_eq!(column(line, "current"), Some(state_at), "{text}");
         }
+    }
+
+    #[test]
+    fn digests_in_json_output_are_hex() {
+        let entry = pb::LogEntry {
+            sequence: 1,
+            content_sha256: vec![0xab; 32],
+            previous_hash: vec![0; 32],
+            ..Default::default()
+        };
+        let json = to_json(&pb::EntryView {
+            entry: Some(entry),
+            entry_hash: vec![0x5a; 32],
+        });
+        assert!(json.contains(&"ab".repeat(32)), "{json}");
+        assert!(json.contains(&"5a".repeat(32)), "{json}");
+        assert!(json.contains(&"00".repeat(32)), "{json}");
+        assert!(!json.contains("qqqq"), "base64 left in {json}");
     }
 }
