@@ -289,8 +289,7 @@ fn serve_with_descriptors(
     descriptors: u32,
     log: &std::path::Path,
 ) -> (std::process::Child, String, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new("sh")
+    let child = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_focalpoint"))
@@ -303,17 +302,7 @@ fn serve_with_descriptors(
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-            .to_owned()
-    };
-    (child, field("peer="), field("operator="))
+    ready(child)
 }
 
 /// Raises this process's soft limit on open files to its hard limit; returns the limit.

@@ -61,9 +61,32 @@ async fn both_listeners_report_health_to_authenticated_callers() {
     pair.stop().await;
 }
 
+/// The services a listener lists through reflection `v1`.
+async fn services_v1(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1;
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("not a service list");
+    };
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
 #[tokio::test]
 async fn reflection_lists_the_services_in_v1_and_v1alpha() {
-    use tonic_reflection::pb::{v1, v1alpha};
+    use tonic_reflection::pb::v1alpha;
     let pair = start_pair().await;
     let operator = channel(
         "idn",
@@ -99,24 +122,7 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
         "{names:?}"
     );
 
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(operator)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = stream.message().await.unwrap().unwrap();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        response.message_response
-    else {
-        panic!("not a service list");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = services_v1(operator).await;
     assert!(
         names.contains(&"focalpoint.v1.OperatorService".to_owned()),
         "{names:?}"
@@ -128,24 +134,7 @@ async fn reflection_lists_the_services_in_v1_and_v1alpha() {
 
     // The peer listener lists its own service and not the operator plane's.
     let peer = channel("khm", pair.khm.peer_address, example_cert("idn", "node"));
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(peer)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = stream.message().await.unwrap().unwrap();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        response.message_response
-    else {
-        panic!("not a service list");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = services_v1(peer).await;
     assert!(
         names.contains(&"focalpoint.v1.PeerService".to_owned()),
         "{names:?}"

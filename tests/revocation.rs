@@ -40,6 +40,19 @@ fn throwaway(dir: &Path, country: &str) -> std::path::PathBuf {
     path
 }
 
+/// IDN's log audited offline with KHM's revocation list at `list`.
+fn audit_with_peer_list(
+    idn_config: &focalpoint::node::config::NodeConfig,
+    list: &Path,
+) -> Result<audit::AuditReport, focalpoint::log::VerifyError> {
+    let mut config = idn_config.clone();
+    config.peers[0].crl = Some(list.to_owned());
+    let trust = config.audit_trust().unwrap();
+    let data = config.data_dir.clone().unwrap();
+    let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+    audit::verify(&log, &trust)
+}
+
 async fn operator_answers(
     dir: &Path,
     node: &focalpoint::node::server::RunningNode,
@@ -137,14 +150,7 @@ async fn a_receipt_stands_if_it_was_signed_before_its_signer_was_revoked() {
     with_ca_keys(dir.path());
     let khm_ca = dir.path().join("khm");
     let (idn_config, _) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
-    let idn_data = idn_config.data_dir.clone().unwrap();
-    let audit_with = |list: &Path| {
-        let mut config = idn_config.clone();
-        config.peers[0].crl = Some(list.to_owned());
-        let trust = config.audit_trust().unwrap();
-        let log = ExchangeLog::open(&idn_data, Durability::Flush).unwrap();
-        audit::verify(&log, &trust)
-    };
+    let audit_with = |list: &Path| audit_with_peer_list(&idn_config, list);
 
     // KHM's node certificate revoked a second after it signed: the receipt stands.
     focalpoint::cli::certs::revoke(
@@ -202,14 +208,7 @@ async fn a_cosignature_stands_if_it_was_made_before_its_witness_was_revoked() {
     with_ca_keys(dir.path());
     let khm_ca = dir.path().join("khm");
     let (idn_config, _) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
-    let idn_data = idn_config.data_dir.clone().unwrap();
-    let audit_with = |list: &Path| {
-        let mut config = idn_config.clone();
-        config.peers[0].crl = Some(list.to_owned());
-        let trust = config.audit_trust().unwrap();
-        let log = ExchangeLog::open(&idn_data, Durability::Flush).unwrap();
-        audit::verify(&log, &trust)
-    };
+    let audit_with = |list: &Path| audit_with_peer_list(&idn_config, list);
     focalpoint::cli::certs::revoke(
         &khm_ca,
         &khm_ca.join("node.pem"),

@@ -165,7 +165,7 @@ pub fn serve_logging(
     filter: &str,
     stderr: Stdio,
 ) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+    let child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
         .args(["serve", "--config"])
         .arg(config)
         .arg("--data-dir")
@@ -175,6 +175,12 @@ pub fn serve_logging(
         .stderr(stderr)
         .spawn()
         .unwrap();
+    ready(child)
+}
+
+/// Waits for a started `focalpoint serve` to print its readiness line; returns the child and
+/// the peer and operator addresses the line names.
+pub fn ready(mut child: Child) -> (Child, String, String) {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
