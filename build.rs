@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
         .preserve_proto_field_names()
+        // A zero count or an empty list is an answer too: every field is written, defaults included.
+        .emit_fields()
         .build(&[".focalpoint"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

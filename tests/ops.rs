@@ -271,6 +271,17 @@ async fn metrics_count_messages_refusals_handshakes_and_read_the_log() {
         "{idn}"
     );
     assert!(idn.contains("focalpoint_log_entries 2"), "{idn}");
+    // OpenMetrics text, as Prometheus negotiates it: typed families and the closing marker.
+    assert!(
+        idn.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{idn}"
+    );
+    assert!(
+        idn.contains("# TYPE focalpoint_messages_sent counter"),
+        "{idn}"
+    );
+    assert!(idn.ends_with("# EOF\n"), "{idn}");
     assert!(
         idn.contains("focalpoint_outbox_depth{peer=\"KHM\"} 0"),
         "{idn}"

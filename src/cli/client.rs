@@ -706,4 +706,17 @@ mod tests {
         assert!(json.contains(&"00".repeat(32)), "{json}");
         assert!(!json.contains("qqqq"), "base64 left in {json}");
     }
+
+    #[test]
+    fn zero_counts_and_empty_fields_stay_in_json_output() {
+        let counter = pb::Counter {
+            name: "repatriations".into(),
+            value: 0,
+            breakdown: Vec::new(),
+        };
+        let json: serde_json::Value = serde_json::from_str(&to_json(&counter)).unwrap();
+        // The proto3 JSON mapping writes 64-bit integers as strings, as grpcurl shows them.
+        assert_eq!(json["value"], serde_json::json!("0"), "{json}");
+        assert_eq!(json["breakdown"], serde_json::json!([]), "{json}");
+    }
 }

@@ -1,33 +1,63 @@
 //! Prometheus metrics, served as text on their own listener (loopback by default): messages
 //! sent, received and refused per kind and peer, delivery latency, outbox depth, log size,
 //! checkpoint age, and TLS handshake failures by reason. Labels never carry personal data.
+//!
+//! The exposition is the `prometheus-client` crate's OpenMetrics text, which Prometheus reads.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the delivery latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 300.0,
 ];
 
-/// The node's counters. Cheap to update from any thread.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    inner: Mutex<Counters>,
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindPeer {
+    kind: String,
+    peer: String,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    sent: BTreeMap<(String, String), u64>,
-    received: BTreeMap<(String, String), u64>,
-    refused: BTreeMap<(String, String), u64>,
-    tls_failures: BTreeMap<(String, String), u64>,
-    limited: BTreeMap<(String, String), u64>,
-    connections_refused: BTreeMap<(String, String), u64>,
-    latency_buckets: [u64; LATENCY_BUCKETS.len()],
-    latency_count: u64,
-    latency_sum: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaneReason {
+    plane: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitPeer {
+    limit: String,
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Peer {
+    peer: String,
+}
+
+/// The node's counters. Cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    sent: Family<KindPeer, Counter>,
+    received: Family<KindPeer, Counter>,
+    refused: Family<KindPeer, Counter>,
+    tls_failures: Family<PlaneReason, Counter>,
+    limited: Family<LimitPeer, Counter>,
+    connections_refused: Family<PlaneReason, Counter>,
+    latency: Histogram,
+    log_entries: Gauge,
+    outbox_depth: Family<Peer, Gauge>,
+    checkpoint_age: Family<Peer, Gauge<f64, AtomicU64>>,
 }
 
 /// Values read at scrape time.
@@ -41,168 +71,157 @@ pub struct Gauges {
     pub checkpoint_age_seconds: Vec<(String, f64)>,
 }
 
-impl Metrics {
-    fn with(&self, update: impl FnOnce(&mut Counters)) {
-        // A poisoned lock only means a panic mid-increment; the counters stay usable.
-        update(
-            &mut self
-                .inner
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut metrics = Self {
+            registry: Registry::default(),
+            sent: Family::default(),
+            received: Family::default(),
+            refused: Family::default(),
+            tls_failures: Family::default(),
+            limited: Family::default(),
+            connections_refused: Family::default(),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            log_entries: Gauge::default(),
+            outbox_depth: Family::default(),
+            checkpoint_age: Family::default(),
+        };
+        let r = &mut metrics.registry;
+        // Counters are registered without `_total`: the encoder appends it.
+        r.register(
+            "focalpoint_messages_sent",
+            "Messages logged for delivery.",
+            metrics.sent.clone(),
         );
+        r.register(
+            "focalpoint_messages_received",
+            "Messages received and acknowledged.",
+            metrics.received.clone(),
+        );
+        r.register(
+            "focalpoint_messages_refused",
+            "Input refused: validation, authorisation, conflicting duplicates.",
+            metrics.refused.clone(),
+        );
+        r.register(
+            "focalpoint_tls_handshake_failures",
+            "TLS handshakes refused.",
+            metrics.tls_failures.clone(),
+        );
+        r.register(
+            "focalpoint_limit_refusals",
+            "Peer calls or connections refused for exceeding a configured limit.",
+            metrics.limited.clone(),
+        );
+        r.register(
+            "focalpoint_connections_refused",
+            "TCP connections closed before their TLS handshake, and failed accepts.",
+            metrics.connections_refused.clone(),
+        );
+        r.register(
+            "focalpoint_delivery_latency_seconds",
+            "From logging a message to logging the peer's receipt.",
+            metrics.latency.clone(),
+        );
+        r.register(
+            "focalpoint_log_entries",
+            "Entries in the exchange log.",
+            metrics.log_entries.clone(),
+        );
+        r.register(
+            "focalpoint_outbox_depth",
+            "Messages logged and not yet receipted.",
+            metrics.outbox_depth.clone(),
+        );
+        r.register(
+            "focalpoint_checkpoint_age_seconds",
+            "Seconds since the last checkpoint the peer cosigned.",
+            metrics.checkpoint_age.clone(),
+        );
+        metrics
     }
+}
 
+impl Metrics {
     /// A message of `kind` logged for `peer`.
     pub fn sent(&self, kind: &str, peer: &str) {
-        self.with(|c| *c.sent.entry((kind.into(), peer.into())).or_default() += 1);
+        self.sent.get_or_create(&kind_peer(kind, peer)).inc();
     }
 
     /// A message of `kind` received from `peer`.
     pub fn received(&self, kind: &str, peer: &str) {
-        self.with(|c| *c.received.entry((kind.into(), peer.into())).or_default() += 1);
+        self.received.get_or_create(&kind_peer(kind, peer)).inc();
     }
 
     /// Input refused (validation, authorisation, conflicting duplicate); `peer` is "local" for
     /// the operator plane.
     pub fn refused(&self, kind: &str, peer: &str) {
-        self.with(|c| *c.refused.entry((kind.into(), peer.into())).or_default() += 1);
+        self.refused.get_or_create(&kind_peer(kind, peer)).inc();
     }
 
     /// A call or connection from `peer` refused because it exceeded `limit`.
     pub fn limited(&self, limit: &str, peer: &str) {
-        self.with(|c| *c.limited.entry((limit.into(), peer.into())).or_default() += 1);
+        let labels = LimitPeer {
+            limit: limit.into(),
+            peer: peer.into(),
+        };
+        self.limited.get_or_create(&labels).inc();
     }
 
     /// A TLS handshake refused on `plane` for `reason`.
     pub fn tls_failure(&self, plane: &str, reason: &str) {
-        self.with(|c| {
-            *c.tls_failures
-                .entry((plane.into(), reason.into()))
-                .or_default() += 1
-        });
+        self.tls_failures
+            .get_or_create(&plane_reason(plane, reason))
+            .inc();
     }
 
     /// A TCP connection on `plane` closed before its handshake, or an accept that failed,
     /// for `reason`.
     pub fn connection_refused(&self, plane: &str, reason: &str) {
-        self.with(|c| {
-            *c.connections_refused
-                .entry((plane.into(), reason.into()))
-                .or_default() += 1
-        });
+        self.connections_refused
+            .get_or_create(&plane_reason(plane, reason))
+            .inc();
     }
 
     /// Seconds from logging a message to logging the peer's receipt.
     pub fn delivery_latency(&self, seconds: f64) {
-        self.with(|c| {
-            for (bucket, bound) in c.latency_buckets.iter_mut().zip(LATENCY_BUCKETS) {
-                if seconds <= bound {
-                    *bucket += 1;
-                }
-            }
-            c.latency_count += 1;
-            c.latency_sum += seconds;
-        });
+        self.latency.observe(seconds);
     }
 
-    /// The Prometheus text exposition of everything.
+    /// The OpenMetrics text exposition of everything, with `gauges` as read for this scrape.
     pub fn render(&self, gauges: &Gauges) -> String {
-        let c = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = String::new();
-        let family = |out: &mut String, name: &str, help: &str, kind: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        for (name, help, map, labels) in [
-            (
-                "focalpoint_messages_sent_total",
-                "Messages logged for delivery.",
-                &c.sent,
-                ("kind", "peer"),
-            ),
-            (
-                "focalpoint_messages_received_total",
-                "Messages received and acknowledged.",
-                &c.received,
-                ("kind", "peer"),
-            ),
-            (
-                "focalpoint_messages_refused_total",
-                "Input refused: validation, authorisation, conflicting duplicates.",
-                &c.refused,
-                ("kind", "peer"),
-            ),
-            (
-                "focalpoint_tls_handshake_failures_total",
-                "TLS handshakes refused.",
-                &c.tls_failures,
-                ("plane", "reason"),
-            ),
-            (
-                "focalpoint_limit_refusals_total",
-                "Peer calls or connections refused for exceeding a configured limit.",
-                &c.limited,
-                ("limit", "peer"),
-            ),
-            (
-                "focalpoint_connections_refused_total",
-                "TCP connections closed before their TLS handshake, and failed accepts.",
-                &c.connections_refused,
-                ("plane", "reason"),
-            ),
-        ] {
-            family(&mut out, name, help, "counter");
-            for ((a, b), v) in map {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{}=\"{a}\",{}=\"{b}\"}} {v}",
-                    labels.0, labels.1
-                );
-            }
-        }
-        let name = "focalpoint_delivery_latency_seconds";
-        family(
-            &mut out,
-            name,
-            "From logging a message to logging the peer's receipt.",
-            "histogram",
-        );
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(c.latency_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", c.latency_count);
-        let _ = writeln!(out, "{name}_sum {}", c.latency_sum);
-        let _ = writeln!(out, "{name}_count {}", c.latency_count);
-        family(
-            &mut out,
-            "focalpoint_log_entries",
-            "Entries in the exchange log.",
-            "gauge",
-        );
-        let _ = writeln!(out, "focalpoint_log_entries {}", gauges.log_entries);
-        family(
-            &mut out,
-            "focalpoint_outbox_depth",
-            "Messages logged and not yet receipted.",
-            "gauge",
-        );
+        self.log_entries
+            .set(i64::try_from(gauges.log_entries).unwrap_or(i64::MAX));
+        // Only the peers read now: a peer removed from the configuration leaves no stale line.
+        self.outbox_depth.clear();
         for (peer, depth) in &gauges.outbox_depth {
-            let _ = writeln!(out, "focalpoint_outbox_depth{{peer=\"{peer}\"}} {depth}");
+            self.outbox_depth
+                .get_or_create(&Peer { peer: peer.clone() })
+                .set(i64::try_from(*depth).unwrap_or(i64::MAX));
         }
-        family(
-            &mut out,
-            "focalpoint_checkpoint_age_seconds",
-            "Seconds since the last checkpoint the peer cosigned.",
-            "gauge",
-        );
+        self.checkpoint_age.clear();
         for (peer, age) in &gauges.checkpoint_age_seconds {
-            let _ = writeln!(
-                out,
-                "focalpoint_checkpoint_age_seconds{{peer=\"{peer}\"}} {age}"
-            );
+            self.checkpoint_age
+                .get_or_create(&Peer { peer: peer.clone() })
+                .set(*age);
         }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+fn kind_peer(kind: &str, peer: &str) -> KindPeer {
+    KindPeer {
+        kind: kind.into(),
+        peer: peer.into(),
+    }
+}
+
+fn plane_reason(plane: &str, reason: &str) -> PlaneReason {
+    PlaneReason {
+        plane: plane.into(),
+        reason: reason.into(),
     }
 }

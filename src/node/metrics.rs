@@ -1,4 +1,4 @@
-//! The metrics listener: Prometheus text served over plain HTTP (loopback by default), and the
+//! The metrics listener: OpenMetrics text served over plain HTTP (loopback by default), and the
 //! labels the listeners give TLS refusals.
 
 use std::net::SocketAddr;
@@ -46,7 +46,7 @@ pub async fn serve(
             (
                 [(
                     axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4",
+                    crate::exchange::metrics::CONTENT_TYPE,
                 )],
                 body,
             )
