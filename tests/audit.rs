@@ -502,7 +502,7 @@ async fn the_two_countries_exports_agree_and_disagreements_are_named() {
     ]);
     let text = String::from_utf8(csv.stdout).unwrap();
     assert_eq!(text.lines().count(), 5, "{text}");
-    assert!(text.starts_with(audit::CSV_HEADER));
+    assert!(text.starts_with(&focalpoint::cli::render::AUDIT_CSV_COLUMNS.join(",")));
     std::fs::write(
         &files[1],
         lacking

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::cli::table::{Align, Table};
 use crate::crypto::x509::TlsError;
 use crate::domain::kinds::{entry_label, kind_label, kind_name};
 use crate::domain::model::{Digest, format_micros};
@@ -314,53 +315,62 @@ pub fn summary(envelope: &pb::Envelope) -> String {
 
 /// A table of stored messages.
 pub fn messages_table(messages: &[pb::StoredMessage]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  SUMMARY",
-        "SEQ", "STORED (UTC)", "PEER", "KIND", "MESSAGE ID", "STATE"
+    let mut table = Table::new(
+        &[
+            ("SEQ", Align::Right),
+            ("STORED (UTC)", Align::Left),
+            ("PEER", Align::Left),
+            ("KIND", Align::Left),
+            ("MESSAGE ID", Align::Left),
+            ("STATE", Align::Left),
+            ("SUMMARY", Align::Left),
+        ],
+        0,
     );
     for m in messages {
         let Some(e) = m.entry.as_ref().and_then(|v| v.entry.as_ref()) else {
             continue;
         };
-        let stored = format_micros(e.recorded_at_micros);
         let state = if m.state == 0 {
             if m.receipt.is_some() { "receipted" } else { "" }
         } else {
             state_label(m.state)
         };
-        let _ = writeln!(
-            out,
-            "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  {}",
-            e.sequence,
-            stored.get(..19).unwrap_or(&stored),
-            e.peer,
-            kind_label(e.message_kind),
-            e.message_id,
-            state,
+        table.row([
+            e.sequence.to_string(),
+            to_the_second(e.recorded_at_micros),
+            e.peer.clone(),
+            kind_label(e.message_kind).to_owned(),
+            e.message_id.clone(),
+            state.to_owned(),
             match &m.envelope {
                 Some(envelope) => summary(envelope),
                 None => m.redacted.clone(),
-            }
-        );
+            },
+        ]);
     }
-    out
+    table.render()
 }
 
 /// A table of sent messages with their delivery state.
 pub fn outbox_table(messages: &[pb::StoredMessage]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  {:>8}  RECEIPT / LAST ERROR",
-        "SEQ", "LOGGED (UTC)", "PEER", "KIND", "MESSAGE ID", "STATE", "ATTEMPTS"
+    let mut table = Table::new(
+        &[
+            ("SEQ", Align::Right),
+            ("LOGGED (UTC)", Align::Left),
+            ("PEER", Align::Left),
+            ("KIND", Align::Left),
+            ("MESSAGE ID", Align::Left),
+            ("STATE", Align::Left),
+            ("ATTEMPTS", Align::Right),
+            ("RECEIPT / LAST ERROR", Align::Left),
+        ],
+        0,
     );
     for m in messages {
         let Some(e) = m.entry.as_ref().and_then(|v| v.entry.as_ref()) else {
             continue;
         };
-        let logged = format_micros(e.recorded_at_micros);
         let note = match (&m.receipt, m.state) {
             (Some(r), _) => <pb::Receipt as prost::Message>::decode(r.receipt.as_slice())
                 .map(|r| format!("{} entry {} at {}", r.receiver, r.log_sequence, r.stored_at))
@@ -368,57 +378,67 @@ pub fn outbox_table(messages: &[pb::StoredMessage]) -> String {
             (None, s) if s == pb::DeliveryState::Failed as i32 => m.detail.clone(),
             (None, _) => m.last_error.clone(),
         };
-        let _ = writeln!(
-            out,
-            "{:>5}  {:<20}  {:<4}  {:<9}  {:<34}  {:<9}  {:>8}  {}",
-            e.sequence,
-            logged.get(..19).unwrap_or(&logged),
-            e.peer,
-            kind_label(e.message_kind),
-            e.message_id,
-            state_label(m.state),
+        table.row([
+            e.sequence.to_string(),
+            to_the_second(e.recorded_at_micros),
+            e.peer.clone(),
+            kind_label(e.message_kind).to_owned(),
+            e.message_id.clone(),
+            state_label(m.state).to_owned(),
             if m.attempts == 0 {
                 "-".to_owned()
             } else {
                 m.attempts.to_string()
             },
-            note
-        );
+            note,
+        ]);
     }
-    out
+    table.render()
 }
 
 /// A table of log entries.
 pub fn entries_table(entries: &[pb::EntryView]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>5}  {:<20}  {:<8}  {:<4}  {:<9}  {:<34}  {:<12}  {:<12}  NOTE",
-        "SEQ", "RECORDED (UTC)", "ENTRY", "PEER", "KIND", "MESSAGE ID", "CONTENT", "HASH"
+    let mut table = Table::new(
+        &[
+            ("SEQ", Align::Right),
+            ("RECORDED (UTC)", Align::Left),
+            ("ENTRY", Align::Left),
+            ("PEER", Align::Left),
+            ("KIND", Align::Left),
+            ("MESSAGE ID", Align::Left),
+            ("CONTENT", Align::Left),
+            ("HASH", Align::Left),
+            ("NOTE", Align::Left),
+        ],
+        0,
     );
     for view in entries {
         let Some(e) = &view.entry else { continue };
-        let recorded = format_micros(e.recorded_at_micros);
         let note = if e.refers_to != 0 {
             format!("for entry {}", e.refers_to)
         } else {
             e.reason.clone()
         };
-        let _ = writeln!(
-            out,
-            "{:>5}  {:<20}  {:<8}  {:<4}  {:<9}  {:<34}  {:<12}  {:<12}  {}",
-            e.sequence,
-            recorded.get(..19).unwrap_or(&recorded),
-            entry_label(e.kind),
-            e.peer,
-            kind_label(e.message_kind),
-            e.message_id,
+        table.row([
+            e.sequence.to_string(),
+            to_the_second(e.recorded_at_micros),
+            entry_label(e.kind).to_owned(),
+            e.peer.clone(),
+            kind_label(e.message_kind).to_owned(),
+            e.message_id.clone(),
             short(&e.content_sha256),
             short(&view.entry_hash),
-            note
-        );
+            note,
+        ]);
     }
-    out
+    table.render()
+}
+
+/// An instant as `YYYY-MM-DDTHH:MM:SS`, for tables.
+fn to_the_second(micros: i64) -> String {
+    let mut text = format_micros(micros);
+    text.truncate(19);
+    text
 }
 
 /// What a send returned, for people.
@@ -576,77 +596,48 @@ pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
     if records.is_empty() {
         return "no statistics reports\n".into();
     }
-    let rows: Vec<[String; 6]> = records
-        .iter()
-        .map(|r| {
-            let report = r.report.clone().unwrap_or_default();
-            let period = report
-                .period
-                .as_ref()
-                .map(crate::domain::kinds::period_label)
-                .unwrap_or_default();
-            let findings = r
-                .reconciliation
-                .as_ref()
-                .map(|rec| rec.lines.iter().filter(|l| !l.agrees).count());
-            let state = match (r.superseded, findings) {
-                (true, _) => "superseded".to_owned(),
-                (false, Some(0)) => "current, reconciled".to_owned(),
-                (false, Some(n)) => format!("current, {n} reconciliation findings"),
-                (false, None) => "current".to_owned(),
-            };
-            // To the second, so that every row's time has the same width.
-            let recorded = crate::domain::model::format_instant(crate::domain::model::from_micros(
-                r.recorded_at_micros,
-            ));
-            [
-                period,
-                report.revision.to_string(),
-                r.message_id.clone(),
-                recorded,
-                report.counters.len().to_string(),
-                state,
-            ]
-        })
-        .collect();
-    let header = [
-        "period",
-        "rev",
-        "message id",
-        "recorded",
-        "counters",
-        "state",
-    ];
-    // Columns as wide as their widest cell, counted in characters.
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let line = |cells: [&str; 6]| {
-        format!(
-            "{:<w0$}  {:>w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {}\n",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            cells[5],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-        )
-    };
-    let mut out = line(header);
-    for r in &rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+    let mut table = Table::new(
+        &[
+            ("period", Align::Left),
+            ("rev", Align::Right),
+            ("message id", Align::Left),
+            ("recorded", Align::Left),
+            ("counters", Align::Right),
+            ("state", Align::Left),
+        ],
+        0,
+    );
+    for r in records {
+        let report = r.report.clone().unwrap_or_default();
+        let period = report
+            .period
+            .as_ref()
+            .map(crate::domain::kinds::period_label)
+            .unwrap_or_default();
+        let findings = r
+            .reconciliation
+            .as_ref()
+            .map(|rec| rec.lines.iter().filter(|l| !l.agrees).count());
+        let state = match (r.superseded, findings) {
+            (true, _) => "superseded".to_owned(),
+            (false, Some(0)) => "current, reconciled".to_owned(),
+            (false, Some(n)) => format!("current, {n} reconciliation findings"),
+            (false, None) => "current".to_owned(),
+        };
+        // To the second, so that every row's time has the same width.
+        let recorded = crate::domain::model::format_instant(crate::domain::model::from_micros(
+            r.recorded_at_micros,
+        ));
+        table.row([
+            period,
+            report.revision.to_string(),
+            r.message_id.clone(),
+            recorded,
+            report.counters.len().to_string(),
+            state,
+        ]);
     }
-    out
+    table.render()
 }
 
 #[cfg(test)]

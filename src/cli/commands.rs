@@ -684,12 +684,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                             writeln!(out, "{line}")?;
                         }
                     }
-                    ExportFormat::Csv => {
-                        writeln!(out, "{}", crate::exchange::audit::CSV_HEADER)?;
-                        for r in &records {
-                            writeln!(out, "{}", crate::exchange::audit::csv_line(r))?;
-                        }
-                    }
+                    ExportFormat::Csv => render::audit_csv(&mut out, &records)?,
                 }
                 out.flush()
             })();

@@ -9,3 +9,4 @@ pub mod demo;
 pub mod figures;
 pub mod output;
 pub mod render;
+pub mod table;

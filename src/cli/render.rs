@@ -1,10 +1,11 @@
-//! Statistics for people: the current revision of each report, the CSV export, the SVG chart,
-//! and reports and reconciliations as text.
+//! Statistics and audit exports for people: the current revision of each report, the CSV
+//! exports, the SVG chart, and reports and reconciliations as text.
 
 use std::fmt::Write as _;
 
+use crate::cli::table::{Align, Table};
 use crate::domain::kinds::{direction_label, period_label};
-use crate::exchange::audit::csv_field;
+use crate::exchange::audit::ExportRecord;
 use crate::exchange::stats::period_key;
 use crate::pb;
 
@@ -16,32 +17,99 @@ pub fn current(records: &[pb::StatisticsRecord]) -> Vec<&pb::StatisticsRecord> {
 }
 
 /// Reports as CSV for spreadsheets: one row per counter and per location, totals with an
-/// empty location.
+/// empty location. Written by the `csv` crate, quoted as RFC 4180 asks.
 pub fn csv(records: &[&pb::StatisticsRecord]) -> String {
-    let mut out = String::from("country,period_start,period_end,revision,counter,location,value\n");
-    for r in records {
-        let Some(report) = &r.report else { continue };
-        let p = report.period.clone().unwrap_or_default();
-        let mut row = |counter: &str, location: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{value}",
-                r.country,
-                p.start_date,
-                p.end_date,
-                report.revision,
-                csv_field(counter),
-                csv_field(location)
-            );
-        };
-        for c in &report.counters {
-            row(&c.name, "", c.value);
-            for b in &c.breakdown {
-                row(&c.name, &b.location, b.value);
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut write = || -> csv::Result<()> {
+        out.write_record([
+            "country",
+            "period_start",
+            "period_end",
+            "revision",
+            "counter",
+            "location",
+            "value",
+        ])?;
+        for r in records {
+            let Some(report) = &r.report else { continue };
+            let p = report.period.clone().unwrap_or_default();
+            let revision = report.revision.to_string();
+            for c in &report.counters {
+                let rows = std::iter::once(("", c.value))
+                    .chain(c.breakdown.iter().map(|b| (b.location.as_str(), b.value)));
+                for (location, value) in rows {
+                    out.write_record([
+                        r.country.as_str(),
+                        &p.start_date,
+                        &p.end_date,
+                        &revision,
+                        &c.name,
+                        location,
+                        &value.to_string(),
+                    ])?;
+                }
             }
         }
+        Ok(())
+    };
+    // Writing to memory fails only if the writer's own invariants break; what was written stands.
+    let _ = write();
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// The columns of [`audit_csv`].
+pub const AUDIT_CSV_COLUMNS: [&str; 16] = [
+    "node",
+    "sequence",
+    "recorded_at",
+    "kind",
+    "peer",
+    "message_id",
+    "message_kind",
+    "content_sha256",
+    "entry_hash",
+    "previous_hash",
+    "refers_to",
+    "reference",
+    "receipt_receiver",
+    "receipt_log_sequence",
+    "receipt_entry_hash",
+    "reason",
+];
+
+/// An audit export as CSV for spreadsheets, written to `out`: the metadata of each entry, no
+/// envelope.
+pub fn audit_csv<W: std::io::Write>(out: W, records: &[ExportRecord]) -> std::io::Result<()> {
+    let mut out = csv::Writer::from_writer(out);
+    out.write_record(AUDIT_CSV_COLUMNS)?;
+    for r in records {
+        let (receiver, seq, hash) = r.receipt.as_ref().map_or_else(Default::default, |x| {
+            (
+                x.receiver.clone(),
+                x.log_sequence.to_string(),
+                x.entry_hash.clone(),
+            )
+        });
+        out.write_record([
+            r.node.as_str(),
+            &r.sequence.to_string(),
+            &r.recorded_at,
+            r.kind.as_str(),
+            &r.peer,
+            &r.message_id,
+            r.message_kind.as_str(),
+            &r.content_sha256,
+            &r.entry_hash,
+            &r.previous_hash,
+            &r.refers_to.to_string(),
+            &r.reference,
+            &receiver,
+            &seq,
+            &hash,
+            &r.reason,
+        ])?;
     }
-    out
+    out.flush()
 }
 
 /// One country's values of a counter over periods, for the chart.
@@ -204,12 +272,14 @@ pub fn report_text(r: &pb::StatisticsRecord) -> String {
     if !report.source.is_empty() {
         let _ = writeln!(out, "source: {}", report.source);
     }
+    let mut counters = Table::bare(&[Align::Left, Align::Right], 2);
     for c in &report.counters {
-        let _ = writeln!(out, "  {:<40} {:>10}", c.name, c.value);
+        counters.row([c.name.clone(), c.value.to_string()]);
         for b in &c.breakdown {
-            let _ = writeln!(out, "    {:<38} {:>10}", b.location, b.value);
+            counters.row([format!("  {}", b.location), b.value.to_string()]);
         }
     }
+    out.push_str(&counters.render());
     if let Some(rec) = &r.reconciliation {
         out.push_str(&reconciliation_text(rec));
     }
@@ -232,27 +302,112 @@ pub fn reconciliation_text(r: &pb::Reconciliation) -> String {
             n => format!("{n} findings"),
         }
     );
-    let _ = writeln!(
-        out,
-        "  {:<24} {:<10} {:>8} {:>8}",
-        "kind", "here", "ours", "theirs"
+    let mut table = Table::new(
+        &[
+            ("kind", Align::Left),
+            ("here", Align::Left),
+            ("ours", Align::Right),
+            ("theirs", Align::Right),
+            ("", Align::Left),
+        ],
+        2,
     );
     for l in &r.lines {
-        let _ = writeln!(
-            out,
-            "  {:<24} {:<10} {:>8} {:>8}{}",
-            crate::domain::kinds::kind_label(l.kind),
-            direction_label(l.direction),
-            l.ours,
-            l.theirs,
+        table.row([
+            crate::domain::kinds::kind_label(l.kind).to_owned(),
+            direction_label(l.direction).to_owned(),
+            l.ours.to_string(),
+            l.theirs.to_string(),
             if l.agrees {
-                ""
+                String::new()
             } else if l.ours == l.theirs {
-                "  FINDING: same count, different messages"
+                "FINDING: same count, different messages".to_owned()
             } else {
-                "  FINDING"
-            }
-        );
+                "FINDING".to_owned()
+            },
+        ]);
     }
+    out.push_str(&table.render());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A location with a comma, a doubled quote and a line break comes back whole from a CSV
+    /// reader, and so does every other field.
+    #[test]
+    fn the_statistics_csv_quotes_what_rfc_4180_asks_and_reads_back_whole() {
+        let location = "Poipet, \"International\"\nCheckpoint";
+        let record = pb::StatisticsRecord {
+            country: "KHM".into(),
+            report: Some(pb::StatisticsReport {
+                period: Some(pb::Period {
+                    start_date: "2025-04-01".into(),
+                    end_date: "2025-04-30".into(),
+                }),
+                revision: 2,
+                counters: vec![pb::Counter {
+                    name: "repatriations".into(),
+                    value: 7,
+                    breakdown: vec![pb::Breakdown {
+                        location: location.into(),
+                        value: 7,
+                    }],
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = csv(&[&record]);
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!(
+            rows[1].iter().collect::<Vec<_>>(),
+            [
+                "KHM",
+                "2025-04-01",
+                "2025-04-30",
+                "2",
+                "repatriations",
+                location,
+                "7"
+            ]
+        );
+        assert_eq!(&rows[0][5], "");
+    }
+
+    #[test]
+    fn the_audit_csv_has_a_column_per_heading_and_reads_back_whole() {
+        let reason = "refused: \"kind\", then\nline two";
+        let record = ExportRecord {
+            node: "IDN".into(),
+            sequence: 3,
+            reason: reason.into(),
+            ..serde_json::from_value(serde_json::json!({
+                "node": "", "sequence": 0, "recorded_at": "", "kind": "refusal", "peer": "KHM",
+                "message_id": "", "message_kind": "alert", "content_sha256": "",
+                "entry_hash": "", "previous_hash": "", "refers_to": 0, "reference": "",
+                "reason": ""
+            }))
+            .unwrap()
+        };
+        let mut out = Vec::new();
+        audit_csv(&mut out, &[record]).unwrap();
+        let mut reader = csv::Reader::from_reader(out.as_slice());
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            AUDIT_CSV_COLUMNS
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][0], "IDN");
+        assert_eq!(&rows[0][1], "3");
+        assert_eq!(&rows[0][3], "refusal");
+        assert_eq!(&rows[0][15], reason);
+    }
 }

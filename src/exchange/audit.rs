@@ -733,51 +733,6 @@ pub fn export(
     Ok(out)
 }
 
-/// The CSV header of [`csv_line`].
-pub const CSV_HEADER: &str = "node,sequence,recorded_at,kind,peer,message_id,message_kind,content_sha256,entry_hash,previous_hash,refers_to,reference,receipt_receiver,receipt_log_sequence,receipt_entry_hash,reason";
-
-/// One record as a CSV line (no envelope: spreadsheets get the metadata).
-pub fn csv_line(r: &ExportRecord) -> String {
-    let (receiver, seq, hash) =
-        r.receipt
-            .as_ref()
-            .map_or((String::new(), String::new(), String::new()), |x| {
-                (
-                    x.receiver.clone(),
-                    x.log_sequence.to_string(),
-                    x.entry_hash.clone(),
-                )
-            });
-    [
-        csv_field(&r.node),
-        r.sequence.to_string(),
-        csv_field(&r.recorded_at),
-        csv_field(r.kind.as_str()),
-        csv_field(&r.peer),
-        csv_field(&r.message_id),
-        csv_field(r.message_kind.as_str()),
-        r.content_sha256.clone(),
-        r.entry_hash.clone(),
-        r.previous_hash.clone(),
-        r.refers_to.to_string(),
-        csv_field(&r.reference),
-        receiver,
-        seq,
-        hash,
-        csv_field(&r.reason),
-    ]
-    .join(",")
-}
-
-/// One CSV field, quoted as RFC 4180 asks when it holds a comma, quote or line break.
-pub fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_owned()
-    }
-}
-
 /// Where two countries' exports disagree.
 pub fn compare(mine: &[ExportRecord], theirs: &[ExportRecord]) -> Vec<String> {
     let mut findings = Vec::new();
