@@ -230,7 +230,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
         let (copy, verdict) = audit_after(&config, &data, name, tamper);
         let err = verdict.expect_err(name);
         assert_eq!(err.sequence, sequence, "{name}: {err}");
-        assert!(err.problem.contains(words), "{name}: {err}");
+        assert!(err.problem.to_string().contains(words), "{name}: {err}");
 
         // The command line says the same and exits non-zero.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
@@ -294,6 +294,7 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     assert_eq!(err.sequence, last, "{err}");
     assert!(
         err.problem
+            .to_string()
             .contains("the unsigned receipt's message id does not match the entry"),
         "{err}"
     );
@@ -304,6 +305,7 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     assert_eq!(err.sequence, last, "{err}");
     assert!(
         err.problem
+            .to_string()
             .contains(&format!("the receipt of entry {first} before it is not")),
         "{err}"
     );

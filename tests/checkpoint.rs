@@ -152,7 +152,7 @@ async fn a_log_rewritten_after_a_cosigned_checkpoint_is_caught() {
     // ...but not the root KHM cosigned.
     let err = offline_audit(&config, &idn_data).unwrap_err();
     assert_eq!(err.sequence, 4, "{err}");
-    assert!(err.problem.contains("rewritten"), "{err}");
+    assert!(err.problem.to_string().contains("rewritten"), "{err}");
 
     // Online, KHM refuses to cosign the rewritten log, and logs why.
     let pair = restart(dir, &idn_config, &khm_config).await;

@@ -214,7 +214,7 @@ async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
         focalpoint::log::Durability::Flush,
     )
     .unwrap();
-    assert_eq!(log.verify(), Ok(2));
+    assert_eq!(log.verify().unwrap(), 2);
     khm.stop().await.unwrap();
 }
 

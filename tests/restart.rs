@@ -69,7 +69,7 @@ async fn a_killed_and_restarted_node_keeps_its_log_and_inbox() {
     // Offline, the chain verifies, and the views rebuilt from it equal the views it had.
     let views = {
         let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
-        assert_eq!(log.verify(), Ok(before_log.size));
+        assert_eq!(log.verify().unwrap(), before_log.size);
         log.views().unwrap()
     };
     let rebuild = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))

@@ -219,9 +219,9 @@ pub fn read_envelope(path: &Path) -> Result<pb::Envelope, ClientError> {
         path: path.to_owned(),
         source,
     })?;
-    let mut envelope = parse_envelope(&text).map_err(|message| ClientError::Input {
+    let mut envelope = parse_envelope(&text).map_err(|e| ClientError::Input {
         path: path.to_owned(),
-        message,
+        message: e.to_string(),
     })?;
     if envelope.message_id.is_empty() {
         envelope.message_id = new_message_id(&envelope.sender);

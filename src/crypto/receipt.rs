@@ -45,6 +45,8 @@ pub enum ReceiptError {
     Decode(String),
     #[error("signer certificate: {0}")]
     Certificate(String),
+    #[error("signer certificate: {0}")]
+    Revoked(#[from] crate::crypto::revocation::Revoked),
     #[error("signer certificate names {found}, expected the node of {expected}")]
     WrongSigner { found: String, expected: String },
     #[error("signature scheme {0:?} is not supported")]

@@ -23,8 +23,39 @@ pub enum RevocationError {
     },
     #[error("{path} holds no PEM certificate revocation list")]
     Empty { path: PathBuf },
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    #[error("{path} holds a malformed PEM block")]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        problem: ListProblem,
+    },
+}
+
+/// Why a revocation list, already read, is not one this CA published.
+#[derive(Debug, thiserror::Error)]
+pub enum ListProblem {
+    #[error("the CA certificate is not valid X.509: {0}")]
+    CaCertificate(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("not a certificate revocation list: {0}")]
+    NotAList(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("the list is not signed by the configured CA")]
+    NotSignedByCa,
+}
+
+/// A signature made by a certificate at or after its revocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signed at {signed_at} by a certificate revoked at {revoked_at}")]
+pub struct Revoked {
+    /// When the signature counts as made (RFC 3339).
+    pub signed_at: String,
+    /// When the certificate was revoked (RFC 3339).
+    pub revoked_at: String,
 }
 
 /// The revocation lists of one CA, checked against it: which certificate was revoked when.
@@ -48,44 +79,46 @@ impl Revocations {
             path: path.to_owned(),
             source,
         })?;
-        let invalid = |reason: String| RevocationError::Invalid {
-            path: path.to_owned(),
-            reason,
-        };
         let lists = rustls_pemfile::crls(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|source| RevocationError::Pem {
+                path: path.to_owned(),
+                source,
+            })?;
         if lists.is_empty() {
             return Err(RevocationError::Empty {
                 path: path.to_owned(),
             });
         }
-        Self::from_lists(lists, ca).map_err(invalid)
+        Self::from_lists(lists, ca).map_err(|problem| RevocationError::Invalid {
+            path: path.to_owned(),
+            problem,
+        })
     }
 
     /// Lists already read (DER), each checked against `ca`.
     pub fn from_lists(
         lists: Vec<CertificateRevocationListDer<'static>>,
         ca: &[CertificateDer<'_>],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ListProblem> {
         let cas = ca
             .iter()
             .map(|c| {
                 x509_parser::parse_x509_certificate(c.as_ref())
                     .map(|(_, parsed)| parsed)
-                    .map_err(|e| format!("the CA certificate is not valid X.509: {e}"))
+                    .map_err(ListProblem::CaCertificate)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut revoked = BTreeMap::new();
         for list in &lists {
             let (_, crl) =
                 x509_parser::revocation_list::CertificateRevocationList::from_der(list.as_ref())
-                    .map_err(|e| format!("not a certificate revocation list: {e}"))?;
+                    .map_err(ListProblem::NotAList)?;
             let signed_by_ca = cas.iter().any(|ca| {
                 ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
             });
             if !signed_by_ca {
-                return Err("the list is not signed by the configured CA".into());
+                return Err(ListProblem::NotSignedByCa);
             }
             for entry in crl.iter_revoked_certificates() {
                 let at = entry.revocation_date.timestamp();
@@ -119,15 +152,18 @@ impl Revocations {
 
     /// Whether a signature made at `signed_at` by `certificate` stands: it must come before the
     /// certificate's revocation, if any.
-    pub fn check(&self, certificate: &[u8], signed_at: time::OffsetDateTime) -> Result<(), String> {
+    pub fn check(
+        &self,
+        certificate: &[u8],
+        signed_at: time::OffsetDateTime,
+    ) -> Result<(), Revoked> {
         match self.revoked_at(certificate) {
-            Some(at) if signed_at.unix_timestamp() >= at => Err(format!(
-                "signed at {} by a certificate revoked at {}",
-                crate::domain::model::format_instant(signed_at),
-                time::OffsetDateTime::from_unix_timestamp(at)
+            Some(at) if signed_at.unix_timestamp() >= at => Err(Revoked {
+                signed_at: crate::domain::model::format_instant(signed_at),
+                revoked_at: time::OffsetDateTime::from_unix_timestamp(at)
                     .map(crate::domain::model::format_instant)
-                    .unwrap_or_else(|_| at.to_string())
-            )),
+                    .unwrap_or_else(|_| at.to_string()),
+            }),
             _ => Ok(()),
         }
     }

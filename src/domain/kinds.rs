@@ -140,16 +140,24 @@ pub const COUNTED: [pb::MessageKind; 3] = [
     pb::MessageKind::CaseResponse,
 ];
 
+/// Why a period given on the command line is refused; it quotes what was typed there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeriodError {
+    #[error("{0:?} is not a period: give YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")]
+    Malformed(String),
+    #[error("{0:?}: the period ends before it starts")]
+    EndsBeforeStart(String),
+}
+
 /// A period as written on the command line: `2025-04` (a month), `2025-04-17` (a day) or
 /// `2025-04-01..2025-04-15` (a closed range of days).
-pub fn parse_period(s: &str) -> Result<pb::Period, String> {
-    let bad =
-        || format!("{s:?} is not a period: give YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD");
+pub fn parse_period(s: &str) -> Result<pb::Period, PeriodError> {
+    let bad = || PeriodError::Malformed(s.to_owned());
     let (start, end) = if let Some((a, b)) = s.split_once("..") {
         let a = parse_date(a).map_err(|_| bad())?;
         let b = parse_date(b).map_err(|_| bad())?;
         if b < a {
-            return Err(format!("{s:?}: the period ends before it starts"));
+            return Err(PeriodError::EndsBeforeStart(s.to_owned()));
         }
         (a, b)
     } else if s.len() == 7 {
@@ -259,12 +267,19 @@ mod tests {
         let r = parse_period("2025-04-01..2025-04-15").unwrap();
         assert_eq!(r.end_date, "2025-04-15");
         assert_eq!(period_label(&r), "2025-04-01..2025-04-15");
-        assert!(
-            parse_period("2025-04-15..2025-04-01")
-                .unwrap_err()
-                .contains("ends before")
+        assert_eq!(
+            parse_period("2025-04-15..2025-04-01"),
+            Err(PeriodError::EndsBeforeStart(
+                "2025-04-15..2025-04-01".into()
+            ))
         );
-        assert!(parse_period("April").is_err());
-        assert!(parse_period("2025-13").is_err());
+        assert_eq!(
+            parse_period("April"),
+            Err(PeriodError::Malformed("April".into()))
+        );
+        assert!(matches!(
+            parse_period("2025-13"),
+            Err(PeriodError::Malformed(_))
+        ));
     }
 }

@@ -599,8 +599,56 @@ where
 }
 
 /// Parses an envelope from JSON text.
-pub fn parse_envelope(text: &str) -> std::result::Result<pb::Envelope, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
+pub fn parse_envelope(text: &str) -> std::result::Result<pb::Envelope, EnvelopeJsonError> {
+    serde_json::from_str(text).map_err(|e| EnvelopeJsonError {
+        what: value_free(&e.to_string()),
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+/// Why a JSON envelope does not parse, at its line and column, with every quoted value the
+/// parser would have repeated left out: the text may be a name or a document number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is not a valid envelope: {what} (line {line}, column {column})")]
+pub struct EnvelopeJsonError {
+    what: String,
+    line: usize,
+    column: usize,
+}
+
+/// `message` without what it quotes ("…" or `…`) and without its own position suffix.
+fn value_free(message: &str) -> String {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match (quote, c) {
+            (None, '"' | '`') => {
+                quote = Some(c);
+                out.push('…');
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn an_envelope_that_does_not_parse_is_named_without_its_values() {
+    for text in [
+        r#"{"sender": "IDN", "alert": {"person": {"family_name": 2217845}}}"#,
+        r#"{"sender": "IDN", "message_kind": "X2217845"}"#,
+        r#"{"sender": "IDN", "X2217845": 1}"#,
+        r#"{"sender": "IDN", "created_at": "X2217845""#,
+    ] {
+        let err = parse_envelope(text).unwrap_err().to_string();
+        assert!(!err.contains("2217845"), "{err}");
+        assert!(err.contains("line 1, column"), "{err}");
+    }
 }
 
 /// Values put in place of one field at a time: a name with a document number, a code-shaped

@@ -9,9 +9,11 @@ use rustls::pki_types::CertificateDer;
 
 use crate::crypto::receipt;
 use crate::crypto::revocation::Revocations;
+use crate::crypto::revocation::Revoked;
 use crate::domain::kinds::{EntryName, MessageName};
+use crate::domain::model::ParseError;
 use crate::domain::model::{CountryCode, hex};
-use crate::log::{Checked, ExchangeLog, VerifyError};
+use crate::log::{Checked, ExchangeLog, LogError, Problem, VerifyError};
 use crate::pb;
 
 /// The certificates an audit checks receipts against.
@@ -66,6 +68,129 @@ pub struct AuditReport {
     pub unsigned_receipts: u64,
 }
 
+/// What the audit found wrong with an entry, beyond its place in the chain (the log's own
+/// [`crate::log::Problem`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Finding {
+    #[error("{what} cannot be decoded: {source}")]
+    Undecodable {
+        what: &'static str,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("cannot be read: {0}")]
+    Unreadable(#[from] LogError),
+    #[error("peer: {0}")]
+    Peer(#[source] ParseError),
+    #[error("no CA is configured for peer {0}")]
+    NoPeerCa(CountryCode),
+    #[error("the checkpoint cannot be decoded: {0}")]
+    Checkpoint(#[from] crate::exchange::checkpoint::OpenError),
+    #[error("{what} {source}")]
+    Instant {
+        what: &'static str,
+        #[source]
+        source: ParseError,
+    },
+    #[error("{what} is not valid: {source}")]
+    Invalid {
+        what: String,
+        #[source]
+        source: receipt::ReceiptError,
+    },
+    #[error("{what} does not stand: {source}")]
+    Revoked {
+        what: String,
+        #[source]
+        source: Revoked,
+    },
+    #[error("the cosignature is not over this checkpoint")]
+    NotOverCheckpoint,
+    #[error("the checkpoint covers {size} entries, but it is entry {sequence}")]
+    CoversLater { size: u64, sequence: u64 },
+    #[error(
+        "the log's first {size} entries no longer match the root {peer} cosigned: the log was rewritten"
+    )]
+    Rewritten { size: u64, peer: CountryCode },
+    #[error("records creation time {recorded}, but its envelope says {envelope}")]
+    CreatedAt { recorded: String, envelope: String },
+    #[error("{what}'s {field} does not match the entry")]
+    ReceiptMismatch {
+        what: &'static str,
+        field: &'static str,
+    },
+    #[error("its receipt is signed, but the receipt of entry {0} before it is not")]
+    UnsignedBefore(u64),
+    #[error("names message {names} but entry {refers_to} is {found}")]
+    NamesOther {
+        names: String,
+        refers_to: u64,
+        found: String,
+    },
+    #[error("the receipt is for message {receipt}, but entry {refers_to} is {sent}")]
+    ReceiptForOther {
+        receipt: String,
+        refers_to: u64,
+        sent: String,
+    },
+    #[error("the receipt acknowledges content {acknowledged} but entry {refers_to} holds {held}")]
+    ReceiptForOtherContent {
+        acknowledged: String,
+        refers_to: u64,
+        held: String,
+    },
+    #[error("refers to entry {0}, which does not precede it")]
+    NotPreceding(u64),
+    #[error("refers to entry {0}, which cannot precede it")]
+    CannotPrecede(u64),
+    #[error("refers to entry {0}, which is missing")]
+    ReferenceMissing(u64),
+    #[error("refers to entry {refers_to}, which is not a message sent to {peer}")]
+    NotSentTo { refers_to: u64, peer: String },
+    #[error(
+        "refers to entry {refers_to}, which is not statistics report {message_id} received from {peer}"
+    )]
+    NotReport {
+        refers_to: u64,
+        message_id: String,
+        peer: String,
+    },
+    #[error("its content is about {about} from {from}, not {message_id} from {peer}")]
+    ReconciliationOther {
+        about: String,
+        from: String,
+        message_id: String,
+        peer: String,
+    },
+    #[error("redacts a message, but no retention policy is configured")]
+    NoRetentionPolicy,
+    #[error("redacts entry {0}, which is missing")]
+    RedactsMissing(u64),
+    #[error("redacts entry {target}, but policy {policy} keeps {kind} content")]
+    KeptByPolicy {
+        target: u64,
+        policy: String,
+        kind: &'static str,
+    },
+    #[error(
+        "redacts entry {target} before the end of its {days}-day retention period under policy {policy}"
+    )]
+    RedactedEarly {
+        target: u64,
+        days: u32,
+        policy: String,
+    },
+    /// Found on an entry re-read after the scan passed it.
+    #[error("entry {sequence}: {source}")]
+    At {
+        sequence: u64,
+        #[source]
+        source: Box<Self>,
+    },
+}
+
 /// Verifies `log` in full; the error names the first bad entry.
 pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, VerifyError> {
     // This audit's own: what it found good, it checks once.
@@ -94,32 +219,34 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 check_checkpoint(verifier, checked, trust, false, &hashes)?;
                 checkpoints += 1;
             }
-            pb::EntryKind::MessageReceived => match (checked.issued_receipt, checked.unsigned_receipt)
-            {
-                (None, Some(bytes)) => {
-                    let r = pb::Receipt::decode(bytes)
-                        .map_err(|err| format!("the unsigned receipt cannot be decoded: {err}"))?;
-                    if let Some(field) = crate::log::receipt_mismatch(&r, e, &checked.hash) {
-                        return Err(format!(
-                            "the unsigned receipt's {field} does not match the entry"
-                        ));
+            pb::EntryKind::MessageReceived => {
+                match (checked.issued_receipt, checked.unsigned_receipt) {
+                    (None, Some(bytes)) => {
+                        let r =
+                            pb::Receipt::decode(bytes).map_err(|source| Finding::Undecodable {
+                                what: "the unsigned receipt",
+                                source,
+                            })?;
+                        if let Some(field) = crate::log::receipt_mismatch(&r, e, &checked.hash) {
+                            return Err(Finding::ReceiptMismatch {
+                                what: "the unsigned receipt",
+                                field,
+                            });
+                        }
+                        unsigned.push((e.clone(), checked.hash));
                     }
-                    unsigned.push((e.clone(), checked.hash));
-                }
-                (signed, _) => {
-                    check_issued(verifier, signed, e, &checked.hash, trust)?;
-                    // A node signs what it left unsigned before it takes anything new; a running
-                    // node may have signed a write in progress since it was read.
-                    receipts += signed_since(verifier, log, &mut unsigned, trust)?;
-                    if let Some((first, _)) = unsigned.first() {
-                        return Err(format!(
-                            "its receipt is signed, but the receipt of entry {} before it is not",
-                            first.sequence
-                        ));
+                    (signed, _) => {
+                        check_issued(verifier, signed, e, &checked.hash, trust)?;
+                        // A node signs what it left unsigned before it takes anything new; a running
+                        // node may have signed a write in progress since it was read.
+                        receipts += signed_since(verifier, log, &mut unsigned, trust)?;
+                        if let Some((first, _)) = unsigned.first() {
+                            return Err(Finding::UnsignedBefore(first.sequence));
+                        }
+                        receipts += 1;
                     }
-                    receipts += 1;
                 }
-            },
+            }
             pb::EntryKind::ReceiptReceived => {
                 check_received(verifier, log, checked, trust)?;
                 receipts += 1;
@@ -132,10 +259,11 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
             pb::EntryKind::DeliveryFailed => {
                 let sent = referred(log, e)?;
                 if sent.message_id != e.message_id {
-                    return Err(format!(
-                        "names message {} but entry {} is {}",
-                        e.message_id, e.refers_to, sent.message_id
-                    ));
+                    return Err(Finding::NamesOther {
+                        names: e.message_id.clone(),
+                        refers_to: e.refers_to,
+                        found: sent.message_id,
+                    });
                 }
             }
             _ => {}
@@ -143,9 +271,9 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         Ok(())
     })?;
     let receipts = receipts
-        + signed_since(verifier, log, &mut unsigned, trust).map_err(|problem| VerifyError {
+        + signed_since(verifier, log, &mut unsigned, trust).map_err(|finding| VerifyError {
             sequence: unsigned.first().map_or(entries, |(e, _)| e.sequence),
-            problem,
+            problem: Problem::Check(Box::new(finding)),
         })?;
     Ok(AuditReport {
         entries,
@@ -164,18 +292,21 @@ fn signed_since(
     log: &ExchangeLog,
     unsigned: &mut Vec<(pb::LogEntry, crate::domain::model::Digest)>,
     trust: &AuditTrust,
-) -> Result<u64, String> {
+) -> Result<u64, Finding> {
     let mut signed = 0;
     let mut still = Vec::new();
     for (entry, hash) in unsigned.drain(..) {
+        let at = |finding: Finding| Finding::At {
+            sequence: entry.sequence,
+            source: Box::new(finding),
+        };
         let issued = log
             .issued_receipt(entry.sequence)
-            .map_err(|err| format!("entry {}: {err}", entry.sequence))?;
+            .map_err(|err| at(err.into()))?;
         match issued {
             None => still.push((entry, hash)),
             Some(receipt) => {
-                check_issued(verifier, Some(&receipt), &entry, &hash, trust)
-                    .map_err(|err| format!("entry {}: {err}", entry.sequence))?;
+                check_issued(verifier, Some(&receipt), &entry, &hash, trust).map_err(at)?;
                 signed += 1;
             }
         }
@@ -192,93 +323,107 @@ fn check_checkpoint(
     trust: &AuditTrust,
     own: bool,
     hashes: &[crate::domain::model::Digest],
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     let e = checked.entry;
-    let peer: CountryCode = e.peer.parse().map_err(|err| format!("peer: {err}"))?;
-    let peer_ca = trust
-        .peers
-        .get(&peer)
-        .ok_or_else(|| format!("no CA is configured for peer {peer}"))?;
-    let content = checked.content.ok_or("the checkpoint is missing")?;
-    let (checkpoint, cosignature, both) = crate::exchange::checkpoint::open(content)
-        .map_err(|err| format!("the checkpoint cannot be decoded: {err}"))?;
+    let peer: CountryCode = e.peer.parse().map_err(Finding::Peer)?;
+    let peer_ca = trust.peers.get(&peer).ok_or(Finding::NoPeerCa(peer))?;
+    let content = checked.content.ok_or(Finding::Missing("the checkpoint"))?;
+    let (checkpoint, cosignature, both) = crate::exchange::checkpoint::open(content)?;
     let (origin, origin_ca, witness, witness_ca) = if own {
         (trust.country, &trust.own_ca, peer, peer_ca)
     } else {
         (peer, peer_ca, trust.country, &trust.own_ca)
     };
-    let at = |t: &str| crate::domain::model::parse_instant(t).map_err(|err| err.to_string());
-    let signed = both.checkpoint.as_ref().ok_or("no checkpoint")?;
+    let at = |what: &'static str, t: &str| {
+        crate::domain::model::parse_instant(t).map_err(|source| Finding::Instant { what, source })
+    };
+    let created_at = at("the checkpoint's created_at", &checkpoint.created_at)?;
+    let witnessed_at = at("the cosignature's witnessed_at", &cosignature.witnessed_at)?;
+    let invalid = |what: &str| {
+        let what = what.to_owned();
+        move |source| Finding::Invalid { what, source }
+    };
+    let revoked = |what: &str| {
+        let what = what.to_owned();
+        move |source| Finding::Revoked { what, source }
+    };
+    let signed = both
+        .checkpoint
+        .as_ref()
+        .ok_or(crate::exchange::checkpoint::OpenError::NoCheckpoint)?;
     verifier
         .verify_signed(
             receipt::CHECKPOINT_DOMAIN,
             signed,
             origin_ca,
             origin,
-            at(&checkpoint.created_at)?,
+            created_at,
         )
-        .map_err(|err| format!("the checkpoint's signature is not valid: {err}"))?;
+        .map_err(invalid("the checkpoint's signature"))?;
     trust
         .revoked(origin)
-        .check(&signed.signer_certificate, at(&checkpoint.created_at)?)
-        .map_err(|err| format!("the checkpoint's signature does not stand: {err}"))?;
-    let cosigned = both.cosignature.as_ref().ok_or("no cosignature")?;
+        .check(&signed.signer_certificate, created_at)
+        .map_err(revoked("the checkpoint's signature"))?;
+    let cosigned = both
+        .cosignature
+        .as_ref()
+        .ok_or(crate::exchange::checkpoint::OpenError::NoCosignature)?;
     verifier
         .verify_signed(
             receipt::COSIGNATURE_DOMAIN,
             cosigned,
             witness_ca,
             witness,
-            at(&cosignature.witnessed_at)?,
+            witnessed_at,
         )
-        .map_err(|err| format!("the cosignature is not valid: {err}"))?;
+        .map_err(invalid("the cosignature"))?;
     trust
         .revoked(witness)
-        .check(&cosigned.signer_certificate, at(&cosignature.witnessed_at)?)
-        .map_err(|err| format!("the cosignature does not stand: {err}"))?;
+        .check(&cosigned.signer_certificate, witnessed_at)
+        .map_err(revoked("the cosignature"))?;
     if checkpoint.origin != origin.as_str()
         || cosignature.origin != checkpoint.origin
         || cosignature.size != checkpoint.size
         || cosignature.root_hash != checkpoint.root_hash
         || cosignature.witness != witness.as_str()
     {
-        return Err("the cosignature is not over this checkpoint".into());
+        return Err(Finding::NotOverCheckpoint);
     }
     if own {
-        let size = usize::try_from(checkpoint.size).map_err(|err| err.to_string())?;
-        if size >= hashes.len() {
-            return Err(format!(
-                "the checkpoint covers {size} entries, but it is entry {}",
-                e.sequence
-            ));
-        }
+        let covers_later = Finding::CoversLater {
+            size: checkpoint.size,
+            sequence: e.sequence,
+        };
+        let size = usize::try_from(checkpoint.size)
+            .ok()
+            .filter(|size| *size < hashes.len())
+            .ok_or(covers_later)?;
         let root = crate::crypto::merkle::root(&hashes[..size]);
         if root.0[..] != checkpoint.root_hash[..] {
-            return Err(format!(
-                "the log's first {size} entries no longer match the root {peer} cosigned: the log was rewritten"
-            ));
+            return Err(Finding::Rewritten {
+                size: checkpoint.size,
+                peer,
+            });
         }
     }
     Ok(())
 }
 
-fn decode_signed(bytes: &[u8], what: &str) -> Result<pb::SignedReceipt, String> {
-    pb::SignedReceipt::decode(bytes).map_err(|e| format!("{what} cannot be decoded: {e}"))
-}
-
 /// A message entry's creation time, which statistics count by after redaction, must be the
 /// envelope's.
-fn check_created_at(checked: &Checked<'_>) -> Result<(), String> {
+fn check_created_at(checked: &Checked<'_>) -> Result<(), Finding> {
     let e = checked.entry;
     let is_message = crate::log::is_message(pb::EntryKind::try_from(e.kind).unwrap_or_default());
     if let (true, Some(content), false) = (is_message, checked.content, e.created_at.is_empty()) {
-        let envelope = pb::Envelope::decode(content)
-            .map_err(|err| format!("the envelope cannot be decoded: {err}"))?;
+        let envelope = pb::Envelope::decode(content).map_err(|source| Finding::Undecodable {
+            what: "the envelope",
+            source,
+        })?;
         if envelope.created_at != e.created_at {
-            return Err(format!(
-                "records creation time {}, but its envelope says {}",
-                e.created_at, envelope.created_at
-            ));
+            return Err(Finding::CreatedAt {
+                recorded: e.created_at.clone(),
+                envelope: envelope.created_at,
+            });
         }
     }
     Ok(())
@@ -291,11 +436,14 @@ fn check_issued(
     e: &pb::LogEntry,
     hash: &crate::domain::model::Digest,
     trust: &AuditTrust,
-) -> Result<(), String> {
-    let signed = signed.ok_or("the receipt this node issued is missing")?;
+) -> Result<(), Finding> {
+    let signed = signed.ok_or(Finding::Missing("the receipt this node issued"))?;
     let r = verifier
         .verify(signed, &trust.own_ca, trust.country)
-        .map_err(|err| format!("the issued receipt is not valid: {err}"))?;
+        .map_err(|source| Finding::Invalid {
+            what: "the issued receipt".into(),
+            source,
+        })?;
     stands(
         &trust.own_revoked,
         signed,
@@ -304,9 +452,10 @@ fn check_issued(
         "the issued receipt",
     )?;
     match crate::log::receipt_mismatch(&r, e, hash) {
-        Some(field) => Err(format!(
-            "the issued receipt's {field} does not match the entry"
-        )),
+        Some(field) => Err(Finding::ReceiptMismatch {
+            what: "the issued receipt",
+            field,
+        }),
         None => Ok(()),
     }
 }
@@ -320,13 +469,19 @@ fn stands(
     receipt: &pb::Receipt,
     logged_micros: i64,
     what: &str,
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     let at = crate::domain::model::parse_instant(&receipt.stored_at)
-        .map_err(|err| format!("{what}'s stored_at {err}"))?
+        .map_err(|source| Finding::Instant {
+            what: "the receipt's stored_at",
+            source,
+        })?
         .max(crate::domain::model::from_micros(logged_micros));
     revoked
         .check(&signed.signer_certificate, at)
-        .map_err(|err| format!("{what} does not stand: {err}"))
+        .map_err(|source| Finding::Revoked {
+            what: what.to_owned(),
+            source,
+        })
 }
 
 /// A peer's receipt must be signed by that peer's node and acknowledge the message it names.
@@ -335,18 +490,21 @@ fn check_received(
     log: &ExchangeLog,
     checked: &Checked<'_>,
     trust: &AuditTrust,
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     let e = checked.entry;
-    let peer: CountryCode = e.peer.parse().map_err(|err| format!("peer: {err}"))?;
-    let anchors = trust
-        .peers
-        .get(&peer)
-        .ok_or_else(|| format!("no CA is configured for peer {peer}"))?;
-    let bytes = checked.content.ok_or("the receipt is missing")?;
-    let signed = decode_signed(bytes, "the receipt")?;
+    let peer: CountryCode = e.peer.parse().map_err(Finding::Peer)?;
+    let anchors = trust.peers.get(&peer).ok_or(Finding::NoPeerCa(peer))?;
+    let bytes = checked.content.ok_or(Finding::Missing("the receipt"))?;
+    let signed = pb::SignedReceipt::decode(bytes).map_err(|source| Finding::Undecodable {
+        what: "the receipt",
+        source,
+    })?;
     let r = verifier
         .verify(&signed, anchors, peer)
-        .map_err(|err| format!("the receipt from {peer} is not valid: {err}"))?;
+        .map_err(|source| Finding::Invalid {
+            what: format!("the receipt from {peer}"),
+            source,
+        })?;
     let sent = referred(log, e)?;
     stands(
         &trust.revoked(peer),
@@ -356,18 +514,18 @@ fn check_received(
         &format!("the receipt from {peer}"),
     )?;
     if r.message_id != sent.message_id || r.message_id != e.message_id {
-        return Err(format!(
-            "the receipt is for message {}, but entry {} is {}",
-            r.message_id, e.refers_to, sent.message_id
-        ));
+        return Err(Finding::ReceiptForOther {
+            receipt: r.message_id,
+            refers_to: e.refers_to,
+            sent: sent.message_id,
+        });
     }
     if r.envelope_sha256 != sent.content_sha256 {
-        return Err(format!(
-            "the receipt acknowledges content {} but entry {} holds {}",
-            hex(&r.envelope_sha256),
-            e.refers_to,
-            hex(&sent.content_sha256)
-        ));
+        return Err(Finding::ReceiptForOtherContent {
+            acknowledged: hex(&r.envelope_sha256),
+            refers_to: e.refers_to,
+            held: hex(&sent.content_sha256),
+        });
     }
     Ok(())
 }
@@ -375,33 +533,37 @@ fn check_received(
 /// The sent message an entry refers to, which must come before it.
 /// A reconciliation must name a statistics report received earlier from the same peer, and
 /// its content must be about that report.
-fn check_reconciliation(log: &ExchangeLog, checked: &Checked<'_>) -> Result<(), String> {
+fn check_reconciliation(log: &ExchangeLog, checked: &Checked<'_>) -> Result<(), Finding> {
     let e = checked.entry;
     let report = log
-        .entry(e.refers_to)
-        .map_err(|err| err.to_string())?
+        .entry(e.refers_to)?
         .filter(|_| e.refers_to < e.sequence)
-        .ok_or_else(|| format!("refers to entry {}, which does not precede it", e.refers_to))?;
+        .ok_or(Finding::NotPreceding(e.refers_to))?;
     if report.kind() != pb::EntryKind::MessageReceived
         || report.entry.message_kind != pb::MessageKind::StatisticsReport as i32
         || report.entry.peer != e.peer
         || report.entry.message_id != e.message_id
     {
-        return Err(format!(
-            "refers to entry {}, which is not statistics report {} received from {}",
-            e.refers_to, e.message_id, e.peer
-        ));
+        return Err(Finding::NotReport {
+            refers_to: e.refers_to,
+            message_id: e.message_id.clone(),
+            peer: e.peer.clone(),
+        });
     }
     let content = checked
         .content
-        .ok_or_else(|| "reconciliation content is missing".to_owned())?;
-    let r = pb::Reconciliation::decode(content)
-        .map_err(|err| format!("reconciliation content does not decode: {err}"))?;
+        .ok_or(Finding::Missing("the reconciliation's content"))?;
+    let r = pb::Reconciliation::decode(content).map_err(|source| Finding::Undecodable {
+        what: "the reconciliation's content",
+        source,
+    })?;
     if r.report_message_id != e.message_id || r.peer != e.peer {
-        return Err(format!(
-            "its content is about {} from {}, not {} from {}",
-            r.report_message_id, r.peer, e.message_id, e.peer
-        ));
+        return Err(Finding::ReconciliationOther {
+            about: r.report_message_id,
+            from: r.peer,
+            message_id: e.message_id.clone(),
+            peer: e.peer.clone(),
+        });
     }
     Ok(())
 }
@@ -413,54 +575,44 @@ fn check_redaction(
     log: &ExchangeLog,
     checked: &Checked<'_>,
     trust: &AuditTrust,
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     let e = checked.entry;
-    let policy = trust
-        .retention
-        .as_ref()
-        .ok_or("redacts a message, but no retention policy is configured")?;
+    let policy = trust.retention.as_ref().ok_or(Finding::NoRetentionPolicy)?;
     let message = log
-        .entry(e.refers_to)
-        .map_err(|err| err.to_string())?
-        .ok_or_else(|| format!("redacts entry {}, which is missing", e.refers_to))?;
+        .entry(e.refers_to)?
+        .ok_or(Finding::RedactsMissing(e.refers_to))?;
     let kind = pb::MessageKind::try_from(message.entry.message_kind).unwrap_or_default();
-    let days = policy.days(kind).ok_or_else(|| {
-        format!(
-            "redacts entry {}, but policy {} keeps {} content",
-            e.refers_to,
-            policy.policy,
-            crate::domain::kinds::kind_label(message.entry.message_kind)
-        )
+    let days = policy.days(kind).ok_or_else(|| Finding::KeptByPolicy {
+        target: e.refers_to,
+        policy: policy.policy.clone(),
+        kind: crate::domain::kinds::kind_label(message.entry.message_kind),
     })?;
     let allowed = message
         .entry
         .recorded_at_micros
         .saturating_add(crate::exchange::retention::period(days));
     if e.recorded_at_micros < allowed {
-        return Err(format!(
-            "redacts entry {} before the end of its {days}-day retention period under policy {}",
-            e.refers_to, policy.policy
-        ));
+        return Err(Finding::RedactedEarly {
+            target: e.refers_to,
+            days,
+            policy: policy.policy.clone(),
+        });
     }
     Ok(())
 }
 
-fn referred(log: &ExchangeLog, e: &pb::LogEntry) -> Result<pb::LogEntry, String> {
+fn referred(log: &ExchangeLog, e: &pb::LogEntry) -> Result<pb::LogEntry, Finding> {
     if e.refers_to == 0 || e.refers_to >= e.sequence {
-        return Err(format!(
-            "refers to entry {}, which cannot precede it",
-            e.refers_to
-        ));
+        return Err(Finding::CannotPrecede(e.refers_to));
     }
     let sent = log
-        .entry(e.refers_to)
-        .map_err(|err| err.to_string())?
-        .ok_or_else(|| format!("refers to entry {}, which is missing", e.refers_to))?;
+        .entry(e.refers_to)?
+        .ok_or(Finding::ReferenceMissing(e.refers_to))?;
     if sent.kind() != pb::EntryKind::MessageSent || sent.entry.peer != e.peer {
-        return Err(format!(
-            "refers to entry {}, which is not a message sent to {}",
-            e.refers_to, e.peer
-        ));
+        return Err(Finding::NotSentTo {
+            refers_to: e.refers_to,
+            peer: e.peer.clone(),
+        });
     }
     Ok(sent.entry)
 }
@@ -598,7 +750,7 @@ pub fn response(outcome: Result<AuditReport, VerifyError>) -> pb::VerifyResponse
             ok: false,
             entries: e.sequence.saturating_sub(1),
             first_bad_sequence: e.sequence,
-            problem: e.problem,
+            problem: e.problem.to_string(),
             ..Default::default()
         },
     }

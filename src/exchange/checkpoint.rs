@@ -23,27 +23,36 @@ fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, ExchangeE
         .map_err(|e| ExchangeError::BadRequest(format!("{what} cannot be decoded: {e}")))
 }
 
+/// Why a checkpoint entry's content cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("does not decode: {0}")]
+    Undecodable(#[from] prost::DecodeError),
+    #[error("holds no checkpoint")]
+    NoCheckpoint,
+    #[error("holds no cosignature")]
+    NoCosignature,
+}
+
 /// The checkpoint and cosignature held in a checkpoint entry's content.
 pub fn open(
     content: &[u8],
-) -> Result<(pb::Checkpoint, pb::Cosignature, pb::CosignedCheckpoint), String> {
-    let both = pb::CosignedCheckpoint::decode(content).map_err(|e| e.to_string())?;
+) -> Result<(pb::Checkpoint, pb::Cosignature, pb::CosignedCheckpoint), OpenError> {
+    let both = pb::CosignedCheckpoint::decode(content)?;
     let checkpoint = pb::Checkpoint::decode(
         both.checkpoint
             .as_ref()
-            .ok_or("no checkpoint")?
+            .ok_or(OpenError::NoCheckpoint)?
             .body
             .as_slice(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let cosignature = pb::Cosignature::decode(
         both.cosignature
             .as_ref()
-            .ok_or("no cosignature")?
+            .ok_or(OpenError::NoCosignature)?
             .body
             .as_slice(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok((checkpoint, cosignature, both))
 }
 
@@ -66,7 +75,7 @@ pub async fn prepare(
                 .map_err(|e| {
                     ExchangeError::Log(LogError::Corrupt {
                         sequence: seq,
-                        reason: e,
+                        reason: e.to_string(),
                     })
                 })?
                 .0
@@ -123,9 +132,7 @@ pub async fn witness(
     exchange
         .peer_revoked(caller)
         .check(&signed.signer_certificate, time::OffsetDateTime::now_utc())
-        .map_err(|e| {
-            ExchangeError::Receipt(crate::crypto::receipt::ReceiptError::Certificate(e))
-        })?;
+        .map_err(|e| ExchangeError::Receipt(crate::crypto::receipt::ReceiptError::Revoked(e)))?;
     if checkpoint.origin != caller.as_str() {
         return Err(ExchangeError::Forbidden(format!(
             "checkpoint of {} presented by {caller}",
@@ -140,7 +147,7 @@ pub async fn witness(
         let (last, _, _) = open(&content).map_err(|e| {
             ExchangeError::Log(LogError::Corrupt {
                 sequence: seq,
-                reason: e,
+                reason: e.to_string(),
             })
         })?;
         let last_root = Digest::from_slice(&last.root_hash).unwrap_or_default();
@@ -232,9 +239,7 @@ pub async fn accept(
             &cosigned.signer_certificate,
             time::OffsetDateTime::now_utc(),
         )
-        .map_err(|e| {
-            ExchangeError::Receipt(crate::crypto::receipt::ReceiptError::Certificate(e))
-        })?;
+        .map_err(|e| ExchangeError::Receipt(crate::crypto::receipt::ReceiptError::Revoked(e)))?;
     if cosignature.size != checkpoint.size
         || cosignature.root_hash != checkpoint.root_hash
         || cosignature.origin != checkpoint.origin

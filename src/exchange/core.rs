@@ -788,7 +788,7 @@ impl Exchange {
         trust
             .revoked
             .check(&signed.signer_certificate, signed_at)
-            .map_err(ReceiptError::Certificate)?;
+            .map_err(ReceiptError::Revoked)?;
         if receipt.message_id != sent.entry.message_id {
             return Err(ReceiptError::Mismatch {
                 field: "message_id",

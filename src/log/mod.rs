@@ -174,13 +174,60 @@ impl LogError {
 }
 
 /// Where a verification failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[error("entry {sequence}: {problem}")]
 pub struct VerifyError {
     /// The first bad entry.
     pub sequence: u64,
     /// What is wrong with it.
-    pub problem: String,
+    #[source]
+    pub problem: Problem,
+}
+
+/// What is wrong with an entry, as the chain or a check on it found.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("cannot be read: {0}")]
+    Unreadable(#[source] LogError),
+    #[error("cannot be decoded: {0}")]
+    Undecodable(#[source] prost::DecodeError),
+    #[error("is missing; the next entry found is {next}")]
+    Missing { next: u64 },
+    #[error("holds entry {found} (entries were moved or swapped)")]
+    Moved { found: u64 },
+    #[error(
+        "its hash no longer matches the one entry {next} recorded: entry {at} or {next} was altered"
+    )]
+    Altered { at: u64, next: u64 },
+    #[error("is of no known kind ({0})")]
+    UnknownKind(i32),
+    #[error("sealed content does not match its sealed digest")]
+    SealedDigest,
+    #[error(transparent)]
+    Unsealed(#[from] crate::crypto::seal::SealError),
+    #[error("content does not match its digest")]
+    ContentDigest,
+    #[error("content is missing")]
+    ContentMissing,
+    #[error("redacts entry {target}, which does not precede it")]
+    RedactsLater { target: u64 },
+    #[error("redacts entry {target}, which is not message {message_id}")]
+    RedactsOther { target: u64, message_id: String },
+    #[error("records the redaction of entry {target}, whose content is still held")]
+    RedactedHeld { target: u64 },
+    #[error(
+        "is missing, but content of entry {orphan} remains: the log was truncated after entry {last}"
+    )]
+    Truncated { orphan: u64, last: u64 },
+    /// A check of the caller's ([`ExchangeLog::verify_with`]) refused the entry.
+    #[error(transparent)]
+    Check(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sled::Error> for Problem {
+    fn from(e: sled::Error) -> Self {
+        Self::Unreadable(LogError::from(e))
+    }
 }
 
 /// An entry whose place in the chain and content digest have been checked.
@@ -1016,44 +1063,41 @@ impl ExchangeLog {
     /// Recomputes the whole chain: sequence numbers, links and content digests. Returns the
     /// number of entries checked, or the first bad entry.
     pub fn verify(&self) -> Result<u64, VerifyError> {
-        self.verify_with(|_| Ok(()))
+        self.verify_with(|_| Ok::<(), std::convert::Infallible>(()))
     }
 
     /// [`Self::verify`], calling `check` on every entry once its place in the chain and its
     /// content digest hold; an `Err` from `check` names that entry.
-    pub fn verify_with(
+    pub fn verify_with<E>(
         &self,
-        mut check: impl FnMut(&Checked<'_>) -> Result<(), String>,
-    ) -> Result<u64, VerifyError> {
+        mut check: impl FnMut(&Checked<'_>) -> Result<(), E>,
+    ) -> Result<u64, VerifyError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let mut previous = GENESIS;
         let mut expected = 1;
         let store = self.store().map_err(|e| VerifyError {
             sequence: 1,
-            problem: format!("cannot be read: {e}"),
+            problem: Problem::Unreadable(e),
         })?;
         let tree = &store.tree;
         for kv in tree.scan_prefix([key::ENTRY]) {
-            let bad = |sequence: u64, problem: String| VerifyError { sequence, problem };
-            let (k, v) = kv.map_err(|e| bad(expected, format!("cannot be read: {e}")))?;
+            let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
+            let (k, v) = kv.map_err(|e| bad(expected, e.into()))?;
             let stored = key::tail_seq(&k).unwrap_or(0);
             if stored != expected {
-                return Err(bad(
-                    expected,
-                    format!("is missing; the next entry found is {stored}"),
-                ));
+                return Err(bad(expected, Problem::Missing { next: stored }));
             }
             let entry = link(expected, &previous, &v)?;
             let content = tree
                 .get(key::seq(key::CONTENT, expected))
-                .map_err(|e| bad(expected, format!("content cannot be read: {e}")))?;
+                .map_err(|e| bad(expected, e.into()))?;
             let held = content.is_some();
             let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
             if kind == pb::EntryKind::Unspecified {
                 // Stored data is never read as a default: an entry of no known kind is wrong.
-                return Err(bad(
-                    expected,
-                    format!("is of no known kind ({})", entry.kind),
-                ));
+                return Err(bad(expected, Problem::UnknownKind(entry.kind)));
             }
             let keeps_content = matches!(
                 kind,
@@ -1070,15 +1114,12 @@ impl ExchangeLog {
             let mut opened = None;
             if let (Some(c), true) = (&content, sealed) {
                 if Digest::of(c).0[..] != entry.sealed_sha256[..] {
-                    return Err(bad(
-                        expected,
-                        "sealed content does not match its sealed digest".into(),
-                    ));
+                    return Err(bad(expected, Problem::SealedDigest));
                 }
                 if let Some(key) = self.inner.key.as_deref() {
                     opened = Some(
                         key.open(expected, &entry.content_sha256, c)
-                            .map_err(|e| bad(expected, e.to_string()))?,
+                            .map_err(|e| bad(expected, e.into()))?,
                     );
                 }
             }
@@ -1090,7 +1131,7 @@ impl ExchangeLog {
             let mut redacted = false;
             match content {
                 Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
-                    return Err(bad(expected, "content does not match its digest".into()));
+                    return Err(bad(expected, Problem::ContentDigest));
                 }
                 None if (keeps_content && !sealed) || (sealed && !held) => {
                     self.check_redacted(expected)
@@ -1105,7 +1146,7 @@ impl ExchangeLog {
             }
             let (signed, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
                 match issued_state(tree, expected, Some(&self.inner.batches))
-                    .map_err(|e| bad(expected, format!("receipt cannot be read: {e}")))?
+                    .map_err(|e| bad(expected, Problem::Unreadable(e)))?
                 {
                     Issued::Signed(signed) => (Some(signed), None),
                     Issued::Unsigned(receipt) => (None, Some(receipt)),
@@ -1124,14 +1165,14 @@ impl ExchangeLog {
                 issued_receipt: signed.as_ref(),
                 unsigned_receipt: unsigned_receipt.as_deref(),
             })
-            .map_err(|problem| bad(expected, problem))?;
+            .map_err(|problem| bad(expected, Problem::Check(Box::new(problem))))?;
             previous = hash;
             expected += 1;
         }
         let last = expected - 1;
         let unreadable = |e: sled::Error| VerifyError {
             sequence: last + 1,
-            problem: format!("cannot be read: {e}"),
+            problem: e.into(),
         };
         // Content or receipts beyond the last entry: the tail was cut off, unless a running node
         // appended since the scan passed the end.
@@ -1145,9 +1186,7 @@ impl ExchangeLog {
                 {
                     return Err(VerifyError {
                         sequence: last + 1,
-                        problem: format!(
-                            "is missing, but content of entry {orphan} remains: the log was truncated after entry {last}"
-                        ),
+                        problem: Problem::Truncated { orphan, last },
                     });
                 }
             }
@@ -1156,49 +1195,45 @@ impl ExchangeLog {
     }
 
     /// A message whose content is gone must have been redacted by a later redaction entry.
-    fn check_redacted(&self, sequence: u64) -> Result<(), String> {
-        let missing = || "content is missing".to_owned();
+    fn check_redacted(&self, sequence: u64) -> Result<(), Problem> {
         let by = self
             .redaction_of(sequence)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(missing)?;
+            .map_err(Problem::Unreadable)?
+            .ok_or(Problem::ContentMissing)?;
         let redaction = self
             .entry(by)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(missing)?;
+            .map_err(Problem::Unreadable)?
+            .ok_or(Problem::ContentMissing)?;
         if redaction.kind() != pb::EntryKind::Redaction
             || redaction.entry.refers_to != sequence
             || by <= sequence
         {
-            return Err(missing());
+            return Err(Problem::ContentMissing);
         }
         Ok(())
     }
 
     /// A redaction must name an earlier message whose content is no longer held.
-    fn check_redaction(&self, entry: &pb::LogEntry) -> Result<(), String> {
+    fn check_redaction(&self, entry: &pb::LogEntry) -> Result<(), Problem> {
         let target = entry.refers_to;
         let message = self
             .entry(target)
-            .map_err(|e| e.to_string())?
+            .map_err(Problem::Unreadable)?
             .filter(|_| target < entry.sequence)
-            .ok_or_else(|| format!("redacts entry {target}, which does not precede it"))?;
+            .ok_or(Problem::RedactsLater { target })?;
         if !is_message(message.kind()) || message.entry.message_id != entry.message_id {
-            return Err(format!(
-                "redacts entry {target}, which is not message {}",
-                entry.message_id
-            ));
+            return Err(Problem::RedactsOther {
+                target,
+                message_id: entry.message_id.clone(),
+            });
         }
         if self
             .store()
-            .map_err(|e| e.to_string())?
+            .map_err(Problem::Unreadable)?
             .tree
-            .contains_key(key::seq(key::CONTENT, target))
-            .map_err(|e| e.to_string())?
+            .contains_key(key::seq(key::CONTENT, target))?
         {
-            return Err(format!(
-                "records the redaction of entry {target}, whose content is still held"
-            ));
+            return Err(Problem::RedactedHeld { target });
         }
         Ok(())
     }
@@ -1822,16 +1857,14 @@ const VIEW_PREFIXES: [u8; 12] = [
 /// Decodes the stored entry `expected` and checks its place in the chain after the entry
 /// whose hash is `previous`.
 pub fn link(expected: u64, previous: &Digest, bytes: &[u8]) -> Result<pb::LogEntry, VerifyError> {
-    let bad = |sequence: u64, problem: String| VerifyError { sequence, problem };
-    let entry = pb::LogEntry::decode(bytes)
-        .map_err(|e| bad(expected, format!("cannot be decoded: {e}")))?;
+    let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
+    let entry = pb::LogEntry::decode(bytes).map_err(|e| bad(expected, Problem::Undecodable(e)))?;
     if entry.sequence != expected {
         return Err(bad(
             expected,
-            format!(
-                "holds entry {} (entries were moved or swapped)",
-                entry.sequence
-            ),
+            Problem::Moved {
+                found: entry.sequence,
+            },
         ));
     }
     if entry.previous_hash != previous.0 {
@@ -1840,9 +1873,10 @@ pub fn link(expected: u64, previous: &Digest, bytes: &[u8]) -> Result<pb::LogEnt
         let before = expected.saturating_sub(1);
         return Err(bad(
             before,
-            format!(
-                "its hash no longer matches the one entry {expected} recorded: entry {before} or {expected} was altered"
-            ),
+            Problem::Altered {
+                at: before,
+                next: expected,
+            },
         ));
     }
     Ok(entry)
@@ -2073,7 +2107,7 @@ mod tests {
                 let appended = log.transact_blocking(move |t| t.append(sent(&id))).unwrap();
                 assert_eq!(appended.sequence, i + 1);
             }
-            assert_eq!(log.verify(), Ok(5));
+            assert_eq!(log.verify().unwrap(), 5);
             assert_eq!(log.pending("KHM".parse().unwrap()).unwrap().len(), 5);
         }
         let log = ExchangeLog::open(dir.path(), Durability::Fsync).unwrap();
@@ -2083,7 +2117,7 @@ mod tests {
         assert_eq!(appended.sequence, 6);
         let sixth = log.entry(6).unwrap().unwrap();
         assert_eq!(sixth.entry.previous_hash, head.0.to_vec());
-        assert_eq!(log.verify(), Ok(6));
+        assert_eq!(log.verify().unwrap(), 6);
         assert_eq!(log.sent("m3").unwrap(), Some(4));
     }
 
@@ -2108,14 +2142,14 @@ mod tests {
         let log = ExchangeLog::open(&compressed, Durability::Fsync).unwrap();
         assert_eq!(log.compression(), Compression::Zstd);
         assert_eq!(log.content(1).unwrap(), Some(content));
-        assert_eq!(log.verify(), Ok(1));
+        assert_eq!(log.verify().unwrap(), 1);
         // A compacted copy keeps it too.
         let copy = dir.path().join("copy");
         log.compact_into(&copy).unwrap();
         drop(log);
         let copy = ExchangeLog::open(&copy, Durability::Fsync).unwrap();
         assert_eq!(copy.compression(), Compression::Zstd);
-        assert_eq!(copy.verify(), Ok(1));
+        assert_eq!(copy.verify().unwrap(), 1);
         // And a log made without compression keeps none when asked for it later.
         let plain = dir.path().join("plain");
         drop(ExchangeLog::open(&plain, Durability::Fsync).unwrap());
@@ -2139,7 +2173,7 @@ mod tests {
         assert_eq!(log.head().unwrap().0, 0);
         let appended = log.transact_blocking(|t| t.append(sent("b"))).unwrap();
         assert_eq!(appended.sequence, 1);
-        assert_eq!(log.verify(), Ok(1));
+        assert_eq!(log.verify().unwrap(), 1);
     }
 
     #[test]
@@ -2194,7 +2228,7 @@ mod tests {
         assert_ne!(log.views().unwrap(), kept);
         assert_eq!(log.rebuild_views().unwrap(), 6);
         assert_eq!(log.views().unwrap(), kept);
-        assert_eq!(log.verify(), Ok(6));
+        assert_eq!(log.verify().unwrap(), 6);
     }
 
     #[test]
@@ -2211,7 +2245,7 @@ mod tests {
             .unwrap();
         let err = log.verify().unwrap_err();
         assert_eq!(err.sequence, 2);
-        assert!(err.problem.contains("digest"));
+        assert!(err.problem.to_string().contains("digest"));
     }
 
     #[test]
@@ -2302,6 +2336,10 @@ mod tests {
         let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
         let err = log.verify().unwrap_err();
         assert_eq!(err.sequence, 2, "{}", err.problem);
-        assert!(err.problem.contains("no known kind"), "{}", err.problem);
+        assert!(
+            err.problem.to_string().contains("no known kind"),
+            "{}",
+            err.problem
+        );
     }
 }
