@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use focalpoint::log::{Durability, ExchangeLog, NewEntry};
+use focalpoint::log::{Durability, ExchangeLog, LogOptions, NewEntry};
 use focalpoint::pb;
 use prost::Message;
 
@@ -200,7 +200,11 @@ fn log_entry_decoding() {
     // Entries, sealed content and receipts as a real log stores them.
     let dir = tempfile::tempdir().unwrap();
     let key = std::sync::Arc::new(focalpoint::crypto::seal::LogKey::from_bytes(&[7; 32]));
-    let log = ExchangeLog::open_with_key(dir.path(), Durability::Flush, Some(key)).unwrap();
+    let log = ExchangeLog::open(
+        dir.path(),
+        LogOptions::from(Durability::Flush).with_key(Some(key)),
+    )
+    .unwrap();
     let envelope = example_envelopes().remove(0).encode_to_vec();
     log.transact_blocking(move |t| {
         t.append(NewEntry {

@@ -12,7 +12,7 @@ use common::*;
 use focalpoint::crypto::seal::{LogKey, SealError};
 use focalpoint::exchange::audit::{self, AuditTrust};
 use focalpoint::exchange::retention::{self, RetentionPolicy};
-use focalpoint::log::{Durability, ExchangeLog, LogError, NewEntry};
+use focalpoint::log::{Durability, ExchangeLog, LogError, LogOptions, NewEntry};
 use focalpoint::node::config::NodeConfig;
 use focalpoint::node::server::BoundNode;
 use focalpoint::pb;
@@ -50,7 +50,11 @@ fn trust(config: &NodeConfig) -> AuditTrust {
 
 /// The log as it will be `days` from now.
 fn days_ahead(data: &Path, days: i64) -> ExchangeLog {
-    ExchangeLog::open_ahead(data, Durability::Flush, None, days * DAY_MICROS).unwrap()
+    ExchangeLog::open(
+        data,
+        LogOptions::from(Durability::Flush).ahead(days * DAY_MICROS),
+    )
+    .unwrap()
 }
 
 /// Whether any file under `dir` contains `needle`.
@@ -409,8 +413,11 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     // With the key: the content opens and matches its digest.
     let key = Arc::new(encrypted.encryption.as_ref().unwrap().load_key().unwrap());
     {
-        let log =
-            ExchangeLog::open_with_key(&khm_data, Durability::Flush, Some(key.clone())).unwrap();
+        let log = ExchangeLog::open(
+            &khm_data,
+            LogOptions::from(Durability::Flush).with_key(Some(key.clone())),
+        )
+        .unwrap();
         let plain = log.content(alert_seq).unwrap().unwrap();
         assert!(plain.windows(NAME.len()).any(|w| w == NAME));
         let report = audit::verify(&log, &trust).unwrap();
@@ -426,9 +433,13 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     {
         let copy = dir.path().join("khm/redacted");
         copy_dir(&khm_data, &copy);
-        let log =
-            ExchangeLog::open_ahead(&copy, Durability::Flush, Some(key.clone()), 31 * DAY_MICROS)
-                .unwrap();
+        let log = ExchangeLog::open(
+            &copy,
+            LogOptions::from(Durability::Flush)
+                .with_key(Some(key.clone()))
+                .ahead(31 * DAY_MICROS),
+        )
+        .unwrap();
         let later = focalpoint::domain::model::now_micros() + 31 * DAY_MICROS;
         assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
         drop(log);
@@ -444,7 +455,11 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
         copy_dir(&khm_data, &copy);
         let earlier = encrypted.encryption.as_ref().unwrap().load_key().unwrap();
         let rotated = Arc::new(LogKey::from_bytes(&[3; 32]).with_previous(vec![earlier]));
-        let log = ExchangeLog::open_with_key(&copy, Durability::Flush, Some(rotated)).unwrap();
+        let log = ExchangeLog::open(
+            &copy,
+            LogOptions::from(Durability::Flush).with_key(Some(rotated)),
+        )
+        .unwrap();
         let plain = example("idn/alert-trafficking-victim.json").encode_to_vec();
         let added = log
             .transact_blocking(move |t| {
@@ -463,7 +478,11 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
         assert_eq!(log.verify().unwrap(), added.sequence);
         drop(log);
         let only_earlier = Arc::new(encrypted.encryption.as_ref().unwrap().load_key().unwrap());
-        let log = ExchangeLog::open_with_key(&copy, Durability::Flush, Some(only_earlier)).unwrap();
+        let log = ExchangeLog::open(
+            &copy,
+            LogOptions::from(Durability::Flush).with_key(Some(only_earlier)),
+        )
+        .unwrap();
         assert!(matches!(
             log.content(added.sequence),
             Err(LogError::Seal(SealError::WrongKey { .. }))
@@ -472,7 +491,11 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     // A different key is named as such, not taken for tampering.
     {
         let other = Arc::new(LogKey::from_bytes(&[9; 32]));
-        let log = ExchangeLog::open_with_key(&khm_data, Durability::Flush, Some(other)).unwrap();
+        let log = ExchangeLog::open(
+            &khm_data,
+            LogOptions::from(Durability::Flush).with_key(Some(other)),
+        )
+        .unwrap();
         let err = log.content(alert_seq).unwrap_err().to_string();
         assert!(err.contains("was sealed with log key"), "{err}");
         let err = audit::verify(&log, &trust).unwrap_err();

@@ -300,7 +300,7 @@ impl OfflineLog {
             }
             _ => None,
         };
-        let log = crate::log::ExchangeLog::open_with(
+        let log = crate::log::ExchangeLog::open(
             &dir,
             crate::log::LogOptions {
                 durability: crate::log::Durability::Flush,

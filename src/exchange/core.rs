@@ -38,14 +38,6 @@ enum Answer {
     Stored(pb::SignedReceipt),
 }
 
-/// Gives the log the key that signs receipts; a log that has stopped writing refuses everything
-/// after, and says so there.
-fn set_receipt_signer(log: &ExchangeLog, signer: &Arc<ReceiptSigner>) {
-    if let Err(e) = log.set_receipt_signer(signer.clone()) {
-        tracing::error!(error = %e, "the exchange log does not take the receipt key");
-    }
-}
-
 /// A received envelope's log write, queued: answers with the receipt once it is durable.
 pub type QueuedReceipt = std::pin::Pin<
     Box<dyn Future<Output = Result<pb::SignedReceipt, ExchangeError>> + Send + 'static>,
@@ -153,19 +145,18 @@ pub struct Attempts {
 }
 
 impl Exchange {
-    /// An exchange for `country` over `log`.
+    /// An exchange for `country` over `log`, which was opened with `signer` (the node's key
+    /// for receipts, checkpoints and cosignatures).
     pub fn new(
         country: CountryCode,
         log: ExchangeLog,
-        signer: ReceiptSigner,
+        signer: Arc<ReceiptSigner>,
         peers: BTreeMap<CountryCode, PeerTrust>,
     ) -> Self {
         let outbound = peers
             .keys()
             .map(|c| (*c, Arc::new(Notify::new())))
             .collect();
-        let signer = Arc::new(signer);
-        set_receipt_signer(&log, &signer);
         Self {
             inner: Arc::new(Inner {
                 country,
@@ -233,7 +224,9 @@ impl Exchange {
     /// starts after this call. Peers cannot be added or removed this way.
     pub fn reload(&self, signer: ReceiptSigner, peers: BTreeMap<CountryCode, PeerTrust>) {
         let signer = Arc::new(signer);
-        set_receipt_signer(&self.inner.log, &signer);
+        if let Err(e) = self.inner.log.rotate_receipt_signer(signer.clone()) {
+            tracing::error!(error = %e, "the exchange log does not take the reloaded receipt key");
+        }
         *self
             .inner
             .signer

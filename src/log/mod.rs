@@ -64,6 +64,9 @@ pub struct LogOptions {
     pub clock_offset_micros: i64,
     /// MiB of pages kept in memory.
     pub cache_mib: u64,
+    /// The key that signs the receipts this node issues. A node's log always has one; a log
+    /// opened without one (an audit, a tool) takes no message from a peer.
+    pub signer: Option<Arc<ReceiptSigner>>,
 }
 
 impl Default for LogOptions {
@@ -74,7 +77,38 @@ impl Default for LogOptions {
             compression: Compression::default(),
             clock_offset_micros: 0,
             cache_mib: DEFAULT_CACHE_MIB,
+            signer: None,
         }
+    }
+}
+
+impl From<Durability> for LogOptions {
+    fn from(durability: Durability) -> Self {
+        Self {
+            durability,
+            ..Self::default()
+        }
+    }
+}
+
+impl LogOptions {
+    /// With `key`, new message content is sealed at rest and sealed content opened on reading;
+    /// without, sealed content is verified by its sealed digest but cannot be read.
+    pub fn with_key(mut self, key: Option<Arc<LogKey>>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Receipts this log issues are signed by `signer`.
+    pub fn with_signer(mut self, signer: Arc<ReceiptSigner>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// The log's clock runs `micros` ahead of the system clock (retention drills, tests).
+    pub fn ahead(mut self, micros: i64) -> Self {
+        self.clock_offset_micros = micros;
+        self
     }
 }
 
@@ -655,51 +689,19 @@ impl Drop for Inner {
 }
 
 impl ExchangeLog {
-    /// Opens (or creates) the log in `dir`, keeping content in plain.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Self, LogError> {
-        Self::open_with_key(dir, durability, None)
-    }
-
-    /// Opens (or creates) the log in `dir`. With a key, new message content is sealed at rest
-    /// and sealed content is opened on reading; without one, sealed content is verified by its
-    /// sealed digest but cannot be read.
-    pub fn open_with_key(
-        dir: &Path,
-        durability: Durability,
-        key: Option<Arc<LogKey>>,
-    ) -> Result<Self, LogError> {
-        Self::open_ahead(dir, durability, key, 0)
-    }
-
-    /// [`Self::open_with_key`], with the log's clock running `offset_micros` ahead of the
-    /// system clock: for retention drills and tests that need the log as it will be days from
-    /// now. A node never opens its log this way.
-    pub fn open_ahead(
-        dir: &Path,
-        durability: Durability,
-        key: Option<Arc<LogKey>>,
-        offset_micros: i64,
-    ) -> Result<Self, LogError> {
-        Self::open_with(
-            dir,
-            LogOptions {
-                durability,
-                key,
-                clock_offset_micros: offset_micros,
-                ..LogOptions::default()
-            },
-        )
-    }
-
-    /// Opens (or creates) the log in `dir` as `options` say.
-    pub fn open_with(dir: &Path, options: LogOptions) -> Result<Self, LogError> {
+    /// Opens (or creates) the log in `dir` as `options` say (a [`Durability`] alone is the
+    /// options of a log in plain, without a receipt signer). With a signer, any receipt left
+    /// unsigned when the node last stopped, between storing a message and signing its receipt,
+    /// is signed before this returns.
+    pub fn open(dir: &Path, options: impl Into<LogOptions>) -> Result<Self, LogError> {
         let LogOptions {
             durability,
             key,
             compression,
             clock_offset_micros: offset_micros,
             cache_mib,
-        } = options;
+            signer,
+        } = options.into();
         std::fs::create_dir_all(dir).map_err(|source| LogError::Open {
             path: dir.to_owned(),
             source,
@@ -717,7 +719,8 @@ impl ExchangeLog {
         let shared: SharedStore = Arc::new(std::sync::RwLock::new(Some(store.clone())));
         let (jobs, receiver) = mpsc::sync_channel::<Job>(4096);
         let closed = Arc::new(AtomicBool::new(false));
-        let signer = SharedSigner::default();
+        let signed_on_open = signer.is_some();
+        let signer: SharedSigner = Arc::new(std::sync::RwLock::new(signer));
         let writer = Writer {
             shared: shared.clone(),
             place,
@@ -736,7 +739,7 @@ impl ExchangeLog {
                 path: dir.to_owned(),
                 source,
             })?;
-        Ok(Self {
+        let log = Self {
             inner: Arc::new(Inner {
                 store: shared,
                 key,
@@ -747,34 +750,34 @@ impl ExchangeLog {
                 closed,
                 writer: Some(writer),
             }),
-        })
+        };
+        if signed_on_open {
+            let signed = log.transact_blocking(sign_unsigned)?;
+            if signed > 0 {
+                tracing::warn!(
+                    receipts = signed,
+                    "signed the receipts left unsigned when the node last stopped"
+                );
+            }
+        }
+        Ok(log)
     }
 
-    /// Sets the key that signs the receipts this node issues, and signs any receipt left
-    /// unsigned when the node last stopped between storing a message and signing its receipt.
-    pub fn set_receipt_signer(&self, signer: Arc<ReceiptSigner>) -> Result<(), LogError> {
-        *self
+    /// Signs the receipts issued from now on with `signer` (a reloaded key). The log must have
+    /// been opened with a signer.
+    pub fn rotate_receipt_signer(&self, signer: Arc<ReceiptSigner>) -> Result<(), LogError> {
+        let mut slot = self
             .inner
             .signer
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signer);
-        // Answered or not, the job runs, and says here if it fails.
-        drop(self.enqueue(move |t| {
-            let signed = sign_unsigned(t);
-            match &signed {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(
-                    receipts = n,
-                    "signing receipts left unsigned when the node last stopped"
-                ),
-                Err(e) => tracing::error!(
-                    error = %e,
-                    "receipts left unsigned when the node last stopped cannot be signed"
-                ),
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.as_mut() {
+            Some(current) => {
+                *current = signer;
+                Ok(())
             }
-            signed
-        })?);
-        Ok(())
+            None => Err(LogError::NoSigner),
+        }
     }
 
     /// The current store, or [`LogError::Reopening`] while the writer reopens it.
@@ -1313,7 +1316,10 @@ impl ExchangeLog {
                 .and_then(|f| f.sync_all())
                 .map_err(|source| LogError::Open { path, source })?;
         }
-        let copy = Self::open_with_key(to, Durability::Flush, self.inner.key.clone())?;
+        let copy = Self::open(
+            to,
+            LogOptions::from(Durability::Flush).with_key(self.inner.key.clone()),
+        )?;
         copy.verify().map_err(|e| LogError::Corrupt {
             sequence: e.sequence,
             reason: format!("the compacted copy does not verify: {}", e.problem),
@@ -2086,6 +2092,36 @@ fn decode_entry(sequence: u64, bytes: &[u8]) -> Result<StoredEntry, LogError> {
 mod tests {
     use super::*;
 
+    fn khm_signer() -> Arc<ReceiptSigner> {
+        let at = |file: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("certs-example/khm")
+                .join(file)
+        };
+        let cert = crate::crypto::x509::load_certs(&at("node.pem")).unwrap();
+        let key = crate::crypto::x509::load_key(&at("node.key")).unwrap();
+        Arc::new(ReceiptSigner::new(&cert[0], &key).unwrap())
+    }
+
+    /// The signer comes with the log: one opened with it signs, and takes a reloaded key; one
+    /// opened without it (an audit) has nothing to rotate.
+    #[test]
+    fn the_receipt_signer_is_given_when_the_log_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let without = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        assert!(matches!(
+            without.rotate_receipt_signer(khm_signer()),
+            Err(LogError::NoSigner)
+        ));
+        drop(without);
+        let with = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_signer(khm_signer()),
+        )
+        .unwrap();
+        assert!(with.rotate_receipt_signer(khm_signer()).is_ok());
+    }
+
     fn sent(id: &str) -> NewEntry {
         NewEntry {
             kind: pb::EntryKind::MessageSent,
@@ -2132,7 +2168,7 @@ mod tests {
         };
         let content = b"a page worth compressing ".repeat(40);
         {
-            let log = ExchangeLog::open_with(&compressed, zstd).unwrap();
+            let log = ExchangeLog::open(&compressed, zstd).unwrap();
             let mut entry = sent("m0");
             entry.content = Some(content.clone());
             log.transact_blocking(move |t| t.append(entry)).unwrap();
@@ -2157,7 +2193,7 @@ mod tests {
             compression: Compression::Zstd,
             ..LogOptions::default()
         };
-        let log = ExchangeLog::open_with(&plain, zstd).unwrap();
+        let log = ExchangeLog::open(&plain, zstd).unwrap();
         assert_eq!(log.compression(), Compression::None);
     }
 

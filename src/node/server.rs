@@ -276,13 +276,15 @@ impl BoundNode {
         if let Some(key) = &key {
             tracing::info!(key = %key.id(), "message content is encrypted at rest");
         }
-        let log = ExchangeLog::open_with(
+        let signer = Arc::new(material.signer);
+        let log = ExchangeLog::open(
             &data_dir,
             crate::log::LogOptions {
                 durability: config.durability,
                 key,
                 compression: config.compression,
                 cache_mib: config.cache_mib,
+                signer: Some(signer.clone()),
                 ..crate::log::LogOptions::default()
             },
         )?;
@@ -293,7 +295,7 @@ impl BoundNode {
                 "the exchange log keeps the compression it was created with"
             );
         }
-        let exchange = Exchange::new(config.country, log, material.signer, material.peer_trust);
+        let exchange = Exchange::new(config.country, log, signer, material.peer_trust);
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
                 .await
