@@ -2,7 +2,7 @@
 //! settings, and the exit code each outcome maps to.
 
 use crate::cli::output::{out, outln};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::client::{self, ClientError, OperatorClient};
 use crate::cli::{figures, render};
@@ -599,146 +599,32 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
         Command::Demo => crate::cli::demo::run().await,
-        Command::CheckConfig { file, warn_days } => {
-            use crate::cli::check::Level;
-            let findings = crate::cli::check::check(&file, warn_days)?;
-            for f in &findings {
-                let label = match f.level {
-                    Level::Ok => "ok     ",
-                    Level::Warning => "warning",
-                    Level::Error => "error  ",
-                };
-                outln!("{label} {}", f.message);
-            }
-            let errors = findings.iter().filter(|f| f.level == Level::Error).count();
-            if errors > 0 {
-                return Err(Usage(format!("{} has {errors} problems", file.display())).into());
-            }
-            Ok(())
-        }
-        Command::Checkpoint { client, peer } => {
-            let mut c = connect(&client)?;
-            let r = c.checkpoint(&peer).await?;
-            print(client.json, &r, || {
-                format!(
-                    "checkpoint of {} entries, root {}, cosigned by {peer}; logged as entry {}\n",
-                    r.size,
-                    crate::domain::model::hex(&r.root_hash),
-                    r.log_sequence
-                )
-            });
-            Ok(())
-        }
-        Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    config,
-                    data_dir,
-                    client,
-                    without_key,
-                    json,
-                },
-        } => {
-            let offline = config.map(|config| OfflineLog {
+        Command::CheckConfig { file, warn_days } => check_config(&file, warn_days),
+        Command::Checkpoint { client, peer } => checkpoint(client, peer).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Verify {
                 config,
                 data_dir,
+                client,
                 without_key,
-            });
-            audit_verify(offline, client, json).await
-        }
-        Command::Audit {
-            command:
-                AuditCommand::Export {
-                    log,
-                    format,
-                    from,
-                    until,
-                },
-        } => {
-            let (config, log) = log.open()?;
-            let (mut first, mut last, mut since, mut till) = (1, u64::MAX, None, None);
-            match from {
-                Some(Bound::Sequence(n)) => first = n,
-                Some(Bound::Micros(t)) => since = Some(t),
-                None => {}
+                json,
+            } => {
+                let offline = config.map(|config| OfflineLog {
+                    config,
+                    data_dir,
+                    without_key,
+                });
+                audit_verify(offline, client, json).await
             }
-            match until {
-                Some(Bound::Sequence(n)) => last = n,
-                Some(Bound::Micros(t)) => till = Some(t),
-                None => {}
-            }
-            let records = crate::exchange::audit::export(
-                &log,
-                &config.audit_trust()?,
-                first,
-                last,
-                (since, till),
-            )?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            use std::io::Write as _;
-            let written = (|| -> std::io::Result<()> {
-                match format {
-                    ExportFormat::Jsonl => {
-                        for r in &records {
-                            let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
-                            writeln!(out, "{line}")?;
-                        }
-                    }
-                    ExportFormat::Csv => render::audit_csv(&mut out, &records)?,
-                }
-                out.flush()
-            })();
-            written.map_err(crate::cli::output::Stdout)?;
-            Ok(())
-        }
-        Command::Audit {
-            command: AuditCommand::Show { log, id },
-        } => {
-            let (config, log) = log.open()?;
-            let records: Vec<_> = crate::exchange::audit::export(
-                &log,
-                &config.audit_trust()?,
-                1,
-                u64::MAX,
-                (None, None),
-            )?
-            .into_iter()
-            .filter(|r| r.message_id == id || r.reference == id)
-            .collect();
-            anyhow::ensure!(!records.is_empty(), "the log holds nothing about {id}");
-            outln!("{}", serde_json::to_string_pretty(&records)?);
-            Ok(())
-        }
-        Command::Audit {
-            command: AuditCommand::Compare { mine, theirs },
-        } => {
-            let read =
-                |path: &PathBuf| -> anyhow::Result<Vec<crate::exchange::audit::ExportRecord>> {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    text.lines()
-                        .enumerate()
-                        .filter(|(_, l)| !l.trim().is_empty())
-                        .map(|(i, l)| {
-                            serde_json::from_str(l)
-                                .with_context(|| format!("{} line {}", path.display(), i + 1))
-                        })
-                        .collect()
-                };
-            let (a, b) = (read(&mine)?, read(&theirs)?);
-            let findings = crate::exchange::audit::compare(&a, &b);
-            if findings.is_empty() {
-                outln!(
-                    "the exports agree: every message one side sent is in the other's log with the same digest, and every receipt matches the receiver's entry"
-                );
-                Ok(())
-            } else {
-                for f in &findings {
-                    outln!("{f}");
-                }
-                Err(Disagreements(findings.len()).into())
-            }
-        }
+            AuditCommand::Export {
+                log,
+                format,
+                from,
+                until,
+            } => audit_export(log, format, from, until),
+            AuditCommand::Show { log, id } => audit_show(log, id),
+            AuditCommand::Compare { mine, theirs } => audit_compare(mine, theirs),
+        },
         Command::Replay {
             config,
             to: Some(to),
@@ -747,127 +633,23 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             rebuild: false,
             json,
             ..
-        } => {
-            let client = ClientArgs { config, json };
-            let mut c = connect(&client)?;
-            let r = c.replay(&to, from, until.unwrap_or(0)).await?;
-            print(client.json, &r, || {
-                format!(
-                    "re-sent {} messages to {to}: {} already held (original receipts), {} newly stored, {} refused\n",
-                    r.resent, r.already_held, r.newly_stored, r.refused
-                )
-            });
-            Ok(())
-        }
+        } => replay_to(config, to, from, until, json).await,
         Command::Replay {
             config,
             data_dir,
             json,
             ..
-        } => {
-            let config = NodeConfig::load(&config)?;
-            let dir = data_dir
-                .or(config.data_dir)
-                .context("no data directory: set data_dir or pass --data-dir")?;
-            let log = crate::log::ExchangeLog::open(&dir, config.durability)
-                .with_context(|| format!("opening the log in {}", dir.display()))?;
-            let checked = log
-                .verify()
-                .context("the log does not verify; views not rebuilt")?;
-            let replayed = log.rebuild_views()?;
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::json!({
-                        "data_dir": dir.display().to_string(),
-                        "entries_verified": checked,
-                        "entries_replayed": replayed,
-                    })
-                );
-            } else {
-                outln!(
-                    "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
-                    dir.display()
-                );
-            }
-            Ok(())
-        }
+        } => rebuild(config, data_dir, json),
         Command::Compact {
             config,
             data_dir,
             out,
-        } => {
-            let (_, log) = OfflineLog {
-                config,
-                data_dir,
-                without_key: false,
-            }
-            .open()?;
-            let checked = log
-                .verify()
-                .context("the log does not verify; nothing was copied")?;
-            let verified = log.compact_into(&out)?;
-            outln!(
-                "copied the log ({checked} entries) to {} and verified the copy ({verified} entries); with the node stopped, move it in place of the data directory, then destroy the old one",
-                out.display()
-            );
-            Ok(())
-        }
-        Command::LogKey { out } => {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let key = crate::crypto::seal::LogKey::generate_hex()?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&out)
-                .map_err(|e| {
-                    Usage(format!(
-                        "cannot create {}: {e} (a log key is never overwritten)",
-                        out.display()
-                    ))
-                })?;
-            writeln!(file, "{key}")?;
-            file.sync_all()?;
-            let id = crate::crypto::seal::LogKey::from_hex(&key, "just written")?.id();
-            outln!(
-                "wrote log key {id} to {}; keep a copy apart from the data directory",
-                out.display()
-            );
-            Ok(())
-        }
-        Command::Certs {
-            command: CertsCommand::Init { out, years },
-        } => {
-            let countries = ["IDN".parse()?, "KHM".parse()?];
-            crate::cli::certs::init(&out, countries, years)?;
-            outln!(
-                "demonstration PKI written to {} (never use in production)",
-                out.display()
-            );
-            Ok(())
-        }
-        Command::Certs {
-            command: CertsCommand::Revoke { ca, cert, at },
-        } => {
-            let at = match at {
-                Some(t) => crate::domain::model::parse_instant(&t)
-                    .map_err(|e| Usage(format!("--at: {e}")))?,
-                None => time::OffsetDateTime::now_utc(),
-            };
-            let listed = crate::cli::certs::revoke(&ca, &cert, at)?;
-            let list = ca.join(crate::cli::certs::CRL_FILE);
-            outln!(
-                "{} revoked as of {}; {} now lists {listed} certificate(s).\n\
-                 This node takes it with `crl = \"crl.pem\"` under [operator_listener]; each peer \
-                 with a copy named in `crl` of its [[peers]] block; then reload (SIGHUP).",
-                cert.display(),
-                crate::domain::model::format_instant(at),
-                list.display()
-            );
-            Ok(())
-        }
+        } => compact(config, data_dir, out),
+        Command::LogKey { out } => log_key(&out),
+        Command::Certs { command } => match command {
+            CertsCommand::Init { out, years } => certs_init(&out, years),
+            CertsCommand::Revoke { ca, cert, at } => certs_revoke(&ca, &cert, at),
+        },
         Command::Alert {
             command: SendCommand::Send(args),
         } => send(args, pb::MessageKind::TravellerAlert).await,
@@ -883,60 +665,321 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             since,
             until,
             limit,
-        } => {
-            let kind = kind.map_or(pb::MessageKind::Unspecified, KindArg::kind);
-            let mut c = connect(&client)?;
-            let r = c
-                .inbox(pb::InboxRequest {
-                    kind: kind as i32,
-                    peer: peer.unwrap_or_default(),
-                    since: since.unwrap_or_default(),
-                    until: until.unwrap_or_default(),
-                    limit,
-                })
-                .await?;
-            print(client.json, &r, || client::messages_table(&r.messages));
-            Ok(())
-        }
+        } => inbox(client, kind, peer, since, until, limit).await,
         Command::Outbox {
             client,
             peer,
             limit,
-        } => {
-            let mut c = connect(&client)?;
-            let r = c
-                .outbox(pb::OutboxRequest {
-                    peer: peer.unwrap_or_default(),
-                    limit,
-                })
-                .await?;
-            print(client.json, &r, || client::outbox_table(&r.messages));
-            Ok(())
-        }
-        Command::Show { client, id } => {
-            let mut c = connect(&client)?;
-            let r = c.show(&id).await?;
-            print(client.json, &r, || client::show_text(&r));
-            Ok(())
-        }
+        } => outbox(client, peer, limit).await,
+        Command::Show { client, id } => show(client, id).await,
         Command::Log {
             client,
             from,
             limit,
-        } => {
-            let mut c = connect(&client)?;
-            let r = c.log(from, limit).await?;
-            print(client.json, &r, || {
-                format!(
-                    "{}log size {}, head {}\n",
-                    client::entries_table(&r.entries),
-                    r.size,
-                    crate::domain::model::hex(&r.head_hash)
-                )
-            });
-            Ok(())
-        }
+        } => log(client, from, limit).await,
     }
+}
+
+/// Checks a configuration file and what it names, a line per finding.
+fn check_config(file: &Path, warn_days: i64) -> anyhow::Result<()> {
+    use crate::cli::check::Level;
+    let findings = crate::cli::check::check(file, warn_days)?;
+    for f in &findings {
+        let label = match f.level {
+            Level::Ok => "ok     ",
+            Level::Warning => "warning",
+            Level::Error => "error  ",
+        };
+        outln!("{label} {}", f.message);
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    if errors > 0 {
+        return Err(Usage(format!("{} has {errors} problems", file.display())).into());
+    }
+    Ok(())
+}
+
+/// Asks the node to have `peer` cosign its log head.
+async fn checkpoint(client: ClientArgs, peer: String) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c.checkpoint(&peer).await?;
+    print(client.json, &r, || {
+        format!(
+            "checkpoint of {} entries, root {}, cosigned by {peer}; logged as entry {}\n",
+            r.size,
+            crate::domain::model::hex(&r.root_hash),
+            r.log_sequence
+        )
+    });
+    Ok(())
+}
+
+/// Writes the entries of an offline log between two bounds, as JSON lines or CSV.
+fn audit_export(
+    log: OfflineLog,
+    format: ExportFormat,
+    from: Option<Bound>,
+    until: Option<Bound>,
+) -> anyhow::Result<()> {
+    let (config, log) = log.open()?;
+    let (mut first, mut last, mut since, mut till) = (1, u64::MAX, None, None);
+    match from {
+        Some(Bound::Sequence(n)) => first = n,
+        Some(Bound::Micros(t)) => since = Some(t),
+        None => {}
+    }
+    match until {
+        Some(Bound::Sequence(n)) => last = n,
+        Some(Bound::Micros(t)) => till = Some(t),
+        None => {}
+    }
+    let records =
+        crate::exchange::audit::export(&log, &config.audit_trust()?, first, last, (since, till))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    use std::io::Write as _;
+    let written = (|| -> std::io::Result<()> {
+        match format {
+            ExportFormat::Jsonl => {
+                for r in &records {
+                    let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+                    writeln!(out, "{line}")?;
+                }
+            }
+            ExportFormat::Csv => render::audit_csv(&mut out, &records)?,
+        }
+        out.flush()
+    })();
+    written.map_err(crate::cli::output::Stdout)?;
+    Ok(())
+}
+
+/// Everything an offline log holds about one message.
+fn audit_show(log: OfflineLog, id: String) -> anyhow::Result<()> {
+    let (config, log) = log.open()?;
+    let records: Vec<_> =
+        crate::exchange::audit::export(&log, &config.audit_trust()?, 1, u64::MAX, (None, None))?
+            .into_iter()
+            .filter(|r| r.message_id == id || r.reference == id)
+            .collect();
+    anyhow::ensure!(!records.is_empty(), "the log holds nothing about {id}");
+    outln!("{}", serde_json::to_string_pretty(&records)?);
+    Ok(())
+}
+
+/// Compares two countries' exports.
+fn audit_compare(mine: PathBuf, theirs: PathBuf) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| -> anyhow::Result<Vec<crate::exchange::audit::ExportRecord>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{} line {}", path.display(), i + 1))
+            })
+            .collect()
+    };
+    let (a, b) = (read(&mine)?, read(&theirs)?);
+    let findings = crate::exchange::audit::compare(&a, &b);
+    if findings.is_empty() {
+        outln!(
+            "the exports agree: every message one side sent is in the other's log with the same digest, and every receipt matches the receiver's entry"
+        );
+        Ok(())
+    } else {
+        for f in &findings {
+            outln!("{f}");
+        }
+        Err(Disagreements(findings.len()).into())
+    }
+}
+
+/// Has the node send its messages to `to` again.
+async fn replay_to(
+    config: PathBuf,
+    to: String,
+    from: u64,
+    until: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = ClientArgs { config, json };
+    let mut c = connect(&client)?;
+    let r = c.replay(&to, from, until.unwrap_or(0)).await?;
+    print(client.json, &r, || {
+        format!(
+            "re-sent {} messages to {to}: {} already held (original receipts), {} newly stored, {} refused\n",
+            r.resent, r.already_held, r.newly_stored, r.refused
+        )
+    });
+    Ok(())
+}
+
+/// Rebuilds an offline log's views from its chain.
+fn rebuild(config: PathBuf, data_dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let config = NodeConfig::load(&config)?;
+    let dir = data_dir
+        .or(config.data_dir)
+        .context("no data directory: set data_dir or pass --data-dir")?;
+    let log = crate::log::ExchangeLog::open(&dir, config.durability)
+        .with_context(|| format!("opening the log in {}", dir.display()))?;
+    let checked = log
+        .verify()
+        .context("the log does not verify; views not rebuilt")?;
+    let replayed = log.rebuild_views()?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "data_dir": dir.display().to_string(),
+                "entries_verified": checked,
+                "entries_replayed": replayed,
+            })
+        );
+    } else {
+        outln!(
+            "rebuilt the views of {} from {replayed} entries (chain verified over {checked})",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Copies an offline log into a fresh data directory, and verifies the copy.
+fn compact(config: PathBuf, data_dir: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+    let (_, log) = OfflineLog {
+        config,
+        data_dir,
+        without_key: false,
+    }
+    .open()?;
+    let checked = log
+        .verify()
+        .context("the log does not verify; nothing was copied")?;
+    let verified = log.compact_into(&out)?;
+    outln!(
+        "copied the log ({checked} entries) to {} and verified the copy ({verified} entries); with the node stopped, move it in place of the data directory, then destroy the old one",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes a new log key to `out`, never over an existing file.
+fn log_key(out: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = crate::crypto::seal::LogKey::generate_hex()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| {
+            Usage(format!(
+                "cannot create {}: {e} (a log key is never overwritten)",
+                out.display()
+            ))
+        })?;
+    writeln!(file, "{key}")?;
+    file.sync_all()?;
+    let id = crate::crypto::seal::LogKey::from_hex(&key, "just written")?.id();
+    outln!(
+        "wrote log key {id} to {}; keep a copy apart from the data directory",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes the demonstration PKI.
+fn certs_init(out: &Path, years: i64) -> anyhow::Result<()> {
+    let countries = ["IDN".parse()?, "KHM".parse()?];
+    crate::cli::certs::init(out, countries, years)?;
+    outln!(
+        "demonstration PKI written to {} (never use in production)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Revokes a certificate in its CA's list.
+fn certs_revoke(ca: &Path, cert: &Path, at: Option<String>) -> anyhow::Result<()> {
+    let at = match at {
+        Some(t) => {
+            crate::domain::model::parse_instant(&t).map_err(|e| Usage(format!("--at: {e}")))?
+        }
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let listed = crate::cli::certs::revoke(ca, cert, at)?;
+    let list = ca.join(crate::cli::certs::CRL_FILE);
+    outln!(
+        "{} revoked as of {}; {} now lists {listed} certificate(s).\n\
+         This node takes it with `crl = \"crl.pem\"` under [operator_listener]; each peer \
+         with a copy named in `crl` of its [[peers]] block; then reload (SIGHUP).",
+        cert.display(),
+        crate::domain::model::format_instant(at),
+        list.display()
+    );
+    Ok(())
+}
+
+/// Lists received messages.
+async fn inbox(
+    client: ClientArgs,
+    kind: Option<KindArg>,
+    peer: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let kind = kind.map_or(pb::MessageKind::Unspecified, KindArg::kind);
+    let mut c = connect(&client)?;
+    let r = c
+        .inbox(pb::InboxRequest {
+            kind: kind as i32,
+            peer: peer.unwrap_or_default(),
+            since: since.unwrap_or_default(),
+            until: until.unwrap_or_default(),
+            limit,
+        })
+        .await?;
+    print(client.json, &r, || client::messages_table(&r.messages));
+    Ok(())
+}
+
+/// Lists sent messages and their delivery.
+async fn outbox(client: ClientArgs, peer: Option<String>, limit: u32) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c
+        .outbox(pb::OutboxRequest {
+            peer: peer.unwrap_or_default(),
+            limit,
+        })
+        .await?;
+    print(client.json, &r, || client::outbox_table(&r.messages));
+    Ok(())
+}
+
+/// One message, what refers to it, and its entries.
+async fn show(client: ClientArgs, id: String) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c.show(&id).await?;
+    print(client.json, &r, || client::show_text(&r));
+    Ok(())
+}
+
+/// Log entries from `from`.
+async fn log(client: ClientArgs, from: u64, limit: u32) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c.log(from, limit).await?;
+    print(client.json, &r, || {
+        format!(
+            "{}log size {}, head {}\n",
+            client::entries_table(&r.entries),
+            r.size,
+            crate::domain::model::hex(&r.head_hash)
+        )
+    });
+    Ok(())
 }
 
 async fn audit_verify(

@@ -15,7 +15,7 @@ use crate::domain::model::{
 };
 use crate::domain::validate::{self, ValidEnvelope, ValidationError};
 use crate::exchange::error::ExchangeError;
-use crate::log::{Appended, ExchangeLog, LogError, NewEntry, StoredEntry};
+use crate::log::{Appended, ExchangeLog, LogError, NewEntry, StoredEntry, Txn};
 use crate::pb;
 
 /// The refusal of an envelope whose sender is not the caller's country.
@@ -23,12 +23,141 @@ fn wrong_sender(caller: CountryCode) -> String {
     format!("sender: is not {caller}, the country of the caller's certificate")
 }
 
-/// Why a received envelope was refused inside its log write, with the refusal logged there.
+/// Why an envelope was refused inside its log write, with the refusal logged there.
 enum Refused {
     /// Its id was already used for other content.
     Conflict(String),
     /// It is new, and invalid as of now (its creation time is ahead of this node's clock).
     Invalid(ValidationError),
+}
+
+impl Refused {
+    fn into_error(self) -> ExchangeError {
+        match self {
+            Self::Conflict(id) => ExchangeError::Conflict(id),
+            Self::Invalid(e) => ExchangeError::Invalid(e),
+        }
+    }
+}
+
+/// A peer's envelope refused before its log write: what the refusal entry and the metric
+/// record, and what the peer is answered.
+struct PeerRefusal {
+    kind: &'static str,
+    message_id: String,
+    reason: String,
+    error: ExchangeError,
+}
+
+/// The log write of an envelope this node sends: a new entry, the first one again for the
+/// same content, or a refusal for an id already used for other content.
+fn store_sent(
+    t: &mut Txn<'_>,
+    valid: ValidEnvelope,
+) -> Result<Result<(u64, bool), Refused>, LogError> {
+    let ValidEnvelope {
+        message_id,
+        kind,
+        reference,
+        bytes,
+        digest,
+        receiver: peer,
+        envelope,
+        ..
+    } = valid;
+    let id = message_id.as_str();
+    if let Some(seq) = t.sent(id)? {
+        let first = t.entry(seq)?.ok_or(LogError::Corrupt {
+            sequence: seq,
+            reason: "indexed entry is missing".into(),
+        })?;
+        if first.entry.content_sha256 == digest.0 {
+            return Ok(Ok((seq, true)));
+        }
+        t.append(refusal(
+            Some(peer),
+            id,
+            digest,
+            "message id already used for other content",
+        ))?;
+        return Ok(Err(Refused::Conflict(id.to_owned())));
+    }
+    let Appended { sequence, .. } = t.append(NewEntry {
+        kind: pb::EntryKind::MessageSent,
+        peer: Some(peer),
+        message_id: id.to_owned(),
+        message_kind: kind,
+        content: Some(bytes),
+        reference,
+        created_at: envelope.created_at,
+        ..Default::default()
+    })?;
+    Ok(Ok((sequence, false)))
+}
+
+/// The log write of an envelope `caller` delivered to `country`: the entry with its receipt
+/// issued in the same write; the first receipt again for the same content (signed now if a
+/// stop left it unsigned); or a refusal, for an id already used for other content or for a
+/// new envelope created ahead of this node's clock.
+fn store_received(
+    t: &mut Txn<'_>,
+    country: CountryCode,
+    caller: CountryCode,
+    valid: ValidEnvelope,
+    sender_sequence: u64,
+    too_far_ahead: Option<ValidationError>,
+) -> Result<Result<(Answer, Option<u64>), Refused>, LogError> {
+    let id = valid.message_id.as_str();
+    if let Some(seq) = t.received(caller, id)? {
+        let first = t.entry(seq)?.ok_or(LogError::Corrupt {
+            sequence: seq,
+            reason: "indexed entry is missing".into(),
+        })?;
+        if first.entry.content_sha256 == valid.digest.0 {
+            if let Some(signed) = t.issued_receipt(seq)? {
+                return Ok(Ok((Answer::Stored(signed), None)));
+            }
+            // Stored, but the node stopped before signing its receipt: sign it now.
+            let ticket = t.reissue_receipt(seq)?.ok_or(LogError::Corrupt {
+                sequence: seq,
+                reason: "issued receipt is missing".into(),
+            })?;
+            return Ok(Ok((Answer::Pending(ticket), None)));
+        }
+        t.append(refusal(
+            Some(caller),
+            id,
+            valid.digest,
+            "message id already used for other content",
+        ))?;
+        return Ok(Err(Refused::Conflict(id.to_owned())));
+    }
+    if let Some(e) = too_far_ahead {
+        t.append(refusal(Some(caller), id, valid.digest, &e.to_string()))?;
+        return Ok(Err(Refused::Invalid(e)));
+    }
+    let appended = t.append(NewEntry {
+        kind: pb::EntryKind::MessageReceived,
+        peer: Some(caller),
+        message_id: id.to_owned(),
+        message_kind: valid.kind,
+        content: Some(valid.bytes),
+        reference: valid.reference,
+        peer_sequence: sender_sequence,
+        created_at: valid.envelope.created_at,
+        ..Default::default()
+    })?;
+    let receipt = pb::Receipt {
+        message_id: id.to_owned(),
+        envelope_sha256: valid.digest.0.to_vec(),
+        sender: caller.to_string(),
+        receiver: country.to_string(),
+        log_sequence: appended.sequence,
+        entry_hash: appended.hash.0.to_vec(),
+        stored_at: format_instant(time::OffsetDateTime::now_utc()),
+    };
+    let ticket = t.issue_receipt(appended.sequence, receipt.encode_to_vec());
+    Ok(Ok((Answer::Pending(ticket), Some(appended.sequence))))
 }
 
 /// The receipt for a received envelope: issued in this write and signed with it, or issued
@@ -371,10 +500,12 @@ impl Exchange {
         self.submit_any(caller, envelope).await
     }
 
+    /// Logs an envelope from this node's own side for delivery: who may send, the node's
+    /// defaults filled in, validation (a refusal is logged), then the log write.
     async fn submit_any(
         &self,
         caller: &Identity,
-        mut envelope: pb::Envelope,
+        envelope: pb::Envelope,
     ) -> Result<Submitted, ExchangeError> {
         match caller.role {
             Role::Operator | Role::Sync => {}
@@ -385,105 +516,22 @@ impl Exchange {
                 )));
             }
         }
-        let own = self.inner.country;
-        if envelope.sender.is_empty() {
-            envelope.sender = own.to_string();
-        }
-        if envelope.created_at.is_empty() {
-            // A retried send of the same file must be the same message: reuse the time the
-            // node filled in the first time, so the content, and so the digest, are equal.
-            envelope.created_at = self
-                .inner
-                .log
-                .sent(&envelope.message_id)?
-                .and_then(|seq| self.inner.log.content(seq).ok().flatten())
-                .and_then(|bytes| pb::Envelope::decode(bytes.as_slice()).ok())
-                .map(|first| first.created_at)
-                .unwrap_or_else(|| format_instant(time::OffsetDateTime::now_utc()));
-        }
-        let checked =
-            validate::validate(envelope.clone()).and_then(|v| self.created_in_time(&v).map(|()| v));
-        let valid = match checked {
-            Ok(v) => v,
-            Err(e) => {
-                self.refuse(
-                    None,
-                    body_kind(&envelope),
-                    &envelope.message_id,
-                    &envelope.encode_to_vec(),
-                    &e.to_string(),
-                )
-                .await?;
-                return Err(e.into());
-            }
-        };
-        if valid.sender != own {
-            let e = ValidationError {
-                field: "sender".into(),
-                reason: format!("must be this node's country {own}"),
-            };
-            self.refuse(
-                None,
-                body_kind(&envelope),
-                &envelope.message_id,
-                &valid.bytes,
-                &e.to_string(),
-            )
-            .await?;
-            return Err(e.into());
-        }
+        let envelope = self.filled_in(envelope)?;
+        let valid = self.admit_own(envelope).await?;
         let peer = valid.receiver;
         if !self.inner.peers.contains_key(&peer) {
             return Err(ExchangeError::UnknownPeer(peer.to_string()));
         }
-        let ValidEnvelope {
-            message_id,
-            kind,
-            reference,
-            bytes,
-            digest,
-            envelope: checked,
-            ..
-        } = valid;
-        let created_at = checked.created_at;
-        let id = message_id.clone();
+        let (message_id, kind, digest) = (valid.message_id.clone(), valid.kind, valid.digest);
         let outcome = self
             .inner
             .log
-            .transact(move |t| {
-                if let Some(seq) = t.sent(id.as_str())? {
-                    let first = t.entry(seq)?.ok_or(LogError::Corrupt {
-                        sequence: seq,
-                        reason: "indexed entry is missing".into(),
-                    })?;
-                    if first.entry.content_sha256 == digest.0 {
-                        return Ok(Ok((seq, true)));
-                    }
-                    t.append(refusal(
-                        Some(peer),
-                        id.as_str(),
-                        digest,
-                        "message id already used for other content",
-                    ))?;
-                    return Ok(Err(id.to_string()));
-                }
-                let Appended { sequence, .. } = t.append(NewEntry {
-                    kind: pb::EntryKind::MessageSent,
-                    peer: Some(peer),
-                    message_id: id.to_string(),
-                    message_kind: kind,
-                    content: Some(bytes),
-                    reference,
-                    created_at,
-                    ..Default::default()
-                })?;
-                Ok(Ok((sequence, false)))
-            })
+            .transact(move |t| store_sent(t, valid))
             .await?;
         let kind_label = crate::domain::kinds::kind_label(kind as i32);
-        let (sequence, duplicate) = outcome.map_err(|id| {
+        let (sequence, duplicate) = outcome.map_err(|refused| {
             self.inner.metrics.refused(kind_label, "local");
-            ExchangeError::Conflict(id)
+            refused.into_error()
         })?;
         if !duplicate {
             self.inner.metrics.sent(kind_label, peer.as_str());
@@ -499,6 +547,58 @@ impl Exchange {
             digest,
             duplicate,
         })
+    }
+
+    /// `envelope` with what the node fills in: its own country as sender, and a creation time.
+    fn filled_in(&self, mut envelope: pb::Envelope) -> Result<pb::Envelope, ExchangeError> {
+        if envelope.sender.is_empty() {
+            envelope.sender = self.inner.country.to_string();
+        }
+        if envelope.created_at.is_empty() {
+            // A retried send of the same file must be the same message: reuse the time the
+            // node filled in the first time, so the content, and so the digest, are equal.
+            let first = match self.inner.log.sent(&envelope.message_id)? {
+                Some(seq) => self.inner.log.content(seq)?,
+                None => None,
+            };
+            envelope.created_at = first
+                .and_then(|bytes| pb::Envelope::decode(bytes.as_slice()).ok())
+                .map(|first| first.created_at)
+                .unwrap_or_else(|| format_instant(time::OffsetDateTime::now_utc()));
+        }
+        Ok(envelope)
+    }
+
+    /// Validates an envelope of this node's own: well formed, created in time, sent as this
+    /// node's country. A refusal is logged before it is returned.
+    async fn admit_own(&self, envelope: pb::Envelope) -> Result<ValidEnvelope, ExchangeError> {
+        let own = self.inner.country;
+        let checked = validate::validate(envelope.clone())
+            .and_then(|v| self.created_in_time(&v).map(|()| v))
+            .and_then(|v| {
+                if v.sender == own {
+                    Ok(v)
+                } else {
+                    Err(ValidationError {
+                        field: "sender".into(),
+                        reason: format!("must be this node's country {own}"),
+                    })
+                }
+            });
+        match checked {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.refuse(
+                    None,
+                    body_kind(&envelope),
+                    &envelope.message_id,
+                    &envelope.encode_to_vec(),
+                    &e.to_string(),
+                )
+                .await?;
+                Err(e.into())
+            }
+        }
     }
 
     async fn refuse(
@@ -563,16 +663,42 @@ impl Exchange {
         if !self.inner.peers.contains_key(&caller) {
             return Err(ExchangeError::UnknownPeer(caller.to_string()));
         }
-        let refused = |this: &Self,
-                       kind: &'static str,
-                       id: &str,
-                       reason: String,
-                       error: ExchangeError|
-         -> Result<_, ExchangeError> {
-            let written = this.refuse_queued(Some(caller), kind, id, &bytes, reason)?;
-            let answer: QueuedReceipt = Box::pin(async move { written.await.and(Err(error)) });
-            Ok(answer)
+        let valid = match self.admit_from_peer(caller, &bytes) {
+            Ok(valid) => valid,
+            Err(refusal) => {
+                let written = self.refuse_queued(
+                    Some(caller),
+                    refusal.kind,
+                    &refusal.message_id,
+                    &bytes,
+                    refusal.reason,
+                )?;
+                let error = refusal.error;
+                return Ok(Box::pin(async move { written.await.and(Err(error)) }));
+            }
         };
+        // Held to the clock only if it is new: a retry of what is stored gets its receipt even
+        // after this node's clock has stepped back.
+        let too_far_ahead = self.created_in_time(&valid).err();
+        let country = self.inner.country;
+        let kind = valid.kind;
+        let written = self.inner.log.enqueue(move |t| {
+            store_received(t, country, caller, valid, sender_sequence, too_far_ahead)
+        })?;
+        let this = self.clone();
+        Ok(Box::pin(async move {
+            let outcome = written.await?;
+            this.answered(caller, kind, outcome).await
+        }))
+    }
+
+    /// Checks an envelope a peer delivered before anything is written: its size, its encoding,
+    /// that it comes from the caller's country and is addressed to this one.
+    fn admit_from_peer(
+        &self,
+        caller: CountryCode,
+        bytes: &[u8],
+    ) -> Result<ValidEnvelope, Box<PeerRefusal>> {
         let max = self
             .inner
             .max_envelope_bytes
@@ -586,13 +712,22 @@ impl Exchange {
                 ),
             ))
         } else {
-            validate::decode_canonical(&bytes)
+            validate::decode_canonical(bytes)
+        };
+        let wrong_sender = |kind, message_id| {
+            let reason = wrong_sender(caller);
+            Box::new(PeerRefusal {
+                kind,
+                message_id,
+                reason: reason.clone(),
+                error: ExchangeError::Forbidden(reason),
+            })
         };
         let valid = match checked {
             Ok(v) => v,
             Err(e) => {
                 // Only a message id that is itself valid is named in the refusal entry.
-                let raw = pb::Envelope::decode(bytes.as_slice()).ok();
+                let raw = pb::Envelope::decode(bytes).ok();
                 let id = raw
                     .as_ref()
                     .and_then(|r| r.message_id.parse::<MessageId>().ok())
@@ -603,132 +738,71 @@ impl Exchange {
                 if let Some(raw) = &raw
                     && raw.sender != caller.as_str()
                 {
-                    let reason = wrong_sender(caller);
-                    return refused(
-                        self,
-                        body_kind(raw),
-                        &id,
-                        reason.clone(),
-                        ExchangeError::Forbidden(reason),
-                    );
+                    return Err(wrong_sender(body_kind(raw), id));
                 }
-                return refused(self, "unknown", &id, e.to_string(), e.into());
+                return Err(Box::new(PeerRefusal {
+                    kind: "unknown",
+                    message_id: id,
+                    reason: e.to_string(),
+                    error: e.into(),
+                }));
             }
         };
         if valid.sender != caller {
-            let reason = wrong_sender(caller);
-            return refused(
-                self,
+            return Err(wrong_sender(
                 body_kind(&valid.envelope),
-                valid.message_id.as_str(),
-                reason.clone(),
-                ExchangeError::Forbidden(reason),
-            );
+                valid.message_id.to_string(),
+            ));
         }
         if valid.receiver != self.inner.country {
             let e = ValidationError {
                 field: "receiver".into(),
                 reason: format!("is not {}, this node's country", self.inner.country),
             };
-            return refused(
-                self,
-                body_kind(&valid.envelope),
-                valid.message_id.as_str(),
-                e.to_string(),
-                e.into(),
-            );
+            return Err(Box::new(PeerRefusal {
+                kind: body_kind(&valid.envelope),
+                message_id: valid.message_id.to_string(),
+                reason: e.to_string(),
+                error: e.into(),
+            }));
         }
-        // Held to the clock only if it is new: a retry of what is stored gets its receipt even
-        // after this node's clock has stepped back.
-        let too_far_ahead = self.created_in_time(&valid).err();
-        let this = self.clone();
-        let outcome_kind = valid.kind;
-        let written = self.inner.log.enqueue(move |t| {
-            let id = valid.message_id.as_str();
-            if let Some(seq) = t.received(caller, id)? {
-                let first = t.entry(seq)?.ok_or(LogError::Corrupt {
-                    sequence: seq,
-                    reason: "indexed entry is missing".into(),
-                })?;
-                if first.entry.content_sha256 == valid.digest.0 {
-                    if let Some(signed) = t.issued_receipt(seq)? {
-                        return Ok(Ok((Answer::Stored(signed), None)));
-                    }
-                    // Stored, but the node stopped before signing its receipt: sign it now.
-                    let ticket = t.reissue_receipt(seq)?.ok_or(LogError::Corrupt {
-                        sequence: seq,
-                        reason: "issued receipt is missing".into(),
-                    })?;
-                    return Ok(Ok((Answer::Pending(ticket), None)));
-                }
-                t.append(refusal(
-                    Some(caller),
-                    id,
-                    valid.digest,
-                    "message id already used for other content",
-                ))?;
-                return Ok(Err(Refused::Conflict(id.to_owned())));
+        Ok(valid)
+    }
+
+    /// What a received envelope's durable log write answers: its receipt, or the refusal the
+    /// write logged; counted, and a new statistics report reconciled.
+    async fn answered(
+        &self,
+        caller: CountryCode,
+        kind: pb::MessageKind,
+        outcome: Result<(Answer, Option<u64>), Refused>,
+    ) -> Result<pb::SignedReceipt, ExchangeError> {
+        let kind_label = body_kind_of(kind);
+        let (signed, new) = outcome.map_err(|refused| {
+            self.inner.metrics.refused(kind_label, caller.as_str());
+            if let Refused::Invalid(e) = &refused {
+                tracing::warn!(peer = %caller, kind = kind_label, reason = %e, "input refused");
             }
-            if let Some(e) = too_far_ahead {
-                t.append(refusal(Some(caller), id, valid.digest, &e.to_string()))?;
-                return Ok(Err(Refused::Invalid(e)));
-            }
-            let appended = t.append(NewEntry {
-                kind: pb::EntryKind::MessageReceived,
-                peer: Some(caller),
-                message_id: id.to_owned(),
-                message_kind: valid.kind,
-                content: Some(valid.bytes),
-                reference: valid.reference,
-                peer_sequence: sender_sequence,
-                created_at: valid.envelope.created_at,
-                ..Default::default()
-            })?;
-            let receipt = pb::Receipt {
-                message_id: id.to_owned(),
-                envelope_sha256: valid.digest.0.to_vec(),
-                sender: caller.to_string(),
-                receiver: this.inner.country.to_string(),
-                log_sequence: appended.sequence,
-                entry_hash: appended.hash.0.to_vec(),
-                stored_at: format_instant(time::OffsetDateTime::now_utc()),
-            };
-            let ticket = t.issue_receipt(appended.sequence, receipt.encode_to_vec());
-            Ok(Ok((Answer::Pending(ticket), Some(appended.sequence))))
+            refused.into_error()
         })?;
-        let this = self.clone();
-        Ok(Box::pin(async move {
-            let outcome = written.await?;
-            let kind_label = body_kind_of(outcome_kind);
-            let (signed, new) = outcome.map_err(|refused| {
-                this.inner.metrics.refused(kind_label, caller.as_str());
-                match refused {
-                    Refused::Conflict(id) => ExchangeError::Conflict(id),
-                    Refused::Invalid(e) => {
-                        tracing::warn!(peer = %caller, kind = kind_label, reason = %e, "input refused");
-                        ExchangeError::Invalid(e)
-                    }
-                }
-            })?;
-            if let Some(sequence) = new {
-                this.inner.metrics.received(kind_label, caller.as_str());
-                if outcome_kind == pb::MessageKind::StatisticsReport {
-                    // The report is stored and its receipt signed whatever the comparison
-                    // finds; a failed comparison can be repeated with `stats reconcile --recheck`.
-                    if let Err(e) =
-                        crate::exchange::reconcile::reconcile_report(this.log(), sequence).await
-                    {
-                        tracing::warn!(peer = %caller, sequence, error = %e, "statistics report not reconciled");
-                    }
+        if let Some(sequence) = new {
+            self.inner.metrics.received(kind_label, caller.as_str());
+            if kind == pb::MessageKind::StatisticsReport {
+                // The report is stored and its receipt signed whatever the comparison finds; a
+                // failed comparison can be repeated with `stats reconcile --recheck`.
+                if let Err(e) =
+                    crate::exchange::reconcile::reconcile_report(self.log(), sequence).await
+                {
+                    tracing::warn!(peer = %caller, sequence, error = %e, "statistics report not reconciled");
                 }
             }
-            match signed {
-                Answer::Pending(ticket) => ticket
-                    .signed()
-                    .ok_or_else(|| ExchangeError::Log(LogError::Unsigned)),
-                Answer::Stored(signed) => Ok(signed),
-            }
-        }))
+        }
+        match signed {
+            Answer::Pending(ticket) => ticket
+                .signed()
+                .ok_or_else(|| ExchangeError::Log(LogError::Unsigned)),
+            Answer::Stored(signed) => Ok(signed),
+        }
     }
 
     /// The highest sender sequence this node holds from `peer`.
