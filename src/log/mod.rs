@@ -1093,60 +1093,14 @@ impl ExchangeLog {
                 return Err(bad(expected, Problem::Missing { next: stored }));
             }
             let entry = link(expected, &previous, &v)?;
-            let content = tree
-                .get(key::seq(key::CONTENT, expected))
-                .map_err(|e| bad(expected, e.into()))?;
-            let held = content.is_some();
             let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
             if kind == pb::EntryKind::Unspecified {
                 // Stored data is never read as a default: an entry of no known kind is wrong.
                 return Err(bad(expected, Problem::UnknownKind(entry.kind)));
             }
-            let keeps_content = matches!(
-                kind,
-                pb::EntryKind::MessageSent
-                    | pb::EntryKind::MessageReceived
-                    | pb::EntryKind::ReceiptReceived
-                    | pb::EntryKind::CheckpointCosigned
-                    | pb::EntryKind::CheckpointWitnessed
-                    | pb::EntryKind::Reconciliation
-            );
-            let sealed = !entry.sealed_sha256.is_empty();
-            // Sealed content is checked against its sealed digest, and opened when the key is
-            // here; plain content is used as stored.
-            let mut opened = None;
-            if let (Some(c), true) = (&content, sealed) {
-                if Digest::of(c).0[..] != entry.sealed_sha256[..] {
-                    return Err(bad(expected, Problem::SealedDigest));
-                }
-                if let Some(key) = self.inner.key.as_deref() {
-                    opened = Some(
-                        key.open(expected, &entry.content_sha256, c)
-                            .map_err(|e| bad(expected, e.into()))?,
-                    );
-                }
-            }
-            let content: Option<&[u8]> = if sealed {
-                opened.as_deref()
-            } else {
-                content.as_deref()
-            };
-            let mut redacted = false;
-            match content {
-                Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
-                    return Err(bad(expected, Problem::ContentDigest));
-                }
-                None if (keeps_content && !sealed) || (sealed && !held) => {
-                    self.check_redacted(expected)
-                        .map_err(|problem| bad(expected, problem))?;
-                    redacted = true;
-                }
-                _ => {}
-            }
-            if kind == pb::EntryKind::Redaction {
-                self.check_redaction(&entry)
-                    .map_err(|problem| bad(expected, problem))?;
-            }
+            let content = self
+                .checked_content(tree, &entry, kind)
+                .map_err(|problem| bad(expected, problem))?;
             let (signed, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
                 match issued_state(tree, expected, Some(&self.inner.batches))
                     .map_err(|e| bad(expected, Problem::Unreadable(e)))?
@@ -1162,9 +1116,9 @@ impl ExchangeLog {
             check(&Checked {
                 entry: &entry,
                 hash,
-                content,
-                sealed,
-                redacted,
+                content: content.bytes.as_deref(),
+                sealed: content.sealed,
+                redacted: content.redacted,
                 issued_receipt: signed.as_ref(),
                 unsigned_receipt: unsigned_receipt.as_deref(),
             })
@@ -1173,28 +1127,64 @@ impl ExchangeLog {
             expected += 1;
         }
         let last = expected - 1;
-        let unreadable = |e: sled::Error| VerifyError {
-            sequence: last + 1,
-            problem: e.into(),
-        };
-        // Content or receipts beyond the last entry: the tail was cut off, unless a running node
-        // appended since the scan passed the end.
-        for prefix in [key::CONTENT, key::ISSUED_RECEIPT, key::ISSUED_IN_BATCH] {
-            if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
-                let orphan = key::tail_seq(&kv.map_err(unreadable)?).unwrap_or(0);
-                if orphan > last
-                    && !tree
-                        .contains_key(key::seq(key::ENTRY, last + 1))
-                        .map_err(unreadable)?
-                {
-                    return Err(VerifyError {
-                        sequence: last + 1,
-                        problem: Problem::Truncated { orphan, last },
-                    });
+        check_tail(tree, last)?;
+        Ok(last)
+    }
+
+    /// The content of `entry` as verification checks it: against its sealed digest and, with
+    /// the key, opened; against its content digest; and if gone, accounted for by a redaction.
+    fn checked_content(
+        &self,
+        tree: &sled::Tree,
+        entry: &pb::LogEntry,
+        kind: pb::EntryKind,
+    ) -> Result<CheckedContent, Problem> {
+        let expected = entry.sequence;
+        let content = tree.get(key::seq(key::CONTENT, expected))?;
+        let held = content.is_some();
+        let keeps_content = matches!(
+            kind,
+            pb::EntryKind::MessageSent
+                | pb::EntryKind::MessageReceived
+                | pb::EntryKind::ReceiptReceived
+                | pb::EntryKind::CheckpointCosigned
+                | pb::EntryKind::CheckpointWitnessed
+                | pb::EntryKind::Reconciliation
+        );
+        let sealed = !entry.sealed_sha256.is_empty();
+        // Sealed content is checked against its sealed digest, and opened when the key is
+        // here; plain content is used as stored.
+        let bytes = match (content, sealed) {
+            (Some(c), true) => {
+                if Digest::of(&c).0[..] != entry.sealed_sha256[..] {
+                    return Err(Problem::SealedDigest);
+                }
+                match self.inner.key.as_deref() {
+                    Some(key) => Some(key.open(expected, &entry.content_sha256, &c)?.into()),
+                    None => None,
                 }
             }
+            (content, _) => content,
+        };
+        let mut redacted = false;
+        match &bytes {
+            Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
+                return Err(Problem::ContentDigest);
+            }
+            None if (keeps_content && !sealed) || (sealed && !held) => {
+                self.check_redacted(expected)?;
+                redacted = true;
+            }
+            _ => {}
         }
-        Ok(last)
+        if kind == pb::EntryKind::Redaction {
+            self.check_redaction(entry)?;
+        }
+        Ok(CheckedContent {
+            bytes,
+            sealed,
+            redacted,
+        })
     }
 
     /// A message whose content is gone must have been redacted by a later redaction entry.
@@ -1859,6 +1849,43 @@ const VIEW_PREFIXES: [u8; 12] = [
     key::REFERENCE,
     key::FAILED,
 ];
+
+/// An entry's content as verification found it.
+struct CheckedContent {
+    /// The content in plain, if held and readable.
+    bytes: Option<sled::IVec>,
+    /// Encrypted at rest.
+    sealed: bool,
+    /// Removed by a redaction entry.
+    redacted: bool,
+}
+
+/// Nothing may lie beyond the last entry: content or receipts there mean the tail was cut off,
+/// unless a running node appended since the scan passed the end.
+fn check_tail(tree: &sled::Tree, last: u64) -> Result<(), VerifyError> {
+    let unreadable = |e: sled::Error| VerifyError {
+        sequence: last + 1,
+        problem: e.into(),
+    };
+    // Content or receipts beyond the last entry: the tail was cut off, unless a running node
+    // appended since the scan passed the end.
+    for prefix in [key::CONTENT, key::ISSUED_RECEIPT, key::ISSUED_IN_BATCH] {
+        if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
+            let orphan = key::tail_seq(&kv.map_err(unreadable)?).unwrap_or(0);
+            if orphan > last
+                && !tree
+                    .contains_key(key::seq(key::ENTRY, last + 1))
+                    .map_err(unreadable)?
+            {
+                return Err(VerifyError {
+                    sequence: last + 1,
+                    problem: Problem::Truncated { orphan, last },
+                });
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Decodes the stored entry `expected` and checks its place in the chain after the entry
 /// whose hash is `previous`.

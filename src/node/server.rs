@@ -349,27 +349,8 @@ impl BoundNode {
         let operator_address = self.operator_address();
         let (shutdown, watcher) = watch::channel(false);
         let mut tasks = Vec::new();
-        let mut channel_senders = BTreeMap::new();
-        let mut channel_receivers = BTreeMap::new();
-        for (country, channel) in peer_channels(&self.config)? {
-            let (tx, rx) = watch::channel(channel);
-            channel_senders.insert(country, tx);
-            channel_receivers.insert(country, rx.clone());
-            if self.config.checkpoint_interval_secs > 0 {
-                let every = std::time::Duration::from_secs(self.config.checkpoint_interval_secs);
-                let (exchange, rx, watcher) = (self.exchange.clone(), rx.clone(), watcher.clone());
-                tasks.push(tokio::spawn(async move {
-                    crate::node::delivery::checkpoints(exchange, country, rx, every, watcher).await;
-                    Ok(())
-                }));
-            }
-            let exchange = self.exchange.clone();
-            let watcher = watcher.clone();
-            tasks.push(tokio::spawn(async move {
-                crate::node::delivery::run(exchange, country, rx, watcher).await;
-                Ok(())
-            }));
-        }
+        let (channel_senders, channel_receivers) =
+            spawn_delivery(&self.config, &self.exchange, &watcher, &mut tasks)?;
         if let Some(policy) = self.config.retention.clone() {
             let (log, watcher) = (self.exchange.log().clone(), watcher.clone());
             tasks.push(tokio::spawn(async move {
@@ -400,71 +381,47 @@ impl BoundNode {
             metrics.clone(),
             None,
         );
-        let stop = |mut w: watch::Receiver<bool>| async move {
-            let _ = w.wait_for(|stopped| *stopped).await;
-        };
         let peer_api = PeerServiceServer::new(PeerApi::new(self.exchange.clone(), limiter));
-        let peer_stop = stop(watcher.clone());
         let (peer_health, peer_v1, peer_v1alpha) =
             introspection::<PeerServiceServer<PeerApi>>().await?;
+        // Pings find a peer that vanished without closing its connection, so that its
+        // connection slot is given back.
+        let peer_plane = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+            .add_service(peer_health)
+            .add_service(peer_v1)
+            .add_service(peer_v1alpha)
+            .add_service(peer_api)
+            .serve_with_incoming_shutdown(peer_incoming, stopped(watcher.clone()));
         tasks.push(tokio::spawn(async move {
-            // Pings find a peer that vanished without closing its connection, so that its
-            // connection slot is given back.
-            tonic::transport::Server::builder()
-                .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-                .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-                .add_service(peer_health)
-                .add_service(peer_v1)
-                .add_service(peer_v1alpha)
-                .add_service(peer_api)
-                .serve_with_incoming_shutdown(peer_incoming, peer_stop)
-                .await
-                .map_err(|source| NodeError::Serve {
-                    plane: "peer",
-                    source,
-                })
+            peer_plane.await.map_err(|source| NodeError::Serve {
+                plane: "peer",
+                source,
+            })
         }));
         let operator_api = OperatorServiceServer::new(OperatorApi::new(
             self.exchange.clone(),
             channel_receivers,
             audit_rx,
         ));
-        let operator_stop = stop(watcher.clone());
         let (operator_health, operator_v1, operator_v1alpha) =
             introspection::<OperatorServiceServer<OperatorApi>>().await?;
+        let operator_plane = tonic::transport::Server::builder()
+            .add_service(operator_health)
+            .add_service(operator_v1)
+            .add_service(operator_v1alpha)
+            .add_service(operator_api)
+            .serve_with_incoming_shutdown(operator_incoming, stopped(watcher.clone()));
         tasks.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(operator_health)
-                .add_service(operator_v1)
-                .add_service(operator_v1alpha)
-                .add_service(operator_api)
-                .serve_with_incoming_shutdown(operator_incoming, operator_stop)
-                .await
-                .map_err(|source| NodeError::Serve {
-                    plane: "operator",
-                    source,
-                })
+            operator_plane.await.map_err(|source| NodeError::Serve {
+                plane: "operator",
+                source,
+            })
         }));
-        let metrics_address = match self.metrics_listener {
-            Some(listener) => {
-                let address = listener.local_addr().ok();
-                let exchange = self.exchange.clone();
-                let peers: Vec<CountryCode> = self.config.peers.iter().map(|p| p.country).collect();
-                let metrics_stop = stop(watcher.clone());
-                tasks.push(tokio::spawn(async move {
-                    crate::node::metrics::serve(
-                        listener,
-                        metrics,
-                        move || gauges(&exchange, &peers),
-                        metrics_stop,
-                    )
-                    .await;
-                    Ok(())
-                }));
-                address
-            }
-            None => None,
-        };
+        let metrics_address = self.metrics_listener.and_then(|listener| {
+            spawn_metrics(listener, &self.config, &self.exchange, &watcher, &mut tasks)
+        });
         tracing::info!(
             country = %self.config.country,
             peer = %peer_address,
@@ -487,6 +444,73 @@ impl BoundNode {
             },
         })
     }
+}
+
+/// The channels to the peers, one per peer, each with its delivery and checkpoint loops.
+type PeerChannels = (
+    BTreeMap<CountryCode, watch::Sender<tonic::transport::Channel>>,
+    BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
+);
+
+/// Opens a channel to each peer and starts delivering to it, and asking it to cosign
+/// checkpoints when the configuration sets an interval.
+fn spawn_delivery(
+    config: &NodeConfig,
+    exchange: &Exchange,
+    watcher: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<Result<(), NodeError>>>,
+) -> Result<PeerChannels, NodeError> {
+    let mut senders = BTreeMap::new();
+    let mut receivers = BTreeMap::new();
+    for (country, channel) in peer_channels(config)? {
+        let (tx, rx) = watch::channel(channel);
+        senders.insert(country, tx);
+        receivers.insert(country, rx.clone());
+        if config.checkpoint_interval_secs > 0 {
+            let every = std::time::Duration::from_secs(config.checkpoint_interval_secs);
+            let (exchange, rx, watcher) = (exchange.clone(), rx.clone(), watcher.clone());
+            tasks.push(tokio::spawn(async move {
+                crate::node::delivery::checkpoints(exchange, country, rx, every, watcher).await;
+                Ok(())
+            }));
+        }
+        let (exchange, watcher) = (exchange.clone(), watcher.clone());
+        tasks.push(tokio::spawn(async move {
+            crate::node::delivery::run(exchange, country, rx, watcher).await;
+            Ok(())
+        }));
+    }
+    Ok((senders, receivers))
+}
+
+/// Serves the metrics on `listener`; its address.
+fn spawn_metrics(
+    listener: TcpListener,
+    config: &NodeConfig,
+    exchange: &Exchange,
+    watcher: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<Result<(), NodeError>>>,
+) -> Option<SocketAddr> {
+    let address = listener.local_addr().ok();
+    let exchange = exchange.clone();
+    let peers: Vec<CountryCode> = config.peers.iter().map(|p| p.country).collect();
+    let stop = stopped(watcher.clone());
+    tasks.push(tokio::spawn(async move {
+        crate::node::metrics::serve(
+            listener,
+            exchange.metrics().clone(),
+            move || gauges(&exchange, &peers),
+            stop,
+        )
+        .await;
+        Ok(())
+    }));
+    address
+}
+
+/// Completes when the node is told to stop.
+async fn stopped(mut watcher: watch::Receiver<bool>) {
+    let _ = watcher.wait_for(|stopped| *stopped).await;
 }
 
 /// Sweeps the log at start and then every `sweep_interval_secs` until shutdown.
