@@ -174,15 +174,21 @@ async fn catch_up(
     let mut plan = log.pending(peer)?;
     let after = log.sent_to(peer, cursor.saturating_add(1), u64::MAX)?;
     for sequence in &after {
-        if !plan.contains(sequence) && log.failure(*sequence).ok().flatten().is_none() {
+        if !plan.contains(sequence) && log.failure(*sequence)?.is_none() {
             tracing::warn!(peer = %peer, sequence, cursor, "peer lacks a message it had receipted; re-sending");
         }
     }
     plan.extend(after);
     plan.sort_unstable();
     plan.dedup();
-    plan.retain(|s| log.failure(*s).ok().flatten().is_none());
-    skip_redacted(exchange, peer, &mut plan);
+    let mut unsettled = Vec::with_capacity(plan.len());
+    for sequence in plan {
+        if log.failure(sequence)?.is_none() {
+            unsettled.push(sequence);
+        }
+    }
+    let mut plan = unsettled;
+    skip_redacted(exchange, peer, &mut plan)?;
     if !plan.is_empty() {
         tracing::info!(peer = %peer, cursor, messages = plan.len(), "catching up");
     }
@@ -199,7 +205,7 @@ pub async fn replay(
     until: u64,
 ) -> Result<pb::ReplayResponse, DeliveryError> {
     let mut plan = exchange.log().sent_to(peer, from, until)?;
-    skip_redacted(exchange, peer, &mut plan);
+    skip_redacted(exchange, peer, &mut plan)?;
     let settled = send(exchange, client, peer, &plan).await?;
     let mut report = pb::ReplayResponse {
         resent: plan.len() as u64,
@@ -219,15 +225,22 @@ pub async fn replay(
 
 /// Leaves out of `plan` the messages whose content retention removed: they were settled before
 /// they were redacted, and cannot be sent again.
-fn skip_redacted(exchange: &Exchange, peer: CountryCode, plan: &mut Vec<u64>) {
+fn skip_redacted(
+    exchange: &Exchange,
+    peer: CountryCode,
+    plan: &mut Vec<u64>,
+) -> Result<(), DeliveryError> {
     let log = exchange.log();
-    plan.retain(|&sequence| {
-        let redacted = log.redaction_of(sequence).ok().flatten().is_some();
-        if redacted {
+    let mut kept = Vec::with_capacity(plan.len());
+    for &sequence in plan.iter() {
+        if log.redaction_of(sequence)?.is_some() {
             tracing::warn!(peer = %peer, sequence, "not re-sending a redacted message");
+        } else {
+            kept.push(sequence);
         }
-        !redacted
-    });
+    }
+    *plan = kept;
+    Ok(())
 }
 
 /// Sends `plan` in order: one unary call for a single message, streams for more. Stops at the
@@ -363,7 +376,11 @@ fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcom
         Outcome::Receipt(receipt) => {
             let log = exchange.log();
             let earlier = match log.receipt_for(sequence) {
-                Ok(r) => r.and_then(|r| log.content(r).ok().flatten()),
+                Ok(None) => None,
+                Ok(Some(r)) => match log.content(r) {
+                    Ok(content) => content,
+                    Err(e) => return failed(e.into()),
+                },
                 Err(e) => return failed(e.into()),
             };
             let already_held = earlier.as_ref().is_some_and(|bytes| {
