@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use focalpoint::crypto::x509;
@@ -287,18 +288,110 @@ fn sled_alone(total: usize) -> Row {
     }
 }
 
-/// sled alone doing what the receive path writes, 256 messages to a flush as a stream's
-/// envelopes share one: the store's ceiling for the streaming row.
+/// sled alone doing what the receive path writes in today's layout, 256 messages to a batch and
+/// a flush as a stream's envelopes share one: what the layout allows, not the store.
 fn sled_receive_pattern(total: usize) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let value = envelope("sled");
     let elapsed = common::sled_receive_writes(dir.path(), total, 256, |_| value.clone());
     Row {
-        name: "ceiling: sled alone, a received message's writes, 256 to a flush".into(),
+        name: "layout: sled alone, a received message's six keys, 256 to a batch + flush".into(),
         count: total,
         elapsed,
         latencies: Vec::new(),
     }
+}
+
+/// The store's own ceiling: sled given one value per message (`record` bytes: the entry, the
+/// envelope and the issued receipt together), `group` messages to one atomic batch, each batch
+/// followed by a flush and fdatasync. Returns how long `count` messages took.
+fn sled_one_record_writes(dir: &Path, count: usize, group: usize, record: &[u8]) -> Duration {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("exchange-log").unwrap();
+    let data = std::fs::File::open(dir.join("db")).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while (n as usize) < count {
+        let mut batch = sled::Batch::default();
+        for _ in 0..group.min(count - n as usize) {
+            n += 1;
+            let mut k = vec![b'm'];
+            k.extend_from_slice(&n.to_be_bytes());
+            batch.insert(k, record);
+        }
+        tree.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+        data.sync_data().unwrap();
+    }
+    start.elapsed()
+}
+
+/// The disk's own ceiling: a plain append-only file given `record` bytes per message, `group`
+/// messages to one write, each write followed by fdatasync.
+fn append_file_writes(dir: &Path, count: usize, group: usize, record: &[u8]) -> Duration {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("append.log"))
+        .unwrap();
+    let mut buffer = Vec::with_capacity(group * (record.len() + 4));
+    let start = Instant::now();
+    let mut n = 0;
+    while n < count {
+        buffer.clear();
+        for _ in 0..group.min(count - n) {
+            n += 1;
+            buffer.extend_from_slice(&(record.len() as u32).to_be_bytes());
+            buffer.extend_from_slice(record);
+        }
+        file.write_all(&buffer).unwrap();
+        file.sync_data().unwrap();
+    }
+    start.elapsed()
+}
+
+/// What the node stores for one received message, near enough: its entry (about 170 bytes),
+/// its envelope and its issued receipt (about 230 bytes), as one record would hold them.
+fn record_bytes() -> Vec<u8> {
+    let mut record = vec![0x42_u8; 170];
+    record.extend_from_slice(&envelope("record"));
+    record.extend_from_slice(&[0x43_u8; 230]);
+    record
+}
+
+/// The store's ceilings for the streaming row, with the node's message size and group size:
+/// sled given one record per message, a group to a batch and a flush; and a plain file given
+/// the same bytes, a group to a write and an fdatasync.
+fn store_ceilings(total: usize) -> (Row, Row) {
+    let record = record_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let sled = sled_one_record_writes(dir.path(), total, 256, &record);
+    let dir = tempfile::tempdir().unwrap();
+    let file = append_file_writes(dir.path(), total, 256, &record);
+    let row = |name: String, elapsed| Row {
+        name,
+        count: total,
+        elapsed,
+        latencies: Vec::new(),
+    };
+    (
+        row(
+            format!(
+                "ceiling: sled, one {}-byte record per message, 256 to a batch + flush + fdatasync",
+                record.len()
+            ),
+            sled,
+        ),
+        row(
+            "ceiling: append-only file, the same records, 256 to a write + fdatasync".into(),
+            file,
+        ),
+    )
 }
 
 /// `verify` over a log of `total` entries, beside raw SHA-256 over the same bytes.
@@ -425,6 +518,9 @@ fn main() {
     let mut rows = rows;
     rows.push(sled_alone(scale / 8));
     rows.push(sled_receive_pattern(scale * 2));
+    let (sled, file) = store_ceilings(scale * 4);
+    rows.push(sled);
+    rows.push(file);
     let (v, raw) = verify(scale * 16);
     rows.push(v);
     rows.push(raw);

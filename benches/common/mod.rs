@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// sled alone, given what the exchange log writes for one received message (the entry, the
-/// envelope, three index keys and the issued receipt, as one atomic batch per message),
-/// `group` messages to a flush, each flush followed by fdatasync: the receive path without
-/// decoding, validation, hashing, signing or the network. `content(n)` is the n-th envelope.
-/// Returns how long `count` messages took.
+/// envelope, three index keys and the issued receipt), `group` messages to one atomic batch and
+/// a flush, each flush followed by fdatasync: the receive path without decoding, validation,
+/// hashing, signing or the network, in the log's layout of six keys a message. `content(n)` is
+/// the n-th envelope. Returns how long `count` messages took.
 pub(crate) fn sled_receive_writes(
     dir: &Path,
     count: usize,
@@ -34,21 +34,21 @@ pub(crate) fn sled_receive_writes(
     let start = Instant::now();
     let mut n = 0u64;
     while (n as usize) < count {
+        let mut batch = sled::Batch::default();
         for _ in 0..group.min(count - n as usize) {
             n += 1;
             let mut message_key = b"iIDN".to_vec();
             message_key.extend_from_slice(format!("IDN-20250430-ALERT-{n:07}").as_bytes());
             let mut received_from = b"sIDN".to_vec();
             received_from.extend_from_slice(&n.to_be_bytes());
-            let mut batch = sled::Batch::default();
             batch.insert(message_key, n.to_be_bytes().to_vec());
             batch.insert(key(b'n', n), Vec::new());
             batch.insert(received_from, n.to_be_bytes().to_vec());
             batch.insert(key(b'e', n), entry.clone());
             batch.insert(key(b'c', n), content(n as usize));
             batch.insert(key(b'q', n), receipt.clone());
-            tree.apply_batch(batch).unwrap();
         }
+        tree.apply_batch(batch).unwrap();
         db.flush().unwrap();
         data.sync_data().unwrap();
     }

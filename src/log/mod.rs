@@ -10,6 +10,7 @@
 //! [`Durability::Fsync`], fsynced) before any job in it is answered. Nothing is acknowledged
 //! before it is durable. sled stays behind this module.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -433,12 +434,78 @@ mod key {
 #[derive(Debug)]
 pub struct Txn<'a> {
     tree: &'a sled::Tree,
+    /// What the jobs before this one in the same write staged.
+    group: &'a Staged,
+    /// What this job stages: it joins the group's if the job succeeds.
+    own: Staged,
     key: Option<&'a LogKey>,
     clock_offset: i64,
-    batch: sled::Batch,
     next: u64,
     head: Digest,
     receipts: &'a mut Vec<PendingReceipt>,
+}
+
+/// Writes staged and not yet applied: a key's new value, or `None` for its removal. A whole
+/// write (a group of jobs) is applied to sled as one atomic batch before it is made durable.
+#[derive(Debug, Default)]
+struct Staged(BTreeMap<Vec<u8>, Option<sled::IVec>>);
+
+impl Staged {
+    fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<sled::IVec>) {
+        self.0.insert(k.into(), Some(v.into()));
+    }
+
+    fn remove(&mut self, k: impl Into<Vec<u8>>) {
+        self.0.insert(k.into(), None);
+    }
+
+    /// `Some(staged)` when the key was written here (`Some(None)`: removed).
+    fn get(&self, k: &[u8]) -> Option<Option<&sled::IVec>> {
+        self.0.get(k).map(Option::as_ref)
+    }
+
+    fn absorb(&mut self, later: Self) {
+        self.0.extend(later.0);
+    }
+
+    fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.0 {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch
+    }
+}
+
+/// What a reader of the store sees: sled as committed, or sled with a write's staged changes.
+trait Read {
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>, sled::Error>;
+
+    fn contains_key(&self, k: &[u8]) -> Result<bool, sled::Error> {
+        Ok(self.get(k)?.is_some())
+    }
+}
+
+impl Read for sled::Tree {
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>, sled::Error> {
+        Self::get(self, k)
+    }
+
+    fn contains_key(&self, k: &[u8]) -> Result<bool, sled::Error> {
+        Self::contains_key(self, k)
+    }
+}
+
+impl Read for Txn<'_> {
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>, sled::Error> {
+        match self.own.get(k).or_else(|| self.group.get(k)) {
+            Some(staged) => Ok(staged.cloned()),
+            None => self.tree.get(k),
+        }
+    }
 }
 
 /// Where a receipt issued in a job is found once its write is durable: signed, with every
@@ -464,27 +531,27 @@ struct PendingReceipt {
 impl Txn<'_> {
     /// The sequence of the message `id` this node sent, if logged.
     pub fn sent(&self, id: &str) -> Result<Option<u64>, LogError> {
-        read_seq(self.tree, &key::message(&own_sender_marker(), id))
+        read_seq(self, &key::message(&own_sender_marker(), id))
     }
 
     /// The sequence of the message `id` received from `sender`, if logged.
     pub fn received(&self, sender: CountryCode, id: &str) -> Result<Option<u64>, LogError> {
-        read_seq(self.tree, &key::message(sender.as_str(), id))
+        read_seq(self, &key::message(sender.as_str(), id))
     }
 
     /// Whether the sent message at `sequence` has been marked failed.
     pub fn failed(&self, sequence: u64) -> Result<bool, LogError> {
-        Ok(self.tree.contains_key(key::seq(key::FAILED, sequence))?)
+        Ok(self.contains_key(&key::seq(key::FAILED, sequence))?)
     }
 
     /// A committed entry.
     pub fn entry(&self, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
-        read_entry(self.tree, sequence)
+        read_entry(self, sequence)
     }
 
     /// The signed receipt this node issued for a received message, in earlier writes.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
-        match issued_state(self.tree, sequence, None)? {
+        match issued_state(self, sequence, None)? {
             Issued::Signed(signed) => Ok(Some(signed)),
             Issued::None | Issued::Unsigned(_) => Ok(None),
         }
@@ -495,7 +562,7 @@ impl Txn<'_> {
     /// of now (the certificate that signs it may be newer than the old time); it must still
     /// describe its entry. `None` if the message has no unsigned receipt.
     pub fn reissue_receipt(&mut self, sequence: u64) -> Result<Option<ReceiptTicket>, LogError> {
-        let Issued::Unsigned(bytes) = issued_state(self.tree, sequence, None)? else {
+        let Issued::Unsigned(bytes) = issued_state(self, sequence, None)? else {
             return Ok(None);
         };
         let corrupt = |reason: String| LogError::Corrupt { sequence, reason };
@@ -529,7 +596,7 @@ impl Txn<'_> {
             batch: self.receipts.first().map_or(sequence, |p| p.sequence),
             index: self.receipts.len() as u64,
         };
-        self.batch.insert(
+        self.own.insert(
             key::seq(key::ISSUED_IN_BATCH, sequence),
             issued.encode_to_vec(),
         );
@@ -544,7 +611,7 @@ impl Txn<'_> {
 
     /// The sequence of the receipt entry for a sent message, if one is logged.
     pub fn receipt_for(&self, sent: u64) -> Result<Option<u64>, LogError> {
-        read_seq(self.tree, &key::seq(key::RECEIPT_FOR, sent))
+        read_seq(self, &key::seq(key::RECEIPT_FOR, sent))
     }
 
     /// Stages an entry and the indexes that go with its kind.
@@ -588,13 +655,13 @@ impl Txn<'_> {
         let hash = entry_hash(&bytes);
         for (k, v) in view_updates(&entry) {
             match v {
-                Some(v) => self.batch.insert(k, v),
-                None => self.batch.remove(k),
+                Some(v) => self.own.insert(k, v),
+                None => self.own.remove(k),
             }
         }
-        self.batch.insert(key::seq(key::ENTRY, sequence), bytes);
+        self.own.insert(key::seq(key::ENTRY, sequence), bytes);
         if let Some(content) = content {
-            self.batch.insert(key::seq(key::CONTENT, sequence), content);
+            self.own.insert(key::seq(key::CONTENT, sequence), content);
         }
         self.next += 1;
         self.head = hash;
@@ -603,13 +670,78 @@ impl Txn<'_> {
 
     /// Whether the content of entry `sequence` is still held.
     pub fn holds_content(&self, sequence: u64) -> Result<bool, LogError> {
-        Ok(self.tree.contains_key(key::seq(key::CONTENT, sequence))?)
+        Ok(self.contains_key(&key::seq(key::CONTENT, sequence))?)
     }
 
     /// Stages the removal of the content of entry `sequence`; only a redaction entry appended
     /// in the same job accounts for it.
     pub fn remove_content(&mut self, sequence: u64) {
-        self.batch.remove(key::seq(key::CONTENT, sequence));
+        self.own.remove(key::seq(key::CONTENT, sequence));
+    }
+
+    /// The keys and values under `prefix` as this job sees them: sled's, with what this write
+    /// staged before and in this job laid over them, in key order.
+    fn scan(&self, prefix: u8) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), LogError>> {
+        let end = [prefix.wrapping_add(1)];
+        let mut staged: BTreeMap<Vec<u8>, Option<sled::IVec>> = BTreeMap::new();
+        for layer in [self.group, &self.own] {
+            let range = if prefix == u8::MAX {
+                layer.0.range(vec![prefix]..)
+            } else {
+                layer.0.range(vec![prefix]..end.to_vec())
+            };
+            for (k, v) in range {
+                staged.insert(k.clone(), v.clone());
+            }
+        }
+        Merged {
+            stored: self.tree.scan_prefix([prefix]).peekable(),
+            staged: staged.into_iter().peekable(),
+        }
+    }
+}
+
+/// sled's keys under a prefix merged with the staged ones, which win.
+struct Merged<S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
+    stored: std::iter::Peekable<S>,
+    staged: std::iter::Peekable<std::collections::btree_map::IntoIter<Vec<u8>, Option<sled::IVec>>>,
+}
+
+impl<S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> Iterator for Merged<S> {
+    type Item = Result<(Vec<u8>, sled::IVec), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let stored_key = match self.stored.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => {
+                    let Some(Err(e)) = self.stored.next() else {
+                        unreachable!("peeked an error")
+                    };
+                    return Some(Err(e.into()));
+                }
+                None => None,
+            };
+            let staged_key = self.staged.peek().map(|(k, _)| k.clone());
+            let take_staged = match (&stored_key, &staged_key) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(a), Some(b)) => b <= a,
+            };
+            if take_staged {
+                let (k, v) = self.staged.next()?;
+                if stored_key.as_ref() == Some(&k) {
+                    self.stored.next();
+                }
+                match v {
+                    Some(v) => return Some(Ok((k, v))),
+                    None => continue,
+                }
+            }
+            let (k, v) = self.stored.next()?.ok()?;
+            return Some(Ok((k.to_vec(), v)));
+        }
     }
 }
 
@@ -1249,23 +1381,25 @@ impl ExchangeLog {
     /// Returns the number of entries replayed.
     pub fn rebuild_views(&self) -> Result<u64, LogError> {
         self.transact_blocking(|t| {
+            let mut rebuilt = Staged::default();
             for prefix in VIEW_PREFIXES {
-                for k in t.tree.scan_prefix([prefix]).keys() {
-                    t.batch.remove(k?);
+                for kv in t.scan(prefix) {
+                    rebuilt.remove(kv?.0);
                 }
             }
             let mut replayed = 0;
-            for kv in t.tree.scan_prefix([key::ENTRY]) {
+            for kv in t.scan(key::ENTRY) {
                 let (k, v) = kv?;
                 let stored = decode_entry(key::tail_seq(&k).unwrap_or(0), &v)?;
                 for (k, v) in view_updates(&stored.entry) {
                     match v {
-                        Some(v) => t.batch.insert(k, v),
-                        None => t.batch.remove(k),
+                        Some(v) => rebuilt.insert(k, v),
+                        None => rebuilt.remove(k),
                     }
                 }
                 replayed += 1;
             }
+            t.own.absorb(rebuilt);
             Ok(replayed)
         })
     }
@@ -1518,44 +1652,50 @@ impl Writer {
         }
     }
 
-    /// Runs one group of jobs, makes their writes durable, and answers each job.
+    /// Runs one group of jobs, applies what they staged as one sled batch, makes it durable,
+    /// and answers each job. A job that fails stages nothing; a write that fails answers every
+    /// job with its error and leaves the store as before.
     fn write_group(&mut self, store: &Store, group: Vec<Job>) -> Result<(), Arc<LogError>> {
         let mut completions = Vec::with_capacity(group.len());
-        let mut failure = None;
         let mut receipts = Vec::new();
+        let mut staged = Staged::default();
+        let (next, head) = (self.next, self.head);
         for job in group {
             let issued_before = receipts.len();
             let mut txn = Txn {
                 tree: &store.tree,
+                group: &staged,
+                own: Staged::default(),
                 key: self.key.as_deref(),
                 clock_offset: self.clock_offset,
-                batch: sled::Batch::default(),
                 next: self.next,
                 head: self.head,
                 receipts: &mut receipts,
             };
             let (ok, done) = job(&mut txn);
-            let (next, head, batch) = (txn.next, txn.head, txn.batch);
-            let applied = ok
-                && failure.is_none()
-                && match store.tree.apply_batch(batch) {
-                    Ok(()) => {
-                        self.next = next;
-                        self.head = head;
-                        true
-                    }
-                    Err(e) => {
-                        failure = Some(LogError::from(e).in_dir(&self.place.dir));
-                        false
-                    }
-                };
-            if !applied {
+            let (job_next, job_head, own) = (txn.next, txn.head, txn.own);
+            if ok {
+                staged.absorb(own);
+                self.next = job_next;
+                self.head = job_head;
+            } else {
                 receipts.truncate(issued_before);
             }
             completions.push(done);
         }
-        if failure.is_none() && !receipts.is_empty() {
-            failure = self.sign_receipts(store, &receipts).err();
+        let mut failure = None;
+        if !receipts.is_empty() {
+            failure = self.sign_receipts(store, &mut staged, &receipts).err();
+        }
+        if failure.is_none()
+            && let Err(e) = store.tree.apply_batch(staged.into_batch())
+        {
+            failure = Some(LogError::from(e).in_dir(&self.place.dir));
+        }
+        if failure.is_some() {
+            // Nothing of this write is in the store: the next write follows the last one.
+            self.next = next;
+            self.head = head;
         }
         let outcome = match failure {
             Some(e) => Err(e),
@@ -1683,7 +1823,12 @@ impl Writer {
     /// Signs the receipts issued in this write with one signature over their Merkle tree, stores
     /// the batch (and the signer's certificate, once) in one atomic write before the flush, and
     /// hands each ticket its signed receipt.
-    fn sign_receipts(&self, store: &Store, pending: &[PendingReceipt]) -> Result<(), LogError> {
+    fn sign_receipts(
+        &self,
+        store: &Store,
+        staged: &mut Staged,
+        pending: &[PendingReceipt],
+    ) -> Result<(), LogError> {
         let signer = self
             .signer
             .read()
@@ -1706,10 +1851,9 @@ impl Writer {
                 reason: "a receipt batch of this entry is already stored".into(),
             });
         }
-        let mut batch = sled::Batch::default();
         let certificate_key = key::certificate(&certificate_sha256);
         if !store.tree.contains_key(&certificate_key)? {
-            batch.insert(certificate_key, certificate);
+            staged.insert(certificate_key, certificate);
         }
         let record = pb::ReceiptBatch {
             signature_scheme: signed.signature_scheme.clone(),
@@ -1717,14 +1861,13 @@ impl Writer {
             signer_certificate_sha256: certificate_sha256.0.to_vec(),
             leaves: leaf_bytes,
         };
-        batch.insert(batch_key, record.encode_to_vec());
+        staged.insert(batch_key, record.encode_to_vec());
         for (index, p) in pending.iter().enumerate() {
             let _ = p
                 .ticket
                 .0
                 .set(signed.receipt(index, p.receipt.clone(), certificate));
         }
-        store.tree.apply_batch(batch)?;
         Ok(())
     }
 
@@ -1923,13 +2066,16 @@ pub fn entry_hash(encoded: &[u8]) -> Digest {
 /// Issues again, in the job `t`, every receipt left unsigned by a stop. Only the last write can
 /// have stopped before its batch was signed, so they are the last ones stored.
 fn sign_unsigned(t: &mut Txn<'_>) -> Result<usize, LogError> {
-    let tree = t.tree;
     let mut unsigned = Vec::new();
-    for k in tree.scan_prefix([key::ISSUED_IN_BATCH]).keys().rev() {
-        let Some(sequence) = key::tail_seq(&k?) else {
+    let issued: Vec<Vec<u8>> = t
+        .scan(key::ISSUED_IN_BATCH)
+        .map(|kv| kv.map(|(k, _)| k))
+        .collect::<Result<_, _>>()?;
+    for k in issued.iter().rev() {
+        let Some(sequence) = key::tail_seq(k) else {
             continue;
         };
-        match issued_state(tree, sequence, None)? {
+        match issued_state(&*t, sequence, None)? {
             Issued::Unsigned(_) => unsigned.push(sequence),
             Issued::Signed(_) | Issued::None => break,
         }
@@ -1968,20 +2114,20 @@ struct StoredBatch {
     certificate: Vec<u8>,
 }
 
-fn read_batch(tree: &sled::Tree, id: u64) -> Result<StoredBatch, LogError> {
+fn read_batch(tree: &impl Read, id: u64) -> Result<StoredBatch, LogError> {
     let corrupt = |reason: String| LogError::Corrupt {
         sequence: id,
         reason,
     };
     let bytes = tree
-        .get(key::seq(key::RECEIPT_BATCH, id))?
+        .get(&key::seq(key::RECEIPT_BATCH, id))?
         .ok_or_else(|| corrupt("the receipt batch is missing".into()))?;
     let batch = pb::ReceiptBatch::decode(bytes.as_ref())
         .map_err(|e| corrupt(format!("receipt batch: {e}")))?;
     let certificate_sha256 = <[u8; 32]>::try_from(batch.signer_certificate_sha256.as_slice())
         .map_err(|_| corrupt("receipt batch: the certificate digest is not 32 bytes".into()))?;
     let certificate = tree
-        .get(key::certificate(&Digest(certificate_sha256)))?
+        .get(&key::certificate(&Digest(certificate_sha256)))?
         .ok_or_else(|| corrupt("receipt batch: its signer certificate is missing".into()))?;
     if Digest::of(&certificate).0 != certificate_sha256 {
         return Err(corrupt(
@@ -2020,13 +2166,13 @@ enum Issued {
 
 /// The receipt issued for the message at `sequence`, rebuilt from its batch.
 fn issued_state(
-    tree: &sled::Tree,
+    tree: &impl Read,
     sequence: u64,
     cache: Option<&BatchCache>,
 ) -> Result<Issued, LogError> {
-    let Some(bytes) = tree.get(key::seq(key::ISSUED_IN_BATCH, sequence))? else {
+    let Some(bytes) = tree.get(&key::seq(key::ISSUED_IN_BATCH, sequence))? else {
         return Ok(tree
-            .get(key::seq(key::ISSUED_RECEIPT, sequence))?
+            .get(&key::seq(key::ISSUED_RECEIPT, sequence))?
             .map(|v| {
                 pb::SignedReceipt::decode(v.as_ref()).map_err(|e| LogError::Corrupt {
                     sequence,
@@ -2049,7 +2195,7 @@ fn issued_state(
     });
     let batch = match cached {
         Some(b) => b,
-        None if !tree.contains_key(key::seq(key::RECEIPT_BATCH, issued.batch))? => {
+        None if !tree.contains_key(&key::seq(key::RECEIPT_BATCH, issued.batch))? => {
             return Ok(Issued::Unsigned(issued.receipt));
         }
         None => {
@@ -2091,15 +2237,15 @@ fn issued_state(
     )))
 }
 
-fn read_seq(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {
+fn read_seq(tree: &impl Read, k: &[u8]) -> Result<Option<u64>, LogError> {
     Ok(tree
         .get(k)?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
         .map(u64::from_be_bytes))
 }
 
-fn read_entry(tree: &sled::Tree, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
-    tree.get(key::seq(key::ENTRY, sequence))?
+fn read_entry(tree: &impl Read, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
+    tree.get(&key::seq(key::ENTRY, sequence))?
         .map(|v| decode_entry(sequence, &v))
         .transpose()
 }
@@ -2128,6 +2274,110 @@ mod tests {
         let cert = crate::crypto::x509::load_certs(&at("node.pem")).unwrap();
         let key = crate::crypto::x509::load_key(&at("node.key")).unwrap();
         Arc::new(ReceiptSigner::new(&cert[0], &key).unwrap())
+    }
+
+    /// Jobs queued together are written together: each sees what the jobs before it staged,
+    /// one that fails leaves nothing, and the chain stays whole.
+    #[test]
+    fn jobs_of_one_write_see_each_other_and_a_failed_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let khm: CountryCode = "KHM".parse().unwrap();
+        let written: Vec<_> = (0..200u32)
+            .map(|i| {
+                log.enqueue(move |t| {
+                    // Each job finds the one before it, staged or stored.
+                    let before = i.checked_sub(1).map(|p| format!("G-{p}"));
+                    let found = match &before {
+                        Some(id) => t.sent(id)?.is_some(),
+                        None => true,
+                    };
+                    let appended = t.append(NewEntry {
+                        kind: pb::EntryKind::MessageSent,
+                        peer: Some(khm),
+                        message_id: format!("G-{i}"),
+                        content: Some(vec![7; 64]),
+                        ..Default::default()
+                    })?;
+                    if i % 7 == 3 {
+                        // Fails after staging an entry: nothing of it may be written.
+                        return Err(LogError::Corrupt {
+                            sequence: appended.sequence,
+                            reason: "refused by the test".into(),
+                        });
+                    }
+                    Ok(found)
+                })
+                .unwrap()
+            })
+            .collect();
+        let answers: Vec<_> = runtime.block_on(async {
+            let mut answers = Vec::new();
+            for w in written {
+                answers.push(w.await);
+            }
+            answers
+        });
+        for (i, answer) in answers.iter().enumerate() {
+            match answer {
+                Err(_) => assert_eq!(i % 7, 3, "job {i} failed"),
+                // The job after a failed one does not find it.
+                Ok(found) => assert_eq!(*found, i % 7 != 4, "job {i}"),
+            }
+        }
+        let kept = (0..200).filter(|i| i % 7 != 3).count() as u64;
+        assert_eq!(log.verify().unwrap(), kept);
+        let ids: Vec<String> = log
+            .range(1, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry.message_id)
+            .collect();
+        let expected: Vec<String> = (0..200)
+            .filter(|i| i % 7 != 3)
+            .map(|i| format!("G-{i}"))
+            .collect();
+        assert_eq!(ids, expected);
+        assert!(log.sent("G-3").unwrap().is_none());
+    }
+
+    /// A scan inside a job sees the store with this write's staged changes laid over it.
+    #[test]
+    fn a_scan_inside_a_job_sees_staged_entries_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        let khm: CountryCode = "KHM".parse().unwrap();
+        let message = move |id: &str| NewEntry {
+            kind: pb::EntryKind::MessageSent,
+            peer: Some(khm),
+            message_id: id.into(),
+            content: Some(vec![1; 8]),
+            ..Default::default()
+        };
+        log.transact_blocking(move |t| t.append(message("S-1")).map(|_| ()))
+            .unwrap();
+        let seen = log
+            .transact_blocking(move |t| {
+                t.append(message("S-2"))?;
+                t.remove_content(1);
+                let entries = t.scan(key::ENTRY).count();
+                let contents: Vec<u64> = t
+                    .scan(key::CONTENT)
+                    .map(|kv| kv.map(|(k, _)| key::tail_seq(&k).unwrap_or(0)))
+                    .collect::<Result<_, _>>()?;
+                Err::<(), _>(LogError::Corrupt {
+                    sequence: 0,
+                    reason: format!("{entries} {contents:?}"),
+                })
+            })
+            .unwrap_err();
+        assert!(seen.to_string().contains("2 [2]"), "{seen}");
+        // The job failed: its entry and its removal are not in the store.
+        assert_eq!(log.verify().unwrap(), 1);
+        assert!(log.content(1).unwrap().is_some());
     }
 
     /// The signer comes with the log: one opened with it signs, and takes a reloaded key; one
