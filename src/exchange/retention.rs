@@ -105,54 +105,143 @@ impl RetentionPolicy {
 
 /// Removes the content of every message past its retention period at `now_micros`, each with
 /// a redaction entry. Returns the number of messages redacted. Safe to run again: redacted
-/// messages are skipped.
+/// messages are skipped. Reads the log from its start; a running node keeps a [`Sweeper`].
 pub fn sweep(
     log: &ExchangeLog,
     policy: &RetentionPolicy,
     now_micros: i64,
 ) -> Result<u64, LogError> {
-    let Some(shortest) = [
-        pb::MessageKind::TravellerAlert,
-        pb::MessageKind::DocumentFraudNotice,
-        pb::MessageKind::CaseResponse,
-        pb::MessageKind::StatisticsReport,
-    ]
-    .into_iter()
-    .filter_map(|k| policy.days(k))
-    .min() else {
-        return Ok(0);
-    };
-    let horizon = now_micros.saturating_sub(period(shortest));
-    let mut due = Vec::new();
-    let mut next = 1;
-    'scan: loop {
-        let batch = log.range(next, 1024)?;
-        let Some(last) = batch.last() else { break };
-        next = last.entry.sequence + 1;
-        for stored in batch {
-            let e = &stored.entry;
-            if e.recorded_at_micros > horizon {
-                break 'scan;
-            }
-            if !is_message(stored.kind()) {
+    Ok(Sweeper::default().sweep(log, policy, now_micros)?.redacted)
+}
+
+/// The kinds a policy can set a period for.
+const KINDS: [pb::MessageKind; 4] = [
+    pb::MessageKind::TravellerAlert,
+    pb::MessageKind::DocumentFraudNotice,
+    pb::MessageKind::CaseResponse,
+    pb::MessageKind::StatisticsReport,
+];
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Messages whose content was removed.
+    pub redacted: u64,
+    /// Log entries read to find them.
+    pub examined: u64,
+}
+
+/// Retention sweeps that read the log incrementally: a cursor per kind marks where the last
+/// sweep stopped (the first entry not yet past that kind's period), so each sweep reads only
+/// what came of age since, and the messages that were due but not settled yet.
+#[derive(Debug, Default)]
+pub struct Sweeper {
+    /// Per kind: every entry before this sequence has been read for it.
+    cursors: std::collections::BTreeMap<i32, u64>,
+    /// Messages past their period, but still waiting for delivery: read again each sweep.
+    unsettled: std::collections::BTreeSet<u64>,
+}
+
+impl Sweeper {
+    /// Removes the content of every message past its retention period at `now_micros`, each
+    /// with a redaction entry.
+    pub fn sweep(
+        &mut self,
+        log: &ExchangeLog,
+        policy: &RetentionPolicy,
+        now_micros: i64,
+    ) -> Result<Swept, LogError> {
+        let mut due = Vec::new();
+        let mut examined = 0;
+        let mut still = std::collections::BTreeSet::new();
+        // Taken into use only once the sweep succeeds: a failed one is read again in full.
+        let mut cursors = self.cursors.clone();
+        for &sequence in &self.unsettled {
+            let Some(stored) = log.entry(sequence)? else {
                 continue;
+            };
+            examined += 1;
+            let kind = pb::MessageKind::try_from(stored.entry.message_kind).unwrap_or_default();
+            if let Some(days) = policy.days(kind) {
+                match due_now(log, &stored, days, now_micros)? {
+                    Due::Yes => due.push((sequence, policy.reason(kind, days))),
+                    Due::Unsettled => {
+                        still.insert(sequence);
+                    }
+                    Due::No => {}
+                }
             }
-            let kind = pb::MessageKind::try_from(e.message_kind).unwrap_or_default();
+        }
+        for kind in KINDS {
             let Some(days) = policy.days(kind) else {
                 continue;
             };
-            let expires = e.recorded_at_micros.saturating_add(period(days));
-            if expires > now_micros || log.redaction_of(e.sequence)?.is_some() {
-                continue;
-            }
-            let settled = stored.kind() == pb::EntryKind::MessageReceived
-                || log.receipt_for(e.sequence)?.is_some()
-                || log.failure(e.sequence)?.is_some();
-            if settled {
-                due.push((e.sequence, policy.reason(kind, days)));
+            let horizon = now_micros.saturating_sub(period(days));
+            let cursor = cursors.entry(kind as i32).or_insert(1);
+            'scan: loop {
+                let batch = log.range(*cursor, 1024)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for stored in batch {
+                    let e = &stored.entry;
+                    if e.recorded_at_micros > horizon {
+                        break 'scan;
+                    }
+                    examined += 1;
+                    *cursor = e.sequence + 1;
+                    if !is_message(stored.kind()) || e.message_kind != kind as i32 {
+                        continue;
+                    }
+                    match due_now(log, &stored, days, now_micros)? {
+                        Due::Yes => due.push((e.sequence, policy.reason(kind, days))),
+                        Due::Unsettled => {
+                            still.insert(e.sequence);
+                        }
+                        Due::No => {}
+                    }
+                }
             }
         }
+        due.sort_unstable_by_key(|(sequence, _)| *sequence);
+        let redacted = redact(log, due)?;
+        self.cursors = cursors;
+        self.unsettled = still;
+        if redacted > 0 {
+            tracing::info!(redacted, policy = %policy.policy, "message content redacted at the end of retention");
+        }
+        Ok(Swept { redacted, examined })
     }
+}
+
+enum Due {
+    Yes,
+    /// Past its period, but not settled with the peer yet.
+    Unsettled,
+    No,
+}
+
+/// Whether the message `stored`, kept `days`, is to be redacted at `now_micros`.
+fn due_now(
+    log: &ExchangeLog,
+    stored: &crate::log::StoredEntry,
+    days: u32,
+    now_micros: i64,
+) -> Result<Due, LogError> {
+    let e = &stored.entry;
+    let expires = e.recorded_at_micros.saturating_add(period(days));
+    if expires > now_micros || log.redaction_of(e.sequence)?.is_some() {
+        return Ok(Due::No);
+    }
+    let settled = stored.kind() == pb::EntryKind::MessageReceived
+        || log.receipt_for(e.sequence)?.is_some()
+        || log.failure(e.sequence)?.is_some();
+    Ok(if settled { Due::Yes } else { Due::Unsettled })
+}
+
+/// Removes the content of each message in `due`, each with its redaction entry in the same
+/// write, [`BATCH`] to a write.
+fn redact(log: &ExchangeLog, due: Vec<(u64, String)>) -> Result<u64, LogError> {
     let mut redacted = 0;
     for chunk in due.chunks(BATCH) {
         let chunk = chunk.to_vec();
@@ -180,9 +269,6 @@ pub fn sweep(
             }
             Ok(n)
         })?;
-    }
-    if redacted > 0 {
-        tracing::info!(redacted, policy = %policy.policy, "message content redacted at the end of retention");
     }
     Ok(redacted)
 }

@@ -521,10 +521,17 @@ async fn retention_sweeps(
 ) {
     let every = std::time::Duration::from_secs(policy.sweep_interval_secs);
     let policy = Arc::new(policy);
+    // Each sweep reads on from where the last one stopped.
+    let sweeper = Arc::new(std::sync::Mutex::new(
+        crate::exchange::retention::Sweeper::default(),
+    ));
     loop {
-        let (log, policy) = (log.clone(), policy.clone());
+        let (log, policy, sweeper) = (log.clone(), policy.clone(), sweeper.clone());
         let swept = tokio::task::spawn_blocking(move || {
-            crate::exchange::retention::sweep(&log, &policy, crate::domain::model::now_micros())
+            sweeper
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .sweep(&log, &policy, crate::domain::model::now_micros())
         })
         .await;
         match swept {
