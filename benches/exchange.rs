@@ -2,7 +2,9 @@
 //! First a node at scale (`common::scale`, `FOCALPOINT_SCALE_ENTRIES`, default 1,000,000;
 //! 0 leaves it out), while the process is fresh so that its RSS is the node's and the bench's
 //! alone; then the exchange between two nodes beside its ceilings (`FOCALPOINT_BENCH_MESSAGES`,
-//! default 6,400). Run without `--bench` (as `cargo test` does) it only checks that it builds.
+//! default 6,400), and a node as its own process receiving over mTLS, for its RSS and start-up
+//! (`FOCALPOINT_BENCH_PROCESS_MESSAGES`, default 1,000,000; 0 leaves it out). Run without
+//! `--bench` (as `cargo test` does) it only checks that it builds.
 
 mod common;
 
@@ -448,6 +450,125 @@ fn verify(total: usize) -> (Row, Row) {
     )
 }
 
+/// A KHM node started as its own process on `data`: the child, its peer address, and how long
+/// it took from spawn to its readiness line.
+fn spawn_node(config: &Path, data: &Path) -> (std::process::Child, std::net::SocketAddr, Duration) {
+    use std::io::BufRead as _;
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("FOCALPOINT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let took = start.elapsed();
+    let peer = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peer="))
+        .unwrap_or_else(|| panic!("no peer address in {line:?}"))
+        .parse()
+        .unwrap();
+    (child, peer, took)
+}
+
+/// Stops a node started by [`spawn_node`] as its service manager would, and waits for it.
+fn stop_node(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+/// A field of `/proc/PID/status`, in KiB.
+fn status_kib_of(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The node as its own process: a child receiving `total` envelopes over mTLS in streams of
+/// the peer limit's size; its RSS after, and its start-up on the log it wrote (median of 3).
+async fn child_node(total: usize, values: &mut Vec<(String, String)>) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let config = dir.path().join("khm/node.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:7543", "127.0.0.1:0")
+        .replace("127.0.0.1:7544", "127.0.0.1:0")
+        .replace("127.0.0.1:7545", "127.0.0.1:0");
+    std::fs::write(&config, text).unwrap();
+    let data = dir.path().join("khm-data");
+    let (child, address, _) = spawn_node(&config, &data);
+    let per_stream = focalpoint::node::limits::Limits::default().max_stream_messages as usize;
+    let start = Instant::now();
+    let mut received = 0;
+    while received < total {
+        let count = per_stream.min(total - received);
+        let mut client = peer_client(address);
+        let requests = (received..received + count).map(|i| pb::DeliverRequest {
+            envelope: envelope(&format!("C-{i}")),
+            ..Default::default()
+        });
+        let mut responses = client
+            .deliver_stream(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(r) = responses.message().await.unwrap() {
+            assert!(matches!(
+                r.outcome,
+                Some(pb::deliver_response::Outcome::Receipt(_))
+            ));
+            received += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    let (rss, peak) = (
+        status_kib_of(child.id(), "VmRSS:"),
+        status_kib_of(child.id(), "VmHWM:"),
+    );
+    stop_node(child);
+    values.push((
+        format!("node process: RSS after receiving {received} messages / peak"),
+        format!("{} MiB / {} MiB", rss / 1024, peak / 1024),
+    ));
+    let mut startups: Vec<Duration> = (0..3)
+        .map(|_| {
+            let (child, _, took) = spawn_node(&config, &data);
+            stop_node(child);
+            took
+        })
+        .collect();
+    startups.sort();
+    values.push((
+        format!(
+            "node process: start-up on a log of {received} messages, spawn to ready (median of 3)"
+        ),
+        format!("{:.1} ms", startups[1].as_secs_f64() * 1e3),
+    ));
+    Row {
+        name: format!(
+            "exchange: node as its own process, streams of {per_stream} (fsync, signed receipts)"
+        ),
+        count: received,
+        elapsed,
+        latencies: Vec::new(),
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("exchange benchmark: run it with `cargo bench --bench exchange`");
@@ -513,6 +634,10 @@ fn main() {
         rows.push(streaming("ceiling: mTLS echo, one stream", echo, "ES", scale * 2).await);
         idn.stop().await.unwrap();
         khm.stop().await.unwrap();
+        let child = common::env_count("FOCALPOINT_BENCH_PROCESS_MESSAGES", 1_000_000);
+        if child > 0 {
+            rows.push(child_node(child, &mut values).await);
+        }
         rows
     });
     let mut rows = rows;

@@ -682,32 +682,54 @@ impl Txn<'_> {
     /// The keys and values under `prefix` as this job sees them: sled's, with what this write
     /// staged before and in this job laid over them, in key order.
     fn scan(&self, prefix: u8) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), LogError>> {
-        let end = [prefix.wrapping_add(1)];
-        let mut staged: BTreeMap<Vec<u8>, Option<sled::IVec>> = BTreeMap::new();
+        Merged {
+            stored: self.tree.scan_prefix([prefix]).peekable(),
+            staged: self.staged_under(prefix).into_iter().peekable(),
+            reverse: false,
+        }
+    }
+
+    /// [`Self::scan`] from the last key back.
+    fn scan_back(
+        &self,
+        prefix: u8,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), LogError>> {
+        Merged {
+            stored: self.tree.scan_prefix([prefix]).rev().peekable(),
+            staged: self.staged_under(prefix).into_iter().rev().peekable(),
+            reverse: true,
+        }
+    }
+
+    /// What this write staged under `prefix`, the later job's over the earlier's.
+    fn staged_under(&self, prefix: u8) -> BTreeMap<Vec<u8>, Option<sled::IVec>> {
+        let mut staged = BTreeMap::new();
         for layer in [self.group, &self.own] {
-            let range = if prefix == u8::MAX {
-                layer.0.range(vec![prefix]..)
-            } else {
-                layer.0.range(vec![prefix]..end.to_vec())
-            };
-            for (k, v) in range {
+            let after = layer.0.range(vec![prefix]..);
+            for (k, v) in after.take_while(|(k, _)| k.first() == Some(&prefix)) {
                 staged.insert(k.clone(), v.clone());
             }
         }
-        Merged {
-            stored: self.tree.scan_prefix([prefix]).peekable(),
-            staged: staged.into_iter().peekable(),
-        }
+        staged
     }
 }
 
-/// sled's keys under a prefix merged with the staged ones, which win.
-struct Merged<S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
+/// sled's keys under a prefix merged with the staged ones, which win; forward, or back.
+struct Merged<S, T>
+where
+    S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    T: Iterator<Item = (Vec<u8>, Option<sled::IVec>)>,
+{
     stored: std::iter::Peekable<S>,
-    staged: std::iter::Peekable<std::collections::btree_map::IntoIter<Vec<u8>, Option<sled::IVec>>>,
+    staged: std::iter::Peekable<T>,
+    reverse: bool,
 }
 
-impl<S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> Iterator for Merged<S> {
+impl<S, T> Iterator for Merged<S, T>
+where
+    S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    T: Iterator<Item = (Vec<u8>, Option<sled::IVec>)>,
+{
     type Item = Result<(Vec<u8>, sled::IVec), LogError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -727,6 +749,7 @@ impl<S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> Iterator for Me
                 (None, None) => return None,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
+                (Some(a), Some(b)) if self.reverse => b >= a,
                 (Some(a), Some(b)) => b <= a,
             };
             if take_staged {
@@ -2067,12 +2090,9 @@ pub fn entry_hash(encoded: &[u8]) -> Digest {
 /// have stopped before its batch was signed, so they are the last ones stored.
 fn sign_unsigned(t: &mut Txn<'_>) -> Result<usize, LogError> {
     let mut unsigned = Vec::new();
-    let issued: Vec<Vec<u8>> = t
-        .scan(key::ISSUED_IN_BATCH)
-        .map(|kv| kv.map(|(k, _)| k))
-        .collect::<Result<_, _>>()?;
-    for k in issued.iter().rev() {
-        let Some(sequence) = key::tail_seq(k) else {
+    // From the last issued receipt back to the first one signed: a read of a few keys.
+    for kv in t.scan_back(key::ISSUED_IN_BATCH) {
+        let Some(sequence) = key::tail_seq(&kv?.0) else {
             continue;
         };
         match issued_state(&*t, sequence, None)? {
@@ -2363,18 +2383,26 @@ mod tests {
             .transact_blocking(move |t| {
                 t.append(message("S-2"))?;
                 t.remove_content(1);
+                t.append(message("S-3"))?;
                 let entries = t.scan(key::ENTRY).count();
+                let sequences = |kv: Result<(Vec<u8>, sled::IVec), LogError>| {
+                    kv.map(|(k, _)| key::tail_seq(&k).unwrap_or(0))
+                };
                 let contents: Vec<u64> = t
                     .scan(key::CONTENT)
-                    .map(|kv| kv.map(|(k, _)| key::tail_seq(&k).unwrap_or(0)))
+                    .map(sequences)
+                    .collect::<Result<_, _>>()?;
+                let back: Vec<u64> = t
+                    .scan_back(key::CONTENT)
+                    .map(sequences)
                     .collect::<Result<_, _>>()?;
                 Err::<(), _>(LogError::Corrupt {
                     sequence: 0,
-                    reason: format!("{entries} {contents:?}"),
+                    reason: format!("{entries} {contents:?} {back:?}"),
                 })
             })
             .unwrap_err();
-        assert!(seen.to_string().contains("2 [2]"), "{seen}");
+        assert!(seen.to_string().contains("3 [2, 3] [3, 2]"), "{seen}");
         // The job failed: its entry and its removal are not in the store.
         assert_eq!(log.verify().unwrap(), 1);
         assert!(log.content(1).unwrap().is_some());
