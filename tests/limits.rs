@@ -362,6 +362,14 @@ async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
                     held.push(stream);
                 }
             }
+            // One more a second on, while the flood holds every slot: its refusal is the line
+            // that reports how many the throttle left out, however fast the flood came.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(peer.as_str()),
+            )
+            .await;
             // Held open, never starting TLS, until the operator calls are done.
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -154,7 +154,8 @@ impl Sweeper {
         let mut due = Vec::new();
         let mut examined = 0;
         let mut still = std::collections::BTreeSet::new();
-        // Taken into use only once the sweep succeeds: a failed one is read again in full.
+        // Taken into use only once the sweep succeeds: a failed one is read again from the
+        // cursors it started with.
         let mut cursors = self.cursors.clone();
         for &sequence in &self.unsettled {
             let Some(stored) = log.entry(sequence)? else {
@@ -172,34 +173,60 @@ impl Sweeper {
                 }
             }
         }
-        for kind in KINDS {
-            let Some(days) = policy.days(kind) else {
-                continue;
-            };
-            let horizon = now_micros.saturating_sub(period(days));
-            let cursor = cursors.entry(kind as i32).or_insert(1);
-            'scan: loop {
-                let batch = log.range(*cursor, 1024)?;
-                if batch.is_empty() {
-                    break;
-                }
-                for stored in batch {
-                    let e = &stored.entry;
-                    if e.recorded_at_micros > horizon {
-                        break 'scan;
-                    }
-                    examined += 1;
-                    *cursor = e.sequence + 1;
-                    if !is_message(stored.kind()) || e.message_kind != kind as i32 {
+        // One pass from the lowest cursor: each entry is read once, and handed to every kind
+        // whose cursor it has reached; a kind stops at its first entry not yet past its period.
+        let mut open: Vec<(pb::MessageKind, u32, i64)> = KINDS
+            .into_iter()
+            .filter_map(|kind| {
+                let days = policy.days(kind)?;
+                Some((kind, days, now_micros.saturating_sub(period(days))))
+            })
+            .collect();
+        let mut next = open
+            .iter()
+            .map(|(kind, _, _)| *cursors.entry(*kind as i32).or_insert(1))
+            .min()
+            .unwrap_or(u64::MAX);
+        'scan: while !open.is_empty() {
+            let batch = log.range(next, 1024)?;
+            if batch.is_empty() {
+                break;
+            }
+            for stored in batch {
+                let e = &stored.entry;
+                next = e.sequence + 1;
+                let mut read = false;
+                let mut i = 0;
+                while i < open.len() {
+                    let (kind, days, horizon) = open[i];
+                    let cursor = cursors.entry(kind as i32).or_insert(1);
+                    if e.sequence < *cursor {
+                        i += 1;
                         continue;
                     }
-                    match due_now(log, &stored, days, now_micros)? {
-                        Due::Yes => due.push((e.sequence, policy.reason(kind, days))),
-                        Due::Unsettled => {
-                            still.insert(e.sequence);
-                        }
-                        Due::No => {}
+                    if e.recorded_at_micros > horizon {
+                        // This kind is done until the next sweep; its cursor stays here.
+                        open.swap_remove(i);
+                        continue;
                     }
+                    read = true;
+                    *cursor = e.sequence + 1;
+                    if is_message(stored.kind()) && e.message_kind == kind as i32 {
+                        match due_now(log, &stored, days, now_micros)? {
+                            Due::Yes => due.push((e.sequence, policy.reason(kind, days))),
+                            Due::Unsettled => {
+                                still.insert(e.sequence);
+                            }
+                            Due::No => {}
+                        }
+                    }
+                    i += 1;
+                }
+                if read {
+                    examined += 1;
+                }
+                if open.is_empty() {
+                    break 'scan;
                 }
             }
         }

@@ -1707,8 +1707,12 @@ impl Writer {
             completions.push(done);
         }
         let mut failure = None;
+        let mut signed = Vec::new();
         if !receipts.is_empty() {
-            failure = self.sign_receipts(store, &mut staged, &receipts).err();
+            match self.sign_receipts(store, &mut staged, &receipts) {
+                Ok(receipts) => signed = receipts,
+                Err(e) => failure = Some(e),
+            }
         }
         if failure.is_none()
             && let Err(e) = store.tree.apply_batch(staged.into_batch())
@@ -1724,6 +1728,12 @@ impl Writer {
             Some(e) => Err(e),
             None => self.make_durable(store),
         };
+        if outcome.is_ok() {
+            // A ticket holds its signed receipt only once the write is durable.
+            for (p, receipt) in receipts.iter().zip(signed) {
+                let _ = p.ticket.0.set(receipt);
+            }
+        }
         if let Err(e) = &outcome {
             if e.is_disk_full() {
                 tracing::error!(error = %e, "exchange log write failed: the disk is full; nothing in this write is acknowledged, and the store is reopened once space is freed");
@@ -1843,15 +1853,15 @@ impl Writer {
         }
     }
 
-    /// Signs the receipts issued in this write with one signature over their Merkle tree, stores
-    /// the batch (and the signer's certificate, once) in one atomic write before the flush, and
-    /// hands each ticket its signed receipt.
+    /// Signs the receipts issued in this write with one signature over their Merkle tree, and
+    /// stages the batch (and the signer's certificate, once) with the write; returns the signed
+    /// receipts, in `pending`'s order, for the tickets once the write is durable.
     fn sign_receipts(
         &self,
         store: &Store,
         staged: &mut Staged,
         pending: &[PendingReceipt],
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<pb::SignedReceipt>, LogError> {
         let signer = self
             .signer
             .read()
@@ -1885,13 +1895,11 @@ impl Writer {
             leaves: leaf_bytes,
         };
         staged.insert(batch_key, record.encode_to_vec());
-        for (index, p) in pending.iter().enumerate() {
-            let _ = p
-                .ticket
-                .0
-                .set(signed.receipt(index, p.receipt.clone(), certificate));
-        }
-        Ok(())
+        Ok(pending
+            .iter()
+            .enumerate()
+            .map(|(index, p)| signed.receipt(index, p.receipt.clone(), certificate))
+            .collect())
     }
 
     fn make_durable(&mut self, store: &Store) -> Result<(), LogError> {
