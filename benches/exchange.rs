@@ -308,13 +308,7 @@ fn sled_receive_pattern(total: usize) -> Row {
 /// envelope and the issued receipt together), `group` messages to one atomic batch, each batch
 /// followed by a flush and fdatasync. Returns how long `count` messages took.
 fn sled_one_record_writes(dir: &Path, count: usize, group: usize, record: &[u8]) -> Duration {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
-        .open()
-        .unwrap();
-    let tree = db.open_tree("exchange-log").unwrap();
-    let data = std::fs::File::open(dir.join("db")).unwrap();
+    let (db, tree, data) = common::open_sled(dir);
     let start = Instant::now();
     let mut n = 0u64;
     while (n as usize) < count {

@@ -17,13 +17,7 @@ pub(crate) fn sled_receive_writes(
     group: usize,
     content: impl Fn(usize) -> Vec<u8>,
 ) -> Duration {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
-        .open()
-        .unwrap();
-    let tree = db.open_tree("exchange-log").unwrap();
-    let data = std::fs::File::open(dir.join("db")).unwrap();
+    let (db, tree, data) = open_sled(dir);
     let key = |prefix: u8, n: u64| {
         let mut k = vec![prefix];
         k.extend_from_slice(&n.to_be_bytes());
@@ -53,6 +47,19 @@ pub(crate) fn sled_receive_writes(
         data.sync_data().unwrap();
     }
     start.elapsed()
+}
+
+/// sled opened in `dir` as the log opens it (its page cache, its tree), with its data file for
+/// fdatasync.
+pub(crate) fn open_sled(dir: &Path) -> (sled::Db, sled::Tree, std::fs::File) {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(focalpoint::log::DEFAULT_CACHE_MIB * 1024 * 1024)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("exchange-log").unwrap();
+    let data = std::fs::File::open(dir.join("db")).unwrap();
+    (db, tree, data)
 }
 
 /// A count from the environment (`_` allowed as a separator), or `default`.

@@ -151,9 +151,8 @@ impl Sweeper {
         policy: &RetentionPolicy,
         now_micros: i64,
     ) -> Result<Swept, LogError> {
-        let mut due = Vec::new();
+        let mut found = Found::default();
         let mut examined = 0;
-        let mut still = std::collections::BTreeSet::new();
         // Taken into use only once the sweep succeeds: a failed one is read again from the
         // cursors it started with.
         let mut cursors = self.cursors.clone();
@@ -164,13 +163,7 @@ impl Sweeper {
             examined += 1;
             let kind = pb::MessageKind::try_from(stored.entry.message_kind).unwrap_or_default();
             if let Some(days) = policy.days(kind) {
-                match due_now(log, &stored, days, now_micros)? {
-                    Due::Yes => due.push((sequence, policy.reason(kind, days))),
-                    Due::Unsettled => {
-                        still.insert(sequence);
-                    }
-                    Due::No => {}
-                }
+                found.consider(log, policy, &stored, kind, days, now_micros)?;
             }
         }
         // One pass from the lowest cursor: each entry is read once, and handed to every kind
@@ -212,13 +205,7 @@ impl Sweeper {
                     read = true;
                     *cursor = e.sequence + 1;
                     if is_message(stored.kind()) && e.message_kind == kind as i32 {
-                        match due_now(log, &stored, days, now_micros)? {
-                            Due::Yes => due.push((e.sequence, policy.reason(kind, days))),
-                            Due::Unsettled => {
-                                still.insert(e.sequence);
-                            }
-                            Due::No => {}
-                        }
+                        found.consider(log, policy, &stored, kind, days, now_micros)?;
                     }
                     i += 1;
                 }
@@ -230,10 +217,11 @@ impl Sweeper {
                 }
             }
         }
+        let Found { mut due, unsettled } = found;
         due.sort_unstable_by_key(|(sequence, _)| *sequence);
         let redacted = redact(log, due)?;
         self.cursors = cursors;
-        self.unsettled = still;
+        self.unsettled = unsettled;
         if redacted > 0 {
             tracing::info!(redacted, policy = %policy.policy, "message content redacted at the end of retention");
         }
@@ -241,29 +229,41 @@ impl Sweeper {
     }
 }
 
-enum Due {
-    Yes,
-    /// Past its period, but not settled with the peer yet.
-    Unsettled,
-    No,
+/// What a sweep found: messages to redact now, with their reasons, and messages past their
+/// period but not yet settled with the peer.
+#[derive(Default)]
+struct Found {
+    due: Vec<(u64, String)>,
+    unsettled: std::collections::BTreeSet<u64>,
 }
 
-/// Whether the message `stored`, kept `days`, is to be redacted at `now_micros`.
-fn due_now(
-    log: &ExchangeLog,
-    stored: &crate::log::StoredEntry,
-    days: u32,
-    now_micros: i64,
-) -> Result<Due, LogError> {
-    let e = &stored.entry;
-    let expires = e.recorded_at_micros.saturating_add(period(days));
-    if expires > now_micros || log.redaction_of(e.sequence)?.is_some() {
-        return Ok(Due::No);
+impl Found {
+    /// Files the message `stored` of `kind`, kept `days`, as due, unsettled, or neither at
+    /// `now_micros`.
+    fn consider(
+        &mut self,
+        log: &ExchangeLog,
+        policy: &RetentionPolicy,
+        stored: &crate::log::StoredEntry,
+        kind: pb::MessageKind,
+        days: u32,
+        now_micros: i64,
+    ) -> Result<(), LogError> {
+        let e = &stored.entry;
+        let expires = e.recorded_at_micros.saturating_add(period(days));
+        if expires > now_micros || log.redaction_of(e.sequence)?.is_some() {
+            return Ok(());
+        }
+        let settled = stored.kind() == pb::EntryKind::MessageReceived
+            || log.receipt_for(e.sequence)?.is_some()
+            || log.failure(e.sequence)?.is_some();
+        if settled {
+            self.due.push((e.sequence, policy.reason(kind, days)));
+        } else {
+            self.unsettled.insert(e.sequence);
+        }
+        Ok(())
     }
-    let settled = stored.kind() == pb::EntryKind::MessageReceived
-        || log.receipt_for(e.sequence)?.is_some()
-        || log.failure(e.sequence)?.is_some();
-    Ok(if settled { Due::Yes } else { Due::Unsettled })
 }
 
 /// Removes the content of each message in `due`, each with its redaction entry in the same
