@@ -115,9 +115,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "digest",
             Box::new(move |t| {
-                let mut c = t.get(key(b'c', r0)).unwrap().unwrap().to_vec();
-                c[10] ^= 0x01;
-                t.insert(key(b'c', r0), c).unwrap();
+                change_record(t, r0, |r| r.content.as_mut().unwrap()[10] ^= 0x01);
             }),
         ),
         (
@@ -125,10 +123,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             s0,
             "altered",
             Box::new(move |t| {
-                let bytes = t.get(key(b'e', s0)).unwrap().unwrap();
-                let mut e = pb::LogEntry::decode(bytes.as_ref()).unwrap();
-                e.recorded_at_micros += 1;
-                t.insert(key(b'e', s0), e.encode_to_vec()).unwrap();
+                change_entry(t, s0, |e| e.recorded_at_micros += 1);
             }),
         ),
         (
@@ -136,10 +131,9 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "receipt",
             Box::new(move |t| {
-                let bytes = t.get(key(b'e', r0)).unwrap().unwrap();
-                let mut e = pb::LogEntry::decode(bytes.as_ref()).unwrap();
-                e.message_kind = pb::MessageKind::CaseResponse as i32;
-                t.insert(key(b'e', r0), e.encode_to_vec()).unwrap();
+                change_entry(t, r0, |e| {
+                    e.message_kind = pb::MessageKind::CaseResponse as i32;
+                });
             }),
         ),
         (
@@ -175,12 +169,12 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "issued receipt",
             Box::new(move |t| {
-                let bytes = t.get(key(b'q', r0)).unwrap().unwrap();
-                let mut issued = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap();
-                let mut receipt = pb::Receipt::decode(issued.receipt.as_slice()).unwrap();
-                receipt.stored_at = "2025-05-01T00:00:00Z".into();
-                issued.receipt = receipt.encode_to_vec();
-                t.insert(key(b'q', r0), issued.encode_to_vec()).unwrap();
+                change_record(t, r0, |r| {
+                    let issued = r.issued.as_mut().unwrap();
+                    let mut receipt = pb::Receipt::decode(issued.receipt.as_slice()).unwrap();
+                    receipt.stored_at = "2025-05-01T00:00:00Z".into();
+                    issued.receipt = receipt.encode_to_vec();
+                });
             }),
         ),
         (
@@ -188,8 +182,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "does not match leaf 0 of its batch",
             Box::new(move |t| {
-                let bytes = t.get(key(b'q', r0)).unwrap().unwrap();
-                let batch = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap().batch;
+                let batch = record(t, r0).issued.unwrap().batch;
                 let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
                 let mut record = pb::ReceiptBatch::decode(bytes.as_ref()).unwrap();
                 record.leaves[0] ^= 1;
@@ -201,9 +194,14 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "does not match its digest",
             Box::new(move |t| {
-                let (k, _) = t.scan_prefix(b"z").next().unwrap().unwrap();
+                // The certificate that signed the batch of r0's receipt.
+                let batch = record(t, r0).issued.unwrap().batch;
+                let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
+                let named = pb::ReceiptBatch::decode(bytes.as_ref())
+                    .unwrap()
+                    .signer_certificate_sha256;
                 let other = std::fs::read(repo().join("certs-example/khm/ca.pem")).unwrap();
-                t.insert(k, other).unwrap();
+                t.insert([b"z".as_slice(), &named].concat(), other).unwrap();
             }),
         ),
         (
@@ -211,7 +209,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "receipt this node issued is missing",
             Box::new(move |t| {
-                t.remove(key(b'q', r0)).unwrap();
+                change_record(t, r0, |r| r.issued = None);
             }),
         ),
         (
@@ -221,7 +219,10 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             Box::new({
                 let s = receipts[0];
                 move |t| {
-                    t.remove(key(b'c', s)).unwrap();
+                    change_record(t, s, |r| {
+                        r.content = None;
+                        r.peer_receipt = None;
+                    });
                 }
             }),
         ),
@@ -264,9 +265,8 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
 /// leaves when it stops after storing the message and before signing the receipt: the receipt
 /// stored, its batch not.
 fn unsign(t: &sled::Tree, sequence: u64) {
-    let bytes = t.get(key(b'q', sequence)).unwrap().unwrap();
-    let issued = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap();
-    t.remove(key(b'b', issued.batch)).unwrap();
+    let batch = record(t, sequence).issued.unwrap().batch;
+    t.remove(key(b'b', batch)).unwrap();
 }
 
 #[tokio::test]
@@ -283,12 +283,12 @@ async fn a_receipt_left_unsigned_by_a_stop_is_signed_when_the_node_starts() {
     // An unsigned receipt must still describe its message.
     let (_, verdict) = audit_after(&config, &data, "unsigned-altered", |t| {
         unsign(t, last);
-        let bytes = t.get(key(b'q', last)).unwrap().unwrap();
-        let mut issued = pb::IssuedReceipt::decode(bytes.as_ref()).unwrap();
-        let mut receipt = pb::Receipt::decode(issued.receipt.as_slice()).unwrap();
-        receipt.message_id = "KHM-OTHER".into();
-        issued.receipt = receipt.encode_to_vec();
-        t.insert(key(b'q', last), issued.encode_to_vec()).unwrap();
+        change_record(t, last, |r| {
+            let issued = r.issued.as_mut().unwrap();
+            let mut receipt = pb::Receipt::decode(issued.receipt.as_slice()).unwrap();
+            receipt.message_id = "KHM-OTHER".into();
+            issued.receipt = receipt.encode_to_vec();
+        });
     });
     let err = verdict.unwrap_err();
     assert_eq!(err.sequence, last, "{err}");

@@ -29,10 +29,11 @@ fn rewrite_and_rechain(data: &Path, sequence: u64, change: impl FnOnce(&mut pb::
     let mut change = Some(change);
     let mut previous: Option<Vec<u8>> = None;
     for seq in 1.. {
-        let Some(bytes) = tree.get(key(b'e', seq)).unwrap() else {
+        if tree.get(key(b'e', seq)).unwrap().is_none() {
             break;
-        };
-        let mut entry = pb::LogEntry::decode(bytes.as_ref()).unwrap();
+        }
+        let mut stored = record(&tree, seq);
+        let mut entry = pb::LogEntry::decode(stored.entry.as_slice()).unwrap();
         if seq == sequence {
             (change.take().unwrap())(&mut entry);
         }
@@ -41,7 +42,8 @@ fn rewrite_and_rechain(data: &Path, sequence: u64, change: impl FnOnce(&mut pb::
         }
         let encoded = entry.encode_to_vec();
         previous = Some(Digest::of_parts(&[&[0], &encoded]).0.to_vec());
-        tree.insert(key(b'e', seq), encoded).unwrap();
+        stored.entry = encoded;
+        tree.insert(key(b'e', seq), stored.encode_to_vec()).unwrap();
     }
     db.flush().unwrap();
 }
@@ -52,10 +54,8 @@ fn truncate(data: &Path, keep: u64) {
     {
         let db = raw_sled(data);
         let tree = db.open_tree("exchange-log").unwrap();
-        for prefix in [b'e', b'c', b'r'] {
-            for seq in keep + 1..keep + 100 {
-                tree.remove(key(prefix, seq)).unwrap();
-            }
+        for seq in keep + 1..keep + 100 {
+            tree.remove(key(b'e', seq)).unwrap();
         }
         db.flush().unwrap();
     }

@@ -235,9 +235,7 @@ fn log_entry_decoding() {
         raw_sled(dir.path())
     };
     let tree = db.open_tree("exchange-log").unwrap();
-    let mut sealed_key = vec![b'c'];
-    sealed_key.extend_from_slice(&1u64.to_be_bytes());
-    built.push(tree.get(sealed_key).unwrap().unwrap().to_vec());
+    built.push(record(&tree, 1).content.unwrap());
     let receipt = pb::SignedReceipt {
         receipt: pb::Receipt {
             message_id: "IDN-20250430-ALERT-0001".into(),

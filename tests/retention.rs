@@ -279,9 +279,7 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
     {
         let db = raw_sled(&copy);
         let tree = db.open_tree("exchange-log").unwrap();
-        let mut k = vec![b'c'];
-        k.extend_from_slice(&stats_seq.to_be_bytes());
-        tree.remove(k).unwrap();
+        change_record(&tree, stats_seq, |r| r.content = None);
         db.flush().unwrap();
     }
     let cut = ExchangeLog::open(&copy, Durability::Flush).unwrap();
@@ -511,12 +509,11 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     {
         let db = raw_sled(&copy);
         let tree = db.open_tree("exchange-log").unwrap();
-        let mut k = vec![b'c'];
-        k.extend_from_slice(&alert_seq.to_be_bytes());
-        let mut sealed = tree.get(&k).unwrap().unwrap().to_vec();
-        let last = sealed.len() - 1;
-        sealed[last] ^= 1;
-        tree.insert(k, sealed).unwrap();
+        change_record(&tree, alert_seq, |r| {
+            let sealed = r.content.as_mut().unwrap();
+            let last = sealed.len() - 1;
+            sealed[last] ^= 1;
+        });
         db.flush().unwrap();
     }
     {

@@ -72,6 +72,20 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Convert a stopped node's log written in the first store layout into a new data
+    /// directory in the current one. The entries, their hashes and the head stay the same;
+    /// the copy passes the audit before this reports success. The old directory is not changed.
+    Migrate {
+        /// The node configuration (its certificates, and its log key if encrypted at rest).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory in the old layout (overrides data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where to write the converted log: a new or empty directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sign this node's log head and have the peer cosign it now.
     Checkpoint {
         #[command(flatten)]
@@ -645,6 +659,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             out,
         } => compact(config, data_dir, out),
+        Command::Migrate {
+            config,
+            data_dir,
+            out,
+        } => migrate(config, data_dir, out),
         Command::LogKey { out } => log_key(&out),
         Command::Certs { command } => match command {
             CertsCommand::Init { out, years } => certs_init(&out, years),
@@ -860,6 +879,57 @@ fn compact(config: PathBuf, data_dir: Option<PathBuf>, out: PathBuf) -> anyhow::
     outln!(
         "copied the log ({checked} entries) to {} and verified the copy ({verified} entries); with the node stopped, move it in place of the data directory, then destroy the old one",
         out.display()
+    );
+    Ok(())
+}
+
+/// Converts an offline log of the first store layout into `out`, and audits the result.
+fn migrate(config: PathBuf, data_dir: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+    let node = NodeConfig::load(&config)?;
+    let dir = data_dir
+        .or_else(|| node.data_dir.clone())
+        .context("no data directory: set data_dir or pass --data-dir")?;
+    let key = match &node.encryption {
+        Some(encryption) => Some(std::sync::Arc::new(
+            encryption.load_key().context("the log key")?,
+        )),
+        None => None,
+    };
+    let migrated = crate::log::migrate::migrate(&dir, &out, key.clone())
+        .with_context(|| format!("converting the log in {}", dir.display()))?;
+    let audited = crate::log::ExchangeLog::open(
+        &out,
+        crate::log::LogOptions::from(crate::log::Durability::Flush).with_key(key),
+    )
+    .map_err(anyhow::Error::from)
+    .and_then(|log| {
+        let trust = node.audit_trust()?;
+        // The finding once: its entry and what is wrong, without repeating the cause.
+        crate::exchange::audit::verify(&log, &trust).map_err(|e| anyhow::anyhow!("{e}"))
+    });
+    let report = match audited {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&out);
+            return Err(e.context(format!(
+                "the converted log does not pass the audit; {} was removed and the old log is unchanged",
+                out.display()
+            )));
+        }
+    };
+    let (last, head) = migrated.head;
+    outln!(
+        "converted the log in {} ({} entries) to {}: entry hashes and the head (entry {last}, {}) are unchanged, and the audit passed ({} receipts)",
+        dir.display(),
+        migrated.entries,
+        out.display(),
+        crate::domain::model::hex(&head.0),
+        report.receipts
+    );
+    outln!(
+        "with the node stopped, point data_dir at {} (or move it in place of {}), then start the node; keep the old directory until the node runs on the new one",
+        out.display(),
+        dir.display()
     );
     Ok(())
 }

@@ -156,7 +156,7 @@ fn store_received(
         entry_hash: appended.hash.0.to_vec(),
         stored_at: format_instant(time::OffsetDateTime::now_utc()),
     };
-    let ticket = t.issue_receipt(appended.sequence, receipt.encode_to_vec());
+    let ticket = t.issue_receipt(appended.sequence, receipt.encode_to_vec())?;
     Ok(Ok((Answer::Pending(ticket), Some(appended.sequence))))
 }
 

@@ -282,7 +282,7 @@ fn redact(log: &ExchangeLog, due: Vec<(u64, String)>) -> Result<u64, LogError> {
                     continue;
                 };
                 let m = message.entry;
-                t.remove_content(sequence);
+                t.remove_content(sequence)?;
                 t.append(NewEntry {
                     kind: pb::EntryKind::Redaction,
                     peer: m.peer.parse().ok(),

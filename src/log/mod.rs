@@ -2,13 +2,19 @@
 //! every receipt and every refusal. Inbox, outbox and case views are indexes beside it.
 //!
 //! Each entry (`focalpoint.v1.LogEntry`) names the hash of the entry before it, and commits to
-//! its content by SHA-256 only; the content is stored beside the chain, so it can be redacted
-//! later without breaking verification.
+//! its content by SHA-256 only, so content can be redacted later without breaking
+//! verification. The store keeps an entry, its content and the receipt issued for it as one
+//! record (`focalpoint.v1.StoredRecord`) under the entry's sequence; what must be found by key
+//! (a message id, the pending set, a peer's cursor) is a compact view beside it, and what can
+//! be derived from those (the inbox) is derived.
 //!
-//! All writes go through one writer thread that commits in groups: every job in a group is
-//! applied as its own atomic sled batch, then the group is flushed once (and, with
-//! [`Durability::Fsync`], fsynced) before any job in it is answered. Nothing is acknowledged
-//! before it is durable. sled stays behind this module.
+//! All writes go through one writer thread that commits in groups: the jobs of a group are
+//! applied as one atomic sled batch (a job that fails contributes nothing), then flushed once
+//! (and, with [`Durability::Fsync`], fsynced) before any job in it is answered. Nothing is
+//! acknowledged before it is durable. sled stays behind this module.
+
+pub mod migrate;
+mod record;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -157,6 +163,18 @@ pub enum LogError {
     Fsync(#[source] std::io::Error),
     #[error("the log writer has stopped after an earlier storage failure")]
     Closed,
+    #[error(
+        "the data directory {path} holds a log in the first store layout, which this version reads only to convert it: with the node stopped, run `focalpoint migrate --config NODE.toml --out NEWDIR` and use NEWDIR as the data directory"
+    )]
+    OldLayout { path: PathBuf },
+    #[error(
+        "the data directory {path} holds a log in store layout {found:?}, which this version does not know: it was written by a newer focalpoint"
+    )]
+    UnknownLayout { path: PathBuf, found: String },
+    #[error(
+        "the data directory {path} is already in the current store layout: there is nothing to convert"
+    )]
+    NotFirstLayout { path: PathBuf },
     #[error("log entry {sequence} cannot be decoded: {reason}")]
     Corrupt { sequence: u64, reason: String },
     #[error(transparent)]
@@ -226,6 +244,8 @@ pub enum Problem {
     Unreadable(#[source] LogError),
     #[error("cannot be decoded: {0}")]
     Undecodable(#[source] prost::DecodeError),
+    #[error("its stored record cannot be read: {0}")]
+    Record(&'static str),
     #[error("is missing; the next entry found is {next}")]
     Missing { next: u64 },
     #[error("holds entry {found} (entries were moved or swapped)")]
@@ -251,7 +271,7 @@ pub enum Problem {
     #[error("records the redaction of entry {target}, whose content is still held")]
     RedactedHeld { target: u64 },
     #[error(
-        "is missing, but content of entry {orphan} remains: the log was truncated after entry {last}"
+        "is missing, but the log's head names entry {orphan}: the log was truncated after entry {last}"
     )]
     Truncated { orphan: u64, last: u64 },
     /// A check of the caller's ([`ExchangeLog::verify_with`]) refused the entry.
@@ -344,25 +364,34 @@ pub type ViewRecord = (Vec<u8>, Vec<u8>);
 /// The zero hash the first entry names as its predecessor.
 pub const GENESIS: Digest = Digest([0; 32]);
 
+/// The layout of the store this code writes, kept under [`key::LAYOUT`]: one record per entry.
+/// A store without it, holding entries, is in the first layout (an entry, its content, its
+/// issued receipt and each index under keys of their own) and is converted by
+/// [`migrate::migrate`].
+pub const LAYOUT: &[u8] = b"2";
+
 mod key {
+    /// A `StoredRecord`: the entry, its content and any receipt issued for it.
     pub(super) const ENTRY: u8 = b'e';
-    pub(super) const CONTENT: u8 = b'c';
-    /// A whole `SignedReceipt`, as logs written before receipt batches keep it.
-    pub(super) const ISSUED_RECEIPT: u8 = b'r';
-    /// An `IssuedReceipt`: the receipt and its place in a signed batch, stored with its
-    /// message. Without its batch, the receipt is not signed yet.
-    pub(super) const ISSUED_IN_BATCH: u8 = b'q';
+    /// The store's layout, one key: [`super::LAYOUT`].
+    pub(super) const LAYOUT: &[u8] = b"v";
+    /// The last entry: its sequence (8 bytes, big-endian) and hash. One key, a view.
+    pub(super) const HEAD: &[u8] = b"h";
+    /// The sequence of the last record holding a receipt this node issued. One key.
+    pub(super) const LAST_ISSUED: &[u8] = b"l";
     /// A `ReceiptBatch`, by the sequence of its first receipt.
     pub(super) const RECEIPT_BATCH: u8 = b'b';
+    /// A peer's `PeerBatch`, by the SHA-256 of its signature.
+    pub(super) const PEER_BATCH: u8 = b'p';
     /// A signer certificate, by its SHA-256.
     pub(super) const CERTIFICATE: u8 = b'z';
     pub(super) const MESSAGE: u8 = b'i';
     pub(super) const RECEIPT_FOR: u8 = b'a';
     pub(super) const PENDING: u8 = b'o';
-    pub(super) const INBOX: u8 = b'n';
     pub(super) const REFERENCE: u8 = b'x';
     pub(super) const FAILED: u8 = b'f';
     pub(super) const SENT_TO: u8 = b't';
+    /// By peer: the highest sender sequence received from it.
     pub(super) const RECEIVED_FROM: u8 = b's';
     pub(super) const COSIGNED: u8 = b'k';
     pub(super) const WITNESSED: u8 = b'w';
@@ -417,9 +446,20 @@ mod key {
     }
 
     pub(super) fn certificate(digest: &super::Digest) -> Vec<u8> {
+        digest_key(CERTIFICATE, digest)
+    }
+
+    pub(super) fn digest_key(prefix: u8, digest: &super::Digest) -> Vec<u8> {
         let mut k = Vec::with_capacity(33);
-        k.push(CERTIFICATE);
+        k.push(prefix);
         k.extend_from_slice(&digest.0);
+        k
+    }
+
+    pub(super) fn peer_batch(signature_sha256: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(33);
+        k.push(PEER_BATCH);
+        k.extend_from_slice(signature_sha256);
         k
     }
 
@@ -579,34 +619,62 @@ impl Txn<'_> {
         receipt.stored_at = crate::domain::model::format_instant(
             time::OffsetDateTime::now_utc() + time::Duration::microseconds(self.clock_offset),
         );
-        Ok(Some(self.issue_receipt(sequence, receipt.encode_to_vec())))
+        self.issue_receipt(sequence, receipt.encode_to_vec())
+            .map(Some)
     }
 
     /// Issues the receipt (an encoded `Receipt`) for the received message at `sequence`. It is
-    /// stored with this job's writes, and signed together with every receipt issued in the same
-    /// durable write; the ticket holds the signed receipt once the job is answered. Issuing one
-    /// message's receipt twice in one write gives the same ticket.
-    pub fn issue_receipt(&mut self, sequence: u64, receipt: Vec<u8>) -> ReceiptTicket {
+    /// stored in the message's record with this job's writes, and signed together with every
+    /// receipt issued in the same durable write; the ticket holds the signed receipt once the
+    /// job is answered. Issuing one message's receipt twice in one write gives the same ticket.
+    pub fn issue_receipt(
+        &mut self,
+        sequence: u64,
+        receipt: Vec<u8>,
+    ) -> Result<ReceiptTicket, LogError> {
         if let Some(p) = self.receipts.iter().find(|p| p.sequence == sequence) {
-            return p.ticket.clone();
+            return Ok(p.ticket.clone());
         }
         // The batch is named by its first receipt's message, and written when the write ends.
         let issued = pb::IssuedReceipt {
             receipt: receipt.clone(),
             batch: self.receipts.first().map_or(sequence, |p| p.sequence),
             index: self.receipts.len() as u64,
-        };
-        self.own.insert(
-            key::seq(key::ISSUED_IN_BATCH, sequence),
-            issued.encode_to_vec(),
-        );
+        }
+        .encode_to_vec();
+        self.change_record(sequence, |view| {
+            record::View {
+                issued: Some(&issued),
+                issued_signed: None,
+                ..view
+            }
+            .encode()
+        })?;
+        self.own
+            .insert(key::LAST_ISSUED, sequence.to_be_bytes().to_vec());
         let ticket = ReceiptTicket::default();
         self.receipts.push(PendingReceipt {
             sequence,
             receipt,
             ticket: ticket.clone(),
         });
-        ticket
+        Ok(ticket)
+    }
+
+    /// Stages the record of entry `sequence` as `change` encodes it anew.
+    fn change_record(
+        &mut self,
+        sequence: u64,
+        change: impl FnOnce(record::View<'_>) -> Vec<u8>,
+    ) -> Result<(), LogError> {
+        let k = key::seq(key::ENTRY, sequence);
+        let stored = self.get(&k)?.ok_or(LogError::Corrupt {
+            sequence,
+            reason: "the entry is missing".into(),
+        })?;
+        let changed = change(parse_record(sequence, &stored)?);
+        self.own.insert(k, changed);
+        Ok(())
     }
 
     /// The sequence of the receipt entry for a sent message, if one is logged.
@@ -614,7 +682,7 @@ impl Txn<'_> {
         read_seq(self, &key::seq(key::RECEIPT_FOR, sent))
     }
 
-    /// Stages an entry and the indexes that go with its kind.
+    /// Stages an entry, its content and the views that go with its kind.
     pub fn append(&mut self, new: NewEntry) -> Result<Appended, LogError> {
         let sequence = self.next;
         let (content_sha256, content_length) = match (&new.content, new.refused_digest) {
@@ -653,16 +721,49 @@ impl Txn<'_> {
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);
-        for (k, v) in view_updates(&entry) {
+        for (k, v) in view_updates(&entry, &hash) {
             match v {
                 Some(v) => self.own.insert(k, v),
                 None => self.own.remove(k),
             }
         }
-        self.own.insert(key::seq(key::ENTRY, sequence), bytes);
-        if let Some(content) = content {
-            self.own.insert(key::seq(key::CONTENT, sequence), content);
+        if let Some(cursor) = received_cursor(&entry)
+            && read_seq(self, &cursor)?.is_none_or(|held| held < entry.peer_sequence)
+        {
+            self.own
+                .insert(cursor, entry.peer_sequence.to_be_bytes().to_vec());
         }
+        // A peer's batch receipt is held in parts: what its batch shares, once.
+        let split = match (&content, new.kind) {
+            (Some(c), pb::EntryKind::ReceiptReceived) => record::split_receipt(c),
+            _ => None,
+        };
+        let peer_receipt = match split {
+            Some(split) => {
+                let batch_key = key::peer_batch(&split.own.signature_sha256);
+                if !self.contains_key(&batch_key)? {
+                    let certificate_key = key::certificate(&Digest::of(&split.certificate));
+                    if !self.contains_key(&certificate_key)? {
+                        self.own.insert(certificate_key, split.certificate);
+                    }
+                    self.own.insert(batch_key, split.batch.encode_to_vec());
+                }
+                Some(split.own.encode_to_vec())
+            }
+            None => None,
+        };
+        let stored = record::View {
+            entry: &bytes,
+            content: if peer_receipt.is_some() {
+                None
+            } else {
+                content.as_deref()
+            },
+            peer_receipt: peer_receipt.as_deref(),
+            ..Default::default()
+        };
+        self.own
+            .insert(key::seq(key::ENTRY, sequence), stored.encode());
         self.next += 1;
         self.head = hash;
         Ok(Appended { sequence, hash })
@@ -670,13 +771,23 @@ impl Txn<'_> {
 
     /// Whether the content of entry `sequence` is still held.
     pub fn holds_content(&self, sequence: u64) -> Result<bool, LogError> {
-        Ok(self.contains_key(&key::seq(key::CONTENT, sequence))?)
+        match self.get(&key::seq(key::ENTRY, sequence))? {
+            Some(stored) => Ok(parse_record(sequence, &stored)?.holds_content()),
+            None => Ok(false),
+        }
     }
 
     /// Stages the removal of the content of entry `sequence`; only a redaction entry appended
     /// in the same job accounts for it.
-    pub fn remove_content(&mut self, sequence: u64) {
-        self.own.remove(key::seq(key::CONTENT, sequence));
+    pub fn remove_content(&mut self, sequence: u64) -> Result<(), LogError> {
+        self.change_record(sequence, |view| {
+            record::View {
+                content: None,
+                peer_receipt: None,
+                ..view
+            }
+            .encode()
+        })
     }
 
     /// The keys and values under `prefix` as this job sees them: sled's, with what this write
@@ -685,19 +796,6 @@ impl Txn<'_> {
         Merged {
             stored: self.tree.scan_prefix([prefix]).peekable(),
             staged: self.staged_under(prefix).into_iter().peekable(),
-            reverse: false,
-        }
-    }
-
-    /// [`Self::scan`] from the last key back.
-    fn scan_back(
-        &self,
-        prefix: u8,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), LogError>> {
-        Merged {
-            stored: self.tree.scan_prefix([prefix]).rev().peekable(),
-            staged: self.staged_under(prefix).into_iter().rev().peekable(),
-            reverse: true,
         }
     }
 
@@ -714,7 +812,7 @@ impl Txn<'_> {
     }
 }
 
-/// sled's keys under a prefix merged with the staged ones, which win; forward, or back.
+/// sled's keys under a prefix merged with the staged ones, which win, in key order.
 struct Merged<S, T>
 where
     S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
@@ -722,7 +820,6 @@ where
 {
     stored: std::iter::Peekable<S>,
     staged: std::iter::Peekable<T>,
-    reverse: bool,
 }
 
 impl<S, T> Iterator for Merged<S, T>
@@ -749,7 +846,6 @@ where
                 (None, None) => return None,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
-                (Some(a), Some(b)) if self.reverse => b >= a,
                 (Some(a), Some(b)) => b <= a,
             };
             if take_staged {
@@ -827,6 +923,7 @@ struct Inner {
     compression: Compression,
     signer: SharedSigner,
     batches: BatchCache,
+    peer_batches: PeerBatchCache,
     jobs: Option<mpsc::SyncSender<Job>>,
     closed: Arc<AtomicBool>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -901,6 +998,7 @@ impl ExchangeLog {
                 compression,
                 signer,
                 batches: BatchCache::default(),
+                peer_batches: PeerBatchCache::default(),
                 jobs: Some(jobs),
                 closed,
                 writer: Some(writer),
@@ -1024,13 +1122,8 @@ impl ExchangeLog {
 
     /// The number of entries and the hash of the last one.
     pub fn head(&self) -> Result<(u64, Digest), LogError> {
-        match self.store()?.tree.scan_prefix([key::ENTRY]).next_back() {
-            None => Ok((0, GENESIS)),
-            Some(kv) => {
-                let (k, v) = kv?;
-                Ok((key::tail_seq(&k).unwrap_or(0), entry_hash(&v)))
-            }
-        }
+        let (next, hash) = tail(&self.store()?.tree)?;
+        Ok((next - 1, hash))
     }
 
     /// One entry.
@@ -1046,43 +1139,48 @@ impl ExchangeLog {
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                decode_entry(key::tail_seq(&k).unwrap_or(0), &v)
+                let sequence = key::tail_seq(&k).unwrap_or(0);
+                decode_entry(sequence, parse_record(sequence, &v)?.entry)
             })
             .collect()
     }
 
-    /// The content kept beside an entry, if it is still there; content sealed at rest is
+    /// The content kept with an entry, if it is still there; content sealed at rest is
     /// opened with the log key, and is an error without it.
     pub fn content(&self, sequence: u64) -> Result<Option<Vec<u8>>, LogError> {
-        let Some(stored) = self.store()?.tree.get(key::seq(key::CONTENT, sequence))? else {
+        let store = self.store()?;
+        let Some(stored) = store.tree.get(key::seq(key::ENTRY, sequence))? else {
             return Ok(None);
         };
-        if !seal::is_sealed(&stored) {
-            return Ok(Some(stored.to_vec()));
+        let view = parse_record(sequence, &stored)?;
+        let Some(held) = held_content(&store.tree, sequence, &view, &self.inner.peer_batches)?
+        else {
+            return Ok(None);
+        };
+        if !seal::is_sealed(&held) {
+            return Ok(Some(held.into_owned()));
         }
         let key = self
             .inner
             .key
             .as_deref()
             .ok_or(SealError::NoKey { sequence })?;
-        let entry = self.entry(sequence)?.ok_or(LogError::Corrupt {
-            sequence,
-            reason: "content is held for an entry that does not exist".into(),
-        })?;
+        let entry = decode_entry(sequence, view.entry)?;
         Ok(Some(key.open(
             sequence,
             &entry.entry.content_sha256,
-            &stored,
+            &held,
         )?))
     }
 
     /// Whether the content of entry `sequence` is held encrypted at rest.
     pub fn is_sealed(&self, sequence: u64) -> Result<bool, LogError> {
-        Ok(self
-            .store()?
-            .tree
-            .get(key::seq(key::CONTENT, sequence))?
-            .is_some_and(|c| seal::is_sealed(&c)))
+        let Some(stored) = self.store()?.tree.get(key::seq(key::ENTRY, sequence))? else {
+            return Ok(false);
+        };
+        Ok(parse_record(sequence, &stored)?
+            .content
+            .is_some_and(seal::is_sealed))
     }
 
     /// The redaction entry that removed the content of entry `sequence`, if any.
@@ -1134,16 +1232,11 @@ impl ExchangeLog {
 
     /// The highest sender sequence held from `peer`, 0 if none.
     pub fn cursor(&self, peer: CountryCode) -> Result<u64, LogError> {
-        match self
-            .store()?
-            .tree
-            .scan_prefix(key::peer_prefix(key::RECEIVED_FROM, peer.as_str()))
-            .keys()
-            .next_back()
-        {
-            Some(k) => Ok(key::tail_seq(&k?).unwrap_or(0)),
-            None => Ok(0),
-        }
+        Ok(read_seq(
+            &self.store()?.tree,
+            &key::peer_prefix(key::RECEIVED_FROM, peer.as_str()),
+        )?
+        .unwrap_or(0))
     }
 
     /// Sequences of messages sent to `peer` in `from..=until`, oldest first.
@@ -1181,8 +1274,9 @@ impl ExchangeLog {
             .tree
             .range(key::seq(key::ENTRY, 1)..=key::seq(key::ENTRY, size.max(1)))
         {
-            let (_, v) = kv?;
-            out.push(entry_hash(&v));
+            let (k, v) = kv?;
+            let sequence = key::tail_seq(&k).unwrap_or(0);
+            out.push(entry_hash(parse_record(sequence, &v)?.entry));
         }
         if out.len() as u64 != size {
             return Err(LogError::Corrupt {
@@ -1198,14 +1292,22 @@ impl ExchangeLog {
         read_seq(&self.store()?.tree, &key::seq(key::RECONCILED, report))
     }
 
-    /// Sequences of received messages, oldest first.
+    /// Sequences of received messages, oldest first: derived from the message index, which
+    /// names every received message by its sender.
     pub fn inbox(&self) -> Result<Vec<u64>, LogError> {
-        self.store()?
-            .tree
-            .scan_prefix([key::INBOX])
-            .keys()
-            .map(|k| Ok(key::tail_seq(&k?).unwrap_or(0)))
-            .collect()
+        let own = own_sender_marker();
+        let mut received = Vec::new();
+        for kv in self.store()?.tree.scan_prefix([key::MESSAGE]) {
+            let (k, v) = kv?;
+            if k.get(1..4) == Some(own.as_bytes()) {
+                continue;
+            }
+            if let Ok(sequence) = <[u8; 8]>::try_from(v.as_ref()) {
+                received.push(u64::from_be_bytes(sequence));
+            }
+        }
+        received.sort_unstable();
+        Ok(received)
     }
 
     /// Sequences of messages that name `id` as their reference.
@@ -1247,17 +1349,18 @@ impl ExchangeLog {
             if stored != expected {
                 return Err(bad(expected, Problem::Missing { next: stored }));
             }
-            let entry = link(expected, &previous, &v)?;
+            let view = record::View::parse(&v).map_err(|e| bad(expected, Problem::Record(e)))?;
+            let entry = link(expected, &previous, view.entry)?;
             let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
             if kind == pb::EntryKind::Unspecified {
                 // Stored data is never read as a default: an entry of no known kind is wrong.
                 return Err(bad(expected, Problem::UnknownKind(entry.kind)));
             }
             let content = self
-                .checked_content(tree, &entry, kind)
+                .checked_content(tree, &entry, kind, &view)
                 .map_err(|problem| bad(expected, problem))?;
             let (signed, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
-                match issued_state(tree, expected, Some(&self.inner.batches))
+                match issued_of(tree, expected, &view, Some(&self.inner.batches))
                     .map_err(|e| bad(expected, Problem::Unreadable(e)))?
                 {
                     Issued::Signed(signed) => (Some(signed), None),
@@ -1267,7 +1370,7 @@ impl ExchangeLog {
             } else {
                 (None, None)
             };
-            let hash = entry_hash(&v);
+            let hash = entry_hash(view.entry);
             check(&Checked {
                 entry: &entry,
                 hash,
@@ -1288,14 +1391,16 @@ impl ExchangeLog {
 
     /// The content of `entry` as verification checks it: against its sealed digest and, with
     /// the key, opened; against its content digest; and if gone, accounted for by a redaction.
-    fn checked_content(
+    fn checked_content<'a>(
         &self,
         tree: &sled::Tree,
         entry: &pb::LogEntry,
         kind: pb::EntryKind,
-    ) -> Result<CheckedContent, Problem> {
+        view: &record::View<'a>,
+    ) -> Result<CheckedContent<'a>, Problem> {
         let expected = entry.sequence;
-        let content = tree.get(key::seq(key::CONTENT, expected))?;
+        let content = held_content(tree, expected, view, &self.inner.peer_batches)
+            .map_err(Problem::Unreadable)?;
         let held = content.is_some();
         let keeps_content = matches!(
             kind,
@@ -1375,12 +1480,18 @@ impl ExchangeLog {
                 message_id: entry.message_id.clone(),
             });
         }
-        if self
+        let held = match self
             .store()
             .map_err(Problem::Unreadable)?
             .tree
-            .contains_key(key::seq(key::CONTENT, target))?
+            .get(key::seq(key::ENTRY, target))?
         {
+            Some(stored) => record::View::parse(&stored)
+                .map_err(Problem::Record)?
+                .holds_content(),
+            None => false,
+        };
+        if held {
             return Err(Problem::RedactedHeld { target });
         }
         Ok(())
@@ -1411,16 +1522,25 @@ impl ExchangeLog {
                 }
             }
             let mut replayed = 0;
+            let mut cursors = BTreeMap::new();
             for kv in t.scan(key::ENTRY) {
                 let (k, v) = kv?;
-                let stored = decode_entry(key::tail_seq(&k).unwrap_or(0), &v)?;
-                for (k, v) in view_updates(&stored.entry) {
+                let sequence = key::tail_seq(&k).unwrap_or(0);
+                let stored = decode_entry(sequence, parse_record(sequence, &v)?.entry)?;
+                for (k, v) in view_updates(&stored.entry, &stored.hash) {
                     match v {
                         Some(v) => rebuilt.insert(k, v),
                         None => rebuilt.remove(k),
                     }
                 }
+                if let Some(cursor) = received_cursor(&stored.entry) {
+                    let highest = cursors.entry(cursor).or_insert(0);
+                    *highest = stored.entry.peer_sequence.max(*highest);
+                }
                 replayed += 1;
+            }
+            for (k, highest) in cursors {
+                rebuilt.insert(k, highest.to_be_bytes().to_vec());
             }
             t.own.absorb(rebuilt);
             Ok(replayed)
@@ -1539,6 +1659,7 @@ impl Place {
         let tree = db
             .open_tree("exchange-log")
             .map_err(|e| LogError::from(e).in_dir(dir))?;
+        check_layout(&tree, dir)?;
         let data_file = match self.durability {
             Durability::Fsync => {
                 let path = dir.join("db");
@@ -1609,6 +1730,26 @@ impl Place {
     }
 }
 
+/// Holds the store to the layout this code writes; a new store takes it.
+fn check_layout(tree: &sled::Tree, dir: &Path) -> Result<(), LogError> {
+    let in_dir = |e: sled::Error| LogError::from(e).in_dir(dir);
+    match tree.get(key::LAYOUT).map_err(in_dir)? {
+        Some(found) if found == LAYOUT => Ok(()),
+        Some(found) => Err(LogError::UnknownLayout {
+            path: dir.to_owned(),
+            found: String::from_utf8_lossy(&found).chars().take(16).collect(),
+        }),
+        None if tree.is_empty() => {
+            // Made durable with the log's first write.
+            tree.insert(key::LAYOUT, LAYOUT).map_err(in_dir)?;
+            Ok(())
+        }
+        None => Err(LogError::OldLayout {
+            path: dir.to_owned(),
+        }),
+    }
+}
+
 /// A head marker: the sequence and hash of the last durable entry, and whether it was written
 /// under fsync.
 fn parse_marker(bytes: &[u8]) -> Option<(u64, Digest, bool)> {
@@ -1635,7 +1776,7 @@ fn tail(tree: &sled::Tree) -> Result<(u64, Digest), LogError> {
                 sequence: 0,
                 reason: "malformed entry key".into(),
             })?;
-            Ok((sequence + 1, entry_hash(&v)))
+            Ok((sequence + 1, entry_hash(parse_record(sequence, &v)?.entry)))
         }
     }
 }
@@ -1943,13 +2084,16 @@ fn probe(store: &Store) -> Result<(), LogError> {
     Ok(())
 }
 
-/// The changes an entry makes to the views beside the chain: the message index, the outbox,
-/// the inbox, receipts and failures by message, and references. `None` removes a key. The same
+/// The changes an entry makes to the views beside the chain: the head, the message index, the
+/// outbox, receipts and failures by message, and references. `None` removes a key. The same
 /// function serves appends and rebuilds, so a rebuilt view equals the one kept while running.
-fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+/// A peer's cursor, the one view that depends on what it held before, is [`received_cursor`].
+fn view_updates(entry: &pb::LogEntry, hash: &Digest) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     let sequence = entry.sequence;
     let seq_bytes = || Some(sequence.to_be_bytes().to_vec());
-    let mut updates = Vec::new();
+    let mut head = sequence.to_be_bytes().to_vec();
+    head.extend_from_slice(&hash.0);
+    let mut updates = vec![(key::HEAD.to_vec(), Some(head))];
     let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
     match kind {
         pb::EntryKind::MessageSent => {
@@ -1965,13 +2109,6 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         }
         pb::EntryKind::MessageReceived => {
             updates.push((key::message(&entry.peer, &entry.message_id), seq_bytes()));
-            updates.push((key::seq(key::INBOX, sequence), Some(Vec::new())));
-            if entry.peer_sequence != 0 {
-                updates.push((
-                    key::per_peer(key::RECEIVED_FROM, &entry.peer, entry.peer_sequence),
-                    seq_bytes(),
-                ));
-            }
         }
         pb::EntryKind::ReceiptReceived => {
             updates.push((key::seq(key::RECEIPT_FOR, entry.refers_to), seq_bytes()));
@@ -2009,7 +2146,16 @@ fn view_updates(entry: &pb::LogEntry) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     updates
 }
 
+/// The key of the peer's cursor a received message moves: the highest sender sequence held
+/// from that peer, which the entry's `peer_sequence` replaces if it is higher.
+fn received_cursor(entry: &pb::LogEntry) -> Option<Vec<u8>> {
+    (entry.kind == pb::EntryKind::MessageReceived as i32 && entry.peer_sequence != 0)
+        .then(|| key::peer_prefix(key::RECEIVED_FROM, &entry.peer))
+}
+
+/// Prefixes of the views: every key under them is derived from the chain alone.
 const VIEW_PREFIXES: [u8; 12] = [
+    key::HEAD[0],
     key::REDACTED,
     key::RECONCILED,
     key::COSIGNED,
@@ -2019,44 +2165,43 @@ const VIEW_PREFIXES: [u8; 12] = [
     key::MESSAGE,
     key::RECEIPT_FOR,
     key::PENDING,
-    key::INBOX,
     key::REFERENCE,
     key::FAILED,
 ];
 
 /// An entry's content as verification found it.
-struct CheckedContent {
+struct CheckedContent<'a> {
     /// The content in plain, if held and readable.
-    bytes: Option<sled::IVec>,
+    bytes: Option<std::borrow::Cow<'a, [u8]>>,
     /// Encrypted at rest.
     sealed: bool,
     /// Removed by a redaction entry.
     redacted: bool,
 }
 
-/// Nothing may lie beyond the last entry: content or receipts there mean the tail was cut off,
-/// unless a running node appended since the scan passed the end.
+/// Nothing may lie beyond the last entry: a head naming a later entry means the tail was cut
+/// off, unless a running node appended since the scan passed the end.
 fn check_tail(tree: &sled::Tree, last: u64) -> Result<(), VerifyError> {
     let unreadable = |e: sled::Error| VerifyError {
         sequence: last + 1,
         problem: e.into(),
     };
-    // Content or receipts beyond the last entry: the tail was cut off, unless a running node
-    // appended since the scan passed the end.
-    for prefix in [key::CONTENT, key::ISSUED_RECEIPT, key::ISSUED_IN_BATCH] {
-        if let Some(kv) = tree.scan_prefix([prefix]).keys().next_back() {
-            let orphan = key::tail_seq(&kv.map_err(unreadable)?).unwrap_or(0);
-            if orphan > last
-                && !tree
-                    .contains_key(key::seq(key::ENTRY, last + 1))
-                    .map_err(unreadable)?
-            {
-                return Err(VerifyError {
-                    sequence: last + 1,
-                    problem: Problem::Truncated { orphan, last },
-                });
-            }
-        }
+    let head = tree.get(key::HEAD).map_err(unreadable)?;
+    let named = head
+        .as_deref()
+        .and_then(|h| h.get(..8))
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes);
+    if let Some(orphan) = named
+        && orphan > last
+        && !tree
+            .contains_key(key::seq(key::ENTRY, last + 1))
+            .map_err(unreadable)?
+    {
+        return Err(VerifyError {
+            sequence: last + 1,
+            problem: Problem::Truncated { orphan, last },
+        });
     }
     Ok(())
 }
@@ -2094,21 +2239,39 @@ pub fn entry_hash(encoded: &[u8]) -> Digest {
     Digest::of_parts(&[&[0], encoded])
 }
 
-/// Issues again, in the job `t`, every receipt left unsigned by a stop. Only the last write can
-/// have stopped before its batch was signed, so they are the last ones stored.
+/// Issues again, in the job `t`, every receipt left unsigned by a stop. A write stores its
+/// receipts and their batch together, so only a store written otherwise (by an earlier
+/// version, or changed by hand) holds them; they are the receipts of the last write that
+/// issued any, found from the last issued one: a read of a few keys.
 fn sign_unsigned(t: &mut Txn<'_>) -> Result<usize, LogError> {
+    let Some(last) = read_seq(&*t, key::LAST_ISSUED)? else {
+        return Ok(0);
+    };
+    let batch = match t.get(&key::seq(key::ENTRY, last))? {
+        Some(stored) => match parse_record(last, &stored)?.issued {
+            Some(issued) => {
+                pb::IssuedReceipt::decode(issued)
+                    .map_err(|e| LogError::Corrupt {
+                        sequence: last,
+                        reason: format!("issued receipt: {e}"),
+                    })?
+                    .batch
+            }
+            None => return Ok(0),
+        },
+        // Cut off after the last receipt (a clean truncation): nothing left to sign.
+        None => return Ok(0),
+    };
+    if t.contains_key(&key::seq(key::RECEIPT_BATCH, batch))? {
+        return Ok(0);
+    }
     let mut unsigned = Vec::new();
-    // From the last issued receipt back to the first one signed: a read of a few keys.
-    for kv in t.scan_back(key::ISSUED_IN_BATCH) {
-        let Some(sequence) = key::tail_seq(&kv?.0) else {
-            continue;
-        };
-        match issued_state(&*t, sequence, None)? {
-            Issued::Unsigned(_) => unsigned.push(sequence),
-            Issued::Signed(_) | Issued::None => break,
+    for sequence in batch..=last {
+        if let Issued::Unsigned(_) = issued_state(&*t, sequence, None)? {
+            unsigned.push(sequence);
         }
     }
-    for &sequence in unsigned.iter().rev() {
+    for &sequence in &unsigned {
         t.reissue_receipt(sequence)?;
     }
     Ok(unsigned.len())
@@ -2198,22 +2361,32 @@ fn issued_state(
     sequence: u64,
     cache: Option<&BatchCache>,
 ) -> Result<Issued, LogError> {
-    let Some(bytes) = tree.get(&key::seq(key::ISSUED_IN_BATCH, sequence))? else {
-        return Ok(tree
-            .get(&key::seq(key::ISSUED_RECEIPT, sequence))?
-            .map(|v| {
-                pb::SignedReceipt::decode(v.as_ref()).map_err(|e| LogError::Corrupt {
-                    sequence,
-                    reason: format!("issued receipt: {e}"),
-                })
-            })
-            .transpose()?
-            .map_or(Issued::None, Issued::Signed));
-    };
-    let issued = pb::IssuedReceipt::decode(bytes.as_ref()).map_err(|e| LogError::Corrupt {
+    match tree.get(&key::seq(key::ENTRY, sequence))? {
+        Some(stored) => issued_of(tree, sequence, &parse_record(sequence, &stored)?, cache),
+        None => Ok(Issued::None),
+    }
+}
+
+/// The receipt issued for the message whose record is `view`, rebuilt from its batch.
+fn issued_of(
+    tree: &impl Read,
+    sequence: u64,
+    view: &record::View<'_>,
+    cache: Option<&BatchCache>,
+) -> Result<Issued, LogError> {
+    let corrupt = |e: prost::DecodeError| LogError::Corrupt {
         sequence,
         reason: format!("issued receipt: {e}"),
-    })?;
+    };
+    let Some(bytes) = view.issued else {
+        return match view.issued_signed {
+            Some(signed) => Ok(Issued::Signed(
+                pb::SignedReceipt::decode(signed).map_err(corrupt)?,
+            )),
+            None => Ok(Issued::None),
+        };
+    };
+    let issued = pb::IssuedReceipt::decode(bytes).map_err(corrupt)?;
     let cached = cache.and_then(|c| {
         c.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -2274,7 +2447,7 @@ fn read_seq(tree: &impl Read, k: &[u8]) -> Result<Option<u64>, LogError> {
 
 fn read_entry(tree: &impl Read, sequence: u64) -> Result<Option<StoredEntry>, LogError> {
     tree.get(&key::seq(key::ENTRY, sequence))?
-        .map(|v| decode_entry(sequence, &v))
+        .map(|v| decode_entry(sequence, parse_record(sequence, &v)?.entry))
         .transpose()
 }
 
@@ -2287,6 +2460,76 @@ fn decode_entry(sequence: u64, bytes: &[u8]) -> Result<StoredEntry, LogError> {
         entry,
         hash: entry_hash(bytes),
     })
+}
+
+/// The stored record of entry `sequence`, read in place.
+fn parse_record(sequence: u64, bytes: &[u8]) -> Result<record::View<'_>, LogError> {
+    record::View::parse(bytes).map_err(|reason| LogError::Corrupt {
+        sequence,
+        reason: format!("stored record: {reason}"),
+    })
+}
+
+/// A peer's receipt batch read last: a sender's receipts come a batch at a time.
+type PeerBatchCache = std::sync::Mutex<Option<(Vec<u8>, Arc<(pb::PeerBatch, Vec<u8>)>)>>;
+
+/// The content the record `view` keeps for entry `sequence`, as stored: whole, or a peer's
+/// receipt put back together from its parts.
+fn held_content<'a>(
+    tree: &impl Read,
+    sequence: u64,
+    view: &record::View<'a>,
+    cache: &PeerBatchCache,
+) -> Result<Option<std::borrow::Cow<'a, [u8]>>, LogError> {
+    if let Some(content) = view.content {
+        return Ok(Some(std::borrow::Cow::Borrowed(content)));
+    }
+    let Some(part) = view.peer_receipt else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| LogError::Corrupt { sequence, reason };
+    let own = pb::PeerReceipt::decode(part).map_err(|e| corrupt(format!("peer receipt: {e}")))?;
+    let batch_key = key::peer_batch(&own.signature_sha256);
+    let cached = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .filter(|(k, _)| *k == batch_key)
+        .map(|(_, b)| b.clone());
+    let shared = match cached {
+        Some(shared) => shared,
+        None => {
+            let bytes = tree
+                .get(&batch_key)?
+                .ok_or_else(|| corrupt("the peer's receipt batch is missing".into()))?;
+            let batch = pb::PeerBatch::decode(bytes.as_ref())
+                .map_err(|e| corrupt(format!("peer receipt batch: {e}")))?;
+            let digest =
+                <[u8; 32]>::try_from(batch.signer_certificate_sha256.as_slice()).map_err(|_| {
+                    corrupt("peer receipt batch: the certificate digest is not 32 bytes".into())
+                })?;
+            let certificate = tree
+                .get(&key::certificate(&Digest(digest)))?
+                .ok_or_else(|| {
+                    corrupt("peer receipt batch: its signer certificate is missing".into())
+                })?;
+            if Digest::of(&certificate).0 != digest {
+                return Err(corrupt(
+                    "peer receipt batch: the stored signer certificate does not match its digest"
+                        .into(),
+                ));
+            }
+            let shared = Arc::new((batch, certificate.to_vec()));
+            *cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((batch_key, shared.clone()));
+            shared
+        }
+    };
+    Ok(Some(std::borrow::Cow::Owned(record::join_receipt(
+        &own, &shared.0, &shared.1,
+    ))))
 }
 
 #[cfg(test)]
@@ -2390,27 +2633,33 @@ mod tests {
         let seen = log
             .transact_blocking(move |t| {
                 t.append(message("S-2"))?;
-                t.remove_content(1);
+                // The receipt for S-1 takes it out of the pending set.
+                t.append(NewEntry {
+                    kind: pb::EntryKind::ReceiptReceived,
+                    peer: Some(khm),
+                    message_id: "S-1".into(),
+                    content: Some(vec![2; 8]),
+                    refers_to: 1,
+                    ..Default::default()
+                })?;
                 t.append(message("S-3"))?;
+                t.remove_content(1)?;
                 let entries = t.scan(key::ENTRY).count();
-                let sequences = |kv: Result<(Vec<u8>, sled::IVec), LogError>| {
-                    kv.map(|(k, _)| key::tail_seq(&k).unwrap_or(0))
-                };
-                let contents: Vec<u64> = t
-                    .scan(key::CONTENT)
-                    .map(sequences)
+                let pending: Vec<u64> = t
+                    .scan(key::PENDING)
+                    .map(|kv| kv.map(|(k, _)| key::tail_seq(&k).unwrap_or(0)))
                     .collect::<Result<_, _>>()?;
-                let back: Vec<u64> = t
-                    .scan_back(key::CONTENT)
-                    .map(sequences)
-                    .collect::<Result<_, _>>()?;
+                let held = (t.holds_content(1)?, t.holds_content(2)?);
                 Err::<(), _>(LogError::Corrupt {
                     sequence: 0,
-                    reason: format!("{entries} {contents:?} {back:?}"),
+                    reason: format!("{entries} {pending:?} {held:?}"),
                 })
             })
             .unwrap_err();
-        assert!(seen.to_string().contains("3 [2, 3] [3, 2]"), "{seen}");
+        assert!(
+            seen.to_string().contains("4 [2, 4] (false, true)"),
+            "{seen}"
+        );
         // The job failed: its entry and its removal are not in the store.
         assert_eq!(log.verify().unwrap(), 1);
         assert!(log.content(1).unwrap().is_some());
@@ -2568,12 +2817,14 @@ mod tests {
         assert_eq!(log.referencing("a").unwrap(), vec![4]);
         assert_eq!(log.cursor(khm).unwrap(), 17);
         assert_eq!(log.sent_to(khm, 2, u64::MAX).unwrap(), vec![2, 3]);
+        assert_eq!(log.inbox().unwrap(), vec![4]);
         // Lose a view key, then rebuild everything from the chain alone.
         log.store()
             .unwrap()
             .tree
-            .remove(key::seq(key::INBOX, 4))
+            .remove(key::message("KHM", "k1"))
             .unwrap();
+        assert!(log.inbox().unwrap().is_empty());
         assert_ne!(log.views().unwrap(), kept);
         assert_eq!(log.rebuild_views().unwrap(), 6);
         assert_eq!(log.views().unwrap(), kept);
@@ -2587,11 +2838,14 @@ mod tests {
         for id in ["a", "b", "c"] {
             log.transact_blocking(move |t| t.append(sent(id))).unwrap();
         }
-        log.store()
-            .unwrap()
-            .tree
-            .insert(key::seq(key::CONTENT, 2), b"tampered".to_vec())
-            .unwrap();
+        let tree = log.store().unwrap().tree.clone();
+        let stored = tree.get(key::seq(key::ENTRY, 2)).unwrap().unwrap();
+        let tampered = record::View {
+            content: Some(b"tampered"),
+            ..record::View::parse(&stored).unwrap()
+        }
+        .encode();
+        tree.insert(key::seq(key::ENTRY, 2), tampered).unwrap();
         let err = log.verify().unwrap_err();
         assert_eq!(err.sequence, 2);
         assert!(err.problem.to_string().contains("digest"));
@@ -2684,10 +2938,16 @@ mod tests {
                 .open()
                 .unwrap();
             let tree = db.open_tree("exchange-log").unwrap();
-            let bytes = tree.get(key::seq(key::ENTRY, 2)).unwrap().unwrap();
-            let mut entry = pb::LogEntry::decode(bytes.as_ref()).unwrap();
+            let stored = tree.get(key::seq(key::ENTRY, 2)).unwrap().unwrap();
+            let view = record::View::parse(&stored).unwrap();
+            let mut entry = pb::LogEntry::decode(view.entry).unwrap();
             entry.kind = 99;
-            tree.insert(key::seq(key::ENTRY, 2), entry.encode_to_vec())
+            let entry = entry.encode_to_vec();
+            let changed = record::View {
+                entry: &entry,
+                ..view
+            };
+            tree.insert(key::seq(key::ENTRY, 2), changed.encode())
                 .unwrap();
             db.flush().unwrap();
         }

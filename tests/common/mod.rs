@@ -251,3 +251,37 @@ pub fn raw_sled(dir: &Path) -> sled::Db {
 pub fn remove_head_marker(dir: &Path) {
     let _ = std::fs::remove_file(dir.join("head"));
 }
+
+fn record_key(sequence: u64) -> Vec<u8> {
+    let mut k = vec![b'e'];
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+/// The stored record of entry `sequence` (`focalpoint.v1.StoredRecord`: the entry, its
+/// content and any receipt issued for it), read from the raw store.
+pub fn record(tree: &sled::Tree, sequence: u64) -> pb::StoredRecord {
+    use prost::Message;
+    let bytes = tree.get(record_key(sequence)).unwrap().unwrap();
+    pb::StoredRecord::decode(bytes.as_ref()).unwrap()
+}
+
+/// Rewrites the stored record of entry `sequence` as `change` leaves it, as someone with the
+/// disk could.
+pub fn change_record(tree: &sled::Tree, sequence: u64, change: impl FnOnce(&mut pb::StoredRecord)) {
+    use prost::Message;
+    let mut stored = record(tree, sequence);
+    change(&mut stored);
+    tree.insert(record_key(sequence), stored.encode_to_vec())
+        .unwrap();
+}
+
+/// Rewrites the entry (`LogEntry`) in the stored record of entry `sequence`.
+pub fn change_entry(tree: &sled::Tree, sequence: u64, change: impl FnOnce(&mut pb::LogEntry)) {
+    use prost::Message;
+    change_record(tree, sequence, |stored| {
+        let mut entry = pb::LogEntry::decode(stored.entry.as_slice()).unwrap();
+        change(&mut entry);
+        stored.entry = entry.encode_to_vec();
+    });
+}
