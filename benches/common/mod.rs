@@ -6,10 +6,11 @@ pub(crate) mod scale;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// sled alone, given what the exchange log writes for one received message (the entry, the
-/// envelope, three index keys and the issued receipt), `group` messages to one atomic batch and
-/// a flush, each flush followed by fdatasync: the receive path without decoding, validation,
-/// hashing, signing or the network, in the log's layout of six keys a message. `content(n)` is
+/// sled alone, given what the exchange log writes for received messages (a record holding the
+/// entry, the envelope and the issued receipt, and the message-id index; once a write, the
+/// peer's cursor, the head, the last issued receipt and the receipt batch), `group` messages to
+/// one atomic batch and a flush, each flush followed by fdatasync: the receive path without
+/// decoding, validation, hashing, signing or the network, in the log's layout. `content(n)` is
 /// the n-th envelope. Returns how long `count` messages took.
 pub(crate) fn sled_receive_writes(
     dir: &Path,
@@ -23,6 +24,7 @@ pub(crate) fn sled_receive_writes(
         k.extend_from_slice(&n.to_be_bytes());
         k
     };
+    // A record: the entry (about 170 bytes), the envelope and the issued receipt (about 230).
     let entry = vec![0x42_u8; 170];
     let receipt = vec![0x43_u8; 230];
     let start = Instant::now();
@@ -33,15 +35,17 @@ pub(crate) fn sled_receive_writes(
             n += 1;
             let mut message_key = b"iIDN".to_vec();
             message_key.extend_from_slice(format!("IDN-20250430-ALERT-{n:07}").as_bytes());
-            let mut received_from = b"sIDN".to_vec();
-            received_from.extend_from_slice(&n.to_be_bytes());
             batch.insert(message_key, n.to_be_bytes().to_vec());
-            batch.insert(key(b'n', n), Vec::new());
-            batch.insert(received_from, n.to_be_bytes().to_vec());
-            batch.insert(key(b'e', n), entry.clone());
-            batch.insert(key(b'c', n), content(n as usize));
-            batch.insert(key(b'q', n), receipt.clone());
+            let mut record = entry.clone();
+            record.extend_from_slice(&content(n as usize));
+            record.extend_from_slice(&receipt);
+            batch.insert(key(b'e', n), record);
         }
+        // Once a write: the peer's cursor, the head, the last issued receipt, the receipt batch.
+        batch.insert(b"sIDN".to_vec(), n.to_be_bytes().to_vec());
+        batch.insert(b"h".to_vec(), vec![0x44_u8; 40]);
+        batch.insert(b"l".to_vec(), n.to_be_bytes().to_vec());
+        batch.insert(key(b'b', n), vec![0x45_u8; 100 + 32 * group]);
         tree.apply_batch(batch).unwrap();
         db.flush().unwrap();
         data.sync_data().unwrap();
