@@ -364,10 +364,25 @@ fn record_bytes() -> Vec<u8> {
 /// The store's ceilings for the streaming row, with the node's message size and group size:
 /// sled given one record per message, a group to a batch and a flush; and a plain file given
 /// the same bytes, a group to a write and an fdatasync.
-fn store_ceilings(total: usize) -> (Row, Row) {
+fn store_ceilings(total: usize, values: &mut Vec<(String, String)>) -> (Row, Row) {
     let record = record_bytes();
     let dir = tempfile::tempdir().unwrap();
     let sled = sled_one_record_writes(dir.path(), total, 256, &record);
+    // What sled itself puts on disk for a record: the footprint's ceiling.
+    let disk = common::scale::disk_bytes(dir.path()) as f64;
+    let envelope_bytes = envelope("record").len() as f64;
+    values.push((
+        format!(
+            "ceiling: sled's disk bytes per record byte / per envelope byte, one {}-byte record per message ({} records)",
+            record.len(),
+            total
+        ),
+        format!(
+            "{:.2} / {:.2}",
+            disk / (total * record.len()) as f64,
+            disk / (total as f64 * envelope_bytes)
+        ),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let file = append_file_writes(dir.path(), total, 256, &record);
     let row = |name: String, elapsed| Row {
@@ -640,7 +655,7 @@ fn main() {
     let mut rows = rows;
     rows.push(sled_alone(scale / 8));
     rows.push(sled_receive_pattern(scale * 2));
-    let (sled, file) = store_ceilings(scale * 4);
+    let (sled, file) = store_ceilings(scale * 4, &mut values);
     rows.push(sled);
     rows.push(file);
     let (v, raw) = verify(scale * 16);

@@ -411,14 +411,24 @@ fn check_checkpoint(
 
 /// A message entry's creation time, which statistics count by after redaction, must be the
 /// envelope's.
+/// The one field of an `Envelope` the audit holds against its entry: decoding only it skips
+/// the body (names, documents) instead of building it for every message.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EnvelopeCreatedAt {
+    /// `Envelope.created_at`.
+    #[prost(string, tag = "4")]
+    created_at: String,
+}
+
 fn check_created_at(checked: &Checked<'_>) -> Result<(), Finding> {
     let e = checked.entry;
     let is_message = crate::log::is_message(pb::EntryKind::try_from(e.kind).unwrap_or_default());
     if let (true, Some(content), false) = (is_message, checked.content, e.created_at.is_empty()) {
-        let envelope = pb::Envelope::decode(content).map_err(|source| Finding::Undecodable {
-            what: "the envelope",
-            source,
-        })?;
+        let envelope =
+            EnvelopeCreatedAt::decode(content).map_err(|source| Finding::Undecodable {
+                what: "the envelope",
+                source,
+            })?;
         if envelope.created_at != e.created_at {
             return Err(Finding::CreatedAt {
                 recorded: e.created_at.clone(),
