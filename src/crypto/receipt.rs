@@ -197,6 +197,27 @@ impl SignedBatch {
     }
 }
 
+/// A receipt at its place in a signed batch whose whole tree is at hand, as in the log of the
+/// node that issued it.
+#[derive(Debug, Clone, Copy)]
+pub struct InBatch<'a> {
+    /// The canonical encoding of the `Receipt`.
+    pub receipt: &'a [u8],
+    /// Its leaf index in the batch.
+    pub index: usize,
+    pub batch: &'a SignedBatch,
+    /// The signer's certificate (DER).
+    pub certificate: &'a [u8],
+}
+
+impl InBatch<'_> {
+    /// The receipt as its receiver holds it: signed, with its inclusion path.
+    pub fn signed(&self) -> pb::SignedReceipt {
+        self.batch
+            .receipt(self.index, self.receipt.to_vec(), self.certificate)
+    }
+}
+
 /// Checks a signed receipt: the signer certificate chains to one of `anchors` (the receiving
 /// country's CA) at the time the receipt says it was stored, names the node of `receiver`,
 /// and its key made the signature. Returns the receipt. Remembers nothing: a sender or an
@@ -246,6 +267,41 @@ impl Verifier {
         receiver: CountryCode,
     ) -> Result<pb::Receipt, ReceiptError> {
         verify_with(self, signed, anchors, receiver)
+    }
+
+    /// [`Self::verify`] for a receipt whose batch tree is at hand: the receipt must be the
+    /// tree's leaf at its index and the signature must cover the tree's root, which is what
+    /// walking its inclusion path to that root proves, without building or walking the path.
+    pub fn verify_in_batch(
+        &self,
+        issued: &InBatch<'_>,
+        anchors: &[CertificateDer<'_>],
+        receiver: CountryCode,
+    ) -> Result<pb::Receipt, ReceiptError> {
+        let receipt =
+            pb::Receipt::decode(issued.receipt).map_err(|e| ReceiptError::Decode(e.to_string()))?;
+        let stored_at = parse_instant(&receipt.stored_at)
+            .map_err(|e| ReceiptError::Decode(format!("stored_at: {e}")))?;
+        let tree = &issued.batch.tree;
+        if tree.leaf(issued.index) != Some(leaf_hash(issued.receipt)) {
+            return Err(ReceiptError::Decode(format!(
+                "batch: the receipt is not leaf {} of its batch of {}",
+                issued.index,
+                tree.size()
+            )));
+        }
+        check_signature(
+            self,
+            BATCH_DOMAIN,
+            &batch_body(tree.size() as u64, &tree.root()),
+            &issued.batch.signature_scheme,
+            &issued.batch.signature,
+            issued.certificate,
+            anchors,
+            receiver,
+            stored_at,
+        )?;
+        received_by(receipt, receiver)
     }
 
     /// [`verify_signed`], remembering what it found good.
@@ -300,6 +356,11 @@ fn verify_with(
         receiver,
         stored_at,
     )?;
+    received_by(receipt, receiver)
+}
+
+/// The receipt, if it names `receiver` as the node that stored the message.
+fn received_by(receipt: pb::Receipt, receiver: CountryCode) -> Result<pb::Receipt, ReceiptError> {
     if receipt.receiver != receiver.as_str() {
         return Err(ReceiptError::Mismatch {
             field: "receiver",

@@ -220,8 +220,12 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 checkpoints += 1;
             }
             pb::EntryKind::MessageReceived => {
-                match (checked.issued_receipt, checked.unsigned_receipt) {
-                    (None, Some(bytes)) => {
+                match (
+                    checked.issued_receipt,
+                    checked.issued_in_batch,
+                    checked.unsigned_receipt,
+                ) {
+                    (None, None, Some(bytes)) => {
                         let r =
                             pb::Receipt::decode(bytes).map_err(|source| Finding::Undecodable {
                                 what: "the unsigned receipt",
@@ -235,8 +239,13 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                         }
                         unsigned.push((e.clone(), checked.hash));
                     }
-                    (signed, _) => {
-                        check_issued(verifier, signed, e, &checked.hash, trust)?;
+                    (signed, in_batch, _) => {
+                        match in_batch {
+                            Some(in_batch) => {
+                                check_issued_in_batch(verifier, &in_batch, e, &checked.hash, trust)?
+                            }
+                            None => check_issued(verifier, signed, e, &checked.hash, trust)?,
+                        }
                         // A node signs what it left unsigned before it takes anything new; a running
                         // node may have signed a write in progress since it was read.
                         receipts += signed_since(verifier, log, &mut unsigned, trust)?;
@@ -456,12 +465,46 @@ fn check_issued(
         })?;
     stands(
         &trust.own_revoked,
-        signed,
+        &signed.signer_certificate,
         &r,
         e.recorded_at_micros,
         "the issued receipt",
     )?;
-    match crate::log::receipt_mismatch(&r, e, hash) {
+    describes(&r, e, hash)
+}
+
+/// [`check_issued`] for a receipt read with its batch's whole tree: the batch signature is
+/// checked over the tree's root, which holds the receipt at its index.
+fn check_issued_in_batch(
+    verifier: &receipt::Verifier,
+    issued: &receipt::InBatch<'_>,
+    e: &pb::LogEntry,
+    hash: &crate::domain::model::Digest,
+    trust: &AuditTrust,
+) -> Result<(), Finding> {
+    let r = verifier
+        .verify_in_batch(issued, &trust.own_ca, trust.country)
+        .map_err(|source| Finding::Invalid {
+            what: "the issued receipt".into(),
+            source,
+        })?;
+    stands(
+        &trust.own_revoked,
+        issued.certificate,
+        &r,
+        e.recorded_at_micros,
+        "the issued receipt",
+    )?;
+    describes(&r, e, hash)
+}
+
+/// The receipt this node issued must describe this very entry.
+fn describes(
+    r: &pb::Receipt,
+    e: &pb::LogEntry,
+    hash: &crate::domain::model::Digest,
+) -> Result<(), Finding> {
+    match crate::log::receipt_mismatch(r, e, hash) {
         Some(field) => Err(Finding::ReceiptMismatch {
             what: "the issued receipt",
             field,
@@ -475,7 +518,7 @@ fn check_issued(
 /// logged: a revoked key cannot date a receipt back before its revocation.
 fn stands(
     revoked: &Revocations,
-    signed: &pb::SignedReceipt,
+    certificate: &[u8],
     receipt: &pb::Receipt,
     logged_micros: i64,
     what: &str,
@@ -487,7 +530,7 @@ fn stands(
         })?
         .max(crate::domain::model::from_micros(logged_micros));
     revoked
-        .check(&signed.signer_certificate, at)
+        .check(certificate, at)
         .map_err(|source| Finding::Revoked {
             what: what.to_owned(),
             source,
@@ -518,7 +561,7 @@ fn check_received(
     let sent = referred(log, e)?;
     stands(
         &trust.revoked(peer),
-        &signed,
+        &signed.signer_certificate,
         &r,
         sent.recorded_at_micros,
         &format!("the receipt from {peer}"),

@@ -299,8 +299,12 @@ pub struct Checked<'a> {
     pub sealed: bool,
     /// Whether its content was removed by a later redaction entry.
     pub redacted: bool,
-    /// For a received message, the receipt this node issued.
+    /// For a received message, the receipt this node issued, if it was signed alone (by a log
+    /// written before receipts were batched).
     pub issued_receipt: Option<&'a pb::SignedReceipt>,
+    /// For a received message, the receipt this node issued and signed in a batch, with the
+    /// batch's whole tree.
+    pub issued_in_batch: Option<receipt::InBatch<'a>>,
     /// For a received message without a signed receipt: its receipt (an encoded `Receipt`) if it
     /// was stored but its batch is not signed in the log, as when the node stopped in between.
     pub unsigned_receipt: Option<&'a [u8]>,
@@ -591,10 +595,7 @@ impl Txn<'_> {
 
     /// The signed receipt this node issued for a received message, in earlier writes.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
-        match issued_state(self, sequence, None)? {
-            Issued::Signed(signed) => Ok(Some(signed)),
-            Issued::None | Issued::Unsigned(_) => Ok(None),
-        }
+        Ok(issued_state(self, sequence, None)?.into_signed())
     }
 
     /// Signs again, in this write, the receipt of the received message at `sequence` if it was
@@ -1200,10 +1201,7 @@ impl ExchangeLog {
 
     /// The signed receipt this node issued for the received message at `sequence`.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
-        match issued_state(&self.store()?.tree, sequence, Some(&self.inner.batches))? {
-            Issued::Signed(signed) => Ok(Some(signed)),
-            Issued::None | Issued::Unsigned(_) => Ok(None),
-        }
+        Ok(issued_state(&self.store()?.tree, sequence, Some(&self.inner.batches))?.into_signed())
     }
 
     /// The sequence of the receipt entry for the sent message at `sent`.
@@ -1359,16 +1357,11 @@ impl ExchangeLog {
             let content = self
                 .checked_content(tree, &entry, kind, &view)
                 .map_err(|problem| bad(expected, problem))?;
-            let (signed, unsigned_receipt) = if kind == pb::EntryKind::MessageReceived {
-                match issued_of(tree, expected, &view, Some(&self.inner.batches))
+            let issued = if kind == pb::EntryKind::MessageReceived {
+                issued_of(tree, expected, &view, Some(&self.inner.batches))
                     .map_err(|e| bad(expected, Problem::Unreadable(e)))?
-                {
-                    Issued::Signed(signed) => (Some(signed), None),
-                    Issued::Unsigned(receipt) => (None, Some(receipt)),
-                    Issued::None => (None, None),
-                }
             } else {
-                (None, None)
+                Issued::None
             };
             let hash = entry_hash(view.entry);
             check(&Checked {
@@ -1377,8 +1370,27 @@ impl ExchangeLog {
                 content: content.bytes.as_deref(),
                 sealed: content.sealed,
                 redacted: content.redacted,
-                issued_receipt: signed.as_ref(),
-                unsigned_receipt: unsigned_receipt.as_deref(),
+                issued_receipt: match &issued {
+                    Issued::Signed(signed) => Some(signed),
+                    _ => None,
+                },
+                issued_in_batch: match &issued {
+                    Issued::InBatch {
+                        receipt,
+                        index,
+                        batch,
+                    } => Some(receipt::InBatch {
+                        receipt,
+                        index: *index,
+                        batch: &batch.signed,
+                        certificate: &batch.certificate,
+                    }),
+                    _ => None,
+                },
+                unsigned_receipt: match &issued {
+                    Issued::Unsigned(receipt) => Some(receipt),
+                    _ => None,
+                },
             })
             .map_err(|problem| bad(expected, Problem::Check(Box::new(problem))))?;
             previous = hash;
@@ -2351,8 +2363,30 @@ enum Issued {
     /// Stored with its message, but the node stopped before signing its batch: the encoded
     /// `Receipt`.
     Unsigned(Vec<u8>),
-    /// Signed, with its batch's inclusion path when it has one.
+    /// Signed alone, by a log written before receipts were batched.
     Signed(pb::SignedReceipt),
+    /// Signed in a batch: the encoded `Receipt`, its leaf index, and the batch.
+    InBatch {
+        receipt: Vec<u8>,
+        index: usize,
+        batch: Arc<StoredBatch>,
+    },
+}
+
+impl Issued {
+    /// The signed receipt as its receiver holds it, with its inclusion path; `None` if there
+    /// is none or it is not signed.
+    fn into_signed(self) -> Option<pb::SignedReceipt> {
+        match self {
+            Self::Signed(signed) => Some(signed),
+            Self::InBatch {
+                receipt,
+                index,
+                batch,
+            } => Some(batch.signed.receipt(index, receipt, &batch.certificate)),
+            Self::None | Self::Unsigned(_) => None,
+        }
+    }
 }
 
 /// The receipt issued for the message at `sequence`, rebuilt from its batch.
@@ -2431,11 +2465,11 @@ fn issued_of(
         }
         Some(_) => {}
     }
-    Ok(Issued::Signed(batch.signed.receipt(
+    Ok(Issued::InBatch {
+        receipt: issued.receipt,
         index,
-        issued.receipt,
-        &batch.certificate,
-    )))
+        batch,
+    })
 }
 
 fn read_seq(tree: &impl Read, k: &[u8]) -> Result<Option<u64>, LogError> {
@@ -2932,10 +2966,19 @@ mod tests {
         // link notices, so only the kind itself can.
         std::fs::remove_file(dir.path().join(MARKER_FILE)).unwrap();
         {
-            let db = sled::Config::new()
-                .path(dir.path())
-                .flush_every_ms(None)
-                .open()
+            // The handle just dropped may still be letting go of the directory's lock.
+            let open = || {
+                sled::Config::new()
+                    .path(dir.path())
+                    .flush_every_ms(None)
+                    .open()
+            };
+            let db = (0..50)
+                .find_map(|_| {
+                    open()
+                        .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                        .ok()
+                })
                 .unwrap();
             let tree = db.open_tree("exchange-log").unwrap();
             let stored = tree.get(key::seq(key::ENTRY, 2)).unwrap().unwrap();
