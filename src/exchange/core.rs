@@ -51,19 +51,15 @@ struct PeerRefusal {
 
 /// The log write of an envelope this node sends: a new entry, the first one again for the
 /// same content, or a refusal for an id already used for other content.
-fn store_sent(
-    t: &mut Txn<'_>,
-    valid: ValidEnvelope,
-) -> Result<Result<(u64, bool), Refused>, LogError> {
-    let ValidEnvelope {
+fn store_sent(t: &mut Txn<'_>, valid: Storable) -> Result<Result<(u64, bool), Refused>, LogError> {
+    let Storable {
         message_id,
         kind,
         reference,
         bytes,
         digest,
         receiver: peer,
-        envelope,
-        ..
+        created_at,
     } = valid;
     let id = message_id.as_str();
     if let Some(seq) = t.sent(id)? {
@@ -89,10 +85,37 @@ fn store_sent(
         message_kind: kind,
         content: Some(bytes),
         reference,
-        created_at: envelope.created_at,
+        created_at,
         ..Default::default()
     })?;
     Ok(Ok((sequence, false)))
+}
+
+/// What the log keeps of a checked envelope: its bytes and the fields its entry names. Made
+/// before the write is queued, so the decoded body is freed by the thread that decoded it, not
+/// by the log's writer.
+struct Storable {
+    message_id: MessageId,
+    kind: pb::MessageKind,
+    reference: Option<MessageId>,
+    created_at: String,
+    bytes: Vec<u8>,
+    digest: Digest,
+    receiver: CountryCode,
+}
+
+impl From<ValidEnvelope> for Storable {
+    fn from(valid: ValidEnvelope) -> Self {
+        Self {
+            message_id: valid.message_id,
+            kind: valid.kind,
+            reference: valid.reference,
+            created_at: valid.envelope.created_at,
+            bytes: valid.bytes,
+            digest: valid.digest,
+            receiver: valid.receiver,
+        }
+    }
 }
 
 /// The log write of an envelope `caller` delivered to `country`: the entry with its receipt
@@ -103,7 +126,7 @@ fn store_received(
     t: &mut Txn<'_>,
     country: CountryCode,
     caller: CountryCode,
-    valid: ValidEnvelope,
+    valid: Storable,
     sender_sequence: u64,
     too_far_ahead: Option<ValidationError>,
 ) -> Result<Result<(Answer, Option<u64>), Refused>, LogError> {
@@ -144,7 +167,7 @@ fn store_received(
         content: Some(valid.bytes),
         reference: valid.reference,
         peer_sequence: sender_sequence,
-        created_at: valid.envelope.created_at,
+        created_at: valid.created_at,
         ..Default::default()
     })?;
     let receipt = pb::Receipt {
@@ -523,6 +546,7 @@ impl Exchange {
             return Err(ExchangeError::UnknownPeer(peer.to_string()));
         }
         let (message_id, kind, digest) = (valid.message_id.clone(), valid.kind, valid.digest);
+        let valid = Storable::from(valid);
         let outcome = self
             .inner
             .log
@@ -682,6 +706,7 @@ impl Exchange {
         let too_far_ahead = self.created_in_time(&valid).err();
         let country = self.inner.country;
         let kind = valid.kind;
+        let valid = Storable::from(valid);
         let written = self.inner.log.enqueue(move |t| {
             store_received(t, country, caller, valid, sender_sequence, too_far_ahead)
         })?;

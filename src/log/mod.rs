@@ -555,12 +555,27 @@ impl Read for Txn<'_> {
 /// Where a receipt issued in a job is found once its write is durable: signed, with every
 /// other receipt of the same write, under one signature.
 #[derive(Debug, Clone, Default)]
-pub struct ReceiptTicket(Arc<std::sync::OnceLock<pb::SignedReceipt>>);
+pub struct ReceiptTicket(Arc<std::sync::OnceLock<InSignedBatch>>);
+
+/// A receipt's place in the batch that signed it.
+#[derive(Debug)]
+struct InSignedBatch {
+    batch: Arc<StoredBatch>,
+    index: usize,
+    receipt: Vec<u8>,
+}
 
 impl ReceiptTicket {
-    /// The signed receipt; `None` before the write that issued it is durable, or if it failed.
+    /// The signed receipt, with its inclusion path; `None` before the write that issued it is
+    /// durable, or if it failed. Built here, by whoever answers, not by the log's writer.
     pub fn signed(&self) -> Option<pb::SignedReceipt> {
-        self.0.get().cloned()
+        self.0.get().map(|placed| {
+            placed.batch.signed.receipt(
+                placed.index,
+                placed.receipt.clone(),
+                &placed.batch.certificate,
+            )
+        })
     }
 }
 
@@ -1860,10 +1875,10 @@ impl Writer {
             completions.push(done);
         }
         let mut failure = None;
-        let mut signed = Vec::new();
+        let mut signed = None;
         if !receipts.is_empty() {
             match self.sign_receipts(store, &mut staged, &receipts) {
-                Ok(receipts) => signed = receipts,
+                Ok(batch) => signed = Some(batch),
                 Err(e) => failure = Some(e),
             }
         }
@@ -1881,10 +1896,14 @@ impl Writer {
             Some(e) => Err(e),
             None => self.make_durable(store),
         };
-        if outcome.is_ok() {
+        if let (Ok(()), Some(batch)) = (&outcome, signed) {
             // A ticket holds its signed receipt only once the write is durable.
-            for (p, receipt) in receipts.iter().zip(signed) {
-                let _ = p.ticket.0.set(receipt);
+            for (index, p) in receipts.into_iter().enumerate() {
+                let _ = p.ticket.0.set(InSignedBatch {
+                    batch: batch.clone(),
+                    index,
+                    receipt: p.receipt,
+                });
             }
         }
         if let Err(e) = &outcome {
@@ -2008,13 +2027,14 @@ impl Writer {
 
     /// Signs the receipts issued in this write with one signature over their Merkle tree, and
     /// stages the batch (and the signer's certificate, once) with the write; returns the signed
-    /// receipts, in `pending`'s order, for the tickets once the write is durable.
+    /// batch, whose leaves are `pending`'s receipts in order, for the tickets once the write is
+    /// durable.
     fn sign_receipts(
         &self,
         store: &Store,
         staged: &mut Staged,
         pending: &[PendingReceipt],
-    ) -> Result<Vec<pb::SignedReceipt>, LogError> {
+    ) -> Result<Arc<StoredBatch>, LogError> {
         let signer = self
             .signer
             .read()
@@ -2048,11 +2068,10 @@ impl Writer {
             leaves: leaf_bytes,
         };
         staged.insert(batch_key, record.encode_to_vec());
-        Ok(pending
-            .iter()
-            .enumerate()
-            .map(|(index, p)| signed.receipt(index, p.receipt.clone(), certificate))
-            .collect())
+        Ok(Arc::new(StoredBatch {
+            signed,
+            certificate: certificate.to_vec(),
+        }))
     }
 
     fn make_durable(&mut self, store: &Store) -> Result<(), LogError> {
