@@ -12,11 +12,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use prost::Message;
-
 use super::{
     Digest, Durability, ExchangeLog, LAYOUT, LogError, LogOptions, MARKER_FILE, MARKER_FSYNC,
-    MARKER_TAG, entry_hash, key, parse_marker, received_cursor, record, view_updates,
+    MARKER_TAG, entry_hash, key, new_record, parse_marker, received_cursor, view_updates,
 };
 use crate::crypto::seal::LogKey;
 use crate::pb;
@@ -161,44 +159,18 @@ fn convert(from: &Path, to: &Path) -> Result<(u64, Digest), LogError> {
         if issued.is_some() {
             last_issued = Some(sequence);
         }
-        let split = match &content {
-            Some(c) if entry.kind == pb::EntryKind::ReceiptReceived as i32 => {
-                record::split_receipt(c)
-            }
-            _ => None,
-        };
-        let peer_receipt = match split {
-            Some(split) => {
-                put(
-                    &mut batch,
-                    key::certificate(&Digest::of(&split.certificate)),
-                    split.certificate,
-                )?;
-                put(
-                    &mut batch,
-                    key::peer_batch(&split.own.signature_sha256),
-                    split.batch.encode_to_vec(),
-                )?;
-                Some(split.own.encode_to_vec())
-            }
-            None => None,
-        };
-        let stored = record::View {
-            entry: &entry_bytes,
-            content: if peer_receipt.is_some() {
-                None
-            } else {
-                content.as_deref()
-            },
-            issued: issued.as_deref(),
-            issued_signed: if issued.is_some() {
-                None
-            } else {
-                issued_signed.as_deref()
-            },
-            peer_receipt: peer_receipt.as_deref(),
-        };
-        put(&mut batch, k.to_vec(), stored.encode())?;
+        let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
+        let (stored, shared) = new_record(
+            &entry_bytes,
+            kind,
+            content.as_deref(),
+            issued.as_deref(),
+            issued_signed.as_deref(),
+        );
+        for (k, v) in shared {
+            put(&mut batch, k, v)?;
+        }
+        put(&mut batch, k.to_vec(), stored)?;
         head = (sequence, hash);
     }
     check_old_marker(from, head)?;

@@ -749,37 +749,13 @@ impl Txn<'_> {
             self.own
                 .insert(cursor, entry.peer_sequence.to_be_bytes().to_vec());
         }
-        // A peer's batch receipt is held in parts: what its batch shares, once.
-        let split = match (&content, new.kind) {
-            (Some(c), pb::EntryKind::ReceiptReceived) => record::split_receipt(c),
-            _ => None,
-        };
-        let peer_receipt = match split {
-            Some(split) => {
-                let batch_key = key::peer_batch(&split.own.signature_sha256);
-                if !self.contains_key(&batch_key)? {
-                    let certificate_key = key::certificate(&Digest::of(&split.certificate));
-                    if !self.contains_key(&certificate_key)? {
-                        self.own.insert(certificate_key, split.certificate);
-                    }
-                    self.own.insert(batch_key, split.batch.encode_to_vec());
-                }
-                Some(split.own.encode_to_vec())
+        let (stored, shared) = new_record(&bytes, new.kind, content.as_deref(), None, None);
+        for (k, v) in shared {
+            if !self.contains_key(&k)? {
+                self.own.insert(k, v);
             }
-            None => None,
-        };
-        let stored = record::View {
-            entry: &bytes,
-            content: if peer_receipt.is_some() {
-                None
-            } else {
-                content.as_deref()
-            },
-            peer_receipt: peer_receipt.as_deref(),
-            ..Default::default()
-        };
-        self.own
-            .insert(key::seq(key::ENTRY, sequence), stored.encode());
+        }
+        self.own.insert(key::seq(key::ENTRY, sequence), stored);
         self.next += 1;
         self.head = hash;
         Ok(Appended { sequence, hash })
@@ -2175,6 +2151,45 @@ fn view_updates(entry: &pb::LogEntry, hash: &Digest) -> Vec<(Vec<u8>, Option<Vec
         updates.push((key::reference(&entry.reference, sequence), Some(Vec::new())));
     }
     updates
+}
+
+/// Keys and values a record's content shares with other records.
+type SharedKeys = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The record of a new entry, and the keys its content shares with others: a peer's batch
+/// receipt is held in parts, its batch's signature and certificate stored once (the caller
+/// stores each shared key unless it is held already); any other content is held whole.
+fn new_record(
+    entry: &[u8],
+    kind: pb::EntryKind,
+    content: Option<&[u8]>,
+    issued: Option<&[u8]>,
+    issued_signed: Option<&[u8]>,
+) -> (Vec<u8>, SharedKeys) {
+    let split = match content {
+        Some(c) if kind == pb::EntryKind::ReceiptReceived => record::split_receipt(c),
+        _ => None,
+    };
+    let mut shared = Vec::new();
+    let peer_receipt = split.map(|split| {
+        shared.push((
+            key::certificate(&Digest::of(&split.certificate)),
+            split.certificate,
+        ));
+        shared.push((
+            key::peer_batch(&split.own.signature_sha256),
+            split.batch.encode_to_vec(),
+        ));
+        split.own.encode_to_vec()
+    });
+    let stored = record::View {
+        entry,
+        content: content.filter(|_| peer_receipt.is_none()),
+        issued,
+        issued_signed: issued_signed.filter(|_| issued.is_none()),
+        peer_receipt: peer_receipt.as_deref(),
+    };
+    (stored.encode(), shared)
 }
 
 /// The key of the peer's cursor a received message moves: the highest sender sequence held
