@@ -247,10 +247,11 @@ fn name(country: CountryCode, common_name: &str) -> DistinguishedName {
 }
 
 /// The user certificates every country gets, with their names.
-pub const USERS: [(Role, &str); 3] = [
+pub const USERS: [(Role, &str); 4] = [
     (Role::Operator, "duty-officer"),
     (Role::Auditor, "inspectorate"),
     (Role::Sync, "nightly-sync"),
+    (Role::Screening, "border-gate"),
 ];
 
 /// Loopback ports of the demo: (peer, operator) per country.
@@ -392,7 +393,7 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
          they signed and are public in this repository: anyone can issue certificates these \
          CAs vouch for. Use it for the demo, the tests and trying the CLI on loopback only.\n\n\
          Each country directory holds its CA (`ca.pem`), the node's certificate and key, one \
-         certificate per role (operator, auditor, sync), the other country's CA under `peers/`, \
+         certificate per role (operator, auditor, sync, screening), the other country's CA under `peers/`, \
          the node configuration `node.toml` and one client configuration per role.\n",
     )
     .map_err(|source| CertsError::Write {

@@ -168,6 +168,33 @@ impl OperatorClient {
             .into_inner())
     }
 
+    /// Messages naming a document or a person.
+    pub async fn search(
+        &mut self,
+        request: pb::SearchRequest,
+    ) -> Result<pb::SearchResponse, ClientError> {
+        Ok(self.inner.search(request).await?.into_inner())
+    }
+
+    /// One case.
+    pub async fn case(&mut self, message_id: &str) -> Result<pb::CaseResponseView, ClientError> {
+        Ok(self
+            .inner
+            .case(pb::CaseRequest {
+                message_id: message_id.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Cases by status.
+    pub async fn cases(
+        &mut self,
+        request: pb::CasesRequest,
+    ) -> Result<pb::CasesResponse, ClientError> {
+        Ok(self.inner.cases(request).await?.into_inner())
+    }
+
     /// Re-sends logged messages to `peer`.
     pub async fn replay(
         &mut self,
@@ -269,12 +296,23 @@ pub fn summary(envelope: &pb::Envelope) -> String {
                         .to_lowercase()
                 })
                 .unwrap_or_default();
-            let who = a
-                .person
-                .as_ref()
-                .map(|p| format!("{}, {}", p.family_name, p.given_names))
-                .unwrap_or_default();
-            format!("{category}: {who}")
+            let who = a.person.as_ref().map(|p| {
+                if p.given_names.is_empty() {
+                    p.family_name.clone()
+                } else {
+                    format!("{}, {}", p.family_name, p.given_names)
+                }
+            });
+            let changes = match pb::AlertLifecycle::try_from(a.lifecycle) {
+                Ok(pb::AlertLifecycle::Update) => "updates",
+                Ok(pb::AlertLifecycle::Withdraw) => "withdraws",
+                Ok(pb::AlertLifecycle::Expire) => "expires",
+                _ => return format!("{category}: {}", who.unwrap_or_default()),
+            };
+            match who {
+                Some(who) => format!("{changes} {} ({category}: {who})", envelope.reference),
+                None => format!("{changes} {} ({category})", envelope.reference),
+            }
         }
         Some(Body::DocumentFraudNotice(n)) => {
             let fraud = pb::FraudType::try_from(n.fraud_type)
@@ -323,6 +361,7 @@ pub fn messages_table(messages: &[pb::StoredMessage]) -> String {
             ("KIND", Align::Left),
             ("MESSAGE ID", Align::Left),
             ("STATE", Align::Left),
+            ("CASE", Align::Left),
             ("SUMMARY", Align::Left),
         ],
         0,
@@ -343,6 +382,7 @@ pub fn messages_table(messages: &[pb::StoredMessage]) -> String {
             kind_label(e.message_kind).to_owned(),
             e.message_id.clone(),
             state.to_owned(),
+            case_label(m.case.as_ref()),
             match &m.envelope {
                 Some(envelope) => summary(envelope),
                 None => m.redacted.clone(),
@@ -362,6 +402,7 @@ pub fn outbox_table(messages: &[pb::StoredMessage]) -> String {
             ("KIND", Align::Left),
             ("MESSAGE ID", Align::Left),
             ("STATE", Align::Left),
+            ("CASE", Align::Left),
             ("ATTEMPTS", Align::Right),
             ("RECEIPT / LAST ERROR", Align::Left),
         ],
@@ -385,12 +426,168 @@ pub fn outbox_table(messages: &[pb::StoredMessage]) -> String {
             kind_label(e.message_kind).to_owned(),
             e.message_id.clone(),
             state_label(m.state).to_owned(),
+            case_label(m.case.as_ref()),
             if m.attempts == 0 {
                 "-".to_owned()
             } else {
                 m.attempts.to_string()
             },
             note,
+        ]);
+    }
+    table.render()
+}
+
+/// A case's status as tables show it: `active, awaiting response`, `closed, answered`.
+pub fn case_label(case: Option<&pb::CaseState>) -> String {
+    let Some(case) = case else {
+        return String::new();
+    };
+    let status = pb::CaseStatus::try_from(case.status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("CASE_STATUS_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let answered = if case.answered {
+        "answered"
+    } else {
+        "awaiting response"
+    };
+    format!("{status}, {answered}")
+}
+
+fn direction_label(direction: i32) -> &'static str {
+    match pb::Direction::try_from(direction) {
+        Ok(pb::Direction::Sent) => "sent",
+        Ok(pb::Direction::Received) => "received",
+        _ => "",
+    }
+}
+
+fn category_label(category: i32) -> String {
+    match pb::AlertCategory::try_from(category) {
+        Ok(pb::AlertCategory::Unspecified) | Err(_) => String::new(),
+        Ok(c) => c
+            .as_str_name()
+            .trim_start_matches("ALERT_CATEGORY_")
+            .to_lowercase(),
+    }
+}
+
+/// A table of search hits: where each was found, never the value.
+pub fn search_table(hits: &[pb::SearchHit]) -> String {
+    if hits.is_empty() {
+        return "no message matches\n".to_owned();
+    }
+    let mut table = Table::new(
+        &[
+            ("SEQ", Align::Right),
+            ("DIRECTION", Align::Left),
+            ("PEER", Align::Left),
+            ("KIND", Align::Left),
+            ("CATEGORY", Align::Left),
+            ("MESSAGE ID", Align::Left),
+            ("MATCHED", Align::Left),
+            ("CASE", Align::Left),
+        ],
+        0,
+    );
+    for h in hits {
+        table.row([
+            h.log_sequence.to_string(),
+            direction_label(h.direction).to_owned(),
+            h.peer.clone(),
+            kind_label(h.kind).to_owned(),
+            category_label(h.category),
+            h.message_id.clone(),
+            h.matched_field.clone(),
+            case_label(h.case.as_ref()),
+        ]);
+    }
+    table.render()
+}
+
+/// One case: where it stands, then its messages in order, then its findings.
+pub fn case_text(r: &pb::CaseResponseView) -> String {
+    let mut out = String::new();
+    if let Some(state) = &r.state {
+        let _ = writeln!(out, "case {}: {}", state.case_id, case_label(Some(state)));
+        let _ = writeln!(out, "  in effect: {}", state.in_effect);
+        if !state.valid_until.is_empty() {
+            let _ = writeln!(out, "  valid until: {}", state.valid_until);
+        }
+    }
+    let mut table = Table::new(
+        &[
+            ("SEQ", Align::Right),
+            ("LOGGED (UTC)", Align::Left),
+            ("ENTRY", Align::Left),
+            ("PEER", Align::Left),
+            ("KIND", Align::Left),
+            ("MESSAGE ID", Align::Left),
+            ("SUMMARY", Align::Left),
+        ],
+        0,
+    );
+    for m in &r.messages {
+        let Some(e) = m.entry.as_ref().and_then(|v| v.entry.as_ref()) else {
+            continue;
+        };
+        table.row([
+            e.sequence.to_string(),
+            to_the_second(e.recorded_at_micros),
+            entry_label(e.kind).to_owned(),
+            e.peer.clone(),
+            kind_label(e.message_kind).to_owned(),
+            e.message_id.clone(),
+            match &m.envelope {
+                Some(envelope) => summary(envelope),
+                None => m.redacted.clone(),
+            },
+        ]);
+    }
+    out.push_str(&table.render());
+    for finding in &r.findings {
+        let _ = writeln!(out, "finding: {finding}");
+    }
+    out
+}
+
+/// A table of cases.
+pub fn cases_table(cases: &[pb::CaseSummary]) -> String {
+    if cases.is_empty() {
+        return "no case matches\n".to_owned();
+    }
+    let mut table = Table::new(
+        &[
+            ("SEQ", Align::Right),
+            ("OPENED", Align::Left),
+            ("DIRECTION", Align::Left),
+            ("PEER", Align::Left),
+            ("KIND", Align::Left),
+            ("CATEGORY", Align::Left),
+            ("CASE", Align::Left),
+            ("STATUS", Align::Left),
+            ("VALID UNTIL", Align::Left),
+            ("MESSAGES", Align::Right),
+        ],
+        0,
+    );
+    for c in cases {
+        let state = c.state.clone().unwrap_or_default();
+        table.row([
+            c.log_sequence.to_string(),
+            c.created_at.chars().take(10).collect(),
+            direction_label(c.direction).to_owned(),
+            c.peer.clone(),
+            kind_label(c.kind).to_owned(),
+            category_label(c.category),
+            state.case_id.clone(),
+            case_label(Some(&state)),
+            state.valid_until.clone(),
+            c.messages.to_string(),
         ]);
     }
     table.render()
@@ -416,6 +613,8 @@ pub fn entries_table(entries: &[pb::EntryView]) -> String {
         let Some(e) = &view.entry else { continue };
         let note = if e.refers_to != 0 {
             format!("for entry {}", e.refers_to)
+        } else if !e.actor.is_empty() {
+            format!("by {}", e.actor)
         } else {
             e.reason.clone()
         };

@@ -175,6 +175,62 @@ pub enum Command {
         /// The message id.
         id: String,
     },
+    /// Messages that name a document or a person, with their case status. Recorded in the
+    /// log as a consultation, without the terms.
+    Search {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A document number, or a whole machine-readable zone (its lines separated by a line
+        /// feed), whose document number is searched.
+        #[arg(long)]
+        document: Option<String>,
+        /// A name: "FAMILY, GIVEN", "GIVEN FAMILY" or a single name; case, diacritics, hyphens
+        /// and apostrophes do not matter.
+        #[arg(long)]
+        name: Option<String>,
+        /// Narrows a name: YYYY, YYYY-MM or YYYY-MM-DD.
+        #[arg(long)]
+        born: Option<String>,
+        /// Only people of this nationality.
+        #[arg(long)]
+        nationality: Option<String>,
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Only alerts of this category.
+        #[arg(long, value_enum)]
+        category: Option<CategoryArg>,
+        /// Only messages sent, or only received.
+        #[arg(long, value_enum)]
+        direction: Option<DirectionArg>,
+        /// Also withdrawn, expired and closed cases.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One case: the alert or notice, every message that refers to it, and where it stands.
+    Case {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Any message of the case.
+        id: String,
+    },
+    /// Cases, by status, expiry and whether they await a response.
+    Cases {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only cases in this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// Only active cases whose alert expires within this many days.
+        #[arg(long, value_name = "DAYS")]
+        expiring_within: Option<u32>,
+        /// Only cases the other side has not answered.
+        #[arg(long)]
+        awaiting_response: bool,
+        /// Only cases with this country.
+        #[arg(long)]
+        peer: Option<String>,
+    },
     /// A range of exchange-log entries.
     Log {
         #[command(flatten)]
@@ -260,6 +316,52 @@ impl KindArg {
             Self::Response => pb::MessageKind::CaseResponse,
         }
     }
+}
+
+/// An alert category on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CategoryArg {
+    SuspectedNonProceduralMigrantWorker,
+    SuspectedTraffickingVictim,
+    SuspectedRecruiter,
+    SuspectedTrafficker,
+    DeparturePostponed,
+    PassportIssuancePostponed,
+    RepatriationRequest,
+    Overstay,
+}
+
+impl CategoryArg {
+    fn category(self) -> pb::AlertCategory {
+        match self {
+            Self::SuspectedNonProceduralMigrantWorker => {
+                pb::AlertCategory::SuspectedNonProceduralMigrantWorker
+            }
+            Self::SuspectedTraffickingVictim => pb::AlertCategory::SuspectedTraffickingVictim,
+            Self::SuspectedRecruiter => pb::AlertCategory::SuspectedRecruiter,
+            Self::SuspectedTrafficker => pb::AlertCategory::SuspectedTrafficker,
+            Self::DeparturePostponed => pb::AlertCategory::DeparturePostponed,
+            Self::PassportIssuancePostponed => pb::AlertCategory::PassportIssuancePostponed,
+            Self::RepatriationRequest => pb::AlertCategory::RepatriationRequest,
+            Self::Overstay => pb::AlertCategory::Overstay,
+        }
+    }
+}
+
+/// A direction on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DirectionArg {
+    Sent,
+    Received,
+}
+
+/// A case status on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StatusArg {
+    Active,
+    Withdrawn,
+    Expired,
+    Closed,
 }
 
 /// An RFC 3339 UTC instant on the command line, checked before anything is sent.
@@ -691,6 +793,56 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             limit,
         } => outbox(client, peer, limit).await,
         Command::Show { client, id } => show(client, id).await,
+        Command::Search {
+            client,
+            document,
+            name,
+            born,
+            nationality,
+            kind,
+            category,
+            direction,
+            all,
+        } => {
+            let request = pb::SearchRequest {
+                document: document.unwrap_or_default(),
+                name: name.unwrap_or_default(),
+                born: born.unwrap_or_default(),
+                nationality: nationality.unwrap_or_default(),
+                kind: kind.map_or(pb::MessageKind::Unspecified, KindArg::kind) as i32,
+                category: category.map_or(pb::AlertCategory::Unspecified, CategoryArg::category)
+                    as i32,
+                direction: match direction {
+                    None => pb::Direction::Unspecified,
+                    Some(DirectionArg::Sent) => pb::Direction::Sent,
+                    Some(DirectionArg::Received) => pb::Direction::Received,
+                } as i32,
+                all,
+            };
+            search(client, request).await
+        }
+        Command::Case { client, id } => case(client, id).await,
+        Command::Cases {
+            client,
+            status,
+            expiring_within,
+            awaiting_response,
+            peer,
+        } => {
+            let request = pb::CasesRequest {
+                status: match status {
+                    None => pb::CaseStatus::Unspecified,
+                    Some(StatusArg::Active) => pb::CaseStatus::Active,
+                    Some(StatusArg::Withdrawn) => pb::CaseStatus::Withdrawn,
+                    Some(StatusArg::Expired) => pb::CaseStatus::Expired,
+                    Some(StatusArg::Closed) => pb::CaseStatus::Closed,
+                } as i32,
+                expiring_within_days: expiring_within.unwrap_or(0),
+                awaiting_response,
+                peer: peer.unwrap_or_default(),
+            };
+            cases(client, request).await
+        }
         Command::Log {
             client,
             from,
@@ -1034,6 +1186,30 @@ async fn show(client: ClientArgs, id: String) -> anyhow::Result<()> {
     let mut c = connect(&client)?;
     let r = c.show(&id).await?;
     print(client.json, &r, || client::show_text(&r));
+    Ok(())
+}
+
+/// Messages naming a document or a person.
+async fn search(client: ClientArgs, request: pb::SearchRequest) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c.search(request).await?;
+    print(client.json, &r, || client::search_table(&r.hits));
+    Ok(())
+}
+
+/// One case and where it stands.
+async fn case(client: ClientArgs, id: String) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c.case(&id).await?;
+    print(client.json, &r, || client::case_text(&r));
+    Ok(())
+}
+
+/// Cases by status.
+async fn cases(client: ClientArgs, request: pb::CasesRequest) -> anyhow::Result<()> {
+    let mut c = connect(&client)?;
+    let r = c.cases(request).await?;
+    print(client.json, &r, || client::cases_table(&r.cases));
     Ok(())
 }
 

@@ -50,6 +50,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../certs-example/idn/sync.key"),
     ),
     (
+        "idn/screening.pem",
+        include_str!("../../certs-example/idn/screening.pem"),
+    ),
+    (
+        "idn/screening.key",
+        include_str!("../../certs-example/idn/screening.key"),
+    ),
+    (
         "idn/peers/khm-ca.pem",
         include_str!("../../certs-example/idn/peers/khm-ca.pem"),
     ),
@@ -89,6 +97,14 @@ const FILES: &[(&str, &str)] = &[
     (
         "khm/sync.key",
         include_str!("../../certs-example/khm/sync.key"),
+    ),
+    (
+        "khm/screening.pem",
+        include_str!("../../certs-example/khm/screening.pem"),
+    ),
+    (
+        "khm/screening.key",
+        include_str!("../../certs-example/khm/screening.key"),
     ),
     (
         "khm/peers/idn-ca.pem",

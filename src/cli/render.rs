@@ -58,7 +58,7 @@ pub fn csv(records: &[&pb::StatisticsRecord]) -> String {
 }
 
 /// The columns of [`audit_csv`].
-pub const AUDIT_CSV_COLUMNS: [&str; 16] = [
+pub const AUDIT_CSV_COLUMNS: [&str; 17] = [
     "node",
     "sequence",
     "recorded_at",
@@ -75,6 +75,7 @@ pub const AUDIT_CSV_COLUMNS: [&str; 16] = [
     "receipt_log_sequence",
     "receipt_entry_hash",
     "reason",
+    "actor",
 ];
 
 /// An audit export as CSV for spreadsheets, written to `out`: the metadata of each entry, no
@@ -107,6 +108,7 @@ pub fn audit_csv<W: std::io::Write>(out: W, records: &[ExportRecord]) -> std::io
             &seq,
             &hash,
             &r.reason,
+            &r.actor,
         ])?;
     }
     out.flush()

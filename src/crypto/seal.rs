@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::domain::model::{Digest, hex};
@@ -21,6 +22,36 @@ const MAGIC: [u8; 2] = [0x00, 0x01];
 const KEY_ID_LEN: usize = 8;
 const HEADER_LEN: usize = MAGIC.len() + KEY_ID_LEN + NONCE_LEN;
 const TAG_LEN: usize = 16;
+/// What the search index's key is derived for, from the log key.
+const INDEX_KEY_LABEL: &[u8] = b"focalpoint search index v1";
+/// What a search term's hash is prefixed with in a log without a key.
+const PLAIN_INDEX_LABEL: &[u8] = b"focalpoint search term v1\0";
+/// The bytes of a search term's hash that the index keeps.
+pub const INDEX_TAG_LEN: usize = 16;
+
+/// The search index's hash of a term (see `domain::search`): with a log key, HMAC-SHA-256
+/// under a key derived from it, so the index of a copied data directory names no one; without
+/// one, where the content itself is in plain, SHA-256. The first 16 bytes.
+pub fn index_tag(key: Option<&LogKey>, term: &[u8]) -> [u8; INDEX_TAG_LEN] {
+    let mut tag = [0; INDEX_TAG_LEN];
+    match key {
+        Some(key) => tag.copy_from_slice(&hmac::sign(&key.index, term).as_ref()[..INDEX_TAG_LEN]),
+        None => {
+            tag.copy_from_slice(&Digest::of_parts(&[PLAIN_INDEX_LABEL, term]).0[..INDEX_TAG_LEN])
+        }
+    }
+    tag
+}
+
+/// A term's hash under the log key and under every key it replaced: what a search looks up,
+/// since entries indexed before a key rotation keep their earlier hashes.
+pub fn index_tags(key: Option<&LogKey>, term: &[u8]) -> Vec<[u8; INDEX_TAG_LEN]> {
+    let mut tags = vec![index_tag(key, term)];
+    if let Some(key) = key {
+        tags.extend(key.previous.iter().map(|k| index_tag(Some(k), term)));
+    }
+    tags
+}
 
 /// Why a log key cannot be loaded or sealed content cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +89,9 @@ pub enum SealError {
 pub struct LogKey {
     key: LessSafeKey,
     id: [u8; KEY_ID_LEN],
+    /// Keys the search index's hashes of names and document numbers, derived from the log key
+    /// so that one secret guards both.
+    index: hmac::Key,
     previous: Vec<Self>,
 }
 
@@ -74,9 +108,11 @@ impl LogKey {
         let mut id = [0; KEY_ID_LEN];
         id.copy_from_slice(&digest.0[..KEY_ID_LEN]);
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).expect("AES-256 takes a 32-byte key");
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), INDEX_KEY_LABEL);
         Self {
             key: LessSafeKey::new(unbound),
             id,
+            index: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
             previous: Vec::new(),
         }
     }
@@ -256,6 +292,25 @@ mod tests {
             Err(SealError::WrongKey { .. })
         ));
         assert_eq!(current.open(6, &digest.0, &new).unwrap(), plain);
+    }
+
+    #[test]
+    fn index_tags_are_keyed_and_follow_rotation() {
+        let term = b"DX2217845";
+        let plain = index_tag(None, term);
+        let old = index_tag(Some(&key(1)), term);
+        assert_ne!(plain, old);
+        assert_ne!(old, index_tag(Some(&key(2)), term));
+        assert_eq!(old, index_tag(Some(&key(1)), term));
+        assert_ne!(old, index_tag(Some(&key(1)), b"DX2217846"));
+        let rotated = key(2).with_previous(vec![key(1)]);
+        let tags = index_tags(Some(&rotated), term);
+        assert_eq!(tags, vec![index_tag(Some(&key(2)), term), old]);
+        // Known answers from Python's hashlib and hmac: SHA-256("focalpoint search term
+        // v1\0" || term), and HMAC-SHA-256 under HMAC-SHA-256(log key, "focalpoint search
+        // index v1"), each cut to 16 bytes.
+        assert_eq!(hex(&plain), "855e04b9fc188cf43f2080fc52566ad8");
+        assert_eq!(hex(&old), "f2876a76cfba8119a7d8d113e02e0d61");
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub enum EntryName {
     Reconciled,
     /// Content removed under the retention policy.
     Redacted,
+    /// A local user consulted personal data.
+    Consulted,
     /// No known kind, or one this build does not know (a newer peer's export).
     #[serde(rename = "?", other)]
     Unknown,
@@ -106,6 +108,7 @@ impl EntryName {
             pb::EntryKind::CheckpointWitnessed => Self::Witnessed,
             pb::EntryKind::Reconciliation => Self::Reconciled,
             pb::EntryKind::Redaction => Self::Redacted,
+            pb::EntryKind::Consultation => Self::Consulted,
             pb::EntryKind::Unspecified => Self::Unknown,
         }
     }
@@ -122,6 +125,7 @@ impl EntryName {
             Self::Witnessed => "witnessed",
             Self::Reconciled => "reconciled",
             Self::Redacted => "redacted",
+            Self::Consulted => "consulted",
             Self::Unknown => "?",
         }
     }
@@ -230,6 +234,7 @@ mod tests {
             (pb::EntryKind::CheckpointWitnessed, "witnessed"),
             (pb::EntryKind::Reconciliation, "reconciled"),
             (pb::EntryKind::Redaction, "redacted"),
+            (pb::EntryKind::Consultation, "consulted"),
         ];
         for (kind, text) in wire {
             let parsed: EntryName = serde_json::from_str(&format!("\"{text}\"")).unwrap();

@@ -18,7 +18,7 @@ pub enum ParseError {
     Country,
     #[error("is not a message id (1 to 64 characters of A-Z a-z 0-9 . _ : -)")]
     MessageId,
-    #[error("is not a role (operator, auditor, sync or node)")]
+    #[error("is not a role (operator, auditor, sync, screening or node)")]
     Role,
     #[error("is not a focalpoint identity (urn:focalpoint:COUNTRY:ROLE[:NAME])")]
     Identity,
@@ -147,6 +147,8 @@ pub enum Role {
     Auditor,
     /// The nightly statistics sync: pushes statistics reports only.
     Sync,
+    /// A border-control system checking travellers: searches what was exchanged, nothing else.
+    Screening,
 }
 
 impl Role {
@@ -157,6 +159,7 @@ impl Role {
             Self::Operator => "operator",
             Self::Auditor => "auditor",
             Self::Sync => "sync",
+            Self::Screening => "screening",
         }
     }
 }
@@ -169,6 +172,7 @@ impl FromStr for Role {
             "operator" => Ok(Self::Operator),
             "auditor" => Ok(Self::Auditor),
             "sync" => Ok(Self::Sync),
+            "screening" => Ok(Self::Screening),
             _ => Err(ParseError::Role),
         }
     }

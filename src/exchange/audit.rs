@@ -164,6 +164,8 @@ pub enum Finding {
         message_id: String,
         peer: String,
     },
+    #[error("records a consultation, but {0}")]
+    Consultation(&'static str),
     #[error("redacts a message, but no retention policy is configured")]
     NoRetentionPolicy,
     #[error("redacts entry {0}, which is missing")]
@@ -261,6 +263,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
                 receipts += 1;
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
+            pb::EntryKind::Consultation => check_consultation(checked)?,
             pb::EntryKind::Redaction => {
                 check_redaction(log, checked, trust)?;
                 redacted += 1;
@@ -292,6 +295,35 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         sealed_unopened,
         unsigned_receipts: unsigned.len() as u64,
     })
+}
+
+/// A consultation entry: who (a local user of this node's country), what (a known operation),
+/// and the messages returned, all readable. Its content is never redacted.
+fn check_consultation(checked: &crate::log::Checked<'_>) -> Result<(), Finding> {
+    let e = checked.entry;
+    let identity: crate::domain::model::Identity = e
+        .actor
+        .parse()
+        .map_err(|_| Finding::Consultation("its actor is not a focalpoint identity"))?;
+    if identity.role == crate::domain::model::Role::Node {
+        return Err(Finding::Consultation("its actor is a node, not a user"));
+    }
+    if !e.peer.is_empty() || !e.message_id.is_empty() {
+        return Err(Finding::Consultation(
+            "it names a peer or a message of its own",
+        ));
+    }
+    let content = checked
+        .content
+        .ok_or(Finding::Consultation("its content is not held"))?;
+    let consultation = pb::Consultation::decode(content)
+        .map_err(|_| Finding::Consultation("its content does not decode"))?;
+    match pb::ConsultationOperation::try_from(consultation.operation) {
+        Ok(pb::ConsultationOperation::Unspecified) | Err(_) => {
+            Err(Finding::Consultation("its operation is not known"))
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Reads again the receipts found unsigned: those signed since are checked and dropped from
@@ -699,6 +731,12 @@ pub struct ExportRecord {
     pub reference: String,
     /// For refusals and failures: why.
     pub reason: String,
+    /// For a message this node sent and a consultation: who asked (a certificate's URI SAN).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub actor: String,
+    /// For a consultation: the operation and the messages it returned (proto3 JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consultation: Option<serde_json::Value>,
     /// For messages: the envelope (proto3 JSON), if still held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<serde_json::Value>,
@@ -927,6 +965,14 @@ pub fn export(
                 refers_to: e.refers_to,
                 reference: e.reference.clone(),
                 reason: e.reason.clone(),
+                actor: e.actor.clone(),
+                consultation: match kind {
+                    pb::EntryKind::Consultation => content
+                        .as_deref()
+                        .and_then(|c| pb::Consultation::decode(c).ok())
+                        .and_then(|c| serde_json::to_value(c).ok()),
+                    _ => None,
+                },
                 envelope,
                 reconciliation,
                 withheld,

@@ -60,6 +60,8 @@ fn store_sent(t: &mut Txn<'_>, valid: Storable) -> Result<Result<(u64, bool), Re
         digest,
         receiver: peer,
         created_at,
+        search_terms,
+        actor,
     } = valid;
     let id = message_id.as_str();
     if let Some(seq) = t.sent(id)? {
@@ -86,6 +88,8 @@ fn store_sent(t: &mut Txn<'_>, valid: Storable) -> Result<Result<(u64, bool), Re
         content: Some(bytes),
         reference,
         created_at,
+        search_terms,
+        actor,
         ..Default::default()
     })?;
     Ok(Ok((sequence, false)))
@@ -102,11 +106,16 @@ struct Storable {
     bytes: Vec<u8>,
     digest: Digest,
     receiver: CountryCode,
+    search_terms: Vec<crate::domain::search::Term>,
+    /// Who asked, for a message this node sends.
+    actor: String,
 }
 
 impl From<ValidEnvelope> for Storable {
     fn from(valid: ValidEnvelope) -> Self {
         Self {
+            search_terms: crate::domain::search::distinct_terms(&valid.envelope),
+            actor: String::new(),
             message_id: valid.message_id,
             kind: valid.kind,
             reference: valid.reference,
@@ -168,6 +177,7 @@ fn store_received(
         reference: valid.reference,
         peer_sequence: sender_sequence,
         created_at: valid.created_at,
+        search_terms: valid.search_terms,
         ..Default::default()
     })?;
     let receipt = pb::Receipt {
@@ -428,7 +438,7 @@ impl Exchange {
         self.local_user(caller)?;
         match caller.role {
             Role::Operator | Role::Auditor => Ok(()),
-            Role::Sync | Role::Node => Err(ExchangeError::Forbidden(format!(
+            Role::Sync | Role::Screening | Role::Node => Err(ExchangeError::Forbidden(format!(
                 "role {} may not read the log",
                 caller.role
             ))),
@@ -491,7 +501,7 @@ impl Exchange {
                         .into(),
                 ));
             }
-            Role::Auditor | Role::Node => {
+            Role::Auditor | Role::Screening | Role::Node => {
                 return Err(ExchangeError::Forbidden(format!(
                     "role {} may not send",
                     caller.role
@@ -532,7 +542,7 @@ impl Exchange {
     ) -> Result<Submitted, ExchangeError> {
         match caller.role {
             Role::Operator | Role::Sync => {}
-            Role::Auditor | Role::Node => {
+            Role::Auditor | Role::Screening | Role::Node => {
                 return Err(ExchangeError::Forbidden(format!(
                     "role {} may not send",
                     caller.role
@@ -546,7 +556,8 @@ impl Exchange {
             return Err(ExchangeError::UnknownPeer(peer.to_string()));
         }
         let (message_id, kind, digest) = (valid.message_id.clone(), valid.kind, valid.digest);
-        let valid = Storable::from(valid);
+        let mut valid = Storable::from(valid);
+        valid.actor = caller.uri();
         let outcome = self
             .inner
             .log
@@ -609,6 +620,10 @@ impl Exchange {
                     })
                 }
             });
+        let checked = match checked {
+            Ok(v) => self.check_own_case(&v)?.map(|()| v),
+            Err(e) => Err(e),
+        };
         match checked {
             Ok(v) => Ok(v),
             Err(e) => {

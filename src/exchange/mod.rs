@@ -1,14 +1,16 @@
 //! What a node does with envelopes, apart from any transport: authorisation, submit and
-//! receive, receipts, checkpoints, statistics and their reconciliation, retention, audit, and
-//! the counters the node keeps.
+//! receive, receipts, checkpoints, statistics and their reconciliation, retention, audit, search,
+//! case state, and the counters the node keeps.
 
 pub mod audit;
+pub mod cases;
 pub mod checkpoint;
 pub mod core;
 pub mod error;
 pub mod metrics;
 pub mod reconcile;
 pub mod retention;
+pub mod search;
 pub mod stats;
 
 pub use self::core::{Exchange, PeerTrust};

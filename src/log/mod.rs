@@ -28,6 +28,7 @@ use prost::Message;
 use crate::crypto::receipt::{self, ReceiptSigner};
 use crate::crypto::seal::{self, LogKey, SealError};
 use crate::domain::model::{CountryCode, Digest, MessageId, now_micros};
+use crate::domain::search::{self, Term};
 use crate::pb;
 
 /// What "durable" means for this log.
@@ -351,6 +352,11 @@ pub struct NewEntry {
     pub peer_sequence: u64,
     /// For messages: the envelope's creation time.
     pub created_at: String,
+    /// For messages: what it can be found by (`domain::search::distinct_terms` of its
+    /// envelope), indexed in the same write as the entry.
+    pub search_terms: Vec<Term>,
+    /// For a message this node sends and for a consultation: the URI SAN of who asked.
+    pub actor: String,
 }
 
 /// The position of an appended entry.
@@ -401,6 +407,25 @@ mod key {
     pub(super) const WITNESSED: u8 = b'w';
     pub(super) const RECONCILED: u8 = b'g';
     pub(super) const REDACTED: u8 = b'd';
+    /// The search index: a term's keyed hash (see [`crate::crypto::seal::index_tag`]), then the
+    /// sequence of a message that names it. The value is empty.
+    pub(super) const SEARCH: u8 = b'q';
+    /// Present once the search index holds every message's terms (a log written before the
+    /// index existed gets it at its first opening with the content readable).
+    pub(super) const SEARCH_COMPLETE: &[u8] = b"u";
+
+    pub(super) fn search(tag: &[u8], sequence: u64) -> Vec<u8> {
+        let mut k = search_prefix(tag);
+        k.extend_from_slice(&sequence.to_be_bytes());
+        k
+    }
+
+    pub(super) fn search_prefix(tag: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + tag.len() + 8);
+        k.push(SEARCH);
+        k.extend_from_slice(tag);
+        k
+    }
 
     pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
         let mut k = vec![prefix];
@@ -734,6 +759,7 @@ impl Txn<'_> {
             peer_sequence: new.peer_sequence,
             sealed_sha256,
             created_at: new.created_at,
+            actor: new.actor,
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);
@@ -748,6 +774,12 @@ impl Txn<'_> {
         {
             self.own
                 .insert(cursor, entry.peer_sequence.to_be_bytes().to_vec());
+        }
+        if is_message(new.kind) {
+            for term in &new.search_terms {
+                let tag = seal::index_tag(self.key, &term.hashed_bytes());
+                self.own.insert(key::search(&tag, sequence), Vec::new());
+            }
         }
         let (stored, shared) = new_record(&bytes, new.kind, content.as_deref(), None, None);
         for (k, v) in shared {
@@ -769,9 +801,20 @@ impl Txn<'_> {
         }
     }
 
-    /// Stages the removal of the content of entry `sequence`; only a redaction entry appended
-    /// in the same job accounts for it.
+    /// Stages the removal of the content of entry `sequence`, and of the search index's keys
+    /// for it; only a redaction entry appended in the same job accounts for it.
     pub fn remove_content(&mut self, sequence: u64) -> Result<(), LogError> {
+        let k = key::seq(key::ENTRY, sequence);
+        if let Some(stored) = self.get(&k)? {
+            let view = parse_record(sequence, &stored)?;
+            if let Some(plain) = readable_content(sequence, &view, self.key)? {
+                for term in message_terms(&plain) {
+                    for tag in seal::index_tags(self.key, &term.hashed_bytes()) {
+                        self.own.remove(key::search(&tag, sequence));
+                    }
+                }
+            }
+        }
         self.change_record(sequence, |view| {
             record::View {
                 content: None,
@@ -996,6 +1039,11 @@ impl ExchangeLog {
                 writer: Some(writer),
             }),
         };
+        // A node (which opens its log with its signer, and its key) completes the search index
+        // of a log written before it existed; offline tools leave the store as it is.
+        if signed_on_open || next == 1 {
+            log.complete_search_index()?;
+        }
         if signed_on_open {
             let signed = log.transact_blocking(sign_unsigned)?;
             if signed > 0 {
@@ -1006,6 +1054,60 @@ impl ExchangeLog {
             }
         }
         Ok(log)
+    }
+
+    /// Indexes every message of a log written before the search index existed, once. Content
+    /// encrypted at rest needs the log key: opened without it (an offline audit), the log is
+    /// left as it was, and the node indexes it when it next starts with its key.
+    fn complete_search_index(&self) -> Result<(), LogError> {
+        if self.store()?.tree.contains_key(key::SEARCH_COMPLETE)? {
+            return Ok(());
+        }
+        let indexed = self.transact_blocking(|t| {
+            let mut index = Staged::default();
+            let mut messages = 0u64;
+            for kv in t.scan(key::ENTRY) {
+                let (k, v) = kv?;
+                let sequence = key::tail_seq(&k).unwrap_or(0);
+                let view = parse_record(sequence, &v)?;
+                let stored = decode_entry(sequence, view.entry)?;
+                if index_record(&mut index, t.key, &stored, &view)?.is_err() {
+                    return Ok(None);
+                }
+                messages += u64::from(is_message(stored.kind()));
+            }
+            index.insert(key::SEARCH_COMPLETE, b"1".to_vec());
+            t.own.absorb(index);
+            Ok(Some(messages))
+        })?;
+        match indexed {
+            Some(messages) if messages > 0 => {
+                tracing::info!(messages, "indexed the log's messages for search");
+            }
+            Some(_) => {}
+            None => tracing::warn!(
+                "the log's messages are encrypted at rest and the log was opened without its key: \
+                 the search index is completed when the node starts with the key"
+            ),
+        }
+        Ok(())
+    }
+
+    /// The messages whose envelope names `term`, by sequence, ascending. Hashes under earlier
+    /// log keys are looked up too.
+    pub fn search(&self, term: &Term) -> Result<Vec<u64>, LogError> {
+        let store = self.store()?;
+        let mut found = Vec::new();
+        for tag in seal::index_tags(self.inner.key.as_deref(), &term.hashed_bytes()) {
+            for k in store.tree.scan_prefix(key::search_prefix(&tag)).keys() {
+                if let Some(sequence) = key::tail_seq(&k?) {
+                    found.push(sequence);
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
     }
 
     /// Signs the receipts issued from now on with `signer` (a reloaded key). The log must have
@@ -1540,11 +1642,14 @@ impl ExchangeLog {
                     let highest = cursors.entry(cursor).or_insert(0);
                     *highest = stored.entry.peer_sequence.max(*highest);
                 }
+                index_record(&mut rebuilt, t.key, &stored, &parse_record(sequence, &v)?)?
+                    .map_err(|sealed| SealError::NoKey { sequence: sealed })?;
                 replayed += 1;
             }
             for (k, highest) in cursors {
                 rebuilt.insert(k, highest.to_be_bytes().to_vec());
             }
+            rebuilt.insert(key::SEARCH_COMPLETE, b"1".to_vec());
             t.own.absorb(rebuilt);
             Ok(replayed)
         })
@@ -2140,7 +2245,7 @@ fn view_updates(entry: &pb::LogEntry, hash: &Digest) -> Vec<(Vec<u8>, Option<Vec
         pb::EntryKind::Redaction => {
             updates.push((key::seq(key::REDACTED, entry.refers_to), seq_bytes()));
         }
-        pb::EntryKind::Refusal | pb::EntryKind::Unspecified => {}
+        pb::EntryKind::Refusal | pb::EntryKind::Consultation | pb::EntryKind::Unspecified => {}
     }
     if !entry.reference.is_empty()
         && matches!(
@@ -2192,6 +2297,61 @@ fn new_record(
     (stored.encode(), shared)
 }
 
+/// Stages the search index's keys for a message's record, from its content as held. `Err` with
+/// the sequence when the content is sealed and no key opens it.
+fn index_record(
+    staged: &mut Staged,
+    key: Option<&LogKey>,
+    stored: &StoredEntry,
+    view: &record::View<'_>,
+) -> Result<Result<(), u64>, LogError> {
+    let sequence = stored.entry.sequence;
+    if !is_message(stored.kind()) || view.content.is_none() {
+        return Ok(Ok(()));
+    }
+    let Some(plain) = readable_content(sequence, view, key)? else {
+        return Ok(Err(sequence));
+    };
+    for term in message_terms(&plain) {
+        let tag = seal::index_tag(key, &term.hashed_bytes());
+        staged.insert(key::search(&tag, sequence), Vec::new());
+    }
+    Ok(Ok(()))
+}
+
+/// A message record's content in plain: opened with `key` when sealed; `None` when it is not
+/// held, or sealed and `key` is `None`.
+fn readable_content<'a>(
+    sequence: u64,
+    view: &record::View<'a>,
+    key: Option<&LogKey>,
+) -> Result<Option<std::borrow::Cow<'a, [u8]>>, LogError> {
+    let Some(content) = view.content else {
+        return Ok(None);
+    };
+    if !seal::is_sealed(content) {
+        return Ok(Some(std::borrow::Cow::Borrowed(content)));
+    }
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let entry = decode_entry(sequence, view.entry)?;
+    Ok(Some(std::borrow::Cow::Owned(key.open(
+        sequence,
+        &entry.entry.content_sha256,
+        content,
+    )?)))
+}
+
+/// The search terms of a message's envelope. Content that does not decode as an envelope names
+/// nothing to search for: it was never accepted as one, and its digest is the audit's to check,
+/// not a reason to stop a rebuild or a redaction.
+fn message_terms(plain: &[u8]) -> Vec<Term> {
+    pb::Envelope::decode(plain)
+        .map(|envelope| search::distinct_terms(&envelope))
+        .unwrap_or_default()
+}
+
 /// The key of the peer's cursor a received message moves: the highest sender sequence held
 /// from that peer, which the entry's `peer_sequence` replaces if it is higher.
 fn received_cursor(entry: &pb::LogEntry) -> Option<Vec<u8>> {
@@ -2200,7 +2360,8 @@ fn received_cursor(entry: &pb::LogEntry) -> Option<Vec<u8>> {
 }
 
 /// Prefixes of the views: every key under them is derived from the chain alone.
-const VIEW_PREFIXES: [u8; 12] = [
+const VIEW_PREFIXES: [u8; 13] = [
+    key::SEARCH,
     key::HEAD[0],
     key::REDACTED,
     key::RECONCILED,
@@ -2761,6 +2922,161 @@ mod tests {
             content: Some(format!("content of {id}").into_bytes()),
             ..Default::default()
         }
+    }
+
+    /// A sent alert naming a person and a passport, with its search terms, as the exchange
+    /// stores one.
+    fn alert_naming(id: &str, family: &str, passport: &str) -> NewEntry {
+        let envelope = pb::Envelope {
+            message_id: id.into(),
+            body: Some(pb::envelope::Body::TravellerAlert(pb::TravellerAlert {
+                person: Some(pb::Person {
+                    family_name: family.into(),
+                    ..Default::default()
+                }),
+                documents: vec![pb::TravelDocument {
+                    number: passport.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        NewEntry {
+            content: Some(envelope.encode_to_vec()),
+            search_terms: search::distinct_terms(&envelope),
+            ..sent(id)
+        }
+    }
+
+    fn passport(number: &str) -> Term {
+        Term::document(number).unwrap()
+    }
+
+    #[test]
+    fn the_search_index_is_written_with_the_entry_removed_with_its_content_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+        log.transact_blocking(|t| {
+            t.append(alert_naming("A-1", "WULANDARI", "X2217845"))?;
+            t.append(alert_naming("A-2", "WULANDARI", "X9999999"))?;
+            t.append(sent("S-3"))
+        })
+        .unwrap();
+        let name = Term::name(["Wulandari"]).unwrap();
+        assert_eq!(log.search(&passport("X2217845")).unwrap(), vec![1]);
+        assert_eq!(log.search(&name).unwrap(), vec![1, 2]);
+        assert!(log.search(&passport("X0000000")).unwrap().is_empty());
+        let kept = log.views().unwrap();
+        let index_keys = |views: &[ViewRecord]| {
+            views
+                .iter()
+                .filter(|(k, _)| k.first() == Some(&key::SEARCH))
+                .count()
+        };
+        assert_eq!(index_keys(&kept), 4);
+        // Rebuilt from the chain alone, the index is the same.
+        log.store()
+            .unwrap()
+            .tree
+            .remove(key::search(&seal::index_tag(None, &name.hashed_bytes()), 2))
+            .unwrap();
+        assert_eq!(log.search(&name).unwrap(), vec![1]);
+        log.rebuild_views().unwrap();
+        assert_eq!(log.views().unwrap(), kept);
+        // A redaction removes the message's index keys in the same write as its content.
+        log.transact_blocking(|t| {
+            t.remove_content(1)?;
+            t.append(NewEntry {
+                kind: pb::EntryKind::Redaction,
+                refers_to: 1,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        assert!(log.search(&passport("X2217845")).unwrap().is_empty());
+        assert_eq!(log.search(&name).unwrap(), vec![2]);
+        assert_eq!(index_keys(&log.views().unwrap()), 2);
+        let after_redaction = log.views().unwrap();
+        log.rebuild_views().unwrap();
+        assert_eq!(log.views().unwrap(), after_redaction);
+    }
+
+    #[test]
+    fn an_encrypted_log_indexes_keyed_hashes_and_rebuilds_only_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(LogKey::from_bytes(&[7; 32]));
+        let with_key = || LogOptions::from(Durability::Flush).with_key(Some(key.clone()));
+        {
+            let log = ExchangeLog::open(dir.path(), with_key()).unwrap();
+            log.transact_blocking(|t| t.append(alert_naming("A-1", "WULANDARI", "X2217845")))
+                .unwrap();
+            assert_eq!(log.search(&passport("X2217845")).unwrap(), vec![1]);
+            let term = passport("X2217845").hashed_bytes();
+            let keyed = key::search(&seal::index_tag(Some(&key), &term), 1);
+            let plain = key::search(&seal::index_tag(None, &term), 1);
+            let tree = &log.store().unwrap().tree;
+            assert!(tree.contains_key(keyed).unwrap());
+            assert!(!tree.contains_key(plain).unwrap());
+        }
+        {
+            // Without the key, nothing can be derived: a rebuild refuses rather than lose hits.
+            let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+            assert!(matches!(
+                log.rebuild_views(),
+                Err(LogError::Seal(SealError::NoKey { sequence: 1 }))
+            ));
+        }
+        let log = ExchangeLog::open(dir.path(), with_key()).unwrap();
+        assert_eq!(log.search(&passport("X2217845")).unwrap(), vec![1]);
+        // After a key rotation, what the earlier key indexed is still found.
+        drop(log);
+        let rotated = Arc::new(
+            LogKey::from_bytes(&[8; 32]).with_previous(vec![LogKey::from_bytes(&[7; 32])]),
+        );
+        let log = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_key(Some(rotated)),
+        )
+        .unwrap();
+        log.transact_blocking(|t| t.append(alert_naming("A-2", "OTHER", "X2217845")))
+            .unwrap();
+        assert_eq!(log.search(&passport("X2217845")).unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_log_written_before_the_search_index_is_indexed_when_a_node_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+            log.transact_blocking(|t| t.append(alert_naming("A-1", "WULANDARI", "X2217845")))
+                .unwrap();
+            // As a log of the layout before the index: no index keys, no completion mark.
+            let tree = &log.store().unwrap().tree;
+            for k in tree.scan_prefix([key::SEARCH]).keys() {
+                tree.remove(k.unwrap()).unwrap();
+            }
+            tree.remove(key::SEARCH_COMPLETE).unwrap();
+            log.flush().unwrap();
+        }
+        {
+            // An offline tool leaves the store as it is.
+            let log = ExchangeLog::open(dir.path(), Durability::Flush).unwrap();
+            assert!(log.search(&passport("X2217845")).unwrap().is_empty());
+        }
+        let log = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_signer(khm_signer()),
+        )
+        .unwrap();
+        assert_eq!(log.search(&passport("X2217845")).unwrap(), vec![1]);
+        assert!(
+            log.store()
+                .unwrap()
+                .tree
+                .contains_key(key::SEARCH_COMPLETE)
+                .unwrap()
+        );
     }
 
     #[test]

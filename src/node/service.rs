@@ -10,10 +10,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::crypto::x509::identity_of;
 use crate::domain::model::{CountryCode, Identity, Role};
+use crate::exchange::cases::{CaseStatus, CasesFilter};
 use crate::exchange::core::{
     Attempts, Delivery, Exchange, InboxFilter, QueuedReceipt, StoredMessage,
 };
 use crate::exchange::error::ExchangeError;
+use crate::exchange::search::Query;
 use crate::log::StoredEntry;
 use crate::node::limits::Limiter;
 use crate::pb;
@@ -374,6 +376,10 @@ impl OperatorApi {
             attempts: attempts.count,
             last_error: attempts.last_error.unwrap_or_default(),
             redacted: m.redacted.unwrap_or_default(),
+            case: self
+                .exchange
+                .case_at(m.entry.entry.sequence)?
+                .map(|c| c.state()),
         })
     }
 }
@@ -486,9 +492,17 @@ impl OperatorService for OperatorApi {
         &self,
         request: Request<pb::ShowRequest>,
     ) -> Result<Response<pb::ShowResponse>, Status> {
-        self.reader(&request)?;
+        let identity = caller(&request)?;
+        self.exchange.authorize_read(&identity)?;
         let id = request.into_inner().message_id;
         let (messages, entries) = self.exchange.show(&id)?;
+        let shown = messages
+            .iter()
+            .map(|m| m.entry.entry.message_id.clone())
+            .collect();
+        self.exchange
+            .consulted(&identity, pb::ConsultationOperation::Show, shown)
+            .await?;
         Ok(Response::new(pb::ShowResponse {
             messages: messages
                 .into_iter()
@@ -496,6 +510,105 @@ impl OperatorService for OperatorApi {
                 .collect::<Result<_, _>>()?,
             entries: entries.iter().map(entry_view).collect(),
         }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let identity = caller(&request)?;
+        self.exchange.authorize_search(&identity)?;
+        let query = Query::from_request(request.get_ref())?;
+        let hits = self.exchange.search(&identity, query).await?;
+        Ok(Response::new(pb::SearchResponse {
+            hits: hits.into_iter().map(|h| h.view).collect(),
+        }))
+    }
+
+    async fn case(
+        &self,
+        request: Request<pb::CaseRequest>,
+    ) -> Result<Response<pb::CaseResponseView>, Status> {
+        let identity = caller(&request)?;
+        self.exchange.authorize_read(&identity)?;
+        let id = request.into_inner().message_id;
+        let sequence = self
+            .exchange
+            .exchanged(&id)?
+            .ok_or_else(|| ExchangeError::NotFound(format!("message {id}")))?;
+        let case = self
+            .exchange
+            .case_at(sequence)?
+            .ok_or_else(|| ExchangeError::NotFound(format!("a case for message {id}")))?;
+        let shown = case
+            .messages
+            .iter()
+            .map(|m| m.entry.entry.message_id.clone())
+            .collect();
+        self.exchange
+            .consulted(&identity, pb::ConsultationOperation::Case, shown)
+            .await?;
+        let state = case.state();
+        let findings = case.findings;
+        Ok(Response::new(pb::CaseResponseView {
+            state: Some(state),
+            messages: case
+                .messages
+                .into_iter()
+                .map(|m| self.message_view(m))
+                .collect::<Result<_, _>>()?,
+            findings,
+        }))
+    }
+
+    async fn cases(
+        &self,
+        request: Request<pb::CasesRequest>,
+    ) -> Result<Response<pb::CasesResponse>, Status> {
+        self.reader(&request)?;
+        let r = request.into_inner();
+        let status = pb::CaseStatus::try_from(r.status)
+            .map_err(|_| Status::invalid_argument("status: is not a known value"))?;
+        let peer = if r.peer.is_empty() {
+            None
+        } else {
+            Some(
+                r.peer
+                    .parse()
+                    .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?,
+            )
+        };
+        let filter = CasesFilter {
+            status: CaseStatus::from_pb(status),
+            expiring_within_days: (r.expiring_within_days > 0).then_some(r.expiring_within_days),
+            awaiting_response: r.awaiting_response,
+            peer,
+        };
+        let exchange = self.exchange.clone();
+        let cases = tokio::task::spawn_blocking(move || exchange.cases(&filter))
+            .await
+            .map_err(|e| ExchangeError::internal("a case listing stopped", e))??;
+        let cases = cases
+            .into_iter()
+            .map(|c| {
+                let e = &c.root.entry.entry;
+                pb::CaseSummary {
+                    state: Some(c.state()),
+                    direction: if c.sent() {
+                        pb::Direction::Sent
+                    } else {
+                        pb::Direction::Received
+                    } as i32,
+                    peer: e.peer.clone(),
+                    kind: e.message_kind,
+                    category: crate::exchange::cases::category_of(&c.root),
+                    log_sequence: e.sequence,
+                    messages: c.messages.len() as u32,
+                    created_at: e.created_at.clone(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::CasesResponse { cases }))
     }
 
     async fn log(

@@ -199,7 +199,7 @@ pub fn server_config(
             let (verifier, h) = build(ca)?;
             hints.extend(h);
             by_country.insert(*country, verifier);
-            &[Role::Operator, Role::Auditor, Role::Sync]
+            &[Role::Operator, Role::Auditor, Role::Sync, Role::Screening]
         }
     };
     let verifier = Arc::new(PlaneVerifier {

@@ -1,0 +1,349 @@
+//! Case state: an alert or a fraud notice, every message that refers to it (updates,
+//! withdrawals, expiries, responses, at any depth and in both directions), and where it stands.
+//! Derived from the log and the clock, like every other view: nothing here is stored.
+//!
+//! A case is `withdrawn`, `expired` or `closed` by the first message that ends it (a
+//! withdrawal, an expiry, a response that closes it); without one, it is `expired` once the
+//! version in effect is past its `valid_until` (no message needed), and `active` before. It is
+//! answered once the other side has responded.
+//!
+//! A message whose reference names nothing this node exchanged is still logged (the peer's
+//! word is evidence) and shown as a finding of its case; the operator plane refuses to send
+//! one (see [`Exchange::check_own_references`]).
+
+use std::collections::BTreeSet;
+
+use crate::domain::model::{CountryCode, parse_date};
+use crate::domain::validate::{ValidEnvelope, ValidationError};
+use crate::exchange::core::{Exchange, StoredMessage};
+use crate::exchange::error::ExchangeError;
+use crate::pb;
+
+/// Today in UTC: an alert is valid through the whole day of its `valid_until`.
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// How deep a chain of references is followed: far beyond any real case, short of a loop.
+const MAX_DEPTH: usize = 64;
+
+/// Where a case stands. Serde names are the wire of `--json` and exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// Open: nothing ended it and it has not expired.
+    Active,
+    /// A withdrawal ended it.
+    Withdrawn,
+    /// Its `valid_until` passed, or an expiry ended it.
+    Expired,
+    /// A response closed it.
+    Closed,
+}
+
+impl CaseStatus {
+    /// As the operator plane carries it.
+    pub fn to_pb(self) -> pb::CaseStatus {
+        match self {
+            Self::Active => pb::CaseStatus::Active,
+            Self::Withdrawn => pb::CaseStatus::Withdrawn,
+            Self::Expired => pb::CaseStatus::Expired,
+            Self::Closed => pb::CaseStatus::Closed,
+        }
+    }
+
+    /// From the operator plane's value; `None` for unspecified.
+    pub fn from_pb(status: pb::CaseStatus) -> Option<Self> {
+        match status {
+            pb::CaseStatus::Unspecified => None,
+            pb::CaseStatus::Active => Some(Self::Active),
+            pb::CaseStatus::Withdrawn => Some(Self::Withdrawn),
+            pb::CaseStatus::Expired => Some(Self::Expired),
+            pb::CaseStatus::Closed => Some(Self::Closed),
+        }
+    }
+}
+
+/// A case, as the log and the clock show it now.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The message that opened it (or, if its reference names nothing held, the earliest held).
+    pub root: StoredMessage,
+    /// Every message of the case in log order, the root first.
+    pub messages: Vec<StoredMessage>,
+    /// Its status.
+    pub status: CaseStatus,
+    /// A response from the other side is logged.
+    pub answered: bool,
+    /// The message id of the version in effect: the last update, or the root.
+    pub in_effect: String,
+    /// The version in effect's `valid_until`, for an alert.
+    pub valid_until: String,
+    /// Messages of the case whose reference names a message this node never exchanged, each
+    /// as `MESSAGE-ID: reference names a message this node never exchanged`.
+    pub findings: Vec<String>,
+}
+
+impl Case {
+    /// The case's state on the operator plane.
+    pub fn state(&self) -> pb::CaseState {
+        pb::CaseState {
+            case_id: self.root.entry.entry.message_id.clone(),
+            status: self.status.to_pb() as i32,
+            answered: self.answered,
+            in_effect: self.in_effect.clone(),
+            valid_until: self.valid_until.clone(),
+        }
+    }
+
+    /// Whether the root is a message this node sent.
+    pub fn sent(&self) -> bool {
+        self.root.entry.kind() == pb::EntryKind::MessageSent
+    }
+}
+
+/// The alert's lifecycle and category, for an alert.
+fn alert_of(m: &StoredMessage) -> Option<&pb::TravellerAlert> {
+    match m.envelope.as_ref()?.body.as_ref()? {
+        pb::envelope::Body::TravellerAlert(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn response_of(m: &StoredMessage) -> Option<&pb::CaseResponse> {
+    match m.envelope.as_ref()?.body.as_ref()? {
+        pb::envelope::Body::CaseResponse(r) => Some(r),
+        _ => None,
+    }
+}
+
+/// Whether a message can open a case.
+pub fn opens_case(kind: i32) -> bool {
+    kind == pb::MessageKind::TravellerAlert as i32
+        || kind == pb::MessageKind::DocumentFraudNotice as i32
+}
+
+impl Exchange {
+    /// The sequence of the message `id` this node exchanged (sent, or received from any peer).
+    pub(crate) fn exchanged(&self, id: &str) -> Result<Option<u64>, ExchangeError> {
+        let log = self.log();
+        if let Some(s) = log.sent(id)? {
+            return Ok(Some(s));
+        }
+        for peer in self.peers() {
+            if let Some(s) = log.received(peer, id)? {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What an envelope of this node's own must satisfy before it is logged: its reference
+    /// names a message this node exchanged, and an alert issued or updated is still valid.
+    pub(crate) fn check_own_case(
+        &self,
+        valid: &ValidEnvelope,
+    ) -> Result<Result<(), ValidationError>, ExchangeError> {
+        if let Some(reference) = &valid.reference
+            && self.exchanged(reference.as_str())?.is_none()
+        {
+            return Ok(Err(ValidationError::new(
+                "reference",
+                "names no message this node sent or received",
+            )));
+        }
+        if let Some(pb::envelope::Body::TravellerAlert(alert)) = &valid.envelope.body
+            && matches!(
+                pb::AlertLifecycle::try_from(alert.lifecycle),
+                Ok(pb::AlertLifecycle::Issue | pb::AlertLifecycle::Update)
+            )
+            && parse_date(&alert.valid_until).is_ok_and(|until| until < today())
+        {
+            return Ok(Err(ValidationError::new(
+                "traveller_alert.valid_until",
+                "has already passed: an alert is issued or updated while it is valid",
+            )));
+        }
+        Ok(Ok(()))
+    }
+
+    /// The case the message at `sequence` belongs to; `None` for a message outside any case (a
+    /// statistics report).
+    pub fn case_at(&self, sequence: u64) -> Result<Option<Case>, ExchangeError> {
+        let log = self.log();
+        let Some(mut entry) = log.entry(sequence)? else {
+            return Err(ExchangeError::NotFound(format!("log entry {sequence}")));
+        };
+        if entry.entry.message_kind == pb::MessageKind::StatisticsReport as i32 {
+            return Ok(None);
+        }
+        // Up to the message that opened the case.
+        let mut root = sequence;
+        for _ in 0..MAX_DEPTH {
+            if entry.entry.reference.is_empty() {
+                break;
+            }
+            match self.exchanged(&entry.entry.reference)? {
+                Some(up) if up != root => {
+                    root = up;
+                    entry = log
+                        .entry(up)?
+                        .ok_or_else(|| ExchangeError::NotFound(format!("log entry {up}")))?;
+                }
+                _ => break,
+            }
+        }
+        // Down to every message that refers to it, at any depth.
+        let mut members = BTreeSet::from([root]);
+        let mut ids = vec![entry.entry.message_id.clone()];
+        let mut seen_ids = BTreeSet::new();
+        while let Some(id) = ids.pop() {
+            if !seen_ids.insert(id.clone()) || seen_ids.len() > 10_000 {
+                continue;
+            }
+            for s in log.referencing(&id)? {
+                if members.insert(s)
+                    && let Some(e) = log.entry(s)?
+                {
+                    ids.push(e.entry.message_id);
+                }
+            }
+        }
+        let messages = members
+            .into_iter()
+            .map(|s| self.stored_message(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(self.settle(messages)?))
+    }
+
+    /// Status, version in effect and findings of a case's messages (in log order, root first).
+    fn settle(&self, messages: Vec<StoredMessage>) -> Result<Case, ExchangeError> {
+        let root = messages[0].clone();
+        let root_sent = root.entry.kind() == pb::EntryKind::MessageSent;
+        let mut ended = None;
+        let mut answered = false;
+        let mut in_effect = &root;
+        let mut findings = Vec::new();
+        for m in &messages {
+            let e = &m.entry.entry;
+            if !e.reference.is_empty() && self.exchanged(&e.reference)?.is_none() {
+                findings.push(format!(
+                    "{}: reference names a message this node never exchanged",
+                    e.message_id
+                ));
+            }
+            let from_other_side = (m.entry.kind() == pb::EntryKind::MessageSent) != root_sent;
+            if let Some(alert) = alert_of(m) {
+                match pb::AlertLifecycle::try_from(alert.lifecycle).unwrap_or_default() {
+                    pb::AlertLifecycle::Update if ended.is_none() => in_effect = m,
+                    pb::AlertLifecycle::Withdraw => {
+                        ended.get_or_insert(CaseStatus::Withdrawn);
+                    }
+                    pb::AlertLifecycle::Expire => {
+                        ended.get_or_insert(CaseStatus::Expired);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(response) = response_of(m) {
+                answered |= from_other_side;
+                if response.status == pb::ResponseStatus::Closed as i32 {
+                    ended.get_or_insert(CaseStatus::Closed);
+                }
+            }
+        }
+        let valid_until = alert_of(in_effect)
+            .map(|a| a.valid_until.clone())
+            .unwrap_or_default();
+        let status = ended.unwrap_or_else(|| match parse_date(&valid_until) {
+            Ok(until) if until < today() => CaseStatus::Expired,
+            _ => CaseStatus::Active,
+        });
+        let in_effect = in_effect.entry.entry.message_id.clone();
+        Ok(Case {
+            root,
+            messages,
+            status,
+            answered,
+            in_effect,
+            valid_until,
+            findings,
+        })
+    }
+
+    /// Every case this node holds (opened by an alert or a fraud notice, sent or received),
+    /// matching `filter`, oldest first.
+    pub fn cases(&self, filter: &CasesFilter) -> Result<Vec<Case>, ExchangeError> {
+        let log = self.log();
+        let (size, _) = log.head()?;
+        let mut out = Vec::new();
+        let mut sequence = 1;
+        while sequence <= size {
+            let batch = log.range(sequence, 1024)?;
+            if batch.is_empty() {
+                break;
+            }
+            for stored in &batch {
+                let e = &stored.entry;
+                let is_message = matches!(
+                    stored.kind(),
+                    pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived
+                );
+                if !is_message || !opens_case(e.message_kind) || !e.reference.is_empty() {
+                    continue;
+                }
+                if filter.peer.is_some_and(|p| p.as_str() != e.peer) {
+                    continue;
+                }
+                let Some(case) = self.case_at(e.sequence)? else {
+                    continue;
+                };
+                if filter.admits(&case) {
+                    out.push(case);
+                }
+            }
+            sequence = batch.last().map_or(size, |s| s.entry.sequence) + 1;
+        }
+        Ok(out)
+    }
+}
+
+/// Which cases to list.
+#[derive(Debug, Clone, Default)]
+pub struct CasesFilter {
+    /// Only this status.
+    pub status: Option<CaseStatus>,
+    /// Only active cases whose version in effect expires within this many days.
+    pub expiring_within_days: Option<u32>,
+    /// Only cases without a response from the other side.
+    pub awaiting_response: bool,
+    /// Only cases with this peer.
+    pub peer: Option<CountryCode>,
+}
+
+impl CasesFilter {
+    fn admits(&self, case: &Case) -> bool {
+        if self.status.is_some_and(|s| s != case.status) {
+            return false;
+        }
+        if self.awaiting_response && case.answered {
+            return false;
+        }
+        if let Some(days) = self.expiring_within_days {
+            let Ok(until) = parse_date(&case.valid_until) else {
+                return false;
+            };
+            if case.status != CaseStatus::Active
+                || until > today() + time::Duration::days(i64::from(days))
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The alert category of a message, 0 for anything but an alert.
+pub fn category_of(m: &StoredMessage) -> i32 {
+    alert_of(m).map_or(0, |a| a.category)
+}
