@@ -21,6 +21,8 @@ use prost::Message;
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
 /// The family name in the example alert: it must never be found where it should not be.
 const NAME: &[u8] = b"WULANDARI";
+/// The example alert's passport number.
+const PASSPORT: &str = "X2217845";
 
 fn policy() -> RetentionPolicy {
     RetentionPolicy {
@@ -143,10 +145,16 @@ async fn redaction_removes_content_past_retention_and_the_log_still_verifies() {
         // finds nothing more.
         let log = days_ahead(&data, 31);
         let later = now + 31 * DAY_MICROS;
+        let passport = focalpoint::domain::search::Term::document(PASSPORT).unwrap();
+        assert_eq!(log.search(&passport).unwrap(), vec![alert_seq]);
         assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 1);
         assert_eq!(retention::sweep(&log, &policy(), later).unwrap(), 0);
         assert!(log.content(alert_seq).unwrap().is_none());
         assert!(log.content(fraud_seq).unwrap().is_some());
+        // Redacted: its search index keys went with its content, in the same write.
+        assert!(log.search(&passport).unwrap().is_empty());
+        let name = focalpoint::domain::search::Term::name(["WULANDARI", "SARI"]).unwrap();
+        assert!(log.search(&name).unwrap().is_empty());
     }
     {
         // 61 days on, the fraud notice goes; statistics have no period here and stay.
@@ -376,14 +384,34 @@ async fn an_encrypted_log_names_nobody_on_disk_and_verifies_without_its_key() {
     let envelope = shown.messages[0].envelope.as_ref().unwrap();
     assert_eq!(envelope.message_id, alert.message_id);
     assert!(format!("{envelope:?}").contains("WULANDARI"));
+    // And find it by its passport and by the name: the index holds keyed hashes of both.
+    for request in [
+        pb::SearchRequest {
+            document: PASSPORT.into(),
+            ..Default::default()
+        },
+        pb::SearchRequest {
+            name: "Sari Wulandari".into(),
+            ..Default::default()
+        },
+    ] {
+        let found = client("khm", &khm).search(request).await.unwrap();
+        assert_eq!(found.hits.len(), 1);
+        assert_eq!(found.hits[0].message_id, alert.message_id);
+    }
     idn.stop().await.unwrap();
     khm.stop().await.unwrap();
 
     // On disk: IDN keeps content in plain, so the name is there to find; KHM's disk names
-    // nobody.
+    // nobody and holds no document number, in the content or in the search index.
     let khm_data = dir.path().join("khm/data");
     assert!(files_contain(&dir.path().join("idn/data"), NAME));
+    assert!(files_contain(
+        &dir.path().join("idn/data"),
+        PASSPORT.as_bytes()
+    ));
     assert!(!files_contain(&khm_data, NAME));
+    assert!(!files_contain(&khm_data, PASSPORT.as_bytes()));
 
     // Without the key: the content cannot be read, and the whole log verifies.
     let trust = trust(&encrypted);
