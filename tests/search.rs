@@ -434,6 +434,23 @@ async fn a_reference_to_a_message_never_exchanged_is_a_finding_and_is_not_sent()
         case.findings,
         ["IDN-R-STRAY: reference names a message this node never exchanged"]
     );
+    // The case listing shows it with its finding, and the audit reports it without failing.
+    let listed = khm.cases(pb::CasesRequest::default()).await.unwrap();
+    let stray_case = listed
+        .cases
+        .iter()
+        .find(|c| c.state.as_ref().unwrap().case_id == "IDN-R-STRAY")
+        .unwrap();
+    assert_eq!(stray_case.findings, 1);
+    let verified = pair.client("khm", "auditor").verify().await.unwrap();
+    assert!(verified.ok, "{}", verified.problem);
+    assert_eq!(verified.unknown_references, 1);
+    let stray_seq = pair
+        .khm
+        .exchange()
+        .log()
+        .received("IDN".parse().unwrap(), "IDN-R-STRAY");
+    assert_eq!(Some(verified.first_unknown_reference), stray_seq.unwrap());
     // The operator plane will not send one.
     let mut idn = pair.client("idn", "operator");
     let mut answer = response("IDN-R-2", "KHM-NEVER-SENT", pb::ResponseStatus::Received);

@@ -1268,6 +1268,12 @@ async fn audit_verify(
                     r.sealed_unopened
                 ));
             }
+            if r.unknown_references > 0 {
+                text.push_str(&format!(
+                    "finding: {} received messages refer to a message this log never held (the first is entry {}); see `case` for each\n",
+                    r.unknown_references, r.first_unknown_reference
+                ));
+            }
             if r.unsigned_receipts > 0 {
                 text.push_str(&format!(
                     "{} received messages after the last signed receipt have their receipts stored, each describing its message, but not signed in the log, as when the node stops before answering them; the node signs them when it starts\n",

@@ -66,6 +66,11 @@ pub struct AuditReport {
     /// them, but are not signed in the log, as when the node stops between storing a write and
     /// signing it (nothing in it was answered). The node signs them when it starts.
     pub unsigned_receipts: u64,
+    /// Messages whose reference names a message this log never held: logged as the peer's word,
+    /// a finding to follow up rather than a failure.
+    pub unknown_references: u64,
+    /// The first of them.
+    pub first_unknown_reference: Option<u64>,
 }
 
 /// What the audit found wrong with an entry, beyond its place in the chain (the log's own
@@ -205,9 +210,15 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     // Received messages whose receipts are stored but whose batch is not signed in the log.
     let mut unsigned: Vec<(pb::LogEntry, crate::domain::model::Digest)> = Vec::new();
     let mut hashes = Vec::new();
+    let mut unknown_references = 0;
+    let mut first_unknown_reference = None;
     let entries = log.verify_with(|checked| {
         let e = checked.entry;
         hashes.push(checked.hash);
+        if !e.reference.is_empty() && !references_held(log, trust, &e.reference)? {
+            unknown_references += 1;
+            first_unknown_reference.get_or_insert(e.sequence);
+        }
         if checked.sealed && checked.content.is_none() && !checked.redacted {
             sealed_unopened += 1;
         }
@@ -294,7 +305,23 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         redacted,
         sealed_unopened,
         unsigned_receipts: unsigned.len() as u64,
+        unknown_references,
+        first_unknown_reference,
     })
+}
+
+/// Whether the log holds the message `id` a reference names: sent by this node or received
+/// from a peer.
+fn references_held(log: &ExchangeLog, trust: &AuditTrust, id: &str) -> Result<bool, Finding> {
+    if log.sent(id)?.is_some() {
+        return Ok(true);
+    }
+    for peer in trust.peers.keys() {
+        if log.received(*peer, id)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A consultation entry: who (a local user of this node's country), what (a known operation),
@@ -835,6 +862,8 @@ pub fn response(outcome: Result<AuditReport, VerifyError>) -> pb::VerifyResponse
             redacted: report.redacted,
             sealed_unopened: report.sealed_unopened,
             unsigned_receipts: report.unsigned_receipts,
+            unknown_references: report.unknown_references,
+            first_unknown_reference: report.first_unknown_reference.unwrap_or(0),
             ..Default::default()
         },
         Err(e) => pb::VerifyResponse {

@@ -289,7 +289,13 @@ impl Exchange {
                     stored.kind(),
                     pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived
                 );
-                if !is_message || !opens_case(e.message_kind) || !e.reference.is_empty() {
+                // A case is listed under the message that opened it; a message whose reference
+                // names nothing held stands as a case of its own, with its finding.
+                let opens = opens_case(e.message_kind) && e.reference.is_empty();
+                let stray = e.message_kind != pb::MessageKind::StatisticsReport as i32
+                    && !e.reference.is_empty()
+                    && self.exchanged(&e.reference)?.is_none();
+                if !is_message || !(opens || stray) {
                     continue;
                 }
                 if filter.peer.is_some_and(|p| p.as_str() != e.peer) {

@@ -605,6 +605,7 @@ impl OperatorService for OperatorApi {
                     log_sequence: e.sequence,
                     messages: c.messages.len() as u32,
                     created_at: e.created_at.clone(),
+                    findings: c.findings.len() as u32,
                 }
             })
             .collect();
