@@ -13,6 +13,7 @@
 //! (and, with [`Durability::Fsync`], fsynced) before any job in it is answered. Nothing is
 //! acknowledged before it is durable. sled stays behind this module.
 
+mod index;
 pub mod migrate;
 mod record;
 
@@ -407,25 +408,12 @@ mod key {
     pub(super) const WITNESSED: u8 = b'w';
     pub(super) const RECONCILED: u8 = b'g';
     pub(super) const REDACTED: u8 = b'd';
-    /// The search index: a term's keyed hash (see [`crate::crypto::seal::index_tag`]), then the
-    /// sequence of a message that names it. The value is empty.
-    pub(super) const SEARCH: u8 = b'q';
-    /// Present once the search index holds every message's terms (a log written before the
-    /// index existed gets it at its first opening with the content readable).
+    /// The search index's tag log, by the sequence of the first message of each value (see
+    /// [`super::index`]).
+    pub(super) const TAGS: u8 = b'Q';
+    /// Present once the tag log holds every message's tags (a log written before the index
+    /// existed gets them when a node first opens it with its content readable).
     pub(super) const SEARCH_COMPLETE: &[u8] = b"u";
-
-    pub(super) fn search(tag: &[u8], sequence: u64) -> Vec<u8> {
-        let mut k = search_prefix(tag);
-        k.extend_from_slice(&sequence.to_be_bytes());
-        k
-    }
-
-    pub(super) fn search_prefix(tag: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(1 + tag.len() + 8);
-        k.push(SEARCH);
-        k.extend_from_slice(tag);
-        k
-    }
 
     pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
         let mut k = vec![prefix];
@@ -516,36 +504,66 @@ pub struct Txn<'a> {
 
 /// Writes staged and not yet applied: a key's new value, or `None` for its removal. A whole
 /// write (a group of jobs) is applied to sled as one atomic batch before it is made durable.
+/// The tags of the messages a write stores go to the tag log as one value (a key per message
+/// and tag would cost sled as much as the message itself); those a write's redactions remove
+/// leave the in-memory index once the write is durable.
 #[derive(Debug, Default)]
-struct Staged(BTreeMap<Vec<u8>, Option<sled::IVec>>);
+struct Staged {
+    keys: BTreeMap<Vec<u8>, Option<sled::IVec>>,
+    tagged: Vec<index::Tagged>,
+    untagged: Vec<index::Tagged>,
+}
 
 impl Staged {
     fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<sled::IVec>) {
-        self.0.insert(k.into(), Some(v.into()));
+        self.keys.insert(k.into(), Some(v.into()));
     }
 
     fn remove(&mut self, k: impl Into<Vec<u8>>) {
-        self.0.insert(k.into(), None);
+        self.keys.insert(k.into(), None);
     }
 
     /// `Some(staged)` when the key was written here (`Some(None)`: removed).
     fn get(&self, k: &[u8]) -> Option<Option<&sled::IVec>> {
-        self.0.get(k).map(Option::as_ref)
+        self.keys.get(k).map(Option::as_ref)
     }
 
     fn absorb(&mut self, later: Self) {
-        self.0.extend(later.0);
+        self.keys.extend(later.keys);
+        self.tagged.extend(later.tagged);
+        self.untagged.extend(later.untagged);
     }
 
-    fn into_batch(self) -> sled::Batch {
+    /// The sled batch of the write, with its tag-log values, and what the in-memory index
+    /// takes in and lets go of once it is durable.
+    fn into_batch(mut self) -> (sled::Batch, Vec<index::Tagged>, Vec<index::Tagged>) {
+        // A message redacted in the write that stored it is not tagged at all.
+        let dropped: Vec<u64> = self
+            .untagged
+            .iter()
+            .filter(|t| t.tags.is_empty())
+            .map(|t| t.sequence)
+            .collect();
+        if !dropped.is_empty() {
+            self.tagged.retain(|t| !dropped.contains(&t.sequence));
+            self.untagged.retain(|t| !t.tags.is_empty());
+        }
+        for chunk in self.tagged.chunks(index::PER_KEY) {
+            if let Some(first) = chunk.first() {
+                self.keys.insert(
+                    key::seq(key::TAGS, first.sequence),
+                    Some(index::encode(chunk).into()),
+                );
+            }
+        }
         let mut batch = sled::Batch::default();
-        for (k, v) in self.0 {
+        for (k, v) in self.keys {
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
-        batch
+        (batch, self.tagged, self.untagged)
     }
 }
 
@@ -775,11 +793,13 @@ impl Txn<'_> {
             self.own
                 .insert(cursor, entry.peer_sequence.to_be_bytes().to_vec());
         }
-        if is_message(new.kind) {
-            for term in &new.search_terms {
-                let tag = seal::index_tag(self.key, &term.hashed_bytes());
-                self.own.insert(key::search(&tag, sequence), Vec::new());
-            }
+        if is_message(new.kind) && !new.search_terms.is_empty() {
+            let tags = new
+                .search_terms
+                .iter()
+                .map(|term| seal::index_tag(self.key, &term.hashed_bytes()))
+                .collect();
+            self.own.tagged.push(index::Tagged { sequence, tags });
         }
         let (stored, shared) = new_record(&bytes, new.kind, content.as_deref(), None, None);
         for (k, v) in shared {
@@ -804,17 +824,7 @@ impl Txn<'_> {
     /// Stages the removal of the content of entry `sequence`, and of the search index's keys
     /// for it; only a redaction entry appended in the same job accounts for it.
     pub fn remove_content(&mut self, sequence: u64) -> Result<(), LogError> {
-        let k = key::seq(key::ENTRY, sequence);
-        if let Some(stored) = self.get(&k)? {
-            let view = parse_record(sequence, &stored)?;
-            if let Some(plain) = readable_content(sequence, &view, self.key)? {
-                for term in message_terms(&plain) {
-                    for tag in seal::index_tags(self.key, &term.hashed_bytes()) {
-                        self.own.remove(key::search(&tag, sequence));
-                    }
-                }
-            }
-        }
+        self.untag(sequence)?;
         self.change_record(sequence, |view| {
             record::View {
                 content: None,
@@ -823,6 +833,52 @@ impl Txn<'_> {
             }
             .encode()
         })
+    }
+
+    /// Takes message `sequence` out of the tag log: from this write's tags if it was stored in
+    /// it, else from the tag-log value that holds it (the last one starting at or before it).
+    fn untag(&mut self, sequence: u64) -> Result<(), LogError> {
+        if let Some(i) = self.own.tagged.iter().position(|t| t.sequence == sequence) {
+            self.own.tagged.remove(i);
+            return Ok(());
+        }
+        if self.group.tagged.iter().any(|t| t.sequence == sequence) {
+            // Stored by an earlier job of this write: the write leaves it out of the tag log.
+            self.own.untagged.push(index::Tagged {
+                sequence,
+                tags: Vec::new(),
+            });
+            return Ok(());
+        }
+        let upto = key::seq(key::TAGS, sequence);
+        let Some(found) = self
+            .tree
+            .range(vec![key::TAGS]..=upto)
+            .keys()
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(());
+        };
+        let Some(value) = self.get(&found)? else {
+            return Ok(());
+        };
+        let corrupt = |e: index::Truncated| LogError::Corrupt {
+            sequence,
+            reason: e.to_string(),
+        };
+        let mut entries = index::decode(&value).map_err(corrupt)?;
+        let Some(i) = entries.iter().position(|t| t.sequence == sequence) else {
+            return Ok(());
+        };
+        let removed = entries.remove(i);
+        if entries.is_empty() {
+            self.own.remove(found.to_vec());
+        } else {
+            self.own.insert(found.to_vec(), index::encode(&entries));
+        }
+        self.own.untagged.push(removed);
+        Ok(())
     }
 
     /// The keys and values under `prefix` as this job sees them: sled's, with what this write
@@ -838,7 +894,7 @@ impl Txn<'_> {
     fn staged_under(&self, prefix: u8) -> BTreeMap<Vec<u8>, Option<sled::IVec>> {
         let mut staged = BTreeMap::new();
         for layer in [self.group, &self.own] {
-            let after = layer.0.range(vec![prefix]..);
+            let after = layer.keys.range(vec![prefix]..);
             for (k, v) in after.take_while(|(k, _)| k.first() == Some(&prefix)) {
                 staged.insert(k.clone(), v.clone());
             }
@@ -962,6 +1018,7 @@ struct Inner {
     jobs: Option<mpsc::SyncSender<Job>>,
     closed: Arc<AtomicBool>,
     writer: Option<std::thread::JoinHandle<()>>,
+    search: Arc<index::SearchIndex>,
 }
 
 impl Drop for Inner {
@@ -1008,7 +1065,9 @@ impl ExchangeLog {
         let closed = Arc::new(AtomicBool::new(false));
         let signed_on_open = signer.is_some();
         let signer: SharedSigner = Arc::new(std::sync::RwLock::new(signer));
+        let search = Arc::new(index::SearchIndex::default());
         let writer = Writer {
+            search: search.clone(),
             shared: shared.clone(),
             place,
             key: key.clone(),
@@ -1037,6 +1096,7 @@ impl ExchangeLog {
                 jobs: Some(jobs),
                 closed,
                 writer: Some(writer),
+                search,
             }),
         };
         // A node (which opens its log with its signer, and its key) completes the search index
@@ -1044,6 +1104,7 @@ impl ExchangeLog {
         if signed_on_open || next == 1 {
             log.complete_search_index()?;
         }
+        log.load_search_index()?;
         if signed_on_open {
             let signed = log.transact_blocking(sign_unsigned)?;
             if signed > 0 {
@@ -1096,18 +1157,29 @@ impl ExchangeLog {
     /// The messages whose envelope names `term`, by sequence, ascending. Hashes under earlier
     /// log keys are looked up too.
     pub fn search(&self, term: &Term) -> Result<Vec<u64>, LogError> {
-        let store = self.store()?;
-        let mut found = Vec::new();
-        for tag in seal::index_tags(self.inner.key.as_deref(), &term.hashed_bytes()) {
-            for k in store.tree.scan_prefix(key::search_prefix(&tag)).keys() {
-                if let Some(sequence) = key::tail_seq(&k?) {
-                    found.push(sequence);
-                }
-            }
-        }
-        found.sort_unstable();
-        found.dedup();
-        Ok(found)
+        let tags = seal::index_tags(self.inner.key.as_deref(), &term.hashed_bytes());
+        self.inner
+            .search
+            .lookup(&tags)
+            .map_err(|reason| LogError::Corrupt {
+                sequence: 0,
+                reason,
+            })
+    }
+
+    /// Reads the tag log into the in-memory index, on a thread of its own: the log is ready
+    /// before its index is, and a search waits for it.
+    fn load_search_index(&self) -> Result<(), LogError> {
+        let tree = self.store()?.tree.clone();
+        let index = self.inner.search.clone();
+        std::thread::Builder::new()
+            .name("search-index-loader".into())
+            .spawn(move || index.loaded(read_tag_log(&tree)))
+            .map(drop)
+            .map_err(|source| LogError::Open {
+                path: PathBuf::from("search-index-loader"),
+                source,
+            })
     }
 
     /// Signs the receipts issued from now on with `signer` (a reloaded key). The log must have
@@ -1609,7 +1681,24 @@ impl ExchangeLog {
         for prefix in VIEW_PREFIXES {
             for kv in self.store()?.tree.scan_prefix([prefix]) {
                 let (k, v) = kv?;
-                out.push((k.to_vec(), v.to_vec()));
+                if prefix != key::TAGS {
+                    out.push((k.to_vec(), v.to_vec()));
+                    continue;
+                }
+                // How messages are grouped into tag-log values depends on the writes; what
+                // each message is tagged with does not.
+                let tagged = index::decode(&v).map_err(|e| LogError::Corrupt {
+                    sequence: key::tail_seq(&k).unwrap_or(0),
+                    reason: e.to_string(),
+                })?;
+                for t in tagged {
+                    for tag in t.tags {
+                        let mut k = vec![key::TAGS];
+                        k.extend_from_slice(&tag);
+                        k.extend_from_slice(&t.sequence.to_be_bytes());
+                        out.push((k, Vec::new()));
+                    }
+                }
             }
         }
         out.sort();
@@ -1651,6 +1740,12 @@ impl ExchangeLog {
             }
             rebuilt.insert(key::SEARCH_COMPLETE, b"1".to_vec());
             t.own.absorb(rebuilt);
+            Ok(replayed)
+        })
+        .and_then(|replayed| {
+            self.inner.search.reset();
+            let tree = self.store()?.tree.clone();
+            self.inner.search.loaded(read_tag_log(&tree));
             Ok(replayed)
         })
     }
@@ -1900,6 +1995,8 @@ struct Writer {
     /// The entry after the last one made durable.
     durable_next: u64,
     closed: Arc<AtomicBool>,
+    /// The in-memory search index, told what each durable write tagged and untagged.
+    search: Arc<index::SearchIndex>,
 }
 
 impl Writer {
@@ -1963,8 +2060,9 @@ impl Writer {
                 Err(e) => failure = Some(e),
             }
         }
+        let (batch, tagged, untagged) = staged.into_batch();
         if failure.is_none()
-            && let Err(e) = store.tree.apply_batch(staged.into_batch())
+            && let Err(e) = store.tree.apply_batch(batch)
         {
             failure = Some(LogError::from(e).in_dir(&self.place.dir));
         }
@@ -1977,6 +2075,9 @@ impl Writer {
             Some(e) => Err(e),
             None => self.make_durable(store),
         };
+        if outcome.is_ok() {
+            self.search.apply(&tagged, &untagged);
+        }
         if let (Ok(()), Some(batch)) = (&outcome, signed) {
             // A ticket holds its signed receipt only once the write is durable.
             for (index, p) in receipts.into_iter().enumerate() {
@@ -2297,8 +2398,8 @@ fn new_record(
     (stored.encode(), shared)
 }
 
-/// Stages the search index's keys for a message's record, from its content as held. `Err` with
-/// the sequence when the content is sealed and no key opens it.
+/// Stages the tags of a message's record, derived from its content as held. `Err` with the
+/// sequence when the content is sealed and no key opens it.
 fn index_record(
     staged: &mut Staged,
     key: Option<&LogKey>,
@@ -2312,11 +2413,24 @@ fn index_record(
     let Some(plain) = readable_content(sequence, view, key)? else {
         return Ok(Err(sequence));
     };
-    for term in message_terms(&plain) {
-        let tag = seal::index_tag(key, &term.hashed_bytes());
-        staged.insert(key::search(&tag, sequence), Vec::new());
+    let tags: Vec<_> = message_terms(&plain)
+        .iter()
+        .map(|term| seal::index_tag(key, &term.hashed_bytes()))
+        .collect();
+    if !tags.is_empty() {
+        staged.tagged.push(index::Tagged { sequence, tags });
     }
     Ok(Ok(()))
+}
+
+/// Every message of the tag log, or why it cannot be read.
+fn read_tag_log(tree: &sled::Tree) -> Result<Vec<index::Tagged>, String> {
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix([key::TAGS]) {
+        let (_, v) = kv.map_err(|e| format!("reading the search index: {e}"))?;
+        out.extend(index::decode(&v).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }
 
 /// A message record's content in plain: opened with `key` when sealed; `None` when it is not
@@ -2361,7 +2475,7 @@ fn received_cursor(entry: &pb::LogEntry) -> Option<Vec<u8>> {
 
 /// Prefixes of the views: every key under them is derived from the chain alone.
 const VIEW_PREFIXES: [u8; 13] = [
-    key::SEARCH,
+    key::TAGS,
     key::HEAD[0],
     key::REDACTED,
     key::RECONCILED,
@@ -2971,19 +3085,19 @@ mod tests {
         let index_keys = |views: &[ViewRecord]| {
             views
                 .iter()
-                .filter(|(k, _)| k.first() == Some(&key::SEARCH))
+                .filter(|(k, _)| k.first() == Some(&key::TAGS))
                 .count()
         };
         assert_eq!(index_keys(&kept), 4);
+        // One write, one tag-log value, in the same batch as the messages.
+        let tree = log.store().unwrap().tree.clone();
+        assert_eq!(tree.scan_prefix([key::TAGS]).count(), 1);
         // Rebuilt from the chain alone, the index is the same.
-        log.store()
-            .unwrap()
-            .tree
-            .remove(key::search(&seal::index_tag(None, &name.hashed_bytes()), 2))
-            .unwrap();
-        assert_eq!(log.search(&name).unwrap(), vec![1]);
+        tree.remove(key::seq(key::TAGS, 1)).unwrap();
+        assert_eq!(index_keys(&log.views().unwrap()), 0);
         log.rebuild_views().unwrap();
         assert_eq!(log.views().unwrap(), kept);
+        assert_eq!(log.search(&name).unwrap(), vec![1, 2]);
         // A redaction removes the message's index keys in the same write as its content.
         log.transact_blocking(|t| {
             t.remove_content(1)?;
@@ -3013,11 +3127,11 @@ mod tests {
                 .unwrap();
             assert_eq!(log.search(&passport("X2217845")).unwrap(), vec![1]);
             let term = passport("X2217845").hashed_bytes();
-            let keyed = key::search(&seal::index_tag(Some(&key), &term), 1);
-            let plain = key::search(&seal::index_tag(None, &term), 1);
             let tree = &log.store().unwrap().tree;
-            assert!(tree.contains_key(keyed).unwrap());
-            assert!(!tree.contains_key(plain).unwrap());
+            let stored = tree.get(key::seq(key::TAGS, 1)).unwrap().unwrap();
+            let tags = &index::decode(&stored).unwrap()[0].tags;
+            assert!(tags.contains(&seal::index_tag(Some(&key), &term)));
+            assert!(!tags.contains(&seal::index_tag(None, &term)));
         }
         {
             // Without the key, nothing can be derived: a rebuild refuses rather than lose hits.
@@ -3053,7 +3167,7 @@ mod tests {
                 .unwrap();
             // As a log of the layout before the index: no index keys, no completion mark.
             let tree = &log.store().unwrap().tree;
-            for k in tree.scan_prefix([key::SEARCH]).keys() {
+            for k in tree.scan_prefix([key::TAGS]).keys() {
                 tree.remove(k.unwrap()).unwrap();
             }
             tree.remove(key::SEARCH_COMPLETE).unwrap();
