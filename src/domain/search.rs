@@ -151,18 +151,33 @@ fn person(field: &str, p: &pb::Person, out: &mut Vec<Found>) {
 }
 
 fn document(field: &str, d: &pb::TravelDocument, out: &mut Vec<Found>) {
-    if let Some(term) = Term::document(&d.number) {
+    let number = Term::document(&d.number);
+    // Validation holds a zone's number to the document's; the zone is read only when the
+    // document gives no number of its own, or another one.
+    let zone = match &number {
+        Some(n) if !d.mrz.is_empty() && zone_names(&d.mrz, n) => None,
+        _ => mrz_number(&d.mrz),
+    };
+    if let Some(term) = number {
         out.push(Found {
             term,
             field: format!("{field}.number"),
         });
     }
-    if let Some(term) = mrz_number(&d.mrz) {
+    if let Some(term) = zone {
         out.push(Found {
             term,
             field: format!("{field}.mrz"),
         });
     }
+}
+
+/// Whether a zone's second line starts with `number` (the document number field of TD3 and
+/// MRV zones), so that reading the whole zone would find nothing new.
+fn zone_names(zone: &str, number: &Term) -> bool {
+    zone.lines()
+        .nth(1)
+        .is_some_and(|line| line.starts_with(number.text.as_str()))
 }
 
 /// The document number a machine-readable zone holds, if the text is one.
@@ -176,6 +191,14 @@ pub fn mrz_number(zone: &str) -> Option<Term> {
 
 /// The parts of a name: folded, upper case, split at separators.
 fn name_parts(text: &str) -> Vec<String> {
+    if text.is_ascii() {
+        // Nothing to fold: upper case, split at separators.
+        return text
+            .split(|c: char| is_separator(c))
+            .filter(|p| !p.is_empty())
+            .map(str::to_ascii_uppercase)
+            .collect();
+    }
     let mut parts = Vec::new();
     let mut current = String::new();
     for c in text.nfkd() {
