@@ -101,56 +101,64 @@ pub struct Found {
 /// document (number and zone); for a fraud notice, its document and the person who presented
 /// it. Other kinds name no one to search for.
 pub fn terms(envelope: &pb::Envelope) -> Vec<Found> {
-    use pb::envelope::Body;
     let mut out = Vec::new();
-    match &envelope.body {
-        Some(Body::TravellerAlert(alert)) => {
-            if let Some(p) = &alert.person {
-                person("traveller_alert.person", p, &mut out);
-            }
-            for (i, d) in alert.documents.iter().enumerate() {
-                document(&format!("traveller_alert.documents[{i}]"), d, &mut out);
-            }
-        }
-        Some(Body::DocumentFraudNotice(notice)) => {
-            if let Some(d) = &notice.document {
-                document("document_fraud_notice.document", d, &mut out);
-            }
-            if let Some(p) = &notice.presented_by {
-                person("document_fraud_notice.presented_by", p, &mut out);
-            }
-        }
-        Some(Body::StatisticsReport(_) | Body::CaseResponse(_)) | None => {}
-    }
+    visit(envelope, &mut |term, field| {
+        out.push(Found {
+            term,
+            field: field(),
+        });
+    });
     out
 }
 
-/// The distinct terms of an envelope, what the search index keeps for it.
+/// The distinct terms of an envelope, what the search index keeps for it (without the field
+/// paths, which the receive path has no use for).
 pub fn distinct_terms(envelope: &pb::Envelope) -> Vec<Term> {
-    let mut out: Vec<Term> = terms(envelope).into_iter().map(|f| f.term).collect();
+    let mut out = Vec::new();
+    visit(envelope, &mut |term, _| out.push(term));
     out.sort_unstable();
     out.dedup();
     out
 }
 
-fn person(field: &str, p: &pb::Person, out: &mut Vec<Found>) {
+/// Calls `found` with each term of `envelope` and a way to name its field.
+type Visitor<'a> = dyn FnMut(Term, &dyn Fn() -> String) + 'a;
+
+fn visit(envelope: &pb::Envelope, found: &mut Visitor<'_>) {
+    use pb::envelope::Body;
+    match &envelope.body {
+        Some(Body::TravellerAlert(alert)) => {
+            if let Some(p) = &alert.person {
+                person("traveller_alert.person", p, found);
+            }
+            for (i, d) in alert.documents.iter().enumerate() {
+                document(&|| format!("traveller_alert.documents[{i}]"), d, found);
+            }
+        }
+        Some(Body::DocumentFraudNotice(notice)) => {
+            if let Some(d) = &notice.document {
+                document(&|| "document_fraud_notice.document".to_owned(), d, found);
+            }
+            if let Some(p) = &notice.presented_by {
+                person("document_fraud_notice.presented_by", p, found);
+            }
+        }
+        Some(Body::StatisticsReport(_) | Body::CaseResponse(_)) | None => {}
+    }
+}
+
+fn person(field: &str, p: &pb::Person, found: &mut Visitor<'_>) {
     if let Some(term) = Term::name([p.family_name.as_str(), p.given_names.as_str()]) {
-        out.push(Found {
-            term,
-            field: field.to_owned(),
-        });
+        found(term, &|| field.to_owned());
     }
     for (i, alias) in p.aliases.iter().enumerate() {
         if let Some(term) = Term::name([alias.as_str()]) {
-            out.push(Found {
-                term,
-                field: format!("{field}.aliases[{i}]"),
-            });
+            found(term, &|| format!("{field}.aliases[{i}]"));
         }
     }
 }
 
-fn document(field: &str, d: &pb::TravelDocument, out: &mut Vec<Found>) {
+fn document(field: &dyn Fn() -> String, d: &pb::TravelDocument, found: &mut Visitor<'_>) {
     let number = Term::document(&d.number);
     // Validation holds a zone's number to the document's; the zone is read only when the
     // document gives no number of its own, or another one.
@@ -159,16 +167,10 @@ fn document(field: &str, d: &pb::TravelDocument, out: &mut Vec<Found>) {
         _ => mrz_number(&d.mrz),
     };
     if let Some(term) = number {
-        out.push(Found {
-            term,
-            field: format!("{field}.number"),
-        });
+        found(term, &|| format!("{}.number", field()));
     }
     if let Some(term) = zone {
-        out.push(Found {
-            term,
-            field: format!("{field}.mrz"),
-        });
+        found(term, &|| format!("{}.mrz", field()));
     }
 }
 
@@ -382,6 +384,69 @@ mod tests {
     fn a_term_does_not_show_its_text() {
         let t = Term::document("X2217845").unwrap();
         assert!(!format!("{t:?}").contains("X2217845"));
+    }
+
+    #[test]
+    fn terms_name_the_field_they_were_found_at() {
+        let alert = pb::Envelope {
+            body: Some(pb::envelope::Body::TravellerAlert(pb::TravellerAlert {
+                person: Some(pb::Person {
+                    family_name: "WULANDARI".into(),
+                    given_names: "SARI".into(),
+                    aliases: vec!["SARI WULAN".into()],
+                    ..Default::default()
+                }),
+                documents: vec![
+                    pb::TravelDocument {
+                        number: "X2217845".into(),
+                        mrz: "P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4".into(),
+                        ..Default::default()
+                    },
+                    pb::TravelDocument {
+                        number: "V123".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let fields: Vec<_> = terms(&alert).into_iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "traveller_alert.person",
+                "traveller_alert.person.aliases[0]",
+                "traveller_alert.documents[0].number",
+                "traveller_alert.documents[1].number",
+            ]
+        );
+        // The zone repeats its document's number: one term for both.
+        assert_eq!(distinct_terms(&alert).len(), 4);
+        let notice = pb::Envelope {
+            body: Some(pb::envelope::Body::DocumentFraudNotice(
+                pb::DocumentFraudNotice {
+                    document: Some(pb::TravelDocument {
+                        number: "K0001".into(),
+                        ..Default::default()
+                    }),
+                    presented_by: Some(pb::Person {
+                        family_name: "SOK".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        let fields: Vec<_> = terms(&notice).into_iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "document_fraud_notice.document.number",
+                "document_fraud_notice.presented_by"
+            ]
+        );
     }
 
     #[test]
