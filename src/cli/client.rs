@@ -195,6 +195,14 @@ impl OperatorClient {
         Ok(self.inner.cases(request).await?.into_inner())
     }
 
+    /// The node's events after `from`, then each new one, as a stream.
+    pub async fn watch(
+        &mut self,
+        request: pb::WatchRequest,
+    ) -> Result<tonic::Streaming<pb::Event>, ClientError> {
+        Ok(self.inner.watch(request).await?.into_inner())
+    }
+
     /// Re-sends logged messages to `peer`.
     pub async fn replay(
         &mut self,
@@ -591,6 +599,40 @@ pub fn cases_table(cases: &[pb::CaseSummary]) -> String {
         ]);
     }
     table.render()
+}
+
+/// One event as a line for people: sequence, time, what, and about which message.
+pub fn event_line(e: &pb::Event) -> String {
+    let what = pb::EventKind::try_from(e.kind)
+        .map(|k| {
+            k.as_str_name()
+                .trim_start_matches("EVENT_KIND_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let mut line = format!(
+        "{} {} {what} {} {} {}",
+        e.sequence,
+        e.recorded_at,
+        if e.peer.is_empty() { "-" } else { &e.peer },
+        kind_label(e.message_kind),
+        if e.message_id.is_empty() {
+            "-"
+        } else {
+            &e.message_id
+        },
+    );
+    let category = category_label(e.category);
+    if !category.is_empty() {
+        let _ = write!(line, " {category}");
+    }
+    if e.case.is_some() {
+        let _ = write!(line, " ({})", case_label(e.case.as_ref()));
+    }
+    if !e.detail.is_empty() {
+        let _ = write!(line, ": {}", e.detail);
+    }
+    line
 }
 
 /// A table of log entries.

@@ -231,6 +231,19 @@ pub enum Command {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// Follows the node's events as they happen, one line each (JSON lines with --json), from
+    /// the start of the log or after --from; reconnects by itself with backoff and resumes
+    /// from the last event it printed. Runs until stopped.
+    Watch {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The last sequence already handled: events after it are printed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Only events about these kinds of message.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        kind: Vec<KindArg>,
+    },
     /// A range of exchange-log entries.
     Log {
         #[command(flatten)]
@@ -822,6 +835,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             search(client, request).await
         }
         Command::Case { client, id } => case(client, id).await,
+        Command::Watch { client, from, kind } => watch(client, from, kind).await,
         Command::Cases {
             client,
             status,
@@ -1195,6 +1209,53 @@ async fn search(client: ClientArgs, request: pb::SearchRequest) -> anyhow::Resul
     let r = c.search(request).await?;
     print(client.json, &r, || client::search_table(&r.hits));
     Ok(())
+}
+
+/// Prints events as they come, reconnecting with backoff; returns only on a refusal that
+/// retrying cannot mend (a role that may not watch, a bad request).
+async fn watch(client: ClientArgs, from: u64, kinds: Vec<KindArg>) -> anyhow::Result<()> {
+    use tokio_stream::StreamExt;
+    let kinds: Vec<i32> = kinds.into_iter().map(|k| k.kind() as i32).collect();
+    let mut last = from;
+    let mut pause = std::time::Duration::from_millis(200);
+    let mut c = connect(&client)?;
+    loop {
+        let request = pb::WatchRequest {
+            from_sequence: last,
+            kinds: kinds.clone(),
+        };
+        let why = match c.watch(request).await {
+            Ok(mut events) => loop {
+                match events.next().await {
+                    Some(Ok(event)) => {
+                        last = event.sequence;
+                        pause = std::time::Duration::from_millis(200);
+                        if client.json {
+                            outln!("{}", serde_json::to_string(&event).unwrap_or_default());
+                        } else {
+                            outln!("{}", client::event_line(&event));
+                        }
+                    }
+                    Some(Err(status)) => break status,
+                    None => break tonic::Status::unavailable("the stream ended"),
+                }
+            },
+            Err(client::ClientError::Refused(status)) => status,
+            Err(other) => return Err(other.into()),
+        };
+        match why.code() {
+            tonic::Code::PermissionDenied
+            | tonic::Code::InvalidArgument
+            | tonic::Code::Unauthenticated => {
+                return Err(client::ClientError::Refused(why).into());
+            }
+            _ => {
+                tracing::warn!(after = last, retry_in_ms = pause.as_millis() as u64, reason = %why.message(), "watch interrupted; resuming");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 /// One case and where it stands.

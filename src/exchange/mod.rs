@@ -1,12 +1,13 @@
 //! What a node does with envelopes, apart from any transport: authorisation, submit and
 //! receive, receipts, checkpoints, statistics and their reconciliation, retention, audit, search,
-//! case state, and the counters the node keeps.
+//! case state, events for watchers, and the counters the node keeps.
 
 pub mod audit;
 pub mod cases;
 pub mod checkpoint;
 pub mod core;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod reconcile;
 pub mod retention;

@@ -1019,6 +1019,7 @@ struct Inner {
     closed: Arc<AtomicBool>,
     writer: Option<std::thread::JoinHandle<()>>,
     search: Arc<index::SearchIndex>,
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Drop for Inner {
@@ -1066,8 +1067,10 @@ impl ExchangeLog {
         let signed_on_open = signer.is_some();
         let signer: SharedSigner = Arc::new(std::sync::RwLock::new(signer));
         let search = Arc::new(index::SearchIndex::default());
+        let durable = Arc::new(tokio::sync::watch::Sender::new(next - 1));
         let writer = Writer {
             search: search.clone(),
+            durable: durable.clone(),
             shared: shared.clone(),
             place,
             key: key.clone(),
@@ -1097,6 +1100,7 @@ impl ExchangeLog {
                 closed,
                 writer: Some(writer),
                 search,
+                durable,
             }),
         };
         // A node (which opens its log with its signer, and its key) completes the search index
@@ -1165,6 +1169,17 @@ impl ExchangeLog {
                 sequence: 0,
                 reason,
             })
+    }
+
+    /// The last entry made durable: what readers that must never see more (the event stream)
+    /// read up to.
+    pub fn durable_head(&self) -> u64 {
+        *self.inner.durable.borrow()
+    }
+
+    /// Told each time more entries are durable, with the last of them.
+    pub fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.durable.subscribe()
     }
 
     /// Reads the tag log into the in-memory index, on a thread of its own: the log is ready
@@ -1997,6 +2012,8 @@ struct Writer {
     closed: Arc<AtomicBool>,
     /// The in-memory search index, told what each durable write tagged and untagged.
     search: Arc<index::SearchIndex>,
+    /// The last entry made durable, for readers that must see nothing else.
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Writer {
@@ -2265,6 +2282,7 @@ impl Writer {
             file.sync_data().map_err(LogError::Fsync)?;
         }
         self.durable_next = self.next;
+        self.durable.send_replace(self.next - 1);
         // The marker follows what is durable: after a crash it may lag, never lead. It is
         // rewritten in place, so a full disk does not stop it.
         if let Some(marker) = &store.marker {

@@ -331,6 +331,107 @@ impl OperatorApi {
     }
 }
 
+/// Events a watcher may have unread before it is told it fell behind.
+const WATCH_BUFFER: usize = 1024;
+
+/// How long the node waits for a watcher to make room before telling it it fell behind.
+const WATCH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Log entries read at once by a watcher that is catching up.
+const WATCH_BATCH: usize = 256;
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+/// The events after `from` (only about `kinds`, if any), then each new one as its entry becomes
+/// durable. The reader never holds up the log: it reads what is durable, into a bounded buffer;
+/// a watcher that leaves the buffer full gets what it holds, then RESOURCE_EXHAUSTED, and
+/// resumes from the last sequence it saw.
+fn watch_events(exchange: Exchange, from: u64, kinds: Vec<i32>) -> EventStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::Event>(WATCH_BUFFER);
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Status>();
+    tokio::spawn(async move {
+        let status = follow(&exchange, from, &kinds, &tx).await;
+        if let Some(status) = status {
+            let _ = end_tx.send(status);
+        }
+    });
+    let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
+    // After every buffered event, the status the watch ended with, if any.
+    let ending = tokio_stream::once(end_rx)
+        .then(|end| async move { end.await.ok() })
+        .filter_map(|status| status.map(Err));
+    Box::pin(events.chain(ending))
+}
+
+/// Sends the events of durable entries after `from` to `tx` until the watcher goes away
+/// (`None`) or the watch must end with a status.
+async fn follow(
+    exchange: &Exchange,
+    from: u64,
+    kinds: &[i32],
+    tx: &tokio::sync::mpsc::Sender<pb::Event>,
+) -> Option<Status> {
+    let mut durable = exchange.log().subscribe_durable();
+    let mut next = from.saturating_add(1);
+    loop {
+        let head = *durable.borrow_and_update();
+        while next <= head {
+            let reader = exchange.clone();
+            let read = tokio::task::spawn_blocking(move || read_events(&reader, next, head)).await;
+            let (events, last) = match read {
+                Ok(Ok(read)) => read,
+                Ok(Err(e)) => return Some(e.into()),
+                Err(e) => return Some(ExchangeError::internal("a watch stopped", e).into()),
+            };
+            for event in events {
+                if !kinds.is_empty() && !kinds.contains(&event.message_kind) {
+                    continue;
+                }
+                let sequence = event.sequence;
+                match tokio::time::timeout(WATCH_PATIENCE, tx.send(event)).await {
+                    Ok(Ok(())) => {}
+                    // The watcher is gone.
+                    Ok(Err(_)) => return None,
+                    Err(_) => {
+                        return Some(Status::resource_exhausted(format!(
+                            "the watcher fell behind before entry {sequence}: reconnect with from_sequence set to the last sequence it received"
+                        )));
+                    }
+                }
+            }
+            next = last + 1;
+        }
+        tokio::select! {
+            changed = durable.changed() => {
+                if changed.is_err() {
+                    return Some(Status::unavailable("the node is stopping"));
+                }
+            }
+            () = tx.closed() => return None,
+        }
+    }
+}
+
+/// The events of the entries from `next` up to `head` (at most a batch), and the last entry
+/// read.
+fn read_events(
+    exchange: &Exchange,
+    next: u64,
+    head: u64,
+) -> Result<(Vec<pb::Event>, u64), ExchangeError> {
+    let limit = usize::try_from(head - next + 1).map_or(WATCH_BATCH, |n| n.min(WATCH_BATCH));
+    let entries = exchange.log().range(next, limit)?;
+    let mut events = Vec::new();
+    let mut last = next + limit as u64 - 1;
+    for stored in &entries {
+        if let Some(event) = exchange.event_of(stored)? {
+            events.push(event);
+        }
+        last = stored.entry.sequence;
+    }
+    Ok((events, last))
+}
+
 /// Envelopes of one stream whose log writes may be queued before the first is answered.
 const STREAM_IN_FLIGHT: usize = 256;
 
@@ -559,6 +660,31 @@ impl OperatorService for OperatorApi {
                 .collect::<Result<_, _>>()?,
             findings,
         }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let identity = caller(&request)?;
+        self.exchange.authorize_watch(&identity)?;
+        let r = request.into_inner();
+        let mut kinds = Vec::new();
+        for k in r.kinds {
+            match pb::MessageKind::try_from(k) {
+                Ok(pb::MessageKind::Unspecified) | Err(_) => {
+                    return Err(Status::invalid_argument("kinds: is not a known value"));
+                }
+                Ok(k) => kinds.push(k as i32),
+            }
+        }
+        Ok(Response::new(watch_events(
+            self.exchange.clone(),
+            r.from_sequence,
+            kinds,
+        )))
     }
 
     async fn cases(

@@ -1,0 +1,78 @@
+//! What happened, as events for people and national systems: one event for each log entry that
+//! matters to them, read from the log up to what is durable, so that an event is never told of
+//! something a crash could still take back, and its sequence lets a watcher resume where it
+//! stopped without a gap or a duplicate.
+
+use prost::Message;
+
+use crate::domain::model::{Identity, Role, format_micros};
+use crate::exchange::core::Exchange;
+use crate::exchange::error::ExchangeError;
+use crate::log::StoredEntry;
+use crate::pb;
+
+impl Exchange {
+    /// Who may watch: operators and auditors.
+    pub fn authorize_watch(&self, caller: &Identity) -> Result<(), ExchangeError> {
+        self.local_user(caller)?;
+        match caller.role {
+            Role::Operator | Role::Auditor => Ok(()),
+            Role::Sync | Role::Screening | Role::Node => Err(ExchangeError::Forbidden(format!(
+                "role {} may not watch",
+                caller.role
+            ))),
+        }
+    }
+
+    /// The event a log entry gives, if it gives one.
+    pub fn event_of(&self, stored: &StoredEntry) -> Result<Option<pb::Event>, ExchangeError> {
+        let e = &stored.entry;
+        let mut event = pb::Event {
+            sequence: e.sequence,
+            recorded_at: format_micros(e.recorded_at_micros),
+            peer: e.peer.clone(),
+            message_id: e.message_id.clone(),
+            message_kind: e.message_kind,
+            ..Default::default()
+        };
+        event.kind = match stored.kind() {
+            pb::EntryKind::MessageReceived => {
+                if let Some(case) = self.case_at(e.sequence)? {
+                    if let Some(this) = case
+                        .messages
+                        .iter()
+                        .find(|m| m.entry.entry.sequence == e.sequence)
+                    {
+                        event.category = crate::exchange::cases::category_of(this);
+                    }
+                    event.case = Some(case.state());
+                }
+                if !e.reference.is_empty() && self.exchanged(&e.reference)?.is_none() {
+                    event.detail = "reference names a message this node never exchanged".into();
+                    pb::EventKind::Finding
+                } else {
+                    pb::EventKind::MessageReceived
+                }
+            }
+            pb::EntryKind::ReceiptReceived => pb::EventKind::ReceiptReceived,
+            pb::EntryKind::DeliveryFailed => {
+                event.detail = e.reason.clone();
+                pb::EventKind::DeliveryFailed
+            }
+            pb::EntryKind::Reconciliation => {
+                let disagrees = self
+                    .log()
+                    .content(e.sequence)?
+                    .and_then(|c| pb::Reconciliation::decode(c.as_slice()).ok())
+                    .is_some_and(|r| r.lines.iter().any(|l| !l.agrees));
+                if !disagrees {
+                    return Ok(None);
+                }
+                event.detail = "a statistics report disagrees with this log".into();
+                pb::EventKind::Finding
+            }
+            _ => return Ok(None),
+        } as i32;
+        Ok(Some(event))
+    }
+}
