@@ -124,7 +124,8 @@ fn example(path: &str) -> pb::Envelope {
 }
 
 /// The `n`th message of the mix from `from` (IDN or KHM): alerts, fraud notices, and case
-/// responses to the alert before.
+/// responses naming the alert this node sent before (a node sends nothing that refers to a
+/// message it never exchanged).
 fn message(from: &str, n: u64) -> pb::Envelope {
     let to = if from == "IDN" { "KHM" } else { "IDN" };
     let mut e = match n % 3 {
@@ -132,7 +133,7 @@ fn message(from: &str, n: u64) -> pb::Envelope {
         1 => example("khm/fraud-notice-poipet.json"),
         _ => {
             let mut r = example("khm/response-to-alert.json");
-            r.reference = format!("{to}-SOAK-{}", n - 2);
+            r.reference = format!("{from}-SOAK-{}", n - 2);
             r
         }
     };

@@ -92,6 +92,7 @@ fn every_example_figures_file_makes_a_valid_report() {
                 distribution: focalpoint::pb::Distribution::ImmigrationService as i32,
                 onward_sharing: focalpoint::pb::OnwardSharing::Permitted as i32,
                 conditions: String::new(),
+                urgency: focalpoint::pb::Urgency::Routine as i32,
             }),
             body: Some(focalpoint::pb::envelope::Body::StatisticsReport(
                 focalpoint::pb::StatisticsReport {

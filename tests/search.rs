@@ -45,6 +45,8 @@ fn response(id: &str, to: &str, status: pb::ResponseStatus) -> pb::Envelope {
     e.reference = to.into();
     if let Some(pb::envelope::Body::CaseResponse(r)) = &mut e.body {
         r.status = status as i32;
+        // A hit report goes only with a match or a location.
+        r.encounter = None;
     }
     e
 }

@@ -353,7 +353,13 @@ pub fn summary(envelope: &pb::Envelope) -> String {
                         .to_lowercase()
                 })
                 .unwrap_or_default();
-            format!("{status} re {}", envelope.reference)
+            match &r.encounter {
+                Some(e) => format!(
+                    "{status} re {} at {} ({}) on {}",
+                    envelope.reference, e.place, e.country, e.encountered_at
+                ),
+                None => format!("{status} re {}", envelope.reference),
+            }
         }
         None => String::new(),
     }
@@ -463,7 +469,11 @@ pub fn case_label(case: Option<&pb::CaseState>) -> String {
     } else {
         "awaiting response"
     };
-    format!("{status}, {answered}")
+    if case.overdue {
+        format!("{status}, {answered}, overdue")
+    } else {
+        format!("{status}, {answered}")
+    }
 }
 
 fn direction_label(direction: i32) -> &'static str {
@@ -526,6 +536,9 @@ pub fn case_text(r: &pb::CaseResponseView) -> String {
         if !state.valid_until.is_empty() {
             let _ = writeln!(out, "  valid until: {}", state.valid_until);
         }
+        if !state.respond_by.is_empty() {
+            let _ = writeln!(out, "  respond by: {}", state.respond_by);
+        }
     }
     let mut table = Table::new(
         &[
@@ -579,6 +592,7 @@ pub fn cases_table(cases: &[pb::CaseSummary]) -> String {
             ("CASE", Align::Left),
             ("STATUS", Align::Left),
             ("VALID UNTIL", Align::Left),
+            ("RESPOND BY", Align::Left),
             ("MESSAGES", Align::Right),
         ],
         0,
@@ -595,6 +609,7 @@ pub fn cases_table(cases: &[pb::CaseSummary]) -> String {
             state.case_id.clone(),
             case_label(Some(&state)),
             state.valid_until.clone(),
+            state.respond_by.chars().take(16).collect(),
             c.messages.to_string(),
         ]);
     }

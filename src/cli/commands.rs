@@ -230,6 +230,9 @@ pub enum Command {
         /// Only cases with this country.
         #[arg(long)]
         peer: Option<String>,
+        /// Only cases past the response time agreed with the peer, without an answer.
+        #[arg(long)]
+        overdue: bool,
     },
     /// Follows the node's events as they happen, one line each (JSON lines with --json), from
     /// the start of the log or after --from; reconnects by itself with backoff and resumes
@@ -842,6 +845,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             expiring_within,
             awaiting_response,
             peer,
+            overdue,
         } => {
             let request = pb::CasesRequest {
                 status: match status {
@@ -854,6 +858,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 expiring_within_days: expiring_within.unwrap_or(0),
                 awaiting_response,
                 peer: peer.unwrap_or_default(),
+                overdue,
             };
             cases(client, request).await
         }

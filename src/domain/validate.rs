@@ -102,6 +102,12 @@ pub fn validate(envelope: pb::Envelope) -> Result<ValidEnvelope> {
     enumeration::<pb::Distribution>("handling.distribution", handling.distribution)?;
     enumeration::<pb::OnwardSharing>("handling.onward_sharing", handling.onward_sharing)?;
     text("handling.conditions", &handling.conditions, 1000, false)?;
+    if pb::Urgency::try_from(handling.urgency).is_err() {
+        return Err(ValidationError::new(
+            "handling.urgency",
+            "is not a known value",
+        ));
+    }
     let reference = if envelope.reference.is_empty() {
         None
     } else {
@@ -146,6 +152,9 @@ pub fn validate(envelope: pb::Envelope) -> Result<ValidEnvelope> {
             enumeration::<pb::ResponseStatus>("case_response.status", r.status)?;
             text("case_response.details", &r.details, 4000, false)?;
             text("case_response.office", &r.office, 200, true)?;
+            if let Some(encounter) = &r.encounter {
+                self::encounter(r.status, encounter)?;
+            }
             pb::MessageKind::CaseResponse
         }
     };
@@ -497,6 +506,64 @@ fn person(field: &str, p: &pb::Person) -> Result<()> {
     Ok(())
 }
 
+/// A hit report: only with a response that found or located someone.
+fn encounter(status: i32, e: &pb::Encounter) -> Result<()> {
+    let field = "case_response.encounter";
+    let found = [
+        pb::ResponseStatus::MatchFound as i32,
+        pb::ResponseStatus::Located as i32,
+    ];
+    if !found.contains(&status) {
+        return Err(ValidationError::new(
+            field,
+            "is reported only with a response of MATCH_FOUND or LOCATED",
+        ));
+    }
+    text(&format!("{field}.place"), &e.place, 200, true)?;
+    country(&format!("{field}.country"), &e.country)?;
+    if e.encountered_at.is_empty() {
+        return Err(ValidationError::new(
+            format!("{field}.encountered_at"),
+            "is required",
+        ));
+    }
+    parse_instant(&e.encountered_at).map_err(|_| {
+        ValidationError::new(
+            format!("{field}.encountered_at"),
+            "is not an RFC 3339 UTC instant",
+        )
+    })?;
+    let number_ok = e.document_presented.len() <= 20
+        && e.document_presented
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !number_ok {
+        return Err(ValidationError::new(
+            format!("{field}.document_presented"),
+            "is not a document number (1 to 20 of A-Z 0-9)",
+        ));
+    }
+    text(
+        &format!("{field}.action_taken"),
+        &e.action_taken,
+        1000,
+        false,
+    )?;
+    text(
+        &format!("{field}.action_not_taken_reason"),
+        &e.action_not_taken_reason,
+        1000,
+        false,
+    )?;
+    if e.action_taken.trim().is_empty() && e.action_not_taken_reason.trim().is_empty() {
+        return Err(ValidationError::new(
+            format!("{field}.action_taken"),
+            "or action_not_taken_reason is required",
+        ));
+    }
+    Ok(())
+}
+
 fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
     enumeration::<pb::DocumentType>(&format!("{field}.type"), d.r#type)?;
     let number_ok = (1..=20).contains(&d.number.len())
@@ -722,6 +789,7 @@ mod tests {
                 distribution: pb::Distribution::ImmigrationService as i32,
                 onward_sharing: pb::OnwardSharing::Prohibited as i32,
                 conditions: String::new(),
+                urgency: pb::Urgency::Routine as i32,
             }),
             reference: String::new(),
             body: Some(Body::TravellerAlert(pb::TravellerAlert {
@@ -774,6 +842,9 @@ mod tests {
             ("receiver", |e| e.receiver = "IDN".into()),
             ("created_at", |e| e.created_at = "yesterday".into()),
             ("handling", |e| e.handling = None),
+            ("handling.urgency", |e| {
+                e.handling.as_mut().unwrap().urgency = 99;
+            }),
             ("handling.distribution", |e| {
                 e.handling.as_mut().unwrap().distribution = 99
             }),

@@ -19,9 +19,37 @@ use crate::exchange::core::{Exchange, StoredMessage};
 use crate::exchange::error::ExchangeError;
 use crate::pb;
 
-/// Today in UTC: an alert is valid through the whole day of its `valid_until`.
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
+/// The response times agreed with a peer, by urgency: how long after a case is logged an
+/// answer is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseTimes {
+    pub immediate_hours: u32,
+    pub urgent_hours: u32,
+    pub routine_hours: u32,
+}
+
+impl Default for ResponseTimes {
+    /// One hour for immediate, twelve for urgent (as SIRENE bureaux answer a hit), seven days
+    /// for routine.
+    fn default() -> Self {
+        Self {
+            immediate_hours: 1,
+            urgent_hours: 12,
+            routine_hours: 7 * 24,
+        }
+    }
+}
+
+impl ResponseTimes {
+    /// The time to answer a message of `urgency` (unspecified is routine).
+    pub fn of(&self, urgency: i32) -> time::Duration {
+        let hours = match pb::Urgency::try_from(urgency) {
+            Ok(pb::Urgency::Immediate) => self.immediate_hours,
+            Ok(pb::Urgency::Urgent) => self.urgent_hours,
+            _ => self.routine_hours,
+        };
+        time::Duration::hours(i64::from(hours))
+    }
 }
 
 /// How deep a chain of references is followed: far beyond any real case, short of a loop.
@@ -82,6 +110,10 @@ pub struct Case {
     /// Messages of the case whose reference names a message this node never exchanged, each
     /// as `MESSAGE-ID: reference names a message this node never exchanged`.
     pub findings: Vec<String>,
+    /// When an answer is due.
+    pub respond_by: time::OffsetDateTime,
+    /// Active, unanswered, past `respond_by`.
+    pub overdue: bool,
 }
 
 impl Case {
@@ -93,6 +125,8 @@ impl Case {
             answered: self.answered,
             in_effect: self.in_effect.clone(),
             valid_until: self.valid_until.clone(),
+            respond_by: crate::domain::model::format_instant(self.respond_by),
+            overdue: self.overdue,
         }
     }
 
@@ -157,7 +191,7 @@ impl Exchange {
                 pb::AlertLifecycle::try_from(alert.lifecycle),
                 Ok(pb::AlertLifecycle::Issue | pb::AlertLifecycle::Update)
             )
-            && parse_date(&alert.valid_until).is_ok_and(|until| until < today())
+            && parse_date(&alert.valid_until).is_ok_and(|until| until < self.log().now().date())
         {
             return Ok(Err(ValidationError::new(
                 "traveller_alert.valid_until",
@@ -255,11 +289,28 @@ impl Exchange {
         let valid_until = alert_of(in_effect)
             .map(|a| a.valid_until.clone())
             .unwrap_or_default();
+        let now = self.log().now();
         let status = ended.unwrap_or_else(|| match parse_date(&valid_until) {
-            Ok(until) if until < today() => CaseStatus::Expired,
+            Ok(until) if until < now.date() => CaseStatus::Expired,
             _ => CaseStatus::Active,
         });
         let in_effect = in_effect.entry.entry.message_id.clone();
+        let urgency = root
+            .envelope
+            .as_ref()
+            .and_then(|e| e.handling.as_ref())
+            .map_or(0, |h| h.urgency);
+        let times = root
+            .entry
+            .entry
+            .peer
+            .parse()
+            .ok()
+            .and_then(|peer| self.response_times(peer))
+            .unwrap_or_default();
+        let respond_by = crate::domain::model::from_micros(root.entry.entry.recorded_at_micros)
+            + times.of(urgency);
+        let overdue = status == CaseStatus::Active && !answered && now > respond_by;
         Ok(Case {
             root,
             messages,
@@ -268,6 +319,8 @@ impl Exchange {
             in_effect,
             valid_until,
             findings,
+            respond_by,
+            overdue,
         })
     }
 
@@ -304,7 +357,7 @@ impl Exchange {
                 let Some(case) = self.case_at(e.sequence)? else {
                     continue;
                 };
-                if filter.admits(&case) {
+                if filter.admits(&case, self.log().now().date()) {
                     out.push(case);
                 }
             }
@@ -325,11 +378,13 @@ pub struct CasesFilter {
     pub awaiting_response: bool,
     /// Only cases with this peer.
     pub peer: Option<CountryCode>,
+    /// Only overdue cases.
+    pub overdue: bool,
 }
 
 impl CasesFilter {
-    fn admits(&self, case: &Case) -> bool {
-        if self.status.is_some_and(|s| s != case.status) {
+    fn admits(&self, case: &Case, today: time::Date) -> bool {
+        if self.status.is_some_and(|s| s != case.status) || (self.overdue && !case.overdue) {
             return false;
         }
         if self.awaiting_response && case.answered {
@@ -340,7 +395,7 @@ impl CasesFilter {
                 return false;
             };
             if case.status != CaseStatus::Active
-                || until > today() + time::Duration::days(i64::from(days))
+                || until > today + time::Duration::days(i64::from(days))
             {
                 return false;
             }

@@ -213,6 +213,8 @@ pub struct PeerTrust {
     /// What the peer's CA revoked: a receipt signed at or after its signer's revocation is
     /// refused.
     pub revoked: crate::crypto::revocation::Revocations,
+    /// The response times agreed with the peer, by urgency.
+    pub response_times: crate::exchange::cases::ResponseTimes,
 }
 
 /// A sent message's delivery state, derived from the log.
@@ -421,6 +423,14 @@ impl Exchange {
             .get(&peer)
             .map(|t| read(t).revoked.clone())
             .unwrap_or_default()
+    }
+
+    /// The response times agreed with `peer`, if it is configured.
+    pub fn response_times(
+        &self,
+        peer: CountryCode,
+    ) -> Option<crate::exchange::cases::ResponseTimes> {
+        self.inner.peers.get(&peer).map(|t| read(t).response_times)
     }
 
     /// The log.

@@ -116,6 +116,7 @@ pub async fn push(
         sender: own.to_string(),
         receiver: peer.to_string(),
         handling: Some(pb::Handling {
+            urgency: pb::Urgency::Routine as i32,
             distribution: pb::Distribution::ImmigrationService as i32,
             onward_sharing: pb::OnwardSharing::Permitted as i32,
             conditions: String::new(),

@@ -1020,6 +1020,8 @@ struct Inner {
     writer: Option<std::thread::JoinHandle<()>>,
     search: Arc<index::SearchIndex>,
     durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Microseconds this log's clock is ahead of the system's (tests of time passing).
+    clock_offset: i64,
 }
 
 impl Drop for Inner {
@@ -1101,6 +1103,7 @@ impl ExchangeLog {
                 writer: Some(writer),
                 search,
                 durable,
+                clock_offset: offset_micros,
             }),
         };
         // A node (which opens its log with its signer, and its key) completes the search index
@@ -1169,6 +1172,12 @@ impl ExchangeLog {
                 sequence: 0,
                 reason,
             })
+    }
+
+    /// Now, by this log's clock: what its entries are stamped with, and what deadlines and
+    /// expiries are held to.
+    pub fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::microseconds(self.inner.clock_offset)
     }
 
     /// The last entry made durable: what readers that must never see more (the event stream)

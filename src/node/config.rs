@@ -225,6 +225,41 @@ pub struct PeerConfig {
     /// PEM certificate revocation list the peer's CA publishes. Reread on reload.
     #[serde(default)]
     pub crl: Option<PathBuf>,
+    /// The response times agreed with the peer, in hours by urgency:
+    /// `response_hours = { immediate = 1, urgent = 12, routine = 168 }` (the defaults).
+    #[serde(default)]
+    pub response_hours: ResponseHours,
+}
+
+/// Response times by urgency, in hours; each at least one.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseHours {
+    pub immediate: u32,
+    pub urgent: u32,
+    pub routine: u32,
+}
+
+impl Default for ResponseHours {
+    fn default() -> Self {
+        let d = crate::exchange::cases::ResponseTimes::default();
+        Self {
+            immediate: d.immediate_hours,
+            urgent: d.urgent_hours,
+            routine: d.routine_hours,
+        }
+    }
+}
+
+impl ResponseHours {
+    /// As the exchange holds them.
+    pub fn times(self) -> crate::exchange::cases::ResponseTimes {
+        crate::exchange::cases::ResponseTimes {
+            immediate_hours: self.immediate,
+            urgent_hours: self.urgent,
+            routine_hours: self.routine,
+        }
+    }
 }
 
 /// A command-line client's configuration: which node, and as whom.
@@ -376,6 +411,19 @@ impl NodeConfig {
                     format!("peers[{i}].address"),
                     format!("{:?} must start with https://", peer.address),
                 ));
+            }
+            let hours = peer.response_hours;
+            for (name, value) in [
+                ("immediate", hours.immediate),
+                ("urgent", hours.urgent),
+                ("routine", hours.routine),
+            ] {
+                if !(1..=24 * 366).contains(&value) {
+                    return Err(invalid(
+                        format!("peers[{i}].response_hours.{name}"),
+                        format!("is {value}, but must be from 1 to 8784 hours"),
+                    ));
+                }
             }
         }
         Ok(())

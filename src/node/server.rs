@@ -161,7 +161,14 @@ impl Material {
                     revoked: revoked.clone(),
                 },
             );
-            peer_trust.insert(peer.country, PeerTrust { anchors, revoked });
+            peer_trust.insert(
+                peer.country,
+                PeerTrust {
+                    anchors,
+                    revoked,
+                    response_times: peer.response_hours.times(),
+                },
+            );
         }
         let local_ca = x509::load_certs(&config.operator_listener.ca)?;
         let local_revoked = crate::crypto::revocation::load_optional(

@@ -709,6 +709,7 @@ impl OperatorService for OperatorApi {
             expiring_within_days: (r.expiring_within_days > 0).then_some(r.expiring_within_days),
             awaiting_response: r.awaiting_response,
             peer,
+            overdue: r.overdue,
         };
         let exchange = self.exchange.clone();
         let cases = tokio::task::spawn_blocking(move || exchange.cases(&filter))
