@@ -124,6 +124,31 @@ async fn unanswered_cases_are_overdue_after_the_time_agreed_for_their_urgency() 
     // the answer, IDN is owed it); the answered one and the routine one are not.
     let khm = exchange_ahead(&dir, "khm", "idn", 2);
     assert_eq!(overdue(&khm), ["IDN-D-IMMEDIATE"]);
+    // The deadline check notes it once in the chain, counts it for the metrics, and watchers
+    // get an event.
+    let before = khm.log().head().unwrap().0;
+    let counts = khm.note_deadlines(14).await.unwrap();
+    assert_eq!(counts.get(&("IDN".to_owned(), "received")), Some(&1));
+    assert_eq!(counts.len(), 1);
+    let (after, _) = khm.log().head().unwrap();
+    assert_eq!(after, before + 1);
+    khm.note_deadlines(14).await.unwrap();
+    assert_eq!(khm.log().head().unwrap().0, after, "noted once");
+    let noted = khm.log().entry(after).unwrap().unwrap();
+    assert_eq!(noted.kind(), pb::EntryKind::Deadline);
+    let event = khm.event_of(&noted).unwrap().unwrap();
+    assert_eq!(event.kind, pb::EventKind::Overdue as i32);
+    assert_eq!(event.message_id, "IDN-D-IMMEDIATE");
+    assert!(event.case.unwrap().overdue);
+    khm.metrics().overdue(&counts);
+    let exposition = khm.metrics().render(&Default::default());
+    assert!(
+        exposition.contains("focalpoint_overdue_responses{peer=\"IDN\",direction=\"received\"} 1"),
+        "{exposition}"
+    );
+    let config = focalpoint::node::config::NodeConfig::load(&dir.join("khm/node.toml")).unwrap();
+    let report = focalpoint::exchange::audit::verify(khm.log(), &config.audit_trust().unwrap());
+    assert!(report.is_ok(), "{:?}", report.err());
     drop(khm);
     let idn_ahead = exchange_ahead(&dir, "idn", "khm", 2);
     assert_eq!(overdue(&idn_ahead), ["IDN-D-IMMEDIATE"]);
@@ -132,6 +157,36 @@ async fn unanswered_cases_are_overdue_after_the_time_agreed_for_their_urgency() 
     let khm = exchange_ahead(&dir, "khm", "idn", 8 * 24);
     assert_eq!(overdue(&khm), ["IDN-D-IMMEDIATE", "IDN-D-ROUTINE"]);
     drop(keep);
+}
+
+#[tokio::test]
+async fn an_alert_ending_soon_reminds_its_sender_once() {
+    let pair = start_pair().await;
+    let mut idn = pair.client("idn", "operator");
+    let mut soon = alert("IDN-D-SOON", pb::Urgency::Routine);
+    let in_five_days = time::OffsetDateTime::now_utc().date() + time::Duration::days(5);
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut soon.body {
+        a.valid_until = in_five_days.to_string();
+    }
+    idn.send(soon, true).await.unwrap();
+    idn.send(alert("IDN-D-LATER", pb::Urgency::Routine), true)
+        .await
+        .unwrap();
+    let exchange = pair.idn.exchange().clone();
+    let before = exchange.log().head().unwrap().0;
+    exchange.note_deadlines(14).await.unwrap();
+    exchange.note_deadlines(14).await.unwrap();
+    let entries = exchange.log().range(before + 1, 10).unwrap();
+    assert_eq!(entries.len(), 1, "one reminder, noted once");
+    let event = exchange.event_of(&entries[0]).unwrap().unwrap();
+    assert_eq!(event.kind, pb::EventKind::Expiring as i32);
+    assert_eq!(event.message_id, "IDN-D-SOON");
+    // The receiving side is not the one to renew it.
+    let khm = pair.khm.exchange().clone();
+    let before = khm.log().head().unwrap().0;
+    khm.note_deadlines(14).await.unwrap();
+    assert_eq!(khm.log().head().unwrap().0, before);
+    pair.stop().await;
 }
 
 #[tokio::test]

@@ -90,6 +90,8 @@ pub enum EntryName {
     Redacted,
     /// A local user consulted personal data.
     Consulted,
+    /// A case's deadline came.
+    Deadline,
     /// No known kind, or one this build does not know (a newer peer's export).
     #[serde(rename = "?", other)]
     Unknown,
@@ -109,6 +111,7 @@ impl EntryName {
             pb::EntryKind::Reconciliation => Self::Reconciled,
             pb::EntryKind::Redaction => Self::Redacted,
             pb::EntryKind::Consultation => Self::Consulted,
+            pb::EntryKind::Deadline => Self::Deadline,
             pb::EntryKind::Unspecified => Self::Unknown,
         }
     }
@@ -126,6 +129,7 @@ impl EntryName {
             Self::Reconciled => "reconciled",
             Self::Redacted => "redacted",
             Self::Consulted => "consulted",
+            Self::Deadline => "deadline",
             Self::Unknown => "?",
         }
     }
@@ -235,6 +239,7 @@ mod tests {
             (pb::EntryKind::Reconciliation, "reconciled"),
             (pb::EntryKind::Redaction, "redacted"),
             (pb::EntryKind::Consultation, "consulted"),
+            (pb::EntryKind::Deadline, "deadline"),
         ];
         for (kind, text) in wire {
             let parsed: EntryName = serde_json::from_str(&format!("\"{text}\"")).unwrap();

@@ -171,6 +171,8 @@ pub enum Finding {
     },
     #[error("records a consultation, but {0}")]
     Consultation(&'static str),
+    #[error("records a case deadline of no known reason")]
+    DeadlineReason,
     #[error("redacts a message, but no retention policy is configured")]
     NoRetentionPolicy,
     #[error("redacts entry {0}, which is missing")]
@@ -275,6 +277,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
             pb::EntryKind::Consultation => check_consultation(checked)?,
+            pb::EntryKind::Deadline => check_deadline(log, e)?,
             pb::EntryKind::Redaction => {
                 check_redaction(log, checked, trust)?;
                 redacted += 1;
@@ -308,6 +311,27 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
         unknown_references,
         first_unknown_reference,
     })
+}
+
+/// A deadline entry names a case's first message before it, and a known reason.
+fn check_deadline(log: &ExchangeLog, e: &pb::LogEntry) -> Result<(), Finding> {
+    if e.refers_to == 0 || e.refers_to >= e.sequence {
+        return Err(Finding::NotPreceding(e.refers_to));
+    }
+    let case = log
+        .entry(e.refers_to)?
+        .ok_or(Finding::ReferenceMissing(e.refers_to))?;
+    if !crate::log::is_message(case.kind()) || case.entry.message_id != e.message_id {
+        return Err(Finding::NamesOther {
+            names: e.message_id.clone(),
+            refers_to: e.refers_to,
+            found: case.entry.message_id,
+        });
+    }
+    match e.reason.as_str() {
+        crate::exchange::cases::OVERDUE | crate::exchange::cases::EXPIRING => Ok(()),
+        _ => Err(Finding::DeadlineReason),
+    }
 }
 
 /// Whether the log holds the message `id` a reference names: sent by this node or received

@@ -367,6 +367,70 @@ impl Exchange {
     }
 }
 
+/// What a deadline entry's reason names.
+pub const OVERDUE: &str = "overdue";
+/// See [`OVERDUE`].
+pub const EXPIRING: &str = "expiring";
+
+/// Overdue cases by peer and direction (`sent`: the peer owes the answer; `received`: this node
+/// does), as the deadline check last counted them.
+pub type OverdueCounts = std::collections::BTreeMap<(String, &'static str), u64>;
+
+impl Exchange {
+    /// Notes in the log each deadline that has come and was not noted yet, one entry per case
+    /// and reason: a case past its respond-by time without an answer, and an alert this node
+    /// sent whose `valid_until` falls within `reminder_days`. Each entry gives watchers an
+    /// event. Returns the overdue cases by peer and direction.
+    pub async fn note_deadlines(&self, reminder_days: u32) -> Result<OverdueCounts, ExchangeError> {
+        let exchange = self.clone();
+        let cases = tokio::task::spawn_blocking(move || exchange.cases(&CasesFilter::default()))
+            .await
+            .map_err(|e| ExchangeError::internal("a deadline check stopped", e))??;
+        let today = self.log().now().date();
+        let mut counts = OverdueCounts::new();
+        let mut due = Vec::new();
+        for case in &cases {
+            let root = &case.root.entry.entry;
+            if case.overdue {
+                let direction = if case.sent() { "sent" } else { "received" };
+                *counts.entry((root.peer.clone(), direction)).or_default() += 1;
+                due.push((root.sequence, root.clone(), OVERDUE));
+            }
+            let expiring = case.sent()
+                && case.status == CaseStatus::Active
+                && parse_date(&case.valid_until).is_ok_and(|until| {
+                    until <= today + time::Duration::days(i64::from(reminder_days))
+                });
+            if expiring {
+                due.push((root.sequence, root.clone(), EXPIRING));
+            }
+        }
+        for (sequence, root, reason) in due {
+            if self.log().deadline_noted(sequence, reason)?.is_some() {
+                continue;
+            }
+            let entry = crate::log::NewEntry {
+                kind: pb::EntryKind::Deadline,
+                peer: root.peer.parse().ok(),
+                message_id: root.message_id.clone(),
+                message_kind: pb::MessageKind::try_from(root.message_kind).unwrap_or_default(),
+                refers_to: sequence,
+                reason: reason.to_owned(),
+                ..Default::default()
+            };
+            // Noted once, whatever ran meanwhile.
+            self.log()
+                .transact(move |t| match t.deadline_noted(sequence, reason)? {
+                    Some(_) => Ok(()),
+                    None => t.append(entry).map(drop),
+                })
+                .await?;
+            tracing::info!(case = %root.message_id, reason, "case deadline noted");
+        }
+        Ok(counts)
+    }
+}
+
 /// Which cases to list.
 #[derive(Debug, Clone, Default)]
 pub struct CasesFilter {

@@ -55,6 +55,17 @@ impl Exchange {
                 }
             }
             pb::EntryKind::ReceiptReceived => pb::EventKind::ReceiptReceived,
+            pb::EntryKind::Deadline => {
+                if let Some(case) = self.case_at(e.refers_to)? {
+                    event.category = crate::exchange::cases::category_of(&case.root);
+                    event.case = Some(case.state());
+                }
+                match e.reason.as_str() {
+                    crate::exchange::cases::OVERDUE => pb::EventKind::Overdue,
+                    crate::exchange::cases::EXPIRING => pb::EventKind::Expiring,
+                    _ => return Ok(None),
+                }
+            }
             pb::EntryKind::DeliveryFailed => {
                 event.detail = e.reason.clone();
                 pb::EventKind::DeliveryFailed

@@ -44,6 +44,12 @@ struct Peer {
     peer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerDirection {
+    peer: String,
+    direction: String,
+}
+
 /// The node's counters. Cheap to update from any thread.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +64,7 @@ pub struct Metrics {
     log_entries: Gauge,
     outbox_depth: Family<Peer, Gauge>,
     checkpoint_age: Family<Peer, Gauge<f64, AtomicU64>>,
+    overdue: Family<PeerDirection, Gauge>,
 }
 
 /// Values read at scrape time.
@@ -85,6 +92,7 @@ impl Default for Metrics {
             log_entries: Gauge::default(),
             outbox_depth: Family::default(),
             checkpoint_age: Family::default(),
+            overdue: Family::default(),
         };
         let r = &mut metrics.registry;
         // Counters are registered without `_total`: the encoder appends it.
@@ -134,6 +142,11 @@ impl Default for Metrics {
             metrics.outbox_depth.clone(),
         );
         r.register(
+            "focalpoint_overdue_responses",
+            "Cases past the response time agreed for their urgency without an answer: direction sent, the peer owes it; received, this node does.",
+            metrics.overdue.clone(),
+        );
+        r.register(
             "focalpoint_checkpoint_age_seconds",
             "Seconds since the last checkpoint the peer cosigned.",
             metrics.checkpoint_age.clone(),
@@ -181,6 +194,19 @@ impl Metrics {
         self.connections_refused
             .get_or_create(&plane_reason(plane, reason))
             .inc();
+    }
+
+    /// The overdue cases as the last deadline check counted them, by peer and direction.
+    pub fn overdue(&self, counts: &crate::exchange::cases::OverdueCounts) {
+        self.overdue.clear();
+        for ((peer, direction), count) in counts {
+            self.overdue
+                .get_or_create(&PeerDirection {
+                    peer: peer.clone(),
+                    direction: (*direction).to_owned(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Seconds from logging a message to logging the peer's receipt.

@@ -414,6 +414,14 @@ mod key {
     /// Present once the tag log holds every message's tags (a log written before the index
     /// existed gets them when a node first opens it with its content readable).
     pub(super) const SEARCH_COMPLETE: &[u8] = b"u";
+    /// By a case's first message and a reason: the deadline entry noting it.
+    pub(super) const DEADLINE: u8 = b'y';
+
+    pub(super) fn deadline(case: u64, reason: &str) -> Vec<u8> {
+        let mut k = seq(DEADLINE, case);
+        k.extend_from_slice(reason.as_bytes());
+        k
+    }
 
     pub(super) fn per_peer(prefix: u8, peer: &str, sequence: u64) -> Vec<u8> {
         let mut k = vec![prefix];
@@ -739,6 +747,11 @@ impl Txn<'_> {
     /// The sequence of the receipt entry for a sent message, if one is logged.
     pub fn receipt_for(&self, sent: u64) -> Result<Option<u64>, LogError> {
         read_seq(self, &key::seq(key::RECEIPT_FOR, sent))
+    }
+
+    /// The deadline entry noting `reason` for the case opened at `case`, if one is logged.
+    pub fn deadline_noted(&self, case: u64, reason: &str) -> Result<Option<u64>, LogError> {
+        read_seq(self, &key::deadline(case, reason))
     }
 
     /// Stages an entry, its content and the views that go with its kind.
@@ -1371,6 +1384,11 @@ impl ExchangeLog {
         Ok(parse_record(sequence, &stored)?
             .content
             .is_some_and(seal::is_sealed))
+    }
+
+    /// The deadline entry noting `reason` for the case opened at `case`, if one is logged.
+    pub fn deadline_noted(&self, case: u64, reason: &str) -> Result<Option<u64>, LogError> {
+        read_seq(&self.store()?.tree, &key::deadline(case, reason))
     }
 
     /// The redaction entry that removed the content of entry `sequence`, if any.
@@ -2373,6 +2391,9 @@ fn view_updates(entry: &pb::LogEntry, hash: &Digest) -> Vec<(Vec<u8>, Option<Vec
         pb::EntryKind::Redaction => {
             updates.push((key::seq(key::REDACTED, entry.refers_to), seq_bytes()));
         }
+        pb::EntryKind::Deadline => {
+            updates.push((key::deadline(entry.refers_to, &entry.reason), seq_bytes()));
+        }
         pb::EntryKind::Refusal | pb::EntryKind::Consultation | pb::EntryKind::Unspecified => {}
     }
     if !entry.reference.is_empty()
@@ -2501,8 +2522,9 @@ fn received_cursor(entry: &pb::LogEntry) -> Option<Vec<u8>> {
 }
 
 /// Prefixes of the views: every key under them is derived from the chain alone.
-const VIEW_PREFIXES: [u8; 13] = [
+const VIEW_PREFIXES: [u8; 14] = [
     key::TAGS,
+    key::DEADLINE,
     key::HEAD[0],
     key::REDACTED,
     key::RECONCILED,

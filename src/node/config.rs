@@ -76,6 +76,9 @@ pub struct NodeConfig {
     /// What a peer may ask of this node.
     #[serde(default)]
     pub limits: crate::node::limits::Limits,
+    /// Case deadlines: how often they are checked, and how early an alert's end is told.
+    #[serde(default)]
+    pub cases: CasesConfig,
 }
 
 /// Where the log key that seals message content at rest comes from: exactly one of a file
@@ -231,6 +234,25 @@ pub struct PeerConfig {
     pub response_hours: ResponseHours,
 }
 
+/// `[cases]`: the deadline check.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CasesConfig {
+    /// Days before an alert this node sent ends that an `expiring` event reminds its sender.
+    pub expiry_reminder_days: u32,
+    /// Seconds between checks for deadlines that came (overdue answers, alerts ending).
+    pub deadline_check_secs: u64,
+}
+
+impl Default for CasesConfig {
+    fn default() -> Self {
+        Self {
+            expiry_reminder_days: 14,
+            deadline_check_secs: 60,
+        }
+    }
+}
+
 /// Response times by urgency, in hours; each at least one.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -357,6 +379,24 @@ impl NodeConfig {
             return Err(invalid(
                 "cache_mib".into(),
                 format!("is {}, but must be from 1 to 4096", self.cache_mib),
+            ));
+        }
+        if !(1..=86_400).contains(&self.cases.deadline_check_secs) {
+            return Err(invalid(
+                "cases.deadline_check_secs".into(),
+                format!(
+                    "is {}, but must be from 1 to 86400",
+                    self.cases.deadline_check_secs
+                ),
+            ));
+        }
+        if self.cases.expiry_reminder_days > 3660 {
+            return Err(invalid(
+                "cases.expiry_reminder_days".into(),
+                format!(
+                    "is {}, but must be at most 3660",
+                    self.cases.expiry_reminder_days
+                ),
             ));
         }
         if let Some((key, message)) = self.limits.problem() {

@@ -358,6 +358,14 @@ impl BoundNode {
         let mut tasks = Vec::new();
         let (channel_senders, channel_receivers) =
             spawn_delivery(&self.config, &self.exchange, &watcher, &mut tasks)?;
+        {
+            let (exchange, watcher, cases) =
+                (self.exchange.clone(), watcher.clone(), self.config.cases);
+            tasks.push(tokio::spawn(async move {
+                deadline_checks(exchange, cases, watcher).await;
+                Ok(())
+            }));
+        }
         if let Some(policy) = self.config.retention.clone() {
             let (log, watcher) = (self.exchange.log().clone(), watcher.clone());
             tasks.push(tokio::spawn(async move {
@@ -518,6 +526,26 @@ fn spawn_metrics(
 /// Completes when the node is told to stop.
 async fn stopped(mut watcher: watch::Receiver<bool>) {
     let _ = watcher.wait_for(|stopped| *stopped).await;
+}
+
+/// Notes the case deadlines that came, at start and then every `deadline_check_secs`, and
+/// counts the overdue cases for the metrics, until shutdown.
+async fn deadline_checks(
+    exchange: Exchange,
+    cases: crate::node::config::CasesConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = std::time::Duration::from_secs(cases.deadline_check_secs);
+    loop {
+        match exchange.note_deadlines(cases.expiry_reminder_days).await {
+            Ok(counts) => exchange.metrics().overdue(&counts),
+            Err(e) => tracing::error!(error = %e, "deadline check failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+    }
 }
 
 /// Sweeps the log at start and then every `sweep_interval_secs` until shutdown.
