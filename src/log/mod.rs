@@ -1035,6 +1035,8 @@ struct Inner {
     durable: Arc<tokio::sync::watch::Sender<u64>>,
     /// Microseconds this log's clock is ahead of the system's (tests of time passing).
     clock_offset: i64,
+    /// The thread reading the tag log into the search index, while it runs.
+    loader: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -1044,6 +1046,15 @@ impl Drop for Inner {
         drop(self.jobs.take());
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        // The search index's loader holds the store open while it reads.
+        let loader = self
+            .loader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(loader) = loader {
+            let _ = loader.join();
         }
     }
 }
@@ -1117,6 +1128,7 @@ impl ExchangeLog {
                 search,
                 durable,
                 clock_offset: offset_micros,
+                loader: std::sync::Mutex::default(),
             }),
         };
         // A node (which opens its log with its signer, and its key) completes the search index
@@ -1209,14 +1221,19 @@ impl ExchangeLog {
     fn load_search_index(&self) -> Result<(), LogError> {
         let tree = self.store()?.tree.clone();
         let index = self.inner.search.clone();
-        std::thread::Builder::new()
+        let loader = std::thread::Builder::new()
             .name("search-index-loader".into())
             .spawn(move || index.loaded(read_tag_log(&tree)))
-            .map(drop)
             .map_err(|source| LogError::Open {
                 path: PathBuf::from("search-index-loader"),
                 source,
-            })
+            })?;
+        *self
+            .inner
+            .loader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loader);
+        Ok(())
     }
 
     /// Signs the receipts issued from now on with `signer` (a reloaded key). The log must have
