@@ -41,6 +41,15 @@ impl Default for ResponseTimes {
 }
 
 impl ResponseTimes {
+    /// The shortest of the three.
+    pub fn shortest(&self) -> time::Duration {
+        let hours = self
+            .immediate_hours
+            .min(self.urgent_hours)
+            .min(self.routine_hours);
+        time::Duration::hours(i64::from(hours))
+    }
+
     /// The time to answer a message of `urgency` (unspecified is routine).
     pub fn of(&self, urgency: i32) -> time::Duration {
         let hours = match pb::Urgency::try_from(urgency) {
@@ -383,28 +392,9 @@ impl Exchange {
     /// event. Returns the overdue cases by peer and direction.
     pub async fn note_deadlines(&self, reminder_days: u32) -> Result<OverdueCounts, ExchangeError> {
         let exchange = self.clone();
-        let cases = tokio::task::spawn_blocking(move || exchange.cases(&CasesFilter::default()))
+        let (counts, due) = tokio::task::spawn_blocking(move || exchange.deadlines(reminder_days))
             .await
             .map_err(|e| ExchangeError::internal("a deadline check stopped", e))??;
-        let today = self.log().now().date();
-        let mut counts = OverdueCounts::new();
-        let mut due = Vec::new();
-        for case in &cases {
-            let root = &case.root.entry.entry;
-            if case.overdue {
-                let direction = if case.sent() { "sent" } else { "received" };
-                *counts.entry((root.peer.clone(), direction)).or_default() += 1;
-                due.push((root.sequence, root.clone(), OVERDUE));
-            }
-            let expiring = case.sent()
-                && case.status == CaseStatus::Active
-                && parse_date(&case.valid_until).is_ok_and(|until| {
-                    until <= today + time::Duration::days(i64::from(reminder_days))
-                });
-            if expiring {
-                due.push((root.sequence, root.clone(), EXPIRING));
-            }
-        }
         for (sequence, root, reason) in due {
             if self.log().deadline_noted(sequence, reason)?.is_some() {
                 continue;
@@ -428,6 +418,101 @@ impl Exchange {
             tracing::info!(case = %root.message_id, reason, "case deadline noted");
         }
         Ok(counts)
+    }
+}
+
+/// A deadline that came: the case's first entry (its sequence and entry) and the reason.
+type Due = (u64, pb::LogEntry, &'static str);
+
+/// How far back the deadline check looks: cases opened earlier are not checked again.
+pub const DEADLINE_WINDOW_DAYS: i64 = 180;
+
+impl Exchange {
+    /// The overdue cases by peer and direction, and the deadlines that came (noted or not),
+    /// among the cases opened within [`DEADLINE_WINDOW_DAYS`]. Only a case that could be due
+    /// is read whole: one younger than the shortest response time agreed with its peer cannot
+    /// be overdue, and only an alert this node sent can be expiring.
+    fn deadlines(
+        &self,
+        reminder_days: u32,
+    ) -> Result<(OverdueCounts, Vec<Due>), ExchangeError> {
+        let log = self.log();
+        let now = log.now();
+        let today = now.date();
+        let (size, _) = log.head()?;
+        let window_start = now - time::Duration::days(DEADLINE_WINDOW_DAYS);
+        let mut sequence = self.first_logged_after(window_start, size)?;
+        let mut counts = OverdueCounts::new();
+        let mut due = Vec::new();
+        while sequence <= size {
+            let batch = log.range(sequence, 1024)?;
+            let Some(last) = batch.last().map(|s| s.entry.sequence) else {
+                break;
+            };
+            for stored in &batch {
+                let e = &stored.entry;
+                let sent = stored.kind() == pb::EntryKind::MessageSent;
+                let is_message = sent || stored.kind() == pb::EntryKind::MessageReceived;
+                if !is_message || !opens_case(e.message_kind) || !e.reference.is_empty() {
+                    continue;
+                }
+                let shortest = e
+                    .peer
+                    .parse()
+                    .ok()
+                    .and_then(|peer| self.response_times(peer))
+                    .unwrap_or_default()
+                    .shortest();
+                let logged = crate::domain::model::from_micros(e.recorded_at_micros);
+                let may_be_overdue = now > logged + shortest;
+                let may_expire = sent && e.message_kind == pb::MessageKind::TravellerAlert as i32;
+                if !may_be_overdue && !may_expire {
+                    continue;
+                }
+                let Some(case) = self.case_at(e.sequence)? else {
+                    continue;
+                };
+                if case.overdue {
+                    let direction = if case.sent() { "sent" } else { "received" };
+                    *counts.entry((e.peer.clone(), direction)).or_default() += 1;
+                    due.push((e.sequence, e.clone(), OVERDUE));
+                }
+                let expiring = case.sent()
+                    && case.status == CaseStatus::Active
+                    && parse_date(&case.valid_until).is_ok_and(|until| {
+                        until <= today + time::Duration::days(i64::from(reminder_days))
+                    });
+                if expiring {
+                    due.push((e.sequence, e.clone(), EXPIRING));
+                }
+            }
+            sequence = last + 1;
+        }
+        Ok((counts, due))
+    }
+
+    /// The first entry logged at or after `at` (entries are logged in time order), or one past
+    /// `size` if none is.
+    fn first_logged_after(
+        &self,
+        at: time::OffsetDateTime,
+        size: u64,
+    ) -> Result<u64, ExchangeError> {
+        let at = i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MIN);
+        let (mut low, mut high) = (1, size + 1);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let recorded = self
+                .log()
+                .entry(mid)?
+                .map_or(i64::MAX, |s| s.entry.recorded_at_micros);
+            if recorded < at {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        Ok(low)
     }
 }
 
