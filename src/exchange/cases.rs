@@ -13,93 +13,15 @@
 
 use std::collections::BTreeSet;
 
+pub use crate::domain::case::{CaseStatus, ResponseTimes};
 use crate::domain::model::{CountryCode, parse_date};
 use crate::domain::validate::{ValidEnvelope, ValidationError};
 use crate::exchange::core::{Exchange, StoredMessage};
 use crate::exchange::error::ExchangeError;
 use crate::pb;
 
-/// The response times agreed with a peer, by urgency: how long after a case is logged an
-/// answer is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseTimes {
-    pub immediate_hours: u32,
-    pub urgent_hours: u32,
-    pub routine_hours: u32,
-}
-
-impl Default for ResponseTimes {
-    /// One hour for immediate, twelve for urgent (as SIRENE bureaux answer a hit), seven days
-    /// for routine.
-    fn default() -> Self {
-        Self {
-            immediate_hours: 1,
-            urgent_hours: 12,
-            routine_hours: 7 * 24,
-        }
-    }
-}
-
-impl ResponseTimes {
-    /// The shortest of the three.
-    pub fn shortest(&self) -> time::Duration {
-        let hours = self
-            .immediate_hours
-            .min(self.urgent_hours)
-            .min(self.routine_hours);
-        time::Duration::hours(i64::from(hours))
-    }
-
-    /// The time to answer a message of `urgency` (unspecified is routine).
-    pub fn of(&self, urgency: i32) -> time::Duration {
-        let hours = match pb::Urgency::try_from(urgency) {
-            Ok(pb::Urgency::Immediate) => self.immediate_hours,
-            Ok(pb::Urgency::Urgent) => self.urgent_hours,
-            _ => self.routine_hours,
-        };
-        time::Duration::hours(i64::from(hours))
-    }
-}
-
 /// How deep a chain of references is followed: far beyond any real case, short of a loop.
 const MAX_DEPTH: usize = 64;
-
-/// Where a case stands. Serde names are the wire of `--json` and exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaseStatus {
-    /// Open: nothing ended it and it has not expired.
-    Active,
-    /// A withdrawal ended it.
-    Withdrawn,
-    /// Its `valid_until` passed, or an expiry ended it.
-    Expired,
-    /// A response closed it.
-    Closed,
-}
-
-impl CaseStatus {
-    /// As the operator plane carries it.
-    pub fn to_pb(self) -> pb::CaseStatus {
-        match self {
-            Self::Active => pb::CaseStatus::Active,
-            Self::Withdrawn => pb::CaseStatus::Withdrawn,
-            Self::Expired => pb::CaseStatus::Expired,
-            Self::Closed => pb::CaseStatus::Closed,
-        }
-    }
-
-    /// From the operator plane's value; `None` for unspecified.
-    pub fn from_pb(status: pb::CaseStatus) -> Option<Self> {
-        match status {
-            pb::CaseStatus::Unspecified => None,
-            pb::CaseStatus::Active => Some(Self::Active),
-            pb::CaseStatus::Withdrawn => Some(Self::Withdrawn),
-            pb::CaseStatus::Expired => Some(Self::Expired),
-            pb::CaseStatus::Closed => Some(Self::Closed),
-        }
-    }
-}
 
 /// A case, as the log and the clock show it now.
 #[derive(Debug, Clone)]
@@ -381,9 +303,7 @@ pub const OVERDUE: &str = "overdue";
 /// See [`OVERDUE`].
 pub const EXPIRING: &str = "expiring";
 
-/// Overdue cases by peer and direction (`sent`: the peer owes the answer; `received`: this node
-/// does), as the deadline check last counted them.
-pub type OverdueCounts = std::collections::BTreeMap<(String, &'static str), u64>;
+pub use crate::exchange::metrics::OverdueCounts;
 
 impl Exchange {
     /// Notes in the log each deadline that has come and was not noted yet, one entry per case
@@ -432,10 +352,7 @@ impl Exchange {
     /// among the cases opened within [`DEADLINE_WINDOW_DAYS`]. Only a case that could be due
     /// is read whole: one younger than the shortest response time agreed with its peer cannot
     /// be overdue, and only an alert this node sent can be expiring.
-    fn deadlines(
-        &self,
-        reminder_days: u32,
-    ) -> Result<(OverdueCounts, Vec<Due>), ExchangeError> {
+    fn deadlines(&self, reminder_days: u32) -> Result<(OverdueCounts, Vec<Due>), ExchangeError> {
         let log = self.log();
         let now = log.now();
         let today = now.date();

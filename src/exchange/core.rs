@@ -214,7 +214,7 @@ pub struct PeerTrust {
     /// refused.
     pub revoked: crate::crypto::revocation::Revocations,
     /// The response times agreed with the peer, by urgency.
-    pub response_times: crate::exchange::cases::ResponseTimes,
+    pub response_times: crate::domain::case::ResponseTimes,
 }
 
 /// A sent message's delivery state, derived from the log.
@@ -426,10 +426,7 @@ impl Exchange {
     }
 
     /// The response times agreed with `peer`, if it is configured.
-    pub fn response_times(
-        &self,
-        peer: CountryCode,
-    ) -> Option<crate::exchange::cases::ResponseTimes> {
+    pub fn response_times(&self, peer: CountryCode) -> Option<crate::domain::case::ResponseTimes> {
         self.inner.peers.get(&peer).map(|t| read(t).response_times)
     }
 

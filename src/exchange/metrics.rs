@@ -50,6 +50,10 @@ struct PeerDirection {
     direction: String,
 }
 
+/// Overdue cases by peer and direction (`sent`: the peer owes the answer; `received`: this node
+/// does), as the deadline check last counted them.
+pub type OverdueCounts = std::collections::BTreeMap<(String, &'static str), u64>;
+
 /// The node's counters. Cheap to update from any thread.
 #[derive(Debug)]
 pub struct Metrics {
@@ -197,7 +201,7 @@ impl Metrics {
     }
 
     /// The overdue cases as the last deadline check counted them, by peer and direction.
-    pub fn overdue(&self, counts: &crate::exchange::cases::OverdueCounts) {
+    pub fn overdue(&self, counts: &OverdueCounts) {
         self.overdue.clear();
         for ((peer, direction), count) in counts {
             self.overdue

@@ -264,7 +264,7 @@ pub struct ResponseHours {
 
 impl Default for ResponseHours {
     fn default() -> Self {
-        let d = crate::exchange::cases::ResponseTimes::default();
+        let d = crate::domain::case::ResponseTimes::default();
         Self {
             immediate: d.immediate_hours,
             urgent: d.urgent_hours,
@@ -275,8 +275,8 @@ impl Default for ResponseHours {
 
 impl ResponseHours {
     /// As the exchange holds them.
-    pub fn times(self) -> crate::exchange::cases::ResponseTimes {
-        crate::exchange::cases::ResponseTimes {
+    pub fn times(self) -> crate::domain::case::ResponseTimes {
+        crate::domain::case::ResponseTimes {
             immediate_hours: self.immediate,
             urgent_hours: self.urgent,
             routine_hours: self.routine,
