@@ -238,6 +238,20 @@ impl Exchange {
         Ok(hits)
     }
 
+    /// [`Self::consulted`] for the messages a `show` or a `case` is about to return.
+    pub async fn consulted_messages(
+        &self,
+        caller: &Identity,
+        operation: pb::ConsultationOperation,
+        messages: &[crate::exchange::core::StoredMessage],
+    ) -> Result<(), ExchangeError> {
+        let ids = messages
+            .iter()
+            .map(|m| m.entry.entry.message_id.clone())
+            .collect();
+        self.consulted(caller, operation, ids).await
+    }
+
     /// Appends, durably, the record that `caller` consulted the messages `ids` through
     /// `operation`.
     pub async fn consulted(

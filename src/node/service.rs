@@ -597,12 +597,8 @@ impl OperatorService for OperatorApi {
         self.exchange.authorize_read(&identity)?;
         let id = request.into_inner().message_id;
         let (messages, entries) = self.exchange.show(&id)?;
-        let shown = messages
-            .iter()
-            .map(|m| m.entry.entry.message_id.clone())
-            .collect();
         self.exchange
-            .consulted(&identity, pb::ConsultationOperation::Show, shown)
+            .consulted_messages(&identity, pb::ConsultationOperation::Show, &messages)
             .await?;
         Ok(Response::new(pb::ShowResponse {
             messages: messages
@@ -641,13 +637,8 @@ impl OperatorService for OperatorApi {
             .exchange
             .case_at(sequence)?
             .ok_or_else(|| ExchangeError::NotFound(format!("a case for message {id}")))?;
-        let shown = case
-            .messages
-            .iter()
-            .map(|m| m.entry.entry.message_id.clone())
-            .collect();
         self.exchange
-            .consulted(&identity, pb::ConsultationOperation::Case, shown)
+            .consulted_messages(&identity, pb::ConsultationOperation::Case, &case.messages)
             .await?;
         let state = case.state();
         let findings = case.findings;
