@@ -213,7 +213,7 @@ impl Exchange {
             if query.direction.is_some_and(|d| d != direction) {
                 continue;
             }
-            let case = self.case_at(sequence)?;
+            let case = self.case_state_at(sequence)?;
             if !query.all
                 && case
                     .as_ref()

@@ -479,7 +479,7 @@ impl OperatorApi {
             redacted: m.redacted.unwrap_or_default(),
             case: self
                 .exchange
-                .case_at(m.entry.entry.sequence)?
+                .case_state_at(m.entry.entry.sequence)?
                 .map(|c| c.state()),
         })
     }
