@@ -1377,20 +1377,10 @@ impl ExchangeLog {
         else {
             return Ok(None);
         };
-        if !seal::is_sealed(&held) {
-            return Ok(Some(held.into_owned()));
+        match in_plain(sequence, view.entry, held, self.inner.key.as_deref())? {
+            Some(plain) => Ok(Some(plain.into_owned())),
+            None => Err(SealError::NoKey { sequence }.into()),
         }
-        let key = self
-            .inner
-            .key
-            .as_deref()
-            .ok_or(SealError::NoKey { sequence })?;
-        let entry = decode_entry(sequence, view.entry)?;
-        Ok(Some(key.open(
-            sequence,
-            &entry.entry.content_sha256,
-            &held,
-        )?))
     }
 
     /// Whether the content of entry `sequence` is held encrypted at rest.
@@ -2505,20 +2495,37 @@ fn readable_content<'a>(
     view: &record::View<'a>,
     key: Option<&LogKey>,
 ) -> Result<Option<std::borrow::Cow<'a, [u8]>>, LogError> {
-    let Some(content) = view.content else {
-        return Ok(None);
-    };
-    if !seal::is_sealed(content) {
-        return Ok(Some(std::borrow::Cow::Borrowed(content)));
+    match view.content {
+        Some(content) => in_plain(
+            sequence,
+            view.entry,
+            std::borrow::Cow::Borrowed(content),
+            key,
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Content as held, in plain: as it is, or opened with `key` when sealed; `None` when it is
+/// sealed and there is no key. `entry` is the record's encoded entry, whose content digest the
+/// seal is bound to.
+fn in_plain<'a>(
+    sequence: u64,
+    entry: &[u8],
+    held: std::borrow::Cow<'a, [u8]>,
+    key: Option<&LogKey>,
+) -> Result<Option<std::borrow::Cow<'a, [u8]>>, LogError> {
+    if !seal::is_sealed(&held) {
+        return Ok(Some(held));
     }
     let Some(key) = key else {
         return Ok(None);
     };
-    let entry = decode_entry(sequence, view.entry)?;
+    let entry = decode_entry(sequence, entry)?;
     Ok(Some(std::borrow::Cow::Owned(key.open(
         sequence,
         &entry.entry.content_sha256,
-        content,
+        &held,
     )?)))
 }
 
