@@ -46,6 +46,7 @@ fn exchange_ahead(dir: &Path, own: &str, peer: &str, hours: i64) -> Exchange {
             anchors,
             revoked: Default::default(),
             response_times: ResponseTimes::default(),
+            agreement: Default::default(),
         },
     )]);
     Exchange::new(

@@ -254,17 +254,35 @@ pub const USERS: [(Role, &str); 4] = [
     (Role::Screening, "border-gate"),
 ];
 
-/// Loopback ports of the demo: (peer, operator) per country.
-fn ports(country: CountryCode) -> (u16, u16) {
-    match country.as_str() {
-        "IDN" => (7443, 7444),
-        "KHM" => (7543, 7544),
-        _ => (7643, 7644),
-    }
+/// Loopback ports of the `index`th country of the demo: (peer, operator). The first two are
+/// IDN's and KHM's of the example PKI (7443, 7543); each further country takes the next
+/// hundred, and its metrics the port after its operator listener.
+fn ports(index: usize) -> (u16, u16) {
+    let base = 7443 + 100 * u16::try_from(index).unwrap_or(0);
+    (base, base + 1)
 }
 
-/// Writes a demo PKI for two countries under `out`: `out/idn/`, `out/khm/`.
-pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), CertsError> {
+/// The most countries one demo PKI holds: ASEAN's ten, with room to spare.
+pub const MAX_COUNTRIES: usize = 20;
+
+/// Writes a demo PKI for `countries` under `out`, one directory each (`out/idn/`, ...): each
+/// country's CA, node and user certificates, and a node configuration with every other country
+/// as a peer. Nothing is written when any directory exists already.
+pub fn init(out: &Path, countries: &[CountryCode], years: i64) -> Result<(), CertsError> {
+    let distinct: std::collections::BTreeSet<_> = countries.iter().collect();
+    if countries.len() < 2 || countries.len() > MAX_COUNTRIES || distinct.len() != countries.len() {
+        return Err(CertsError::Invalid {
+            path: out.to_owned(),
+            reason: format!("--countries: name from 2 to {MAX_COUNTRIES} different countries"),
+        });
+    }
+    let dirs: Vec<PathBuf> = countries
+        .iter()
+        .map(|c| out.join(c.as_str().to_ascii_lowercase()))
+        .collect();
+    if let Some(dir) = dirs.iter().find(|d| d.exists()) {
+        return Err(CertsError::Exists(dir.clone()));
+    }
     let now = OffsetDateTime::now_utc();
     let not_before = now - Duration::days(1);
     let not_after = now + Duration::days(365 * years);
@@ -280,12 +298,8 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (i, country) in countries.iter().enumerate() {
-        let dir = out.join(country.as_str().to_ascii_lowercase());
-        if dir.exists() {
-            return Err(CertsError::Exists(dir));
-        }
+        let dir = &dirs[i];
         let authority = &authorities[i];
-        let peer = countries[1 - i];
         let write = |file: &str, text: &str| {
             let path = dir.join(file);
             if let Some(parent) = path.parent() {
@@ -310,11 +324,31 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
         )?;
         write("node.pem", &node.cert_pem)?;
         write("node.key", &node.key_pem)?;
-        let peer_ca = format!("peers/{}-ca.pem", peer.as_str().to_ascii_lowercase());
-        write(&peer_ca, &authorities[1 - i].issued.cert_pem)?;
-        let (peer_port, operator_port) = ports(*country);
+        let mut peers = String::new();
+        for (j, peer) in countries.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let peer_ca = format!("peers/{}-ca.pem", peer.as_str().to_ascii_lowercase());
+            write(&peer_ca, &authorities[j].issued.cert_pem)?;
+            let (their_peer_port, _) = ports(j);
+            peers.push_str(&format!(
+                "\n[[peers]]\n\
+                 country = \"{peer}\"\n\
+                 address = \"https://127.0.0.1:{their_peer_port}\"\n\
+                 server_name = \"{}\"\n\
+                 ca = \"{peer_ca}\"\n\
+                 # What may flow with {peer}, each way; left out, every kind and category may.\n\
+                 # [peers.agreement]\n\
+                 # send = [\"alert\", \"fraud\", \"stats\", \"response\"]\n\
+                 # accept = [\"alert\", \"fraud\", \"stats\", \"response\"]\n\
+                 # send_alert_categories = [\"suspected_trafficking_victim\"]\n\
+                 # accept_alert_categories = [\"suspected_trafficking_victim\"]\n",
+                node_dns_name(*peer)
+            ));
+        }
+        let (peer_port, operator_port) = ports(i);
         let metrics_port = operator_port + 1;
-        let (their_peer_port, _) = ports(peer);
         write(
             "node.toml",
             &format!(
@@ -350,13 +384,8 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
                  address = \"127.0.0.1:{peer_port}\"\n\n\
                  [operator_listener]\n\
                  address = \"127.0.0.1:{operator_port}\"\n\
-                 ca = \"ca.pem\"\n\n\
-                 [[peers]]\n\
-                 country = \"{peer}\"\n\
-                 address = \"https://127.0.0.1:{their_peer_port}\"\n\
-                 server_name = \"{}\"\n\
-                 ca = \"{peer_ca}\"\n",
-                node_dns_name(peer)
+                 ca = \"ca.pem\"\n\
+                 {peers}"
             ),
         )?;
         for (role, user) in USERS {
@@ -393,7 +422,7 @@ pub fn init(out: &Path, countries: [CountryCode; 2], years: i64) -> Result<(), C
          they signed and are public in this repository: anyone can issue certificates these \
          CAs vouch for. Use it for the demo, the tests and trying the CLI on loopback only.\n\n\
          Each country directory holds its CA (`ca.pem`), the node's certificate and key, one \
-         certificate per role (operator, auditor, sync, screening), the other country's CA under `peers/`, \
+         certificate per role (operator, auditor, sync, screening), every other country's CA under `peers/`, \
          the node configuration `node.toml` and one client configuration per role.\n",
     )
     .map_err(|source| CertsError::Write {
@@ -413,7 +442,7 @@ mod tests {
     fn init_writes_a_pki_whose_configs_and_identities_hold_together() {
         let dir = tempfile::tempdir().unwrap();
         let countries = ["IDN".parse().unwrap(), "KHM".parse().unwrap()];
-        init(dir.path(), countries, 1).unwrap();
+        init(dir.path(), &countries, 1).unwrap();
         for (country, name) in [(countries[0], "idn"), (countries[1], "khm")] {
             let base = dir.path().join(name);
             let node = NodeConfig::load(&base.join("node.toml")).unwrap();
@@ -431,8 +460,68 @@ mod tests {
         }
         // A second run into the same place refuses rather than overwrite keys.
         assert!(matches!(
-            init(dir.path(), countries, 1),
+            init(dir.path(), &countries, 1),
             Err(CertsError::Exists(_))
         ));
+    }
+
+    #[test]
+    fn init_for_three_countries_makes_each_a_peer_of_the_others_on_ports_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let countries: Vec<CountryCode> = ["IDN", "KHM", "THA"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        init(dir.path(), &countries, 1).unwrap();
+        let mut ports = std::collections::BTreeSet::new();
+        for country in &countries {
+            let base = dir.path().join(country.as_str().to_ascii_lowercase());
+            let node = NodeConfig::load(&base.join("node.toml")).unwrap();
+            assert_eq!(node.country, *country);
+            let peers: Vec<CountryCode> = node.peers.iter().map(|p| p.country).collect();
+            let others: Vec<CountryCode> =
+                countries.iter().copied().filter(|c| c != country).collect();
+            assert_eq!(peers, others);
+            for address in [
+                node.peer_listener.address,
+                node.operator_listener.address,
+                node.metrics.address,
+            ] {
+                assert!(ports.insert(address.port()), "{address} is used twice");
+            }
+            // Each peer's CA is the one that issued that peer's node certificate.
+            for peer in &node.peers {
+                let theirs = dir
+                    .path()
+                    .join(peer.country.as_str().to_ascii_lowercase())
+                    .join("ca.pem");
+                assert_eq!(
+                    std::fs::read(&peer.ca).unwrap(),
+                    std::fs::read(theirs).unwrap()
+                );
+                let their_config = NodeConfig::load(
+                    &dir.path()
+                        .join(peer.country.as_str().to_ascii_lowercase())
+                        .join("node.toml"),
+                )
+                .unwrap();
+                assert_eq!(
+                    peer.address,
+                    format!("https://{}", their_config.peer_listener.address)
+                );
+            }
+            for (role, _) in USERS {
+                ClientConfig::load(&base.join(format!("{role}.toml"))).unwrap();
+            }
+        }
+        // The same country twice, or one alone, is refused, and nothing is written.
+        let other = tempfile::tempdir().unwrap();
+        for bad in [vec![countries[0]], vec![countries[0], countries[0]]] {
+            assert!(matches!(
+                init(other.path(), &bad, 1),
+                Err(CertsError::Invalid { .. })
+            ));
+        }
+        assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
     }
 }

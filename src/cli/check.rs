@@ -194,6 +194,16 @@ fn check_node(f: &mut Findings, config: &NodeConfig) {
             f.validity(&what, &peer.ca, &ca);
             f.revocations(&what, peer.crl.as_deref(), &ca);
         }
+        let agreement = peer.agreement.agreement();
+        f.push(
+            Level::Ok,
+            format!(
+                "agreement with {}: sends {}; accepts {}",
+                peer.country,
+                agreement.send.describe(),
+                agreement.accept.describe()
+            ),
+        );
     }
 }
 
@@ -269,6 +279,18 @@ mod tests {
                 "{file}: {findings:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_agreement_in_force_with_each_peer_is_shown() {
+        let findings = check(&example("idn/node.toml"), 30).unwrap();
+        assert!(
+            findings.iter().any(|f| f.level == Level::Ok
+                && f.message
+                    == "agreement with KHM: sends every kind (alert, fraud, stats, response); \
+                        accepts every kind (alert, fraud, stats, response)"),
+            "{findings:?}"
+        );
     }
 
     #[test]

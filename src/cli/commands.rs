@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::client::{self, ClientError, OperatorClient};
 use crate::cli::{figures, render};
+use crate::domain::model::CountryCode;
 use crate::node::config::{ClientConfig, NodeConfig};
 use crate::node::server::BoundNode;
 use crate::pb;
@@ -499,11 +500,15 @@ pub struct AuditFailed {
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
-    /// Write a fresh demonstration PKI for IDN and KHM.
+    /// Write a fresh demonstration PKI, IDN and KHM unless --countries names others.
     Init {
-        /// Output directory; gets idn/ and khm/.
+        /// Output directory; gets one directory per country (idn/, khm/, ...).
         #[arg(long)]
         out: PathBuf,
+        /// The countries, two or more ISO 3166-1 alpha-3 codes, comma-separated; each gets its
+        /// CA, node, user certificates and a node configuration with every other as a peer.
+        #[arg(long, value_delimiter = ',', default_value = "IDN,KHM")]
+        countries: Vec<String>,
         /// Validity in years.
         #[arg(long, default_value_t = 10)]
         years: i64,
@@ -784,7 +789,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         } => migrate(config, data_dir, out),
         Command::LogKey { out } => log_key(&out),
         Command::Certs { command } => match command {
-            CertsCommand::Init { out, years } => certs_init(&out, years),
+            CertsCommand::Init {
+                out,
+                countries,
+                years,
+            } => certs_init(&out, &countries, years),
             CertsCommand::Revoke { ca, cert, at } => certs_revoke(&ca, &cert, at),
         },
         Command::Alert {
@@ -1132,9 +1141,16 @@ fn log_key(out: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the demonstration PKI.
-fn certs_init(out: &Path, years: i64) -> anyhow::Result<()> {
-    let countries = ["IDN".parse()?, "KHM".parse()?];
-    crate::cli::certs::init(out, countries, years)?;
+fn certs_init(out: &Path, countries: &[String], years: i64) -> anyhow::Result<()> {
+    let countries = countries
+        .iter()
+        .map(|c| {
+            c.trim()
+                .parse::<CountryCode>()
+                .map_err(|e| Usage(format!("--countries: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::cli::certs::init(out, &countries, years)?;
     outln!(
         "demonstration PKI written to {} (never use in production)",
         out.display()

@@ -166,17 +166,7 @@ pub fn example_configs(dir: &Path) -> anyhow::Result<(NodeConfig, NodeConfig)> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    let load = |country: &str| -> anyhow::Result<NodeConfig> {
-        let path = dir.join(country).join("node.toml");
-        let mut config = NodeConfig::load(&path)?;
-        let any: SocketAddr = "127.0.0.1:0".parse()?;
-        config.peer_listener.address = any;
-        config.operator_listener.address = any;
-        config.metrics.address = any;
-        config.data_dir = Some(dir.join(country).join("data"));
-        Ok(config)
-    };
-    Ok((load("idn")?, load("khm")?))
+    Ok((on_free_ports(dir, "idn")?, on_free_ports(dir, "khm")?))
 }
 
 /// Binds both nodes, points each at the other, and starts them.
@@ -184,12 +174,55 @@ pub async fn start_pair(
     idn: NodeConfig,
     khm: NodeConfig,
 ) -> anyhow::Result<(RunningNode, RunningNode)> {
-    let (idn_country, khm_country) = (idn.country, khm.country);
-    let mut idn = BoundNode::bind(idn, None).await?;
-    let mut khm = BoundNode::bind(khm, None).await?;
-    idn.set_peer_address(khm_country, &format!("https://{}", khm.peer_address()));
-    khm.set_peer_address(idn_country, &format!("https://{}", idn.peer_address()));
-    Ok((idn.start().await?, khm.start().await?))
+    let mut nodes = start_nodes(vec![idn, khm]).await?.into_iter();
+    match (nodes.next(), nodes.next()) {
+        (Some(idn), Some(khm)) => Ok((idn, khm)),
+        _ => anyhow::bail!("two nodes were started but fewer came back"),
+    }
+}
+
+/// Writes a fresh demonstration PKI for `countries` under `dir` (`certs init --countries`)
+/// and returns each country's node configuration, in the same order, with loopback listeners
+/// on free ports and data under `dir`.
+pub fn generated_configs(dir: &Path, countries: &[CountryCode]) -> anyhow::Result<Vec<NodeConfig>> {
+    crate::cli::certs::init(dir, countries, 1)?;
+    countries
+        .iter()
+        .map(|c| on_free_ports(dir, &c.as_str().to_ascii_lowercase()))
+        .collect()
+}
+
+/// The node configuration `dir/COUNTRY/node.toml` with loopback listeners on free ports and
+/// its data under `dir/COUNTRY/data`.
+fn on_free_ports(dir: &Path, country: &str) -> anyhow::Result<NodeConfig> {
+    let path = dir.join(country).join("node.toml");
+    let mut config = NodeConfig::load(&path)?;
+    let any: SocketAddr = "127.0.0.1:0".parse()?;
+    config.peer_listener.address = any;
+    config.operator_listener.address = any;
+    config.metrics.address = any;
+    config.data_dir = Some(dir.join(country).join("data"));
+    Ok(config)
+}
+
+/// Binds every node, points each at the others' peer listeners, and starts them, in order.
+pub async fn start_nodes(configs: Vec<NodeConfig>) -> anyhow::Result<Vec<RunningNode>> {
+    let mut bound = Vec::with_capacity(configs.len());
+    for config in configs {
+        bound.push(BoundNode::bind(config, None).await?);
+    }
+    let addresses: Vec<(CountryCode, String)> = bound
+        .iter()
+        .map(|b| (b.country(), format!("https://{}", b.peer_address())))
+        .collect();
+    let mut running = Vec::with_capacity(bound.len());
+    for mut node in bound {
+        for (country, address) in &addresses {
+            node.set_peer_address(*country, address);
+        }
+        running.push(node.start().await?);
+    }
+    Ok(running)
 }
 
 /// A client configuration for `role` of the example PKI written under `dir`.

@@ -215,6 +215,8 @@ pub struct PeerTrust {
     pub revoked: crate::crypto::revocation::Revocations,
     /// The response times agreed with the peer, by urgency.
     pub response_times: crate::domain::case::ResponseTimes,
+    /// What may flow with the peer, each way.
+    pub agreement: crate::domain::agreement::Agreement,
 }
 
 /// A sent message's delivery state, derived from the log.
@@ -430,6 +432,33 @@ impl Exchange {
         self.inner.peers.get(&peer).map(|t| read(t).response_times)
     }
 
+    /// What may flow with `peer`, if it is configured.
+    pub fn agreement(&self, peer: CountryCode) -> Option<crate::domain::agreement::Agreement> {
+        self.inner
+            .peers
+            .get(&peer)
+            .map(|t| read(t).agreement.clone())
+    }
+
+    /// Refuses an envelope of this node's own that its receiver's agreement does not cover,
+    /// before anything is logged. A receiver that is not a configured peer is left to validation
+    /// and to the peer check, which name it.
+    fn within_send_agreement(&self, envelope: &pb::Envelope) -> Result<(), ExchangeError> {
+        let Ok(peer) = envelope.receiver.parse::<CountryCode>() else {
+            return Ok(());
+        };
+        let Some(trust) = self.inner.peers.get(&peer) else {
+            return Ok(());
+        };
+        match read(trust).agreement.send.refuses_envelope(envelope) {
+            Some(reason) => Err(ExchangeError::Forbidden(format!(
+                "outside the agreement with {peer}: what this node may send {peer} {reason} \
+                 (peers.agreement.send)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The log.
     pub fn log(&self) -> &ExchangeLog {
         &self.inner.log
@@ -557,6 +586,7 @@ impl Exchange {
             }
         }
         let envelope = self.filled_in(envelope)?;
+        self.within_send_agreement(&envelope)?;
         let valid = self.admit_own(envelope).await?;
         let peer = valid.receiver;
         if !self.inner.peers.contains_key(&peer) {
@@ -811,6 +841,22 @@ impl Exchange {
                 message_id: valid.message_id.to_string(),
                 reason: e.to_string(),
                 error: e.into(),
+            }));
+        }
+        let accepted = self
+            .inner
+            .peers
+            .get(&caller)
+            .and_then(|t| read(t).agreement.accept.refuses_envelope(&valid.envelope));
+        if let Some(reason) = accepted {
+            let reason = format!(
+                "outside the agreement with {caller}: what this node accepts from {caller} {reason}"
+            );
+            return Err(Box::new(PeerRefusal {
+                kind: body_kind(&valid.envelope),
+                message_id: valid.message_id.to_string(),
+                reason: reason.clone(),
+                error: ExchangeError::Forbidden(reason),
             }));
         }
         Ok(valid)

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::domain::agreement::{Agreement, AlertCategoryName, Flow, MessageKindName};
 
 use crate::crypto::x509::{self, TlsError};
 use crate::domain::model::CountryCode;
@@ -232,6 +234,41 @@ pub struct PeerConfig {
     /// `response_hours = { immediate = 1, urgent = 12, routine = 168 }` (the defaults).
     #[serde(default)]
     pub response_hours: ResponseHours,
+    /// What may flow with the peer, each way; left out, everything may.
+    #[serde(default)]
+    pub agreement: AgreementConfig,
+}
+
+/// `[peers.agreement]`: the kinds (`alert`, `fraud`, `stats`, `response`) this node may send
+/// the peer and accept from it, and for alerts their categories. A list left out allows every
+/// kind or category; an empty list allows none.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementConfig {
+    #[serde(default)]
+    pub send: Option<BTreeSet<MessageKindName>>,
+    #[serde(default)]
+    pub accept: Option<BTreeSet<MessageKindName>>,
+    #[serde(default)]
+    pub send_alert_categories: Option<BTreeSet<AlertCategoryName>>,
+    #[serde(default)]
+    pub accept_alert_categories: Option<BTreeSet<AlertCategoryName>>,
+}
+
+impl AgreementConfig {
+    /// The agreement this configures.
+    pub fn agreement(&self) -> Agreement {
+        Agreement {
+            send: Flow {
+                kinds: self.send.clone(),
+                alert_categories: self.send_alert_categories.clone(),
+            },
+            accept: Flow {
+                kinds: self.accept.clone(),
+                alert_categories: self.accept_alert_categories.clone(),
+            },
+        }
+    }
 }
 
 /// `[cases]`: the deadline check.
@@ -583,6 +620,32 @@ ca = "peers/khm-ca.pem"
     }
 
     #[test]
+    fn an_agreement_is_read_and_a_peer_without_one_may_exchange_everything() {
+        let c = NodeConfig::parse(Path::new("node.toml"), GOOD).unwrap();
+        assert_eq!(
+            c.peers[0].agreement.agreement(),
+            crate::domain::agreement::Agreement::default()
+        );
+        let text = format!(
+            "{GOOD}\n[peers.agreement]\nsend = [\"stats\", \"alert\"]\naccept = []\n\
+             send_alert_categories = [\"suspected_trafficking_victim\"]\n"
+        );
+        let c = NodeConfig::parse(Path::new("node.toml"), &text).unwrap();
+        let agreement = c.peers[0].agreement.agreement();
+        assert_eq!(
+            agreement.send.describe(),
+            "alert (suspected_trafficking_victim), stats"
+        );
+        assert_eq!(agreement.accept.describe(), "nothing");
+        assert!(
+            agreement
+                .accept
+                .refuses(crate::pb::MessageKind::CaseResponse, 0)
+                .is_some()
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (
@@ -629,6 +692,18 @@ ca = "peers/khm-ca.pem"
                 "encryption",
             ),
             (format!("{GOOD}\n[encryption]\n"), "encryption"),
+            (
+                format!("{GOOD}\n[peers.agreement]\nsend = [\"alerts\"]\n"),
+                "\"alerts\" is not a kind of message",
+            ),
+            (
+                format!("{GOOD}\n[peers.agreement]\naccept_alert_categories = [\"victim\"]\n"),
+                "\"victim\" is not an alert category",
+            ),
+            (
+                format!("{GOOD}\n[peers.agreement]\nreceive = [\"alert\"]\n"),
+                "receive",
+            ),
         ];
         for (text, key) in cases {
             let err = NodeConfig::parse(Path::new("node.toml"), &text).unwrap_err();

@@ -167,6 +167,7 @@ impl Material {
                     anchors,
                     revoked,
                     response_times: peer.response_hours.times(),
+                    agreement: peer.agreement.agreement(),
                 },
             );
         }
@@ -339,6 +340,11 @@ impl BoundNode {
         self.operator_listener
             .local_addr()
             .unwrap_or(self.config.operator_listener.address)
+    }
+
+    /// This node's country.
+    pub fn country(&self) -> CountryCode {
+        self.config.country
     }
 
     /// Points delivery for `country` at another address (for nodes on ephemeral ports).

@@ -1,0 +1,209 @@
+//! Three focal points, IDN, KHM and THA, each a real node over mutual TLS with the PKI
+//! `certs init --countries IDN,KHM,THA` writes: agreements per peer, statistics per peer,
+//! sending to several peers as one case, and onward sharing.
+
+mod common;
+
+use focalpoint::cli::client::OperatorClient;
+use focalpoint::domain::model::CountryCode;
+use focalpoint::node::config::NodeConfig;
+use focalpoint::node::server::RunningNode;
+use focalpoint::pb;
+
+struct Three {
+    dir: tempfile::TempDir,
+    nodes: Vec<RunningNode>,
+}
+
+const COUNTRIES: [&str; 3] = ["IDN", "KHM", "THA"];
+
+/// IDN, KHM and THA from a fresh three-country PKI; `agree` may write agreements into each
+/// configuration first.
+async fn start_three(agree: impl FnOnce(&mut [NodeConfig])) -> Three {
+    focalpoint::node::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let countries: Vec<CountryCode> = COUNTRIES.iter().map(|c| c.parse().unwrap()).collect();
+    let mut configs = focalpoint::cli::demo::generated_configs(dir.path(), &countries).unwrap();
+    agree(&mut configs);
+    let nodes = focalpoint::cli::demo::start_nodes(configs).await.unwrap();
+    Three { dir, nodes }
+}
+
+impl Three {
+    fn node(&self, country: &str) -> &RunningNode {
+        let i = COUNTRIES.iter().position(|c| *c == country).unwrap();
+        &self.nodes[i]
+    }
+
+    fn client(&self, country: &str, role: &str) -> OperatorClient {
+        let config = focalpoint::cli::demo::example_client(
+            self.dir.path(),
+            &country.to_ascii_lowercase(),
+            role,
+            self.node(country),
+        );
+        OperatorClient::new(&config).unwrap()
+    }
+
+    fn entries(&self, country: &str) -> Vec<focalpoint::log::StoredEntry> {
+        self.node(country)
+            .exchange()
+            .log()
+            .range(1, usize::MAX)
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        for node in self.nodes {
+            node.stop().await.unwrap();
+        }
+    }
+}
+
+/// Sets the agreement of `config` with `peer` from TOML text (`[peers.agreement]`'s keys).
+fn agreement(config: &mut NodeConfig, peer: &str, toml: &str) {
+    let peer: CountryCode = peer.parse().unwrap();
+    let parsed: focalpoint::node::config::AgreementConfig = toml::from_str(toml).unwrap();
+    config
+        .peers
+        .iter_mut()
+        .find(|p| p.country == peer)
+        .unwrap()
+        .agreement = parsed;
+}
+
+/// An example envelope addressed to `to` under a fresh id.
+fn addressed(path: &str, id: &str, to: &str) -> pb::Envelope {
+    let mut e = common::example(path);
+    e.message_id = id.into();
+    e.receiver = to.into();
+    e.created_at = String::new();
+    e
+}
+
+/// The status a call was refused with.
+fn refused<T: std::fmt::Debug>(
+    result: Result<T, focalpoint::cli::client::ClientError>,
+) -> tonic::Status {
+    match result {
+        Err(focalpoint::cli::client::ClientError::Refused(status)) => status,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn set_category(e: &mut pb::Envelope, category: pb::AlertCategory) {
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+        a.category = category as i32;
+    }
+}
+
+/// THA accepts statistics and trafficking-victim alerts from IDN and sends it statistics only.
+fn tha_agreement(configs: &mut [NodeConfig]) {
+    agreement(
+        &mut configs[2],
+        "IDN",
+        r#"
+send = ["stats"]
+accept = ["stats", "alert"]
+accept_alert_categories = ["suspected_trafficking_victim"]
+"#,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agreements_refuse_what_they_do_not_cover_in_each_direction_and_both_sides_log_it() {
+    let three = start_three(tha_agreement).await;
+    let mut idn = three.client("IDN", "operator");
+    let mut tha = three.client("THA", "operator");
+
+    // Within the agreement: a trafficking-victim alert from IDN reaches THA.
+    let alert = addressed(
+        "idn/alert-trafficking-victim.json",
+        "IDN-2025-TV-7001",
+        "THA",
+    );
+    let sent = idn.send(alert, true).await.unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+
+    // Outside it, on receipt: a recruiter alert and a fraud notice. IDN's own agreement with
+    // THA is unwritten, so IDN logs and sends them; THA refuses each with PERMISSION_DENIED
+    // and a refusal entry; IDN marks each failed with THA's reason.
+    let mut recruiter = addressed(
+        "idn/alert-trafficking-victim.json",
+        "IDN-2025-RC-7002",
+        "THA",
+    );
+    set_category(&mut recruiter, pb::AlertCategory::SuspectedRecruiter);
+    let mut fraud = addressed("khm/fraud-notice-poipet.json", "IDN-2025-FN-7003", "THA");
+    fraud.sender = String::new();
+    for (envelope, covers) in [(recruiter, "not suspected_recruiter"), (fraud, "not fraud")] {
+        let id = envelope.message_id.clone();
+        let sent = idn.send(envelope, true).await.unwrap();
+        assert_eq!(sent.state, pb::DeliveryState::Failed as i32, "{sent:?}");
+        assert!(sent.detail.contains("refused by THA"), "{}", sent.detail);
+        assert!(
+            sent.detail
+                .contains("outside the agreement with IDN: what this node accepts from IDN"),
+            "{}",
+            sent.detail
+        );
+        assert!(sent.detail.contains(covers), "{}", sent.detail);
+        let refused = three
+            .entries("THA")
+            .into_iter()
+            .find(|e| e.kind() == pb::EntryKind::Refusal && e.entry.message_id == id)
+            .unwrap_or_else(|| panic!("THA logged no refusal of {id}"));
+        assert_eq!(refused.entry.peer, "IDN");
+        assert!(refused.entry.reason.contains(covers));
+        assert!(
+            three
+                .entries("IDN")
+                .iter()
+                .any(|e| e.kind() == pb::EntryKind::DeliveryFailed
+                    && e.entry.reason.contains("outside the agreement")),
+            "IDN logged no failure for {id}"
+        );
+        assert!(
+            three
+                .node("THA")
+                .exchange()
+                .log()
+                .received("IDN".parse().unwrap(), &id)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    // Outside it, on sending: THA may send IDN statistics only. Its operator's alert is refused
+    // before anything is logged, naming the peer and the agreement.
+    let before = three.node("THA").exchange().log().head().unwrap().0;
+    let mut alert = addressed(
+        "idn/alert-trafficking-victim.json",
+        "THA-2025-TV-0001",
+        "IDN",
+    );
+    alert.sender = String::new();
+    let status = refused(tha.send(alert, true).await);
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(
+        status
+            .message()
+            .contains("outside the agreement with IDN: what this node may send IDN covers stats, not alert (peers.agreement.send)"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(three.node("THA").exchange().log().head().unwrap().0, before);
+
+    // KHM, with no agreement written, exchanges with THA as before.
+    let mut khm = three.client("KHM", "operator");
+    let mut fraud = addressed("khm/fraud-notice-poipet.json", "KHM-2025-FN-7004", "THA");
+    fraud.sender = String::new();
+    let sent = khm.send(fraud, true).await.unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+
+    // Every log still verifies whole.
+    for country in COUNTRIES {
+        three.node(country).exchange().log().verify().unwrap();
+    }
+    three.stop().await;
+}
