@@ -207,3 +207,249 @@ async fn agreements_refuse_what_they_do_not_cover_in_each_direction_and_both_sid
     }
     three.stop().await;
 }
+
+fn figures(value: u64) -> Vec<pb::Counter> {
+    vec![pb::Counter {
+        name: "departures_postponed".into(),
+        value,
+        breakdown: vec![],
+    }]
+}
+
+fn push_request(value: u64, peer: &str) -> pb::PushStatisticsRequest {
+    pb::PushStatisticsRequest {
+        peer: peer.into(),
+        period: Some(focalpoint::domain::kinds::parse_period("2025-04").unwrap()),
+        counters: figures(value),
+        source: "national immigration system".into(),
+        wait_for_receipt: true,
+    }
+}
+
+/// (peer, message id, revision, unchanged) of each push in a response.
+fn pushes(r: &pb::PushStatisticsResponse) -> Vec<(String, String, u32, bool)> {
+    r.pushes
+        .iter()
+        .map(|p| {
+            let sent = p.sent.clone().unwrap();
+            assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+            (p.peer.clone(), sent.message_id, p.revision, p.unchanged)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_go_to_every_agreed_peer_with_revisions_numbered_per_peer() {
+    let three = start_three(|configs| {
+        tha_agreement(configs);
+        // KHM sends THA alerts only: its statistics go to IDN alone.
+        agreement(&mut configs[1], "THA", r#"send = ["alert"]"#);
+    })
+    .await;
+    let mut idn = three.client("IDN", "sync");
+
+    // Without a peer: one report to each peer, each named for its receiver.
+    let r = idn.push_statistics(push_request(10, "")).await.unwrap();
+    assert_eq!(
+        pushes(&r),
+        vec![
+            (
+                "KHM".into(),
+                "IDN-STATS-KHM-2025-04-01-2025-04-30-R1".into(),
+                1,
+                false
+            ),
+            (
+                "THA".into(),
+                "IDN-STATS-THA-2025-04-01-2025-04-30-R1".into(),
+                1,
+                false
+            ),
+        ]
+    );
+    // Corrected figures to KHM alone: KHM's second revision; THA's stays the first.
+    let r = idn.push_statistics(push_request(11, "KHM")).await.unwrap();
+    assert_eq!(
+        pushes(&r),
+        vec![(
+            "KHM".into(),
+            "IDN-STATS-KHM-2025-04-01-2025-04-30-R2".into(),
+            2,
+            false
+        )]
+    );
+    // The same figures to both: unchanged for KHM, THA's second revision.
+    let r = idn.push_statistics(push_request(11, "")).await.unwrap();
+    assert_eq!(
+        pushes(&r),
+        vec![
+            (
+                "KHM".into(),
+                "IDN-STATS-KHM-2025-04-01-2025-04-30-R2".into(),
+                2,
+                true
+            ),
+            (
+                "THA".into(),
+                "IDN-STATS-THA-2025-04-01-2025-04-30-R2".into(),
+                2,
+                false
+            ),
+        ]
+    );
+
+    // IDN's own history says which peer each revision went to, superseded per peer.
+    let mut operator = three.client("IDN", "operator");
+    let history = operator
+        .statistics(pb::StatisticsRequest {
+            country: "IDN".into(),
+            period: None,
+        })
+        .await
+        .unwrap();
+    let rows: Vec<(String, u32, bool)> = history
+        .reports
+        .iter()
+        .map(|r| {
+            (
+                r.peer.clone(),
+                r.report.clone().unwrap().revision,
+                r.superseded,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("KHM".into(), 1, true),
+            ("THA".into(), 1, true),
+            ("KHM".into(), 2, false),
+            ("THA".into(), 2, false),
+        ]
+    );
+    let text = focalpoint::cli::client::statistics_history(&history.reports);
+    assert!(text.contains("to THA"), "{text}");
+    let current = focalpoint::cli::render::current(&history.reports);
+    let csv = focalpoint::cli::render::csv(&current);
+    assert!(
+        csv.contains("IDN,KHM,2025-04-01,2025-04-30,2,departures_postponed,,11"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("IDN,THA,2025-04-01,2025-04-30,2,departures_postponed,,11"),
+        "{csv}"
+    );
+
+    // THA holds IDN's reports, each from IDN.
+    let mut tha = three.client("THA", "operator");
+    let received = tha
+        .statistics(pb::StatisticsRequest {
+            country: "IDN".into(),
+            period: None,
+        })
+        .await
+        .unwrap();
+    let revisions: Vec<(String, u32)> = received
+        .reports
+        .iter()
+        .map(|r| (r.peer.clone(), r.report.clone().unwrap().revision))
+        .collect();
+    assert_eq!(revisions, vec![("IDN".into(), 1), ("IDN".into(), 2)]);
+    assert!(focalpoint::cli::client::statistics_history(&received.reports).contains("from IDN"));
+
+    // KHM's agreement with THA leaves statistics out: its push goes to IDN only.
+    let mut khm = three.client("KHM", "sync");
+    let r = khm.push_statistics(push_request(3, "")).await.unwrap();
+    assert_eq!(
+        pushes(&r),
+        vec![(
+            "IDN".into(),
+            "KHM-STATS-IDN-2025-04-01-2025-04-30-R1".into(),
+            1,
+            false
+        )]
+    );
+    // And named, THA is refused before anything is logged.
+    let status = refused(khm.push_statistics(push_request(3, "THA")).await);
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(status.message().contains("outside the agreement with THA"));
+
+    // Reconcile without a peer reads every peer's reports: IDN holds KHM's.
+    let found = operator
+        .reconcile(pb::ReconcileRequest {
+            peer: String::new(),
+            period: None,
+            recheck: true,
+        })
+        .await
+        .unwrap();
+    let peers: Vec<&str> = found
+        .reconciliations
+        .iter()
+        .map(|r| r.peer.as_str())
+        .collect();
+    assert_eq!(peers, vec!["KHM"]);
+    three.stop().await;
+}
+
+/// The deployed nightly job, unchanged, on a node with two peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nightly_job_pushes_to_both_peers_of_a_node_with_two() {
+    let three = start_three(tha_agreement).await;
+    let work = tempfile::tempdir().unwrap();
+    let stats_dir = work.path().join("stats");
+    std::fs::create_dir_all(&stats_dir).unwrap();
+    std::fs::copy(
+        common::repo().join("examples/idn/figures-2025-04.csv"),
+        stats_dir.join("2025-04.csv"),
+    )
+    .unwrap();
+    let config = three.dir.path().join("idn").join("sync-on-free-port.toml");
+    let client =
+        focalpoint::cli::demo::example_client(three.dir.path(), "idn", "sync", three.node("IDN"));
+    std::fs::write(
+        &config,
+        format!(
+            "node = {:?}\nserver_name = {:?}\nca = {:?}\ncertificate = {:?}\nkey = {:?}\n",
+            client.node, client.server_name, client.ca, client.certificate, client.key
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg(common::repo().join("deploy/focalpoint-stats-sync"))
+            .env("FOCALPOINT_CLIENT_CONFIG", config)
+            .env("STATS_DIR", stats_dir)
+            .env("FOCALPOINT", env!("CARGO_BIN_EXE_focalpoint"))
+            .env("SYNC_DATE", "2025-05-01")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for peer in ["KHM", "THA"] {
+        assert!(
+            text.contains(&format!(
+                "to {peer}: revision 1 logged as IDN-STATS-{peer}-2025-04-01-2025-04-30-R1"
+            )),
+            "{text}"
+        );
+        let received = three
+            .node(peer)
+            .exchange()
+            .log()
+            .received(
+                "IDN".parse().unwrap(),
+                &format!("IDN-STATS-{peer}-2025-04-01-2025-04-30-R1"),
+            )
+            .unwrap();
+        assert!(received.is_some(), "{peer} did not receive the month");
+    }
+    three.stop().await;
+}

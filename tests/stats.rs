@@ -415,7 +415,7 @@ async fn the_chart_and_the_csv_come_from_the_reports_in_the_log() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("country,period_start,period_end,revision,counter,location,value")
+        Some("country,peer,period_start,period_end,revision,counter,location,value")
     );
     assert!(csv.contains("KHM,2025-03-01,2025-03-31,1,departures_postponed,,850\n"));
     assert!(csv.contains("KHM,2025-04-01,2025-04-30,1,residents_idn,,4120\n"));

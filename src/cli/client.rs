@@ -804,6 +804,29 @@ fn digests_as_hex(json: &mut serde_json::Value) {
 /// A statistics push for people: the revision, whether anything changed, and where delivery
 /// stands. A peer that is away is said plainly: the outbox delivers the report later.
 pub fn push_text(r: &pb::PushStatisticsResponse) -> String {
+    if r.pushes.is_empty() {
+        return one_push_text(r);
+    }
+    r.pushes
+        .iter()
+        .map(|p| {
+            format!("to {}: {}", p.peer, one_push_text(p))
+                .trim_end()
+                .replace('\n', "\n  ")
+                + "\n"
+        })
+        .collect()
+}
+
+/// Whether any push of `r` was refused by its peer for good.
+pub fn push_failed(r: &pb::PushStatisticsResponse) -> Option<&pb::SendResponse> {
+    std::iter::once(r)
+        .chain(&r.pushes)
+        .filter_map(|p| p.sent.as_ref())
+        .find(|s| s.state == pb::DeliveryState::Failed as i32)
+}
+
+fn one_push_text(r: &pb::PushStatisticsResponse) -> String {
     let sent = r.sent.clone().unwrap_or_default();
     let mut out = if r.unchanged {
         format!(
@@ -847,6 +870,15 @@ pub fn push_text(r: &pb::PushStatisticsResponse) -> String {
     out
 }
 
+/// Which peer a report went to or came from: "to KHM", "from KHM".
+pub fn peer_label(r: &pb::StatisticsRecord) -> String {
+    match r.peer.as_str() {
+        "" => String::new(),
+        peer if peer == r.country => format!("from {peer}"),
+        peer => format!("to {peer}"),
+    }
+}
+
 /// Every revision of a country's statistics reports, a line each.
 pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
     if records.is_empty() {
@@ -855,6 +887,7 @@ pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
     let mut table = Table::new(
         &[
             ("period", Align::Left),
+            ("peer", Align::Left),
             ("rev", Align::Right),
             ("message id", Align::Left),
             ("recorded", Align::Left),
@@ -886,6 +919,7 @@ pub fn statistics_history(records: &[pb::StatisticsRecord]) -> String {
         ));
         table.row([
             period,
+            peer_label(r),
             report.revision.to_string(),
             r.message_id.clone(),
             recorded,

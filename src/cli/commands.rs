@@ -546,7 +546,7 @@ pub enum StatsCommand {
         /// The figures: .csv (counter,location,value) or .json.
         #[arg(long)]
         file: PathBuf,
-        /// The receiving country (default: the node's only peer).
+        /// The receiving country (default: every peer whose agreement includes statistics).
         #[arg(long)]
         to: Option<String>,
         /// Where the figures come from (overrides the file's own).
@@ -586,7 +586,7 @@ pub enum StatsCommand {
     Reconcile {
         #[command(flatten)]
         client: ClientArgs,
-        /// The reporting peer (default: the node's only peer).
+        /// The reporting peer (default: every peer).
         #[arg(long)]
         peer: Option<String>,
         #[arg(long)]
@@ -1455,8 +1455,7 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             print(client.json, &r, || client::push_text(&r));
-            let sent = r.sent.unwrap_or_default();
-            if sent.state == pb::DeliveryState::Failed as i32 {
+            if let Some(sent) = client::push_failed(&r) {
                 anyhow::bail!(
                     "the peer refused {} for good: {}",
                     sent.message_id,

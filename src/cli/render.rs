@@ -23,6 +23,7 @@ pub fn csv(records: &[&pb::StatisticsRecord]) -> String {
     let mut write = || -> csv::Result<()> {
         out.write_record([
             "country",
+            "peer",
             "period_start",
             "period_end",
             "revision",
@@ -40,6 +41,7 @@ pub fn csv(records: &[&pb::StatisticsRecord]) -> String {
                 for (location, value) in rows {
                     out.write_record([
                         r.country.as_str(),
+                        r.peer.as_str(),
                         &p.start_date,
                         &p.end_date,
                         &revision,
@@ -264,8 +266,12 @@ pub fn report_text(r: &pb::StatisticsRecord) -> String {
     let period = report.period.as_ref().map(period_label).unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} statistics {period}, revision {}{} ({}, log entry {})",
+        "{} statistics {period}{}, revision {}{} ({}, log entry {})",
         r.country,
+        match crate::cli::client::peer_label(r).as_str() {
+            "" => String::new(),
+            label => format!(" {label}"),
+        },
         report.revision,
         if r.superseded { " (superseded)" } else { "" },
         r.message_id,
@@ -344,6 +350,7 @@ mod tests {
         let location = "Poipet, \"International\"\nCheckpoint";
         let record = pb::StatisticsRecord {
             country: "KHM".into(),
+            peer: "KHM".into(),
             report: Some(pb::StatisticsReport {
                 period: Some(pb::Period {
                     start_date: "2025-04-01".into(),
@@ -372,6 +379,7 @@ mod tests {
             rows[1].iter().collect::<Vec<_>>(),
             [
                 "KHM",
+                "KHM",
                 "2025-04-01",
                 "2025-04-30",
                 "2",
@@ -380,7 +388,7 @@ mod tests {
                 "7"
             ]
         );
-        assert_eq!(&rows[0][5], "");
+        assert_eq!(&rows[0][6], "");
     }
 
     #[test]

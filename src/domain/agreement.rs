@@ -119,12 +119,7 @@ impl std::str::FromStr for AlertCategoryName {
         pb::AlertCategory::from_str_name(&format!("ALERT_CATEGORY_{}", s.to_ascii_uppercase()))
             .filter(|c| *c != pb::AlertCategory::Unspecified && s == s.to_ascii_lowercase())
             .map(Self)
-            .ok_or_else(|| {
-                format!(
-                    "{s:?} is not an alert category; use {}",
-                    Self::all()
-                )
-            })
+            .ok_or_else(|| format!("{s:?} is not an alert category; use {}", Self::all()))
     }
 }
 

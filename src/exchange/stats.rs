@@ -53,14 +53,44 @@ struct Report {
     report: pb::StatisticsReport,
 }
 
-/// The sync's (or an operator's) push of one period's figures to a peer.
+/// The sync's (or an operator's) push of one period's figures: to the peer the request names,
+/// or, when it names none, to every peer whose agreement includes statistics, in turn.
 pub async fn push(
     exchange: &Exchange,
     caller: &Identity,
     request: pb::PushStatisticsRequest,
-) -> Result<Pushed, ExchangeError> {
+) -> Result<Vec<Pushed>, ExchangeError> {
     statistics_writer(exchange, caller, "push statistics")?;
-    let peer = exchange.peer_or_only(&request.peer)?;
+    let peers = if request.peer.is_empty() {
+        let agreed: Vec<CountryCode> = exchange
+            .peers()
+            .into_iter()
+            .filter(|p| exchange.agreement(*p).is_some_and(|a| a.send.statistics()))
+            .collect();
+        if agreed.is_empty() {
+            return Err(ExchangeError::Forbidden(
+                "no peer's agreement includes statistics (peers.agreement.send)".into(),
+            ));
+        }
+        agreed
+    } else {
+        vec![exchange.peer_or_only(&request.peer)?]
+    };
+    let mut pushed = Vec::with_capacity(peers.len());
+    for peer in peers {
+        pushed.push(push_to(exchange, caller, peer, request.clone()).await?);
+    }
+    Ok(pushed)
+}
+
+/// One period's figures to `peer`: a new revision for that peer and period, unless the
+/// current one holds the same figures.
+async fn push_to(
+    exchange: &Exchange,
+    caller: &Identity,
+    peer: CountryCode,
+    request: pb::PushStatisticsRequest,
+) -> Result<Pushed, ExchangeError> {
     let period = request.period.ok_or_else(|| {
         ExchangeError::Invalid(ValidationError {
             field: "period".into(),
@@ -112,7 +142,7 @@ pub async fn push(
             .map_err(|e| ExchangeError::internal("counting the exchange", e))??
     };
     let envelope = pb::Envelope {
-        message_id: format!("{own}-STATS-{start}-{end}-R{revision}"),
+        message_id: format!("{own}-STATS-{peer}-{start}-{end}-R{revision}"),
         sender: own.to_string(),
         receiver: peer.to_string(),
         handling: Some(pb::Handling {
@@ -240,6 +270,7 @@ pub fn records(
                 superseded: latest.get(&key).is_some_and(|l| *l > r.report.revision),
                 report: Some(r.report),
                 reconciliation,
+                peer: r.peer.to_string(),
             })
         })
         .collect()
@@ -256,17 +287,16 @@ pub async fn reconcile(
     } else {
         exchange.authorize_read(caller)?;
     }
-    let peer = exchange.peer_or_only(&request.peer)?;
+    let peers = if request.peer.is_empty() {
+        exchange.peers()
+    } else {
+        vec![exchange.peer_or_only(&request.peer)?]
+    };
     let own = exchange.country();
-    let found = reports(exchange.log(), own, peer, &[], request.period.as_ref())?;
-    let mut current: BTreeMap<(String, String), Report> = BTreeMap::new();
-    for r in found {
-        let key = period_key(&r.report);
-        if current
-            .get(&key)
-            .is_none_or(|c| c.report.revision < r.report.revision)
-        {
-            current.insert(key, r);
+    let mut current: BTreeMap<(CountryCode, (String, String)), Report> = BTreeMap::new();
+    for peer in peers {
+        for r in reports(exchange.log(), own, peer, &[], request.period.as_ref())? {
+            current_of(&mut current, r);
         }
     }
     let mut out = Vec::with_capacity(current.len());
@@ -278,4 +308,15 @@ pub async fn reconcile(
         }
     }
     Ok(out)
+}
+
+/// Keeps `r` in `current` if it is the latest revision of its peer and period so far.
+fn current_of(current: &mut BTreeMap<(CountryCode, (String, String)), Report>, r: Report) {
+    let key = (r.peer, period_key(&r.report));
+    if current
+        .get(&key)
+        .is_none_or(|c| c.report.revision < r.report.revision)
+    {
+        current.insert(key, r);
+    }
 }

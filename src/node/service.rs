@@ -511,13 +511,21 @@ impl OperatorService for OperatorApi {
         let request = request.into_inner();
         let wait = request.wait_for_receipt;
         let pushed = crate::exchange::stats::push(&self.exchange, &identity, request).await?;
-        let sent = self.send_response(&pushed.submitted, wait).await?;
-        Ok(Response::new(pb::PushStatisticsResponse {
-            revision: pushed.revision,
-            unchanged: pushed.unchanged,
-            sent: Some(sent),
-            exchanged: pushed.exchanged,
-        }))
+        let mut pushes = Vec::with_capacity(pushed.len());
+        for p in pushed {
+            let sent = self.send_response(&p.submitted, wait).await?;
+            pushes.push(pb::PushStatisticsResponse {
+                revision: p.revision,
+                unchanged: p.unchanged,
+                sent: Some(sent),
+                exchanged: p.exchanged,
+                peer: p.submitted.peer.to_string(),
+                pushes: Vec::new(),
+            });
+        }
+        let mut response = pushes.first().cloned().unwrap_or_default();
+        response.pushes = pushes;
+        Ok(Response::new(response))
     }
 
     async fn statistics(
