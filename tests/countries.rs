@@ -453,3 +453,70 @@ async fn the_nightly_job_pushes_to_both_peers_of_a_node_with_two() {
     }
     three.stop().await;
 }
+
+fn set_sharing(e: &mut pb::Envelope, sharing: pb::OnwardSharing) {
+    e.handling
+        .get_or_insert_with(Default::default)
+        .onward_sharing = sharing as i32;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_not_to_be_passed_on_cannot_be_referenced_towards_a_third_country() {
+    let three = start_three(|_| {}).await;
+    let mut idn = three.client("IDN", "operator");
+    let mut khm = three.client("KHM", "operator");
+    for (id, sharing) in [
+        ("IDN-2025-TV-8001", pb::OnwardSharing::Prohibited),
+        ("IDN-2025-TV-8002", pb::OnwardSharing::Permitted),
+    ] {
+        let mut alert = addressed("idn/alert-trafficking-victim.json", id, "KHM");
+        set_sharing(&mut alert, sharing);
+        let sent = idn.send(alert, true).await.unwrap();
+        assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+    }
+    let response = |id: &str, to: &str, reference: &str| {
+        let mut r = addressed("khm/response-to-alert.json", id, to);
+        r.sender = String::new();
+        r.reference = reference.into();
+        set_sharing(&mut r, pb::OnwardSharing::Permitted);
+        r
+    };
+    // KHM answers IDN: the originator, so nothing is passed on.
+    let sent = khm
+        .send(response("KHM-2025-R-8001", "IDN", "IDN-2025-TV-8001"), true)
+        .await
+        .unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+    // KHM tells THA about it, directly or through its own response to it: refused, naming the
+    // handling code, and nothing reaches THA.
+    for (id, reference) in [
+        ("KHM-2025-R-8002", "IDN-2025-TV-8001"),
+        ("KHM-2025-R-8003", "KHM-2025-R-8001"),
+    ] {
+        let status = refused(khm.send(response(id, "THA", reference), true).await);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("reference")
+                && status.message().contains("ONWARD_SHARING_PROHIBITED")
+                && status.message().contains("may not be passed on to THA"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            three
+                .node("KHM")
+                .exchange()
+                .log()
+                .sent(id)
+                .unwrap()
+                .is_none()
+        );
+    }
+    // An alert IDN released for onward sharing may be referenced towards THA.
+    let sent = khm
+        .send(response("KHM-2025-R-8004", "THA", "IDN-2025-TV-8002"), true)
+        .await
+        .unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+    three.stop().await;
+}

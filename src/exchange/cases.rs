@@ -117,6 +117,11 @@ impl Exchange {
                 "names no message this node sent or received",
             )));
         }
+        if let Some(reference) = &valid.reference
+            && let Some(refusal) = self.onward_sharing(reference.as_str(), valid.receiver)?
+        {
+            return Ok(Err(refusal));
+        }
         if let Some(pb::envelope::Body::TravellerAlert(alert)) = &valid.envelope.body
             && matches!(
                 pb::AlertLifecycle::try_from(alert.lifecycle),
@@ -130,6 +135,56 @@ impl Exchange {
             )));
         }
         Ok(Ok(()))
+    }
+
+    /// Refuses a reference, by a message for `receiver`, to a message (or a message it answers,
+    /// at any depth) that this node received from another country whose handling does not
+    /// allow onward sharing: prohibited, or only with the originator's written consent, which
+    /// this node holds no record of.
+    fn onward_sharing(
+        &self,
+        reference: &str,
+        receiver: CountryCode,
+    ) -> Result<Option<ValidationError>, ExchangeError> {
+        let log = self.log();
+        let mut next = self.exchanged(reference)?;
+        for _ in 0..MAX_DEPTH {
+            let Some(sequence) = next else { break };
+            let Some(entry) = log.entry(sequence)? else {
+                break;
+            };
+            let e = &entry.entry;
+            if entry.kind() == pb::EntryKind::MessageReceived && e.peer != receiver.as_str() {
+                let handling = self
+                    .message_alone(sequence)?
+                    .envelope
+                    .and_then(|envelope| envelope.handling)
+                    .unwrap_or_default();
+                let sharing =
+                    pb::OnwardSharing::try_from(handling.onward_sharing).unwrap_or_default();
+                if matches!(
+                    sharing,
+                    pb::OnwardSharing::Prohibited | pb::OnwardSharing::WithOriginatorConsent
+                ) {
+                    return Ok(Some(ValidationError::new(
+                        "reference",
+                        format!(
+                            "leads to {} from {}, whose handling is {}: it may not be passed \
+                             on to {receiver}",
+                            e.message_id,
+                            e.peer,
+                            sharing.as_str_name()
+                        ),
+                    )));
+                }
+            }
+            next = if e.reference.is_empty() {
+                None
+            } else {
+                self.exchanged(&e.reference)?
+            };
+        }
+        Ok(None)
     }
 
     /// The case the message at `sequence` belongs to; `None` for a message outside any case (a
