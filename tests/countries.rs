@@ -520,3 +520,51 @@ async fn a_message_not_to_be_passed_on_cannot_be_referenced_towards_a_third_coun
     assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
     three.stop().await;
 }
+
+/// `focalpoint demo --countries IDN,KHM,THA`, as a user runs it; and the default demo, which
+/// stays the two-country one.
+#[test]
+fn the_demo_runs_three_countries_and_shows_a_refused_kind_with_its_reason() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+            .arg("demo")
+            .args(args)
+            .env("FOCALPOINT_LOG", "error")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = run(&["--countries", "IDN,KHM,THA"]);
+    for expected in [
+        "3 nodes over mutual TLS",
+        "THA accepts alert (suspected_trafficking_victim), stats",
+        "IDN operator sent a fraud notice to THA: refused on receipt",
+        "what this node accepts from IDN covers alert, stats, not fraud",
+        "THA operator tried to send IDN an alert: refused before it was logged",
+        "what this node may send IDN covers stats, not alert (peers.agreement.send)",
+        "to KHM: revision 1 logged as THA-STATS-KHM-2025-04-01-2025-04-30-R1",
+        "== THA inbox",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let tha = text
+        .lines()
+        .find(|l| l.starts_with("THA: "))
+        .unwrap_or_else(|| panic!("no THA log line in:\n{text}"));
+    assert!(
+        tha.contains("1 refusals") && tha.contains("chain verified"),
+        "{tha}"
+    );
+    let text = run(&[]);
+    assert!(text.contains("two nodes over mutual TLS"), "{text}");
+    assert!(!text.contains("THA"), "{text}");
+}

@@ -108,8 +108,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Run an IDN and a KHM node in this process and exchange messages of every kind.
-    Demo,
+    /// Run an IDN and a KHM node in this process and exchange messages of every kind; with
+    /// --countries, further nodes that agreed to statistics and one alert category only.
+    Demo {
+        /// IDN, KHM and any others, comma-separated (ISO 3166-1 alpha-3).
+        #[arg(long, value_delimiter = ',', default_value = "IDN,KHM")]
+        countries: Vec<String>,
+    },
     /// Write a new random key for encrypting message content at rest (64 hexadecimal digits,
     /// readable by its owner only); name it in the node configuration's [encryption] key_file.
     LogKey {
@@ -634,7 +639,7 @@ pub struct SendArgs {
 /// A command line that makes no sense, found after parsing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Usage(String);
+pub struct Usage(pub String);
 
 /// Exit codes, after sysexits.h.
 pub mod exit {
@@ -735,7 +740,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
-        Command::Demo => crate::cli::demo::run().await,
+        Command::Demo { countries } => crate::cli::demo::run(&country_list(&countries)?).await,
         Command::CheckConfig { file, warn_days } => check_config(&file, warn_days),
         Command::Checkpoint { client, peer } => checkpoint(client, peer).await,
         Command::Audit { command } => match command {
@@ -1142,7 +1147,17 @@ fn log_key(out: &Path) -> anyhow::Result<()> {
 
 /// Writes the demonstration PKI.
 fn certs_init(out: &Path, countries: &[String], years: i64) -> anyhow::Result<()> {
-    let countries = countries
+    crate::cli::certs::init(out, &country_list(countries)?, years)?;
+    outln!(
+        "demonstration PKI written to {} (never use in production)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `--countries`: two or more different country codes.
+fn country_list(countries: &[String]) -> Result<Vec<CountryCode>, Usage> {
+    let parsed = countries
         .iter()
         .map(|c| {
             c.trim()
@@ -1150,12 +1165,17 @@ fn certs_init(out: &Path, countries: &[String], years: i64) -> anyhow::Result<()
                 .map_err(|e| Usage(format!("--countries: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    crate::cli::certs::init(out, &countries, years)?;
-    outln!(
-        "demonstration PKI written to {} (never use in production)",
-        out.display()
-    );
-    Ok(())
+    let distinct: std::collections::BTreeSet<_> = parsed.iter().collect();
+    if parsed.len() < 2
+        || distinct.len() != parsed.len()
+        || parsed.len() > crate::cli::certs::MAX_COUNTRIES
+    {
+        return Err(Usage(format!(
+            "--countries: name from 2 to {} different countries",
+            crate::cli::certs::MAX_COUNTRIES
+        )));
+    }
+    Ok(parsed)
 }
 
 /// Revokes a certificate in its CA's list.

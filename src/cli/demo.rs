@@ -237,30 +237,61 @@ pub fn example_client(dir: &Path, country: &str, role: &str, node: &RunningNode)
     }
 }
 
-/// Runs the demo and prints what happened.
-pub async fn run() -> anyhow::Result<()> {
+/// Runs the demo for `countries` and prints what happened: IDN and KHM with the example PKI,
+/// or, with more countries, a fresh PKI for all of them in which each further country has an
+/// agreement with IDN and KHM covering statistics and trafficking-victim alerts only.
+pub async fn run(countries: &[CountryCode]) -> anyhow::Result<()> {
+    let (idn, khm): (CountryCode, CountryCode) = ("IDN".parse()?, "KHM".parse()?);
+    if !countries.contains(&idn) || !countries.contains(&khm) {
+        return Err(crate::cli::commands::Usage(
+            "--countries: the demo's messages are IDN's and KHM's; name both, and any others"
+                .into(),
+        )
+        .into());
+    }
     let dir = tempfile::Builder::new()
         .prefix("focalpoint-demo-")
         .tempdir()?;
-    let (idn_config, khm_config) = example_configs(dir.path())?;
-    let (idn, khm) = start_pair(idn_config, khm_config).await?;
-    outln!(
-        "focalpoint demo: two nodes over mutual TLS on loopback (example PKI, never for production)"
-    );
-    outln!(
-        "  IDN  peer {}  operator {}",
-        idn.peer_address,
-        idn.operator_address
-    );
-    outln!(
-        "  KHM  peer {}  operator {}",
-        khm.peer_address,
-        khm.operator_address
-    );
+    let others: Vec<CountryCode> = countries
+        .iter()
+        .copied()
+        .filter(|c| *c != idn && *c != khm)
+        .collect();
+    let nodes = if others.is_empty() {
+        let (idn_config, khm_config) = example_configs(dir.path())?;
+        let (idn, khm) = start_pair(idn_config, khm_config).await?;
+        outln!(
+            "focalpoint demo: two nodes over mutual TLS on loopback (example PKI, never for production)"
+        );
+        vec![idn, khm]
+    } else {
+        let mut order = vec![idn, khm];
+        order.extend(&others);
+        let mut configs = generated_configs(dir.path(), &order)?;
+        for config in configs.iter_mut().skip(2) {
+            for peer in &mut config.peers {
+                peer.agreement = limited_agreement();
+            }
+        }
+        outln!(
+            "focalpoint demo: {} nodes over mutual TLS on loopback (a fresh demonstration PKI, never for production)",
+            order.len()
+        );
+        start_nodes(configs).await?
+    };
+    for node in &nodes {
+        let country = node.exchange().country();
+        outln!(
+            "  {country}  peer {}  operator {}",
+            node.peer_address,
+            node.operator_address
+        );
+    }
     outln!("  data in {}\n", dir.path().display());
+    let (idn, khm) = (&nodes[0], &nodes[1]);
 
     for (from, role, file, text) in MESSAGES {
-        let node = if *from == "idn" { &idn } else { &khm };
+        let node = if *from == "idn" { idn } else { khm };
         let mut c = OperatorClient::new(&example_client(dir.path(), from, role, node))?;
         let envelope = crate::domain::validate::parse_envelope(text)
             .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
@@ -277,10 +308,14 @@ pub async fn run() -> anyhow::Result<()> {
         );
     }
 
-    statistics_sync(dir.path(), &idn, &khm).await?;
+    statistics_sync(dir.path(), idn, khm).await?;
+    for other in nodes.iter().skip(2) {
+        agreed_exchange(dir.path(), idn, other).await?;
+    }
 
-    for (name, node) in [("IDN", &idn), ("KHM", &khm)] {
-        let country = name.to_lowercase();
+    for node in &nodes {
+        let name = node.exchange().country();
+        let country = name.as_str().to_lowercase();
         let mut c = OperatorClient::new(&example_client(dir.path(), &country, "operator", node))?;
         let inbox = c.inbox(pb::InboxRequest::default()).await?;
         outln!("\n== {name} inbox ({} messages) ==", inbox.messages.len());
@@ -288,7 +323,8 @@ pub async fn run() -> anyhow::Result<()> {
     }
 
     outln!("\n== exchange logs ==");
-    for (name, node) in [("IDN", &idn), ("KHM", &khm)] {
+    for node in &nodes {
+        let name = node.exchange().country();
         let log = node.exchange().log();
         let (size, head) = log.head()?;
         let checked = log
@@ -305,13 +341,106 @@ pub async fn run() -> anyhow::Result<()> {
             head.short()
         );
     }
-    let matched = matching_digests(&idn, &khm)?;
+    let matched = matching_digests(&nodes)?;
     outln!(
-        "{matched} messages carry the same SHA-256 in both logs; every receipt verified against the sender's peer CA"
+        "{matched} messages carry the same SHA-256 in the sender's and the receiver's logs; every receipt verified against the sender's peer CA"
     );
 
-    idn.stop().await?;
-    khm.stop().await?;
+    for node in nodes {
+        node.stop().await?;
+    }
+    Ok(())
+}
+
+/// What a further country of the demo agreed with IDN and KHM: it accepts statistics and
+/// trafficking-victim alerts, and sends statistics.
+fn limited_agreement() -> crate::node::config::AgreementConfig {
+    let kinds = |names: &[&str]| {
+        names
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    crate::node::config::AgreementConfig {
+        send: Some(kinds(&["stats"])),
+        accept: Some(kinds(&["stats", "alert"])),
+        send_alert_categories: None,
+        accept_alert_categories: Some(
+            ["suspected_trafficking_victim"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+        ),
+    }
+}
+
+/// IDN and a further country within their agreement: an alert of the agreed category is
+/// delivered, a fraud notice is refused on receipt, the other country's alert is refused
+/// before it is logged, and the other country's statistics go to IDN and KHM.
+async fn agreed_exchange(dir: &Path, idn: &RunningNode, other: &RunningNode) -> anyhow::Result<()> {
+    let country = other.exchange().country();
+    let lower = country.as_str().to_ascii_lowercase();
+    outln!(
+        "\n== IDN and {country}: {country} accepts {} ==",
+        limited_agreement().agreement().accept.describe()
+    );
+    let mut idn_operator = OperatorClient::new(&example_client(dir, "idn", "operator", idn))?;
+    let mut alert = crate::domain::validate::parse_envelope(MESSAGES[0].3)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", MESSAGES[0].2))?;
+    alert.receiver = country.to_string();
+    alert.message_id = format!("IDN-20250430-ALERT-{country}-1");
+    let sent = idn_operator.send(alert.clone(), true).await?;
+    out!(
+        "IDN operator sent a trafficking-victim alert to {country}\n  {}",
+        client::send_text(&sent)
+    );
+    let mut notice = crate::domain::validate::parse_envelope(MESSAGES[1].3)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", MESSAGES[1].2))?;
+    notice.sender = "IDN".into();
+    notice.receiver = country.to_string();
+    notice.message_id = format!("IDN-20250501-FRAUD-{country}-1");
+    let sent = idn_operator.send(notice, true).await?;
+    anyhow::ensure!(
+        sent.state == pb::DeliveryState::Failed as i32,
+        "{country} was expected to refuse the fraud notice"
+    );
+    outln!(
+        "IDN operator sent a fraud notice to {country}: refused on receipt\n  {}",
+        sent.detail
+    );
+    let mut their_operator = OperatorClient::new(&example_client(dir, &lower, "operator", other))?;
+    alert.sender = String::new();
+    alert.receiver = "IDN".into();
+    alert.message_id = format!("{country}-20250502-ALERT-1");
+    match their_operator.send(alert, true).await {
+        Err(client::ClientError::Refused(status)) => outln!(
+            "{country} operator tried to send IDN an alert: refused before it was logged\n  {}",
+            status.message()
+        ),
+        other => anyhow::bail!("{country}'s alert to IDN was expected to be refused: {other:?}"),
+    }
+    let mut sync = OperatorClient::new(&example_client(dir, &lower, "sync", other))?;
+    let figures = crate::cli::figures::parse_figures(
+        "examples/idn/figures-2025-04.csv",
+        include_str!("../../examples/idn/figures-2025-04.csv"),
+    )?;
+    let pushed = sync
+        .push_statistics(pb::PushStatisticsRequest {
+            peer: String::new(),
+            period: Some(
+                crate::domain::kinds::parse_period("2025-04").map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            counters: figures.counters,
+            source: format!("immigration service of {country} (demo figures)"),
+            wait_for_receipt: true,
+        })
+        .await?;
+    out!(
+        "{country} sync pushed its April 2025 figures to every peer whose agreement includes statistics\n  {}",
+        client::push_text(&pushed)
+            .replace('\n', "\n  ")
+            .trim_end_matches(' ')
+    );
     Ok(())
 }
 
@@ -359,21 +488,31 @@ async fn statistics_sync(dir: &Path, idn: &RunningNode, khm: &RunningNode) -> an
     Ok(())
 }
 
-/// Counts messages whose digest agrees between sender and receiver; fails on any mismatch.
-fn matching_digests(a: &RunningNode, b: &RunningNode) -> anyhow::Result<usize> {
+/// Counts messages whose digest agrees between sender and receiver, across every pair of
+/// nodes; fails on any mismatch, and on a message missing from its receiver's log unless its
+/// delivery failed for good.
+fn matching_digests(nodes: &[RunningNode]) -> anyhow::Result<usize> {
     let mut matched = 0;
-    for (from, to) in [(a, b), (b, a)] {
+    for from in nodes {
         let sender: CountryCode = from.exchange().country();
         for e in from.exchange().log().range(1, usize::MAX)? {
             if e.kind() != pb::EntryKind::MessageSent {
                 continue;
             }
             let id = &e.entry.message_id;
-            let seq = to
-                .exchange()
-                .log()
-                .received(sender, id)?
-                .with_context(|| format!("{id} is missing from the receiver's log"))?;
+            let Some(to) = nodes
+                .iter()
+                .find(|n| n.exchange().country().as_str() == e.entry.peer)
+            else {
+                continue;
+            };
+            let Some(seq) = to.exchange().log().received(sender, id)? else {
+                anyhow::ensure!(
+                    from.exchange().failure_reason(e.entry.sequence)?.is_some(),
+                    "{id} is missing from the receiver's log"
+                );
+                continue;
+            };
             let theirs = to.exchange().log().entry(seq)?.context("entry vanished")?;
             anyhow::ensure!(
                 Digest::from_slice(&theirs.entry.content_sha256)
