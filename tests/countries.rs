@@ -568,3 +568,117 @@ fn the_demo_runs_three_countries_and_shows_a_refused_kind_with_its_reason() {
     assert!(text.contains("two nodes over mutual TLS"), "{text}");
     assert!(!text.contains("THA"), "{text}");
 }
+
+/// The points of `country`'s line in `svg`, as (x, y), in the order drawn.
+fn line(svg: &str, country: &str) -> Vec<(f64, f64)> {
+    let start = svg
+        .find(&format!("data-country=\"{country}\""))
+        .unwrap_or_else(|| panic!("no line for {country}"));
+    let rest = &svg[start..];
+    let rest = &rest[rest.find("points=\"").unwrap() + 8..];
+    rest[..rest.find('"').unwrap()]
+        .split_whitespace()
+        .map(|p| {
+            let (x, y) = p.split_once(',').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The values of `country`'s points in `svg`, from their titles, in the order drawn.
+fn values(svg: &str, country: &str) -> Vec<(String, u64)> {
+    svg.match_indices(&format!("<title>{country} "))
+        .map(|(i, m)| {
+            let rest = &svg[i + m.len()..];
+            let text = &rest[..rest.find("</title>").unwrap()];
+            let (period, value) = text.rsplit_once(' ').unwrap();
+            (period.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_draws_one_granularity_in_time_order_for_the_countries_with_data() {
+    use focalpoint::cli::render::{Granularity, chart_svg, series};
+    let three = start_three(|_| {}).await;
+    let mut idn = three.client("IDN", "sync");
+    let mut khm = three.client("KHM", "sync");
+    // As the nightly job does: days and months for the same counter, pushed out of order, to
+    // both peers; and a range of days, which no chart draws.
+    for (period, value) in [
+        ("2025-04", 4120),
+        ("2025-04-30", 150),
+        ("2025-03", 3900),
+        ("2025-04-29", 130),
+        ("2025-05-01", 170),
+        ("2025-04-01..2025-04-15", 2000),
+    ] {
+        let mut request = push_request(value, "");
+        request.period = Some(focalpoint::domain::kinds::parse_period(period).unwrap());
+        idn.push_statistics(request).await.unwrap();
+    }
+    for (period, value) in [("2025-04", 800), ("2025-03", 700)] {
+        let mut request = push_request(value, "IDN");
+        request.period = Some(focalpoint::domain::kinds::parse_period(period).unwrap());
+        khm.push_statistics(request).await.unwrap();
+    }
+    let mut reader = three.client("IDN", "auditor");
+    let mut records = Vec::new();
+    for country in COUNTRIES {
+        records.push(
+            reader
+                .statistics(pb::StatisticsRequest {
+                    country: country.into(),
+                    period: None,
+                })
+                .await
+                .unwrap()
+                .reports,
+        );
+    }
+    let draw = |granularity| {
+        let all: Vec<_> = COUNTRIES
+            .iter()
+            .zip(&records)
+            .map(|(c, r)| series(c, r, "departures_postponed", granularity))
+            .collect();
+        chart_svg("departures_postponed", granularity, &all).unwrap()
+    };
+
+    // Months, the default: IDN's two months once each though they went to two peers, and KHM's;
+    // THA reported nothing and has no line and no legend.
+    let months = draw(Granularity::default());
+    assert_eq!(
+        values(&months, "IDN"),
+        vec![("2025-03".into(), 3900), ("2025-04".into(), 4120)]
+    );
+    assert_eq!(
+        values(&months, "KHM"),
+        vec![("2025-03".into(), 700), ("2025-04".into(), 800)]
+    );
+    assert!(!months.contains("THA"), "{months}");
+    assert!(!months.contains("2025-04-30") && !months.contains("2025-04-01.."));
+    assert!(months.contains("departures_postponed (number per month)"));
+    assert!(months.contains(">month (UTC)</text>"));
+    // Points run left to right, and the larger value is higher (a smaller y).
+    let idn_line = line(&months, "IDN");
+    assert_eq!(idn_line.len(), 2);
+    assert!(idn_line[0].0 < idn_line[1].0 && idn_line[0].1 > idn_line[1].1);
+    assert_eq!(line(&months, "KHM")[0].0, idn_line[0].0);
+
+    // Days: IDN's three days in time order, nothing else.
+    let days = draw(Granularity::Day);
+    assert_eq!(
+        values(&days, "IDN"),
+        vec![
+            ("2025-04-29".into(), 130),
+            ("2025-04-30".into(), 150),
+            ("2025-05-01".into(), 170)
+        ]
+    );
+    let xs: Vec<f64> = line(&days, "IDN").iter().map(|p| p.0).collect();
+    assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+    assert!(!days.contains("data-country=\"KHM\""), "{days}");
+    assert!(days.contains("departures_postponed (number per day)"));
+    three.stop().await;
+}

@@ -373,6 +373,7 @@ async fn the_chart_and_the_csv_come_from_the_reports_in_the_log() {
             country,
             &records,
             "departures_postponed",
+            focalpoint::cli::render::Granularity::Month,
         ));
     }
     assert_eq!(
@@ -387,7 +388,12 @@ async fn the_chart_and_the_csv_come_from_the_reports_in_the_log() {
         series[1].points,
         vec![("2025-03".to_owned(), 850), ("2025-04".to_owned(), 897)]
     );
-    let svg = focalpoint::cli::render::chart_svg("departures_postponed", &series);
+    let svg = focalpoint::cli::render::chart_svg(
+        "departures_postponed",
+        focalpoint::cli::render::Granularity::Month,
+        &series,
+    )
+    .unwrap();
     assert!(svg.starts_with("<svg"));
     let polyline = |country: &str| {
         let start = svg

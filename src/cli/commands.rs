@@ -5,6 +5,7 @@ use crate::cli::output::{out, outln};
 use std::path::{Path, PathBuf};
 
 use crate::cli::client::{self, ClientError, OperatorClient};
+use crate::cli::render::Series;
 use crate::cli::{figures, render};
 use crate::domain::model::CountryCode;
 use crate::node::config::{ClientConfig, NodeConfig};
@@ -580,9 +581,12 @@ pub enum StatsCommand {
         /// The counter, e.g. departures_postponed.
         #[arg(long)]
         counter: String,
-        /// The countries to draw.
+        /// The countries to draw; those without values are left out, legend included.
         #[arg(long, value_delimiter = ',', default_value = "IDN,KHM")]
         countries: Vec<String>,
+        /// Months (default) or days; reports for other ranges of days are left out.
+        #[arg(long, value_enum, default_value_t)]
+        granularity: render::Granularity,
         /// Where to write the SVG.
         #[arg(long)]
         out: PathBuf,
@@ -1530,6 +1534,7 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
             client,
             counter,
             countries,
+            granularity,
             out,
         } => {
             let mut series = Vec::new();
@@ -1541,31 +1546,37 @@ async fn stats(command: StatsCommand) -> anyhow::Result<()> {
                         period: None,
                     })
                     .await?;
-                series.push(render::series(country, &r.reports, &counter));
+                series.push(render::series(country, &r.reports, &counter, granularity));
             }
-            if series.iter().all(|s| s.points.is_empty()) {
+            let noun = format!("{granularity:?}").to_lowercase();
+            let Some(svg) = render::chart_svg(&counter, granularity, &series) else {
                 anyhow::bail!(
-                    "no report of {} holds the counter {counter:?}",
+                    "no report of {} for a {noun} holds the counter {counter:?}",
                     countries.join(" or ")
                 );
-            }
-            std::fs::write(&out, render::chart_svg(&counter, &series))
-                .with_context(|| format!("writing {}", out.display()))?;
-            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            };
+            std::fs::write(&out, svg).with_context(|| format!("writing {}", out.display()))?;
+            let drawn: Vec<&Series> = series.iter().filter(|s| !s.points.is_empty()).collect();
+            let points: usize = drawn.iter().map(|s| s.points.len()).sum();
             if client.json {
                 outln!(
                     "{}",
                     serde_json::json!({
                         "counter": counter,
+                        "granularity": noun,
                         "points": points,
-                        "countries": series.len(),
+                        "countries": drawn.iter().map(|s| s.country.clone()).collect::<Vec<_>>(),
                         "out": out.display().to_string(),
                     })
                 );
             } else {
                 outln!(
-                    "{counter}: {points} points over {} countries written to {}",
-                    series.len(),
+                    "{counter} per {noun}: {points} points for {} written to {}",
+                    drawn
+                        .iter()
+                        .map(|s| s.country.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     out.display()
                 );
             }

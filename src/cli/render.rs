@@ -116,35 +116,96 @@ pub fn audit_csv<W: std::io::Write>(out: W, records: &[ExportRecord]) -> std::io
     out.flush()
 }
 
+/// Which periods a chart draws: months or days. Reports for other ranges of days are left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Granularity {
+    /// Calendar months (`2025-04`).
+    #[default]
+    Month,
+    /// Single days (`2025-04-17`).
+    Day,
+}
+
+impl Granularity {
+    /// The granularity of `period`, if it is a whole month or a single day.
+    pub fn of(period: &pb::Period) -> Option<Self> {
+        let label = period_label(period);
+        match label.len() {
+            7 => Some(Self::Month),
+            10 => Some(Self::Day),
+            _ => None,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::Day => "day",
+        }
+    }
+}
+
 /// One country's values of a counter over periods, for the chart.
 #[derive(Debug, Clone)]
 pub struct Series {
     pub country: String,
-    /// (period label, value), oldest first; a period without the counter is left out.
+    /// (period label, value), in time order; a period without the counter is left out.
     pub points: Vec<(String, u64)>,
 }
 
-/// The values of `counter` in each country's current reports.
-pub fn series(country: &str, records: &[pb::StatisticsRecord], counter: &str) -> Series {
-    let points = current(records)
-        .into_iter()
-        .filter_map(|r| {
-            let report = r.report.as_ref()?;
-            let c = report.counters.iter().find(|c| c.name == counter)?;
-            Some((period_label(report.period.as_ref()?), c.value))
-        })
-        .collect();
+/// The values of `counter` in a country's current reports for periods of `granularity`, in
+/// time order. Where the country's own figures for a period went to several peers, the latest
+/// report counts.
+pub fn series(
+    country: &str,
+    records: &[pb::StatisticsRecord],
+    counter: &str,
+    granularity: Granularity,
+) -> Series {
+    let mut by_period: std::collections::BTreeMap<String, (i64, u64)> =
+        std::collections::BTreeMap::new();
+    for r in current(records) {
+        let Some(report) = r.report.as_ref() else {
+            continue;
+        };
+        let Some(period) = report.period.as_ref() else {
+            continue;
+        };
+        if Granularity::of(period) != Some(granularity) {
+            continue;
+        }
+        let Some(c) = report.counters.iter().find(|c| c.name == counter) else {
+            continue;
+        };
+        // Labels of one granularity sort in time order.
+        let point = by_period
+            .entry(period_label(period))
+            .or_insert((r.recorded_at_micros, c.value));
+        if r.recorded_at_micros >= point.0 {
+            *point = (r.recorded_at_micros, c.value);
+        }
+    }
     Series {
         country: country.to_owned(),
-        points,
+        points: by_period.into_iter().map(|(p, (_, v))| (p, v)).collect(),
     }
 }
 
-const COLOURS: [&str; 4] = ["#c0392b", "#1f5fa8", "#2e8b57", "#8e44ad"];
+const COLOURS: [&str; 8] = [
+    "#c0392b", "#1f5fa8", "#2e8b57", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#b7950b",
+];
 
-/// A line chart of one counter over periods, a line per country, as SVG.
-pub fn chart_svg(counter: &str, series: &[Series]) -> String {
-    let (w, h, left, right, top, bottom) = (760.0, 420.0, 70.0, 150.0, 50.0, 70.0);
+/// The most period labels written under the axis; the others are left out, evenly.
+const MAX_LABELS: usize = 12;
+
+/// A line chart of one counter over periods of one granularity, a line per country that has
+/// values, as SVG; `None` when no country has any.
+pub fn chart_svg(counter: &str, granularity: Granularity, series: &[Series]) -> Option<String> {
+    let series: Vec<&Series> = series.iter().filter(|s| !s.points.is_empty()).collect();
+    if series.is_empty() {
+        return None;
+    }
+    let (w, h, left, right, top, bottom) = (800.0, 440.0, 80.0, 150.0, 50.0, 80.0);
     let mut periods: Vec<&str> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|(p, _)| p.as_str()))
@@ -181,16 +242,31 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
         }
     };
     let y = |v: u64| top + plot_h - plot_h * v as f64 / max as f64;
+    let noun = granularity.noun();
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12" data-granularity="{noun}">"##
     );
     let _ = writeln!(svg, r##"<rect width="{w}" height="{h}" fill="#ffffff"/>"##);
     let _ = writeln!(
         svg,
-        r##"<text x="{left}" y="28" font-size="16" font-weight="bold">{}</text>"##,
+        r##"<text x="{left}" y="28" font-size="16" font-weight="bold">{} per {noun}</text>"##,
         xml(counter)
+    );
+    // Axis titles: the counter and its unit up the side, the periods along the bottom.
+    let _ = writeln!(
+        svg,
+        r##"<text class="axis-title" x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">{} (number per {noun})</text>"##,
+        top + plot_h / 2.0,
+        top + plot_h / 2.0,
+        xml(counter)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text class="axis-title" x="{:.1}" y="{:.1}" text-anchor="middle">{noun} (UTC)</text>"##,
+        left + plot_w / 2.0,
+        h - 18.0
     );
     for i in 0..=4u64 {
         let v = max * i / 4;
@@ -203,10 +279,14 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
             yy + 4.0
         );
     }
-    for p in &periods {
+    let every = periods.len().div_ceil(MAX_LABELS).max(1);
+    for (i, p) in periods.iter().enumerate() {
+        if i % every != 0 && i + 1 != periods.len() {
+            continue;
+        }
         let _ = writeln!(
             svg,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            r##"<text class="period" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
             x(p),
             top + plot_h + 20.0,
             xml(p)
@@ -214,6 +294,12 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
     }
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
+        // Beyond the colours, dashes tell the lines apart.
+        let dash = if i >= COLOURS.len() {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
         let points: Vec<String> = s
             .points
             .iter()
@@ -221,7 +307,7 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
             .collect();
         let _ = writeln!(
             svg,
-            r##"<polyline data-country="{}" fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"##,
+            r##"<polyline data-country="{}" fill="none" stroke="{colour}" stroke-width="2"{dash} points="{}"/>"##,
             xml(&s.country),
             points.join(" ")
         );
@@ -238,7 +324,7 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
         let ly = top + 20.0 * i as f64;
         let _ = writeln!(
             svg,
-            r##"<rect x="{:.1}" y="{:.1}" width="14" height="4" fill="{colour}"/><text x="{:.1}" y="{:.1}">{}</text>"##,
+            r##"<rect class="legend" x="{:.1}" y="{:.1}" width="14" height="4" fill="{colour}"/><text x="{:.1}" y="{:.1}">{}</text>"##,
             left + plot_w + 20.0,
             ly - 4.0,
             left + plot_w + 40.0,
@@ -247,7 +333,7 @@ pub fn chart_svg(counter: &str, series: &[Series]) -> String {
         );
     }
     svg.push_str("</svg>\n");
-    svg
+    Some(svg)
 }
 
 fn xml(s: &str) -> String {
