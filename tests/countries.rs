@@ -682,3 +682,351 @@ async fn the_chart_draws_one_granularity_in_time_order_for_the_countries_with_da
     assert!(days.contains("departures_postponed (number per day)"));
     three.stop().await;
 }
+
+/// A client configuration file for `role` of `country`, pointing at the node's real port.
+fn client_file(three: &Three, country: &str, role: &str) -> std::path::PathBuf {
+    let lower = country.to_ascii_lowercase();
+    let c =
+        focalpoint::cli::demo::example_client(three.dir.path(), &lower, role, three.node(country));
+    let path = three
+        .dir
+        .path()
+        .join(&lower)
+        .join(format!("{role}-on-free-port.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "node = {:?}\nserver_name = {:?}\nca = {:?}\ncertificate = {:?}\nkey = {:?}\n",
+            c.node, c.server_name, c.ca, c.certificate, c.key
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_sent_to_two_peers_is_one_case_with_each_peers_answer() {
+    let three = start_three(|configs| {
+        // THA takes trafficking-victim alerts from IDN and answers them.
+        agreement(
+            &mut configs[2],
+            "IDN",
+            r#"
+send = ["stats", "response"]
+accept = ["stats", "alert"]
+accept_alert_categories = ["suspected_trafficking_victim"]
+"#,
+        );
+        // IDN's side of the same agreement.
+        agreement(
+            &mut configs[0],
+            "THA",
+            r#"
+send = ["stats", "alert"]
+send_alert_categories = ["suspected_trafficking_victim"]
+"#,
+        );
+    })
+    .await;
+    let idn_file = client_file(&three, "IDN", "operator");
+    let mut idn = three.client("IDN", "operator");
+
+    // A recruiter alert to both: THA's copy is outside the agreement, so neither is logged.
+    let before = three.node("IDN").exchange().log().head().unwrap().0;
+    let mut recruiter = addressed(
+        "idn/alert-trafficking-victim.json",
+        "IDN-2025-RC-9000",
+        "KHM",
+    );
+    set_category(&mut recruiter, pb::AlertCategory::SuspectedRecruiter);
+    let status = refused(idn.send_copies(recruiter, vec!["THA".into()], true).await);
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(
+        status.message().contains("outside the agreement with THA"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(three.node("IDN").exchange().log().head().unwrap().0, before);
+
+    // The operator's command line: `alert send --to KHM,THA`.
+    let alert = three.dir.path().join("alert.json");
+    let mut envelope = addressed(
+        "idn/alert-trafficking-victim.json",
+        "IDN-2025-TV-9001",
+        "KHM",
+    );
+    envelope.created_at = String::new();
+    std::fs::write(&alert, focalpoint::cli::client::to_json(&envelope)).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+            .args(["alert", "send", "--wait", "--to", "KHM,THA", "--config"])
+            .arg(&idn_file)
+            .arg(&alert)
+            .env("FOCALPOINT_LOG", "error")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("IDN-2025-TV-9001 logged") && text.contains("delivered; KHM logged it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IDN-2025-TV-9001-THA logged") && text.contains("delivered; THA logged it"),
+        "{text}"
+    );
+
+    // Each peer answers its own copy.
+    for (country, id, reference) in [
+        ("KHM", "KHM-2025-R-9001", "IDN-2025-TV-9001"),
+        ("THA", "THA-2025-R-9001", "IDN-2025-TV-9001-THA"),
+    ] {
+        let mut r = addressed("khm/response-to-alert.json", id, "IDN");
+        r.sender = String::new();
+        r.reference = reference.into();
+        let sent = three
+            .client(country, "operator")
+            .send(r, true)
+            .await
+            .unwrap();
+        assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+    }
+
+    // IDN's case, from either copy: both copies and each peer's answer, answered.
+    for id in ["IDN-2025-TV-9001", "IDN-2025-TV-9001-THA"] {
+        let case = idn.case(id).await.unwrap();
+        let rows: Vec<(String, String)> = case
+            .messages
+            .iter()
+            .map(|m| {
+                let e = m.entry.clone().unwrap().entry.unwrap();
+                (e.peer, e.message_id)
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("KHM".into(), "IDN-2025-TV-9001".into()),
+                ("THA".into(), "IDN-2025-TV-9001-THA".into()),
+                ("KHM".into(), "KHM-2025-R-9001".into()),
+                ("THA".into(), "THA-2025-R-9001".into()),
+            ],
+            "{id}"
+        );
+        let state = case.state.unwrap();
+        assert_eq!(state.case_id, "IDN-2025-TV-9001");
+        assert!(state.answered);
+    }
+    // The link is in the log entry, chained: the copy names the first.
+    let copy = three
+        .node("IDN")
+        .exchange()
+        .log()
+        .sent("IDN-2025-TV-9001-THA")
+        .unwrap()
+        .unwrap();
+    let entry = three
+        .node("IDN")
+        .exchange()
+        .log()
+        .entry(copy)
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.entry.copy_of, "IDN-2025-TV-9001");
+    three.node("IDN").exchange().log().verify().unwrap();
+    three.stop().await;
+}
+
+/// IDN's configuration text with its listeners on free ports and only the peers named, at
+/// their real addresses.
+fn idn_config_text(base: &str, peers: &[(&str, std::net::SocketAddr)]) -> String {
+    let mut blocks = base.split("\n[[peers]]\n");
+    let head = blocks
+        .next()
+        .unwrap()
+        .replace("127.0.0.1:7443", "127.0.0.1:0")
+        .replace("127.0.0.1:7444", "127.0.0.1:0")
+        .replace("127.0.0.1:7445", "127.0.0.1:0");
+    let mut text = head;
+    for block in blocks {
+        for (country, address) in peers {
+            if block.contains(&format!("country = \"{country}\"")) {
+                let port = match *country {
+                    "KHM" => "7543",
+                    _ => "7643",
+                };
+                text.push_str("\n[[peers]]\n");
+                text.push_str(&block.replace(
+                    &format!("https://127.0.0.1:{port}"),
+                    &format!("https://{address}"),
+                ));
+            }
+        }
+    }
+    text
+}
+
+/// Retries `attempt` every 100 ms for at most ten seconds until it gives `Some`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    for _ in 0..100 {
+        if let Some(t) = attempt().await {
+            return t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within ten seconds");
+}
+
+fn hangup(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A peer added, then one removed, by SIGHUP to a running `focalpoint serve`, without a restart;
+/// the removed peer's undelivered message stays queued, is reported, and is delivered when the
+/// peer is added again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay_queued() {
+    focalpoint::node::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let countries: Vec<CountryCode> = COUNTRIES.iter().map(|c| c.parse().unwrap()).collect();
+    let mut configs = focalpoint::cli::demo::generated_configs(dir.path(), &countries).unwrap();
+    for c in &mut configs {
+        c.metrics.enabled = false;
+    }
+    let tha_config = configs.pop().unwrap();
+    let khm_config = configs.pop().unwrap();
+    let mut others = focalpoint::cli::demo::start_nodes(vec![khm_config.clone(), tha_config])
+        .await
+        .unwrap();
+    let tha = others.pop().unwrap();
+    let khm = others.pop().unwrap();
+
+    // IDN as a real process, with KHM as its only peer.
+    let config = dir.path().join("idn/node.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        idn_config_text(&base, &[("KHM", khm.peer_address)]),
+    )
+    .unwrap();
+    let log_file = dir.path().join("idn-serve.log");
+    let (mut child, _, operator) = common::serve_logging(
+        &config,
+        &dir.path().join("idn/data"),
+        "info",
+        std::process::Stdio::from(std::fs::File::create(&log_file).unwrap()),
+    );
+    let client = common::idn_client(dir.path(), "operator", &operator);
+    let mut idn = OperatorClient::new(&client).unwrap();
+    let alert = |id: &str, to: &str| addressed("idn/alert-trafficking-victim.json", id, to);
+    let status = refused(idn.send(alert("IDN-2025-TV-H001", "THA"), false).await);
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+
+    // THA added: the next send to it is delivered, with no restart.
+    std::fs::write(
+        &config,
+        idn_config_text(
+            &base,
+            &[("KHM", khm.peer_address), ("THA", tha.peer_address)],
+        ),
+    )
+    .unwrap();
+    hangup(&child);
+    let sent = eventually("THA added", || {
+        let mut idn = idn.clone();
+        async move { idn.send(alert("IDN-2025-TV-H001", "THA"), true).await.ok() }
+    })
+    .await;
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
+
+    // KHM away, a message for it waits; then KHM removed: the message stays queued and is
+    // reported, and KHM is no longer a peer.
+    khm.stop().await.unwrap();
+    let pending = idn
+        .send(alert("IDN-2025-TV-H002", "KHM"), false)
+        .await
+        .unwrap();
+    assert_eq!(pending.state, pb::DeliveryState::Pending as i32);
+    std::fs::write(
+        &config,
+        idn_config_text(&base, &[("THA", tha.peer_address)]),
+    )
+    .unwrap();
+    hangup(&child);
+    eventually("KHM removed", || {
+        let mut idn = idn.clone();
+        async move {
+            match idn.send(alert("IDN-2025-TV-H003", "KHM"), false).await {
+                Err(focalpoint::cli::client::ClientError::Refused(s))
+                    if s.code() == tonic::Code::FailedPrecondition =>
+                {
+                    Some(())
+                }
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let outbox = idn
+        .outbox(pb::OutboxRequest {
+            peer: String::new(),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let waiting = outbox
+        .messages
+        .iter()
+        .find(|m| m.entry.clone().unwrap().entry.unwrap().message_id == "IDN-2025-TV-H002")
+        .expect("the message for KHM is still in the outbox");
+    assert_eq!(waiting.state, pb::DeliveryState::Pending as i32);
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    assert!(
+        logged.contains("peer removed") && logged.contains("queued=1"),
+        "{logged}"
+    );
+
+    // KHM back, at a new address: the queued message is delivered.
+    let khm = focalpoint::cli::demo::start_nodes(vec![khm_config])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    std::fs::write(
+        &config,
+        idn_config_text(
+            &base,
+            &[("KHM", khm.peer_address), ("THA", tha.peer_address)],
+        ),
+    )
+    .unwrap();
+    hangup(&child);
+    eventually("the queued message delivered to KHM", || {
+        let khm = &khm;
+        async move {
+            khm.exchange()
+                .log()
+                .received("IDN".parse().unwrap(), "IDN-2025-TV-H002")
+                .unwrap()
+        }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    khm.stop().await.unwrap();
+    tha.stop().await.unwrap();
+}

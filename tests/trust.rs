@@ -202,6 +202,7 @@ async fn a_certificate_issued_under_an_intermediate_is_refused_on_both_planes() 
         .send(pb::SendRequest {
             envelope: Some(alert),
             wait_for_receipt: false,
+            also_to: vec![],
         })
         .await;
     assert!(result.is_err(), "the call must fail");

@@ -81,11 +81,22 @@ impl OperatorClient {
         envelope: pb::Envelope,
         wait: bool,
     ) -> Result<pb::SendResponse, ClientError> {
+        self.send_copies(envelope, Vec::new(), wait).await
+    }
+
+    /// Sends an envelope to its receiver and a copy to each of `also_to`, as one case.
+    pub async fn send_copies(
+        &mut self,
+        envelope: pb::Envelope,
+        also_to: Vec<String>,
+        wait: bool,
+    ) -> Result<pb::SendResponse, ClientError> {
         Ok(self
             .inner
             .send(pb::SendRequest {
                 envelope: Some(envelope),
                 wait_for_receipt: wait,
+                also_to,
             })
             .await?
             .into_inner())
@@ -719,6 +730,9 @@ pub fn send_text(r: &pb::SendResponse) -> String {
             "  receipt: {} stored it as entry {} at {} (signed {})",
             inner.receiver, inner.log_sequence, inner.stored_at, receipt.signature_scheme
         );
+    }
+    for copy in &r.copies {
+        out.push_str(&send_text(copy));
     }
     out
 }

@@ -636,6 +636,11 @@ pub struct SendArgs {
     /// Wait for the peer's signed receipt (at most 30 s) instead of returning once logged here.
     #[arg(long)]
     wait: bool,
+    /// The receiving countries, comma-separated, in place of the file's receiver: the first
+    /// gets the message as it is, each other a copy under the message id followed by
+    /// "-COUNTRY", all one case.
+    #[arg(long, value_delimiter = ',')]
+    to: Vec<String>,
     /// The envelope, as JSON (see examples/).
     file: PathBuf,
 }
@@ -643,7 +648,7 @@ pub struct SendArgs {
 /// A command line that makes no sense, found after parsing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Usage(pub String);
+pub struct Usage(String);
 
 /// Exit codes, after sysexits.h.
 pub mod exit {
@@ -744,7 +749,20 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config, data_dir } => serve(config, data_dir).await,
-        Command::Demo { countries } => crate::cli::demo::run(&country_list(&countries)?).await,
+        Command::Demo { countries } => {
+            let countries = country_list(&countries)?;
+            if !["IDN", "KHM"]
+                .iter()
+                .all(|c| countries.iter().any(|k| k.as_str() == *c))
+            {
+                return Err(Usage(
+                    "--countries: the demo's messages are IDN's and KHM's; name both, and any others"
+                        .into(),
+                )
+                .into());
+            }
+            crate::cli::demo::run(&countries).await
+        }
         Command::CheckConfig { file, warn_days } => check_config(&file, warn_days),
         Command::Checkpoint { client, peer } => checkpoint(client, peer).await,
         Command::Audit { command } => match command {
@@ -1438,8 +1456,13 @@ async fn send(args: SendArgs, expected: pb::MessageKind) -> anyhow::Result<()> {
         }
         .into());
     }
+    let mut envelope = envelope;
+    let mut to = args.to.into_iter().map(|c| c.trim().to_owned());
+    if let Some(first) = to.next() {
+        envelope.receiver = first;
+    }
     let mut c = connect(&args.client)?;
-    let r = c.send(envelope, args.wait).await?;
+    let r = c.send_copies(envelope, to.collect(), args.wait).await?;
     print(args.client.json, &r, || client::send_text(&r));
     Ok(())
 }
@@ -1643,9 +1666,13 @@ async fn serve(config_path: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Resul
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             _ = hangup.recv() => {
-                // A bad new certificate leaves the node running on the old one.
-                if let Err(e) = node.reload() {
-                    tracing::error!(error = %format!("{e:#}"), "reload refused; still serving with the previous certificates");
+                // The configuration is read again for its peers; a bad file or certificate
+                // leaves the node running as it was.
+                let reloaded = NodeConfig::load(&config_path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|config| Ok(node.reload_config(config)?));
+                if let Err(e) = reloaded {
+                    tracing::error!(error = %format!("{e:#}"), "reload refused; still serving with the previous certificates and peers");
                 }
             }
         }

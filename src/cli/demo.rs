@@ -242,13 +242,10 @@ pub fn example_client(dir: &Path, country: &str, role: &str, node: &RunningNode)
 /// agreement with IDN and KHM covering statistics and trafficking-victim alerts only.
 pub async fn run(countries: &[CountryCode]) -> anyhow::Result<()> {
     let (idn, khm): (CountryCode, CountryCode) = ("IDN".parse()?, "KHM".parse()?);
-    if !countries.contains(&idn) || !countries.contains(&khm) {
-        return Err(crate::cli::commands::Usage(
-            "--countries: the demo's messages are IDN's and KHM's; name both, and any others"
-                .into(),
-        )
-        .into());
-    }
+    anyhow::ensure!(
+        countries.contains(&idn) && countries.contains(&khm),
+        "the demo's messages are IDN's and KHM's; name both, and any others"
+    );
     let dir = tempfile::Builder::new()
         .prefix("focalpoint-demo-")
         .tempdir()?;

@@ -785,6 +785,9 @@ pub struct ExportRecord {
     /// For a message this node sent and a consultation: who asked (a certificate's URI SAN).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub actor: String,
+    /// For a copy of a message sent to several peers: the first copy's message id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub copy_of: String,
     /// For a consultation: the operation and the messages it returned (proto3 JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consultation: Option<serde_json::Value>,
@@ -1019,6 +1022,7 @@ pub fn export(
                 reference: e.reference.clone(),
                 reason: e.reason.clone(),
                 actor: e.actor.clone(),
+                copy_of: e.copy_of.clone(),
                 consultation: match kind {
                     pb::EntryKind::Consultation => content
                         .as_deref()

@@ -210,10 +210,16 @@ impl Exchange {
         // Up to the message that opened the case.
         let mut root = sequence;
         for _ in 0..MAX_DEPTH {
-            if entry.entry.reference.is_empty() {
+            // A message names what it answers; a copy sent to a further peer, its first copy.
+            let up = if entry.entry.reference.is_empty() {
+                &entry.entry.copy_of
+            } else {
+                &entry.entry.reference
+            };
+            if up.is_empty() {
                 break;
             }
-            match self.exchanged(&entry.entry.reference)? {
+            match self.exchanged(up)? {
                 Some(up) if up != root => {
                     root = up;
                     entry = log

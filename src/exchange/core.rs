@@ -62,6 +62,7 @@ fn store_sent(t: &mut Txn<'_>, valid: Storable) -> Result<Result<(u64, bool), Re
         created_at,
         search_terms,
         actor,
+        copy_of,
     } = valid;
     let id = message_id.as_str();
     if let Some(seq) = t.sent(id)? {
@@ -90,6 +91,7 @@ fn store_sent(t: &mut Txn<'_>, valid: Storable) -> Result<Result<(u64, bool), Re
         created_at,
         search_terms,
         actor,
+        copy_of,
         ..Default::default()
     })?;
     Ok(Ok((sequence, false)))
@@ -109,6 +111,8 @@ struct Storable {
     search_terms: Vec<crate::domain::search::Term>,
     /// Who asked, for a message this node sends.
     actor: String,
+    /// For a copy of a message sent to several peers: the first copy's id.
+    copy_of: Option<MessageId>,
 }
 
 impl From<ValidEnvelope> for Storable {
@@ -116,6 +120,7 @@ impl From<ValidEnvelope> for Storable {
         Self {
             search_terms: crate::domain::search::distinct_terms(&valid.envelope),
             actor: String::new(),
+            copy_of: None,
             message_id: valid.message_id,
             kind: valid.kind,
             reference: valid.reference,
@@ -287,9 +292,11 @@ struct Inner {
     log: ExchangeLog,
     /// Swapped whole when certificates are reloaded.
     signer: std::sync::RwLock<Arc<ReceiptSigner>>,
-    /// The configured peers; their CA certificates are swapped on reload.
-    peers: BTreeMap<CountryCode, std::sync::RwLock<Arc<PeerTrust>>>,
-    outbound: BTreeMap<CountryCode, Arc<Notify>>,
+    /// The configured peers, swapped whole on reload: peers may be added, changed or removed.
+    peers: std::sync::RwLock<Arc<BTreeMap<CountryCode, Arc<PeerTrust>>>>,
+    /// Woken when a message for a peer is logged; kept for a removed peer, whose messages
+    /// stay queued.
+    outbound: std::sync::RwLock<BTreeMap<CountryCode, Arc<Notify>>>,
     receipts: Notify,
     attempts: std::sync::Mutex<BTreeMap<u64, Attempts>>,
     metrics: Arc<crate::exchange::metrics::Metrics>,
@@ -328,11 +335,10 @@ impl Exchange {
                 country,
                 log,
                 signer: std::sync::RwLock::new(signer),
-                peers: peers
-                    .into_iter()
-                    .map(|(c, t)| (c, std::sync::RwLock::new(Arc::new(t))))
-                    .collect(),
-                outbound,
+                peers: std::sync::RwLock::new(Arc::new(
+                    peers.into_iter().map(|(c, t)| (c, Arc::new(t))).collect(),
+                )),
+                outbound: std::sync::RwLock::new(outbound),
                 receipts: Notify::new(),
                 attempts: std::sync::Mutex::default(),
                 metrics: Arc::default(),
@@ -386,8 +392,9 @@ impl Exchange {
         read(&self.inner.signer).clone()
     }
 
-    /// Takes a reloaded signing key and peer CA certificates into use for everything that
-    /// starts after this call. Peers cannot be added or removed this way.
+    /// Takes a reloaded signing key and the peers as configured now into use for everything
+    /// that starts after this call: a peer left out is no longer one, and a new one is. What
+    /// this node logged for a removed peer stays queued for it.
     pub fn reload(&self, signer: ReceiptSigner, peers: BTreeMap<CountryCode, PeerTrust>) {
         let signer = Arc::new(signer);
         if let Err(e) = self.inner.log.rotate_receipt_signer(signer.clone()) {
@@ -398,18 +405,44 @@ impl Exchange {
             .signer
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = signer;
-        for (country, trust) in peers {
-            if let Some(slot) = self.inner.peers.get(&country) {
-                *slot
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(trust);
+        {
+            let mut outbound = self
+                .inner
+                .outbound
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for country in peers.keys() {
+                outbound
+                    .entry(*country)
+                    .or_insert_with(|| Arc::new(Notify::new()));
             }
         }
+        *self
+            .inner
+            .peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(peers.into_iter().map(|(c, t)| (c, Arc::new(t))).collect());
+    }
+
+    /// The peers as configured now.
+    fn peer_map(&self) -> Arc<BTreeMap<CountryCode, Arc<PeerTrust>>> {
+        read(&self.inner.peers).clone()
+    }
+
+    /// What this node holds of `peer`, if it is configured.
+    fn trust(&self, peer: CountryCode) -> Option<Arc<PeerTrust>> {
+        self.peer_map().get(&peer).cloned()
+    }
+
+    /// Whether `peer` is configured now.
+    pub fn is_peer(&self, peer: CountryCode) -> bool {
+        self.peer_map().contains_key(&peer)
     }
 
     /// The CA certificates of `peer`, if it is configured.
     pub fn peer_anchors(&self, peer: CountryCode) -> Option<Vec<CertificateDer<'static>>> {
-        self.inner.peers.get(&peer).map(|t| read(t).anchors.clone())
+        self.trust(peer).map(|t| t.anchors.clone())
     }
 
     /// What checks the peers' receipts and checkpoints for this node, and remembers what it
@@ -420,24 +453,19 @@ impl Exchange {
 
     /// What `peer`'s CA revoked, as configured now.
     pub fn peer_revoked(&self, peer: CountryCode) -> crate::crypto::revocation::Revocations {
-        self.inner
-            .peers
-            .get(&peer)
-            .map(|t| read(t).revoked.clone())
+        self.trust(peer)
+            .map(|t| t.revoked.clone())
             .unwrap_or_default()
     }
 
     /// The response times agreed with `peer`, if it is configured.
     pub fn response_times(&self, peer: CountryCode) -> Option<crate::domain::case::ResponseTimes> {
-        self.inner.peers.get(&peer).map(|t| read(t).response_times)
+        self.trust(peer).map(|t| t.response_times)
     }
 
     /// What may flow with `peer`, if it is configured.
     pub fn agreement(&self, peer: CountryCode) -> Option<crate::domain::agreement::Agreement> {
-        self.inner
-            .peers
-            .get(&peer)
-            .map(|t| read(t).agreement.clone())
+        self.trust(peer).map(|t| t.agreement.clone())
     }
 
     /// Refuses an envelope of this node's own that its receiver's agreement does not cover,
@@ -447,10 +475,10 @@ impl Exchange {
         let Ok(peer) = envelope.receiver.parse::<CountryCode>() else {
             return Ok(());
         };
-        let Some(trust) = self.inner.peers.get(&peer) else {
+        let Some(trust) = self.trust(peer) else {
             return Ok(());
         };
-        match read(trust).agreement.send.refuses_envelope(envelope) {
+        match trust.agreement.send.refuses_envelope(envelope) {
             Some(reason) => Err(ExchangeError::Forbidden(format!(
                 "outside the agreement with {peer}: what this node may send {peer} {reason} \
                  (peers.agreement.send)"
@@ -466,7 +494,7 @@ impl Exchange {
 
     /// Woken whenever a message for `peer` is logged.
     pub fn outbound_signal(&self, peer: CountryCode) -> Option<Arc<Notify>> {
-        self.inner.outbound.get(&peer).cloned()
+        read(&self.inner.outbound).get(&peer).cloned()
     }
 
     /// Checks that `caller` may read.
@@ -483,13 +511,14 @@ impl Exchange {
 
     /// The configured peers.
     pub fn peers(&self) -> Vec<CountryCode> {
-        self.inner.peers.keys().copied().collect()
+        self.peer_map().keys().copied().collect()
     }
 
     /// The peer named by `name`, or, when `name` is empty, the only configured peer.
     pub fn peer_or_only(&self, name: &str) -> Result<CountryCode, ExchangeError> {
         if name.is_empty() {
-            let mut peers = self.inner.peers.keys();
+            let map = self.peer_map();
+            let mut peers = map.keys();
             return match (peers.next(), peers.next()) {
                 (Some(p), None) => Ok(*p),
                 _ => Err(ExchangeError::BadRequest(
@@ -503,7 +532,7 @@ impl Exchange {
                 reason: format!("{e}"),
             })
         })?;
-        if !self.inner.peers.contains_key(&peer) {
+        if !self.is_peer(peer) {
             return Err(ExchangeError::UnknownPeer(peer.to_string()));
         }
         Ok(peer)
@@ -551,7 +580,80 @@ impl Exchange {
                  its revision and counts the exchange from this node's log",
             )));
         }
-        self.submit_any(caller, envelope).await
+        self.submit_any(caller, envelope, None).await
+    }
+
+    /// An operator's send of one message to several peers: the envelope to its own receiver,
+    /// and a copy to each of `also_to`, under the message id followed by `-` and that peer's
+    /// country, linked to the first as one case. Every copy is checked (its peer, that peer's
+    /// agreement, validation, onward sharing) before any is logged, so that a refusal leaves
+    /// nothing half-sent.
+    pub async fn submit_copies(
+        &self,
+        caller: &Identity,
+        envelope: pb::Envelope,
+        also_to: &[String],
+    ) -> Result<Vec<Submitted>, ExchangeError> {
+        if also_to.is_empty() {
+            return Ok(vec![self.submit(caller, envelope).await?]);
+        }
+        self.local_user(caller)?;
+        if caller.role != Role::Operator {
+            return Err(ExchangeError::Forbidden(format!(
+                "role {} may not send",
+                caller.role
+            )));
+        }
+        if matches!(envelope.body, Some(pb::envelope::Body::StatisticsReport(_))) {
+            return Err(ExchangeError::Invalid(ValidationError::new(
+                "also_to",
+                "a statistics report goes to each peer by PushStatistics (`stats push`)",
+            )));
+        }
+        let first = self.filled_in(envelope)?;
+        let mut copies = vec![first.clone()];
+        for (i, peer) in also_to.iter().enumerate() {
+            let field = format!("also_to[{i}]");
+            let country: CountryCode = peer.parse().map_err(|e| {
+                ExchangeError::Invalid(ValidationError::new(&field, format!("{e}")))
+            })?;
+            if !self.is_peer(country) {
+                return Err(ExchangeError::UnknownPeer(country.to_string()));
+            }
+            if copies.iter().any(|c| c.receiver == country.as_str()) {
+                return Err(ExchangeError::Invalid(ValidationError::new(
+                    &field,
+                    format!("{country} is named twice"),
+                )));
+            }
+            let mut copy = first.clone();
+            copy.receiver = country.to_string();
+            copy.message_id = format!("{}-{country}", first.message_id);
+            copies.push(copy);
+        }
+        for copy in &copies {
+            self.within_send_agreement(copy)?;
+            if let Err(e) = self.checked_own(copy)? {
+                self.refuse(
+                    None,
+                    body_kind(copy),
+                    &copy.message_id,
+                    &copy.encode_to_vec(),
+                    &e.to_string(),
+                )
+                .await?;
+                return Err(e.into());
+            }
+        }
+        let first_id: MessageId = first.message_id.parse().map_err(|_| {
+            ExchangeError::Invalid(ValidationError::new("message_id", "is not a message id"))
+        })?;
+        let mut submitted = Vec::with_capacity(copies.len());
+        for (i, copy) in copies.into_iter().enumerate() {
+            let copy_of = (i > 0).then(|| first_id.clone());
+            submitted.push(self.submit_any(caller, copy, copy_of).await?);
+        }
+        Ok(submitted)
     }
 
     /// The send of a statistics report that the statistics push built.
@@ -566,7 +668,7 @@ impl Exchange {
                 "a statistics push built something other than a report".into(),
             ));
         }
-        self.submit_any(caller, envelope).await
+        self.submit_any(caller, envelope, None).await
     }
 
     /// Logs an envelope from this node's own side for delivery: who may send, the node's
@@ -575,6 +677,7 @@ impl Exchange {
         &self,
         caller: &Identity,
         envelope: pb::Envelope,
+        copy_of: Option<MessageId>,
     ) -> Result<Submitted, ExchangeError> {
         match caller.role {
             Role::Operator | Role::Sync => {}
@@ -589,12 +692,13 @@ impl Exchange {
         self.within_send_agreement(&envelope)?;
         let valid = self.admit_own(envelope).await?;
         let peer = valid.receiver;
-        if !self.inner.peers.contains_key(&peer) {
+        if !self.is_peer(peer) {
             return Err(ExchangeError::UnknownPeer(peer.to_string()));
         }
         let (message_id, kind, digest) = (valid.message_id.clone(), valid.kind, valid.digest);
         let mut valid = Storable::from(valid);
         valid.actor = caller.uri();
+        valid.copy_of = copy_of;
         let outcome = self
             .inner
             .log
@@ -609,7 +713,7 @@ impl Exchange {
             self.inner.metrics.sent(kind_label, peer.as_str());
             tracing::info!(peer = %peer, sequence, message_id = %message_id, "message logged for delivery");
         }
-        if let Some(signal) = self.inner.outbound.get(&peer) {
+        if let Some(signal) = self.outbound_signal(peer) {
             signal.notify_one();
         }
         Ok(Submitted {
@@ -644,24 +748,7 @@ impl Exchange {
     /// Validates an envelope of this node's own: well formed, created in time, sent as this
     /// node's country. A refusal is logged before it is returned.
     async fn admit_own(&self, envelope: pb::Envelope) -> Result<ValidEnvelope, ExchangeError> {
-        let own = self.inner.country;
-        let checked = validate::validate(envelope.clone())
-            .and_then(|v| self.created_in_time(&v).map(|()| v))
-            .and_then(|v| {
-                if v.sender == own {
-                    Ok(v)
-                } else {
-                    Err(ValidationError {
-                        field: "sender".into(),
-                        reason: format!("must be this node's country {own}"),
-                    })
-                }
-            });
-        let checked = match checked {
-            Ok(v) => self.check_own_case(&v)?.map(|()| v),
-            Err(e) => Err(e),
-        };
-        match checked {
+        match self.checked_own(&envelope)? {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.refuse(
@@ -675,6 +762,30 @@ impl Exchange {
                 Err(e.into())
             }
         }
+    }
+
+    /// [`Self::admit_own`]'s checks, without logging a refusal.
+    fn checked_own(
+        &self,
+        envelope: &pb::Envelope,
+    ) -> Result<Result<ValidEnvelope, ValidationError>, ExchangeError> {
+        let own = self.inner.country;
+        let checked = validate::validate(envelope.clone())
+            .and_then(|v| self.created_in_time(&v).map(|()| v))
+            .and_then(|v| {
+                if v.sender == own {
+                    Ok(v)
+                } else {
+                    Err(ValidationError {
+                        field: "sender".into(),
+                        reason: format!("must be this node's country {own}"),
+                    })
+                }
+            });
+        Ok(match checked {
+            Ok(v) => self.check_own_case(&v)?.map(|()| v),
+            Err(e) => Err(e),
+        })
     }
 
     async fn refuse(
@@ -736,7 +847,7 @@ impl Exchange {
         bytes: Vec<u8>,
         sender_sequence: u64,
     ) -> Result<QueuedReceipt, ExchangeError> {
-        if !self.inner.peers.contains_key(&caller) {
+        if !self.is_peer(caller) {
             return Err(ExchangeError::UnknownPeer(caller.to_string()));
         }
         let valid = match self.admit_from_peer(caller, &bytes) {
@@ -844,10 +955,8 @@ impl Exchange {
             }));
         }
         let accepted = self
-            .inner
-            .peers
-            .get(&caller)
-            .and_then(|t| read(t).agreement.accept.refuses_envelope(&valid.envelope));
+            .trust(caller)
+            .and_then(|t| t.agreement.accept.refuses_envelope(&valid.envelope));
         if let Some(reason) = accepted {
             let reason = format!(
                 "outside the agreement with {caller}: what this node accepts from {caller} {reason}"
@@ -900,7 +1009,7 @@ impl Exchange {
 
     /// The highest sender sequence this node holds from `peer`.
     pub fn cursor(&self, peer: CountryCode) -> Result<u64, ExchangeError> {
-        if !self.inner.peers.contains_key(&peer) {
+        if !self.is_peer(peer) {
             return Err(ExchangeError::UnknownPeer(peer.to_string()));
         }
         Ok(self.inner.log.cursor(peer)?)
@@ -927,10 +1036,7 @@ impl Exchange {
     ) -> Result<impl Future<Output = Result<(), ExchangeError>> + Send + 'static, ExchangeError>
     {
         let trust = self
-            .inner
-            .peers
-            .get(&peer)
-            .map(|t| read(t).clone())
+            .trust(peer)
             .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
         let receipt = self.inner.verifier.verify(&signed, &trust.anchors, peer)?;
         let sent = self
@@ -1197,7 +1303,7 @@ impl Exchange {
         if let Some(s) = log.sent(id)? {
             sequences.push(s);
         }
-        for peer in self.inner.peers.keys() {
+        for peer in self.peer_map().keys() {
             if let Some(s) = log.received(*peer, id)? {
                 sequences.push(s);
             }

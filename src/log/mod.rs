@@ -358,6 +358,8 @@ pub struct NewEntry {
     pub search_terms: Vec<Term>,
     /// For a message this node sends and for a consultation: the URI SAN of who asked.
     pub actor: String,
+    /// For a copy of a message sent to several peers: the first copy's message id.
+    pub copy_of: Option<MessageId>,
 }
 
 /// The position of an appended entry.
@@ -791,6 +793,7 @@ impl Txn<'_> {
             sealed_sha256,
             created_at: new.created_at,
             actor: new.actor,
+            copy_of: new.copy_of.map(|c| c.to_string()).unwrap_or_default(),
         };
         let bytes = entry.encode_to_vec();
         let hash = entry_hash(&bytes);
@@ -2410,6 +2413,11 @@ fn view_updates(entry: &pb::LogEntry, hash: &Digest) -> Vec<(Vec<u8>, Option<Vec
         )
     {
         updates.push((key::reference(&entry.reference, sequence), Some(Vec::new())));
+    }
+    // A copy is found from the first copy as a message referring to it is, so that the case
+    // holds every copy.
+    if !entry.copy_of.is_empty() && kind == pb::EntryKind::MessageSent {
+        updates.push((key::reference(&entry.copy_of, sequence), Some(Vec::new())));
     }
     updates
 }

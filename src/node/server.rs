@@ -230,14 +230,37 @@ fn peer_channels(
     Ok(channels)
 }
 
-/// What a running node swaps when its certificates are reloaded.
+/// What a running node swaps when its certificates or peers are reloaded.
 #[derive(Debug)]
 struct Live {
-    config: NodeConfig,
+    config: std::sync::Mutex<NodeConfig>,
     peer_tls: watch::Sender<Arc<rustls::ServerConfig>>,
     operator_tls: watch::Sender<Arc<rustls::ServerConfig>>,
-    channels: BTreeMap<CountryCode, watch::Sender<tonic::transport::Channel>>,
+    /// Each peer's channel and the stop of its delivery and checkpoint tasks.
+    links: std::sync::Mutex<BTreeMap<CountryCode, PeerLink>>,
+    /// The channels the operator plane replays and checkpoints over.
+    channels: crate::node::service::PeerChannels,
     audit: watch::Sender<crate::exchange::audit::AuditTrust>,
+    /// The node's stop, which every peer's tasks also follow.
+    shutdown: watch::Receiver<bool>,
+    /// The tasks of peers added by a reload.
+    added_tasks: std::sync::Mutex<Vec<JoinHandle<Result<(), NodeError>>>>,
+}
+
+/// One peer's channel, and the stop of its tasks.
+#[derive(Debug)]
+struct PeerLink {
+    channel: watch::Sender<tonic::transport::Channel>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+/// What a reload changed among the peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeersReloaded {
+    /// Peers configured now that were not before.
+    pub added: Vec<CountryCode>,
+    /// Peers no longer configured, each with the messages to it that stay queued.
+    pub removed: Vec<(CountryCode, usize)>,
 }
 
 /// A node with its listeners bound, not yet serving.
@@ -362,8 +385,22 @@ impl BoundNode {
         let operator_address = self.operator_address();
         let (shutdown, watcher) = watch::channel(false);
         let mut tasks = Vec::new();
-        let (channel_senders, channel_receivers) =
-            spawn_delivery(&self.config, &self.exchange, &watcher, &mut tasks)?;
+        let mut links = BTreeMap::new();
+        let mut receivers = BTreeMap::new();
+        for (country, channel) in peer_channels(&self.config)? {
+            let started = spawn_peer(
+                self.config.checkpoint_interval_secs,
+                &self.exchange,
+                country,
+                channel,
+                &watcher,
+            );
+            links.insert(country, started.link);
+            receivers.insert(country, started.channel);
+            tasks.extend(started.tasks);
+        }
+        let channels: crate::node::service::PeerChannels =
+            Arc::new(std::sync::RwLock::new(receivers));
         {
             let (exchange, watcher, cases) =
                 (self.exchange.clone(), watcher.clone(), self.config.cases);
@@ -423,7 +460,7 @@ impl BoundNode {
         }));
         let operator_api = OperatorServiceServer::new(OperatorApi::new(
             self.exchange.clone(),
-            channel_receivers,
+            channels.clone(),
             audit_rx,
         ));
         let (operator_health, operator_v1, operator_v1alpha) =
@@ -440,9 +477,9 @@ impl BoundNode {
                 source,
             })
         }));
-        let metrics_address = self.metrics_listener.and_then(|listener| {
-            spawn_metrics(listener, &self.config, &self.exchange, &watcher, &mut tasks)
-        });
+        let metrics_address = self
+            .metrics_listener
+            .and_then(|listener| spawn_metrics(listener, &self.exchange, &watcher, &mut tasks));
         tracing::info!(
             country = %self.config.country,
             peer = %peer_address,
@@ -457,70 +494,87 @@ impl BoundNode {
             shutdown,
             tasks,
             live: Live {
-                config: self.config,
+                config: std::sync::Mutex::new(self.config),
                 peer_tls,
                 operator_tls,
-                channels: channel_senders,
+                links: std::sync::Mutex::new(links),
+                channels,
                 audit,
+                shutdown: watcher,
+                added_tasks: std::sync::Mutex::default(),
             },
         })
     }
 }
 
-/// The channels to the peers, one per peer, each with its delivery and checkpoint loops.
-type PeerChannels = (
-    BTreeMap<CountryCode, watch::Sender<tonic::transport::Channel>>,
-    BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
-);
-
-/// Opens a channel to each peer and starts delivering to it, and asking it to cosign
-/// checkpoints when the configuration sets an interval.
-fn spawn_delivery(
-    config: &NodeConfig,
+/// Starts delivering to `country` over `channel`, and asking it to cosign checkpoints every
+/// `checkpoint_interval_secs` (none when 0), until the node stops or the peer is removed.
+fn spawn_peer(
+    checkpoint_interval_secs: u64,
     exchange: &Exchange,
-    watcher: &watch::Receiver<bool>,
-    tasks: &mut Vec<JoinHandle<Result<(), NodeError>>>,
-) -> Result<PeerChannels, NodeError> {
-    let mut senders = BTreeMap::new();
-    let mut receivers = BTreeMap::new();
-    for (country, channel) in peer_channels(config)? {
-        let (tx, rx) = watch::channel(channel);
-        senders.insert(country, tx);
-        receivers.insert(country, rx.clone());
-        if config.checkpoint_interval_secs > 0 {
-            let every = std::time::Duration::from_secs(config.checkpoint_interval_secs);
-            let (exchange, rx, watcher) = (exchange.clone(), rx.clone(), watcher.clone());
-            tasks.push(tokio::spawn(async move {
-                crate::node::delivery::checkpoints(exchange, country, rx, every, watcher).await;
-                Ok(())
-            }));
-        }
-        let (exchange, watcher) = (exchange.clone(), watcher.clone());
+    country: CountryCode,
+    channel: tonic::transport::Channel,
+    node_shutdown: &watch::Receiver<bool>,
+) -> StartedPeer {
+    let (tx, rx) = watch::channel(channel);
+    let (stop, stopped_rx) = watch::channel(false);
+    let stop = Arc::new(stop);
+    {
+        // The node's stop stops this peer's tasks too.
+        let (stop, mut node) = (stop.clone(), node_shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = node.wait_for(|stopped| *stopped) => {
+                    let _ = stop.send(true);
+                }
+                () = stop.closed() => {}
+            }
+        });
+    }
+    let mut tasks = Vec::new();
+    if checkpoint_interval_secs > 0 {
+        let every = std::time::Duration::from_secs(checkpoint_interval_secs);
+        let (exchange, rx, stopped) = (exchange.clone(), rx.clone(), stopped_rx.clone());
         tasks.push(tokio::spawn(async move {
-            crate::node::delivery::run(exchange, country, rx, watcher).await;
+            crate::node::delivery::checkpoints(exchange, country, rx, every, stopped).await;
             Ok(())
         }));
     }
-    Ok((senders, receivers))
+    let (exchange, delivery_rx) = (exchange.clone(), rx.clone());
+    tasks.push(tokio::spawn(async move {
+        crate::node::delivery::run(exchange, country, delivery_rx, stopped_rx).await;
+        Ok(())
+    }));
+    StartedPeer {
+        link: PeerLink { channel: tx, stop },
+        channel: rx,
+        tasks,
+    }
+}
+
+/// A peer's delivery and checkpoint tasks, started.
+struct StartedPeer {
+    link: PeerLink,
+    /// The channel, for the operator plane.
+    channel: watch::Receiver<tonic::transport::Channel>,
+    tasks: Vec<JoinHandle<Result<(), NodeError>>>,
 }
 
 /// Serves the metrics on `listener`; its address.
 fn spawn_metrics(
     listener: TcpListener,
-    config: &NodeConfig,
     exchange: &Exchange,
     watcher: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<Result<(), NodeError>>>,
 ) -> Option<SocketAddr> {
     let address = listener.local_addr().ok();
     let exchange = exchange.clone();
-    let peers: Vec<CountryCode> = config.peers.iter().map(|p| p.country).collect();
     let stop = stopped(watcher.clone());
     tasks.push(tokio::spawn(async move {
         crate::node::metrics::serve(
             listener,
             exchange.metrics().clone(),
-            move || gauges(&exchange, &peers),
+            move || gauges(&exchange, &exchange.peers()),
             stop,
         )
         .await;
@@ -635,7 +689,14 @@ impl RunningNode {
         let _ = self.shutdown.send(true);
         let mut first_error = None;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        for mut task in self.tasks {
+        let added = std::mem::take(
+            &mut *self
+                .live
+                .added_tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for mut task in self.tasks.into_iter().chain(added) {
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(Ok(Err(e))) => {
                     first_error.get_or_insert(e);
@@ -654,20 +715,87 @@ impl RunningNode {
     /// Rereads the node's certificate, key and trust anchors (the files the configuration
     /// names) and takes them into use for new connections, receipts and checkpoints.
     /// Established connections and calls carry on. On any error nothing changes.
-    pub fn reload(&self) -> Result<(), NodeError> {
-        let material = Material::load(&self.live.config)?;
-        let channels = peer_channels(&self.live.config)?;
+    pub fn reload(&self) -> Result<PeersReloaded, NodeError> {
+        let config = lock(&self.live.config).clone();
+        self.reload_config(config)
+    }
+
+    /// [`Self::reload`] with the peers of `config` (a node configuration read again, as
+    /// SIGHUP does): peers added, changed or removed take effect without a restart. A removed
+    /// peer's undelivered messages stay queued in the log, are reported, and are delivered if
+    /// it is added again. The rest of `config` takes effect at the next start. A configuration
+    /// for another country is refused. On any error nothing changes.
+    pub fn reload_config(&self, config: NodeConfig) -> Result<PeersReloaded, NodeError> {
+        let mut live_config = lock(&self.live.config).clone();
+        if config.country != live_config.country {
+            return Err(NodeError::WrongIdentity {
+                found: config.country.to_string(),
+                expected: live_config.country.to_string(),
+            });
+        }
+        live_config.peers = config.peers;
+        live_config.node = config.node;
+        live_config.operator_listener.ca = config.operator_listener.ca;
+        live_config.operator_listener.crl = config.operator_listener.crl;
+        let material = Material::load(&live_config)?;
+        let channels = peer_channels(&live_config)?;
         self.live.peer_tls.send_replace(material.peer_tls);
         self.live.operator_tls.send_replace(material.operator_tls);
         self.live.audit.send_replace(material.audit);
-        for (country, channel) in channels {
-            if let Some(tx) = self.live.channels.get(&country) {
-                tx.send_replace(channel);
-            }
-        }
         self.exchange.reload(material.signer, material.peer_trust);
-        tracing::info!(country = %self.live.config.country, "certificates, key and trust anchors reloaded");
-        Ok(())
+        let mut report = PeersReloaded::default();
+        let mut links = lock(&self.live.links);
+        let mut receivers = self
+            .live
+            .channels
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (country, channel) in channels {
+            if let Some(link) = links.get(&country) {
+                link.channel.send_replace(channel);
+                continue;
+            }
+            let started = spawn_peer(
+                live_config.checkpoint_interval_secs,
+                &self.exchange,
+                country,
+                channel,
+                &self.live.shutdown,
+            );
+            links.insert(country, started.link);
+            receivers.insert(country, started.channel);
+            lock(&self.live.added_tasks).extend(started.tasks);
+            report.added.push(country);
+            tracing::info!(peer = %country, "peer added");
+        }
+        let gone: Vec<CountryCode> = links
+            .keys()
+            .copied()
+            .filter(|c| live_config.peer(*c).is_none())
+            .collect();
+        for country in gone {
+            if let Some(link) = links.remove(&country) {
+                let _ = link.stop.send(true);
+            }
+            receivers.remove(&country);
+            let queued = self
+                .exchange
+                .log()
+                .pending(country)
+                .map(|p| p.len())
+                .unwrap_or(0);
+            tracing::warn!(
+                peer = %country,
+                queued,
+                "peer removed: its undelivered messages stay queued, and are delivered if it is added again"
+            );
+            report.removed.push((country, queued));
+        }
+        drop(receivers);
+        drop(links);
+        *lock(&self.live.config) = live_config;
+        tracing::info!(country = %self.exchange.country(), "certificates, key, trust anchors and peers reloaded");
+        Ok(report)
     }
 
     /// Serves until `signal` completes, then stops.
@@ -678,4 +806,10 @@ impl RunningNode {
         signal.await;
         self.stop().await
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

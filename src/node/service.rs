@@ -243,11 +243,18 @@ impl PeerApi {
     }
 }
 
+/// The channel to each configured peer, as a reload leaves them.
+pub type PeerChannels = std::sync::Arc<
+    std::sync::RwLock<
+        std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
+    >,
+>;
+
 /// The operator plane.
 #[derive(Debug, Clone)]
 pub struct OperatorApi {
     exchange: Exchange,
-    peers: std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
+    peers: PeerChannels,
     trust: watch::Receiver<crate::exchange::audit::AuditTrust>,
 }
 
@@ -255,7 +262,7 @@ impl OperatorApi {
     /// The operator plane over `exchange`, with a channel to each peer for replays.
     pub fn new(
         exchange: Exchange,
-        peers: std::collections::BTreeMap<CountryCode, watch::Receiver<tonic::transport::Channel>>,
+        peers: PeerChannels,
         trust: watch::Receiver<crate::exchange::audit::AuditTrust>,
     ) -> Self {
         Self {
@@ -279,12 +286,18 @@ impl OperatorApi {
         let peer: CountryCode = peer
             .parse()
             .map_err(|e| Status::invalid_argument(format!("peer: {e}")))?;
-        let channel = self.peers.get(&peer).ok_or_else(|| {
-            Status::failed_precondition(format!("{peer} is not a configured peer"))
-        })?;
+        let channel = self
+            .peers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&peer)
+            .map(|c| c.borrow().clone())
+            .ok_or_else(|| {
+                Status::failed_precondition(format!("{peer} is not a configured peer"))
+            })?;
         Ok((
             peer,
-            crate::pb::peer_service_client::PeerServiceClient::new(channel.borrow().clone()),
+            crate::pb::peer_service_client::PeerServiceClient::new(channel),
         ))
     }
 
@@ -320,6 +333,7 @@ impl OperatorApi {
                 .unwrap_or_default(),
         };
         Ok(pb::SendResponse {
+            copies: Vec::new(),
             message_id: submitted.message_id.to_string(),
             log_sequence: submitted.sequence,
             envelope_sha256: submitted.digest.0.to_vec(),
@@ -496,11 +510,20 @@ impl OperatorService for OperatorApi {
         let envelope = request
             .envelope
             .ok_or_else(|| Status::invalid_argument("envelope: is required"))?;
-        let submitted = self.exchange.submit(&identity, envelope).await?;
-        Ok(Response::new(
-            self.send_response(&submitted, request.wait_for_receipt)
-                .await?,
-        ))
+        let submitted = self
+            .exchange
+            .submit_copies(&identity, envelope, &request.also_to)
+            .await?;
+        let mut responses = Vec::with_capacity(submitted.len());
+        for s in &submitted {
+            responses.push(self.send_response(s, request.wait_for_receipt).await?);
+        }
+        let mut responses = responses.into_iter();
+        let mut first = responses
+            .next()
+            .ok_or_else(|| Status::internal("a send logged no message"))?;
+        first.copies = responses.collect();
+        Ok(Response::new(first))
     }
 
     async fn push_statistics(
