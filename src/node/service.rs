@@ -361,7 +361,9 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>
 /// a watcher that leaves the buffer full gets what it holds, then RESOURCE_EXHAUSTED, and
 /// resumes from the last sequence it saw.
 fn watch_events(exchange: Exchange, from: u64, kinds: Vec<i32>) -> EventStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::Event>(WATCH_BUFFER);
+    // Events travel in the batches they were read in, so that a burst wakes the stream once
+    // per batch rather than once per event; at most WATCH_BUFFER events wait.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<pb::Event>>(WATCH_BUFFER / WATCH_BATCH);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Status>();
     tokio::spawn(async move {
         let status = follow(&exchange, from, &kinds, &tx).await;
@@ -369,12 +371,41 @@ fn watch_events(exchange: Exchange, from: u64, kinds: Vec<i32>) -> EventStream {
             let _ = end_tx.send(status);
         }
     });
-    let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
+    let events = Batches {
+        rx,
+        ready: Vec::new().into_iter(),
+    }
+    .map(Ok);
     // After every buffered event, the status the watch ended with, if any.
     let ending = tokio_stream::once(end_rx)
         .then(|end| async move { end.await.ok() })
         .filter_map(|status| status.map(Err));
     Box::pin(events.chain(ending))
+}
+
+/// The events of batches received on `rx`, one at a time.
+struct Batches {
+    rx: tokio::sync::mpsc::Receiver<Vec<pb::Event>>,
+    ready: std::vec::IntoIter<pb::Event>,
+}
+
+impl Stream for Batches {
+    type Item = pb::Event;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<pb::Event>> {
+        loop {
+            if let Some(event) = self.ready.next() {
+                return std::task::Poll::Ready(Some(event));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => self.ready = batch.into_iter(),
+                None => return std::task::Poll::Ready(None),
+            }
+        }
+    }
 }
 
 /// Sends the events of durable entries after `from` to `tx` until the watcher goes away
@@ -383,7 +414,7 @@ async fn follow(
     exchange: &Exchange,
     from: u64,
     kinds: &[i32],
-    tx: &tokio::sync::mpsc::Sender<pb::Event>,
+    tx: &tokio::sync::mpsc::Sender<Vec<pb::Event>>,
 ) -> Option<Status> {
     let mut durable = exchange.log().subscribe_durable();
     let mut next = from.saturating_add(1);
@@ -397,12 +428,12 @@ async fn follow(
                 Ok(Err(e)) => return Some(e.into()),
                 Err(e) => return Some(ExchangeError::internal("a watch stopped", e).into()),
             };
-            for event in events {
-                if !kinds.is_empty() && !kinds.contains(&event.message_kind) {
-                    continue;
-                }
-                let sequence = event.sequence;
-                match tokio::time::timeout(WATCH_PATIENCE, tx.send(event)).await {
+            let events: Vec<pb::Event> = events
+                .into_iter()
+                .filter(|e| kinds.is_empty() || kinds.contains(&e.message_kind))
+                .collect();
+            if let Some(sequence) = events.first().map(|e| e.sequence) {
+                match tokio::time::timeout(WATCH_PATIENCE, tx.send(events)).await {
                     Ok(Ok(())) => {}
                     // The watcher is gone.
                     Ok(Err(_)) => return None,
