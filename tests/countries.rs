@@ -748,6 +748,26 @@ send_alert_categories = ["suspected_trafficking_victim"]
     );
     assert_eq!(three.node("IDN").exchange().log().head().unwrap().0, before);
 
+    // A copy's id already used for other content: refused before any copy is logged.
+    let taken = addressed(
+        "idn/alert-trafficking-victim.json",
+        "IDN-2025-TV-9100-THA",
+        "THA",
+    );
+    idn.send(taken, true).await.unwrap();
+    let before = three.node("IDN").exchange().log().head().unwrap().0;
+    let mut other = addressed(
+        "idn/alert-trafficking-victim.json",
+        "IDN-2025-TV-9100",
+        "KHM",
+    );
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut other.body {
+        a.summary = "other content".into();
+    }
+    let status = refused(idn.send_copies(other, vec!["THA".into()], true).await);
+    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    assert_eq!(three.node("IDN").exchange().log().head().unwrap().0, before);
+
     // The operator's command line: `alert send --to KHM,THA`.
     let alert = three.dir.path().join("alert.json");
     let mut envelope = addressed(
@@ -933,6 +953,11 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
     let client = common::idn_client(dir.path(), "operator", &operator);
     let mut idn = OperatorClient::new(&client).unwrap();
     let alert = |id: &str, to: &str| addressed("idn/alert-trafficking-victim.json", id, to);
+    let sent = idn
+        .send(alert("IDN-2025-TV-H000", "KHM"), true)
+        .await
+        .unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
     let status = refused(idn.send(alert("IDN-2025-TV-H001", "THA"), false).await);
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 
@@ -953,8 +978,9 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
     .await;
     assert_eq!(sent.state, pb::DeliveryState::Delivered as i32, "{sent:?}");
 
-    // KHM away, a message for it waits; then KHM removed: the message stays queued and is
-    // reported, and KHM is no longer a peer.
+    // KHM away, a message for it waits; then KHM retired: the message stays queued and is
+    // reported, KHM is no longer a peer, and its CA still serves the audit of its receipt.
+    let khm_address = khm.peer_address;
     khm.stop().await.unwrap();
     let pending = idn
         .send(alert("IDN-2025-TV-H002", "KHM"), false)
@@ -963,24 +989,24 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
     assert_eq!(pending.state, pb::DeliveryState::Pending as i32);
     std::fs::write(
         &config,
-        idn_config_text(&base, &[("THA", tha.peer_address)]),
+        idn_config_text(&base, &[("KHM", khm_address), ("THA", tha.peer_address)])
+            .replace("country = \"KHM\"\n", "country = \"KHM\"\nretired = true\n"),
     )
     .unwrap();
     hangup(&child);
+    let log_text = log_file.clone();
     eventually("KHM removed", || {
-        let mut idn = idn.clone();
+        let log_text = log_text.clone();
         async move {
-            match idn.send(alert("IDN-2025-TV-H003", "KHM"), false).await {
-                Err(focalpoint::cli::client::ClientError::Refused(s))
-                    if s.code() == tonic::Code::FailedPrecondition =>
-                {
-                    Some(())
-                }
-                _ => None,
-            }
+            std::fs::read_to_string(&log_text)
+                .unwrap()
+                .contains("peer removed")
+                .then_some(())
         }
     })
     .await;
+    let status = refused(idn.send(alert("IDN-2025-TV-H003", "KHM"), false).await);
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     let outbox = idn
         .outbox(pb::OutboxRequest {
             peer: String::new(),
@@ -994,6 +1020,9 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
         .find(|m| m.entry.clone().unwrap().entry.unwrap().message_id == "IDN-2025-TV-H002")
         .expect("the message for KHM is still in the outbox");
     assert_eq!(waiting.state, pb::DeliveryState::Pending as i32);
+    let audit = idn.verify().await.unwrap();
+    assert!(audit.ok, "{audit:?}");
+    assert!(audit.receipts >= 2, "{audit:?}");
     let logged = std::fs::read_to_string(&log_file).unwrap();
     assert!(
         logged.contains("peer removed") && logged.contains("queued=1"),
@@ -1029,4 +1058,85 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
     child.wait().unwrap();
     khm.stop().await.unwrap();
     tha.stop().await.unwrap();
+}
+
+/// A message logged before a reload narrowed the agreement is not sent: it is marked failed,
+/// naming the agreement in force now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_before_an_agreement_narrowed_is_failed_not_sent() {
+    let mut three = start_three(|_| {}).await;
+    let tha_config = {
+        let tha = three.nodes.pop().unwrap();
+        let config = tha.config();
+        tha.stop().await.unwrap();
+        config
+    };
+    let mut idn = three.client("IDN", "operator");
+    let queued = idn
+        .send(
+            addressed(
+                "idn/alert-trafficking-victim.json",
+                "IDN-2025-TV-N001",
+                "THA",
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.state, pb::DeliveryState::Pending as i32);
+
+    // THA back at a new address; IDN's agreement with it now covers statistics only.
+    let tha = focalpoint::cli::demo::start_nodes(vec![tha_config])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let mut config = three.node("IDN").config();
+    let peer = config
+        .peers
+        .iter_mut()
+        .find(|p| p.country.as_str() == "THA")
+        .unwrap();
+    peer.address = format!("https://{}", tha.peer_address);
+    peer.agreement = toml::from_str(r#"send = ["stats"]"#).unwrap();
+    let report = three.node("IDN").reload_config(config).unwrap();
+    assert!(
+        report.added.is_empty() && report.removed.is_empty(),
+        "{report:?}"
+    );
+
+    let failed = eventually("the queued alert failed", || {
+        let mut idn = idn.clone();
+        async move {
+            let shown = idn
+                .outbox(pb::OutboxRequest {
+                    peer: "THA".into(),
+                    limit: 10,
+                })
+                .await
+                .unwrap();
+            shown
+                .messages
+                .into_iter()
+                .find(|m| m.state == pb::DeliveryState::Failed as i32)
+        }
+    })
+    .await;
+    assert!(
+        failed
+            .detail
+            .contains("outside the agreement with THA in force now")
+            && failed.detail.contains("covers stats, not alert"),
+        "{}",
+        failed.detail
+    );
+    assert!(
+        tha.exchange()
+            .log()
+            .received("IDN".parse().unwrap(), "IDN-2025-TV-N001")
+            .unwrap()
+            .is_none()
+    );
+    tha.stop().await.unwrap();
+    three.stop().await;
 }

@@ -194,6 +194,16 @@ fn check_node(f: &mut Findings, config: &NodeConfig) {
             f.validity(&what, &peer.ca, &ca);
             f.revocations(&what, peer.crl.as_deref(), &ca);
         }
+        if peer.retired {
+            f.push(
+                Level::Ok,
+                format!(
+                    "{} is retired: nothing is exchanged with it; its CA is kept for audits",
+                    peer.country
+                ),
+            );
+            continue;
+        }
         let agreement = peer.agreement.agreement();
         f.push(
             Level::Ok,

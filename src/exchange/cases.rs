@@ -100,7 +100,8 @@ impl Exchange {
                 return Ok(Some(s));
             }
         }
-        Ok(None)
+        // From a peer no longer configured (retired, or removed by a reload).
+        Ok(log.received_from_anyone(id)?.into_iter().next())
     }
 
     /// What an envelope of this node's own must satisfy before it is logged: its reference
@@ -140,49 +141,57 @@ impl Exchange {
     /// Refuses a reference, by a message for `receiver`, to a message (or a message it answers,
     /// at any depth) that this node received from another country whose handling does not
     /// allow onward sharing: prohibited, or only with the originator's written consent, which
-    /// this node holds no record of.
+    /// this node holds no record of. Every message the id names is looked at, from any sender,
+    /// configured now or not; one whose content was removed at the end of its retention is
+    /// refused too, since its handling can no longer be read.
     fn onward_sharing(
         &self,
         reference: &str,
         receiver: CountryCode,
     ) -> Result<Option<ValidationError>, ExchangeError> {
         let log = self.log();
-        let mut next = self.exchanged(reference)?;
-        for _ in 0..MAX_DEPTH {
-            let Some(sequence) = next else { break };
-            let Some(entry) = log.entry(sequence)? else {
-                break;
-            };
-            let e = &entry.entry;
-            if entry.kind() == pb::EntryKind::MessageReceived && e.peer != receiver.as_str() {
-                let handling = self
+        let mut ids = vec![reference.to_owned()];
+        let mut seen = BTreeSet::new();
+        while let Some(id) = ids.pop() {
+            if !seen.insert(id.clone()) || seen.len() > MAX_DEPTH * 4 {
+                continue;
+            }
+            let mut sequences = log.received_from_anyone(&id)?;
+            sequences.extend(log.sent(&id)?);
+            for sequence in sequences {
+                let Some(entry) = log.entry(sequence)? else {
+                    continue;
+                };
+                let e = &entry.entry;
+                if !e.reference.is_empty() {
+                    ids.push(e.reference.clone());
+                }
+                if entry.kind() != pb::EntryKind::MessageReceived || e.peer == receiver.as_str() {
+                    continue;
+                }
+                let sharing = self
                     .message_alone(sequence)?
                     .envelope
-                    .and_then(|envelope| envelope.handling)
-                    .unwrap_or_default();
-                let sharing =
-                    pb::OnwardSharing::try_from(handling.onward_sharing).unwrap_or_default();
-                if matches!(
-                    sharing,
-                    pb::OnwardSharing::Prohibited | pb::OnwardSharing::WithOriginatorConsent
-                ) {
-                    return Ok(Some(ValidationError::new(
-                        "reference",
-                        format!(
-                            "leads to {} from {}, whose handling is {}: it may not be passed \
-                             on to {receiver}",
-                            e.message_id,
-                            e.peer,
-                            sharing.as_str_name()
-                        ),
-                    )));
-                }
+                    .map(|envelope| envelope.handling.unwrap_or_default().onward_sharing)
+                    .map(|s| pb::OnwardSharing::try_from(s).unwrap_or_default());
+                let reason = match sharing {
+                    Some(
+                        s @ (pb::OnwardSharing::Prohibited
+                        | pb::OnwardSharing::WithOriginatorConsent),
+                    ) => format!("whose handling is {}", s.as_str_name()),
+                    None => "whose content was removed, so its handling can no longer be read"
+                        .to_owned(),
+                    Some(_) => continue,
+                };
+                return Ok(Some(ValidationError::new(
+                    "reference",
+                    format!(
+                        "leads to log entry {sequence}, a message from {}, {reason}: it may not \
+                         be passed on to {receiver}",
+                        e.peer
+                    ),
+                )));
             }
-            next = if e.reference.is_empty() {
-                None
-            } else {
-                self.exchanged(&e.reference)?
-            };
         }
         Ok(None)
     }

@@ -468,6 +468,39 @@ impl Exchange {
         self.trust(peer).map(|t| t.agreement.clone())
     }
 
+    /// Why the sent message at `sequence` may not go to `peer` under the agreement in force
+    /// now, if it may not: an agreement narrowed by a reload after the message was logged.
+    pub fn outside_agreement_now(
+        &self,
+        peer: CountryCode,
+        sequence: u64,
+    ) -> Result<Option<String>, ExchangeError> {
+        let Some(trust) = self.trust(peer) else {
+            return Ok(None);
+        };
+        if trust.agreement.send == crate::domain::agreement::Flow::default() {
+            return Ok(None);
+        }
+        let Some(envelope) = self
+            .inner
+            .log
+            .content(sequence)?
+            .and_then(|c| pb::Envelope::decode(c.as_slice()).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(trust
+            .agreement
+            .send
+            .refuses_envelope(&envelope)
+            .map(|reason| {
+                format!(
+                    "not sent: outside the agreement with {peer} in force now: what this node may \
+                 send {peer} {reason}"
+                )
+            }))
+    }
+
     /// Refuses an envelope of this node's own that its receiver's agreement does not cover,
     /// before anything is logged. A receiver that is not a configured peer is left to validation
     /// and to the peer check, which name it.
@@ -633,16 +666,30 @@ impl Exchange {
         }
         for copy in &copies {
             self.within_send_agreement(copy)?;
-            if let Err(e) = self.checked_own(copy)? {
-                self.refuse(
-                    None,
-                    body_kind(copy),
-                    &copy.message_id,
-                    &copy.encode_to_vec(),
-                    &e.to_string(),
-                )
-                .await?;
-                return Err(e.into());
+            let valid = match self.checked_own(copy)? {
+                Ok(valid) => valid,
+                Err(e) => {
+                    self.refuse(
+                        None,
+                        body_kind(copy),
+                        &copy.message_id,
+                        &copy.encode_to_vec(),
+                        &e.to_string(),
+                    )
+                    .await?;
+                    return Err(e.into());
+                }
+            };
+            // An id this node already used for other content would be refused at its write,
+            // after the copies before it were logged: refused here, before any is.
+            if let Some(seq) = self.inner.log.sent(&copy.message_id)?
+                && self
+                    .inner
+                    .log
+                    .entry(seq)?
+                    .is_some_and(|e| e.entry.content_sha256 != valid.digest.0)
+            {
+                return Err(ExchangeError::Conflict(copy.message_id.clone()));
             }
         }
         let first_id: MessageId = first.message_id.parse().map_err(|_| {
@@ -954,8 +1001,18 @@ impl Exchange {
                 error: e.into(),
             }));
         }
+        // Held to the agreement only if it is new: a retry of what this node stored under an
+        // earlier agreement gets its receipt, so that both sides keep agreeing on what passed.
+        let stored_before = self
+            .inner
+            .log
+            .received(caller, valid.message_id.as_str())
+            .ok()
+            .flatten()
+            .is_some();
         let accepted = self
             .trust(caller)
+            .filter(|_| !stored_before)
             .and_then(|t| t.agreement.accept.refuses_envelope(&valid.envelope));
         if let Some(reason) = accepted {
             let reason = format!(

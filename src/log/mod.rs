@@ -1416,6 +1416,32 @@ impl ExchangeLog {
         read_seq(&self.store()?.tree, &key::message(&own_sender_marker(), id))
     }
 
+    /// The sequences of the messages `id` received from any sender, configured now or not.
+    pub fn received_from_anyone(&self, id: &str) -> Result<Vec<u64>, LogError> {
+        let tree = &self.store()?.tree;
+        let own = own_sender_marker();
+        let mut found = Vec::new();
+        let mut from = vec![key::MESSAGE];
+        // One seek per sender: a message id never holds the byte 0xFF, so the sender followed
+        // by it lies after every key of that sender.
+        while let Some(next) = tree.range(from.clone()..).next() {
+            let (k, _) = next?;
+            if k.first() != Some(&key::MESSAGE) || k.len() < 4 {
+                break;
+            }
+            let sender = String::from_utf8_lossy(&k[1..4]).into_owned();
+            if sender != own
+                && let Some(seq) = read_seq(tree, &key::message(&sender, id))?
+            {
+                found.push(seq);
+            }
+            from = vec![key::MESSAGE];
+            from.extend_from_slice(&k[1..4]);
+            from.push(0xFF);
+        }
+        Ok(found)
+    }
+
     /// The signed receipt this node issued for the received message at `sequence`.
     pub fn issued_receipt(&self, sequence: u64) -> Result<Option<pb::SignedReceipt>, LogError> {
         Ok(issued_state(&self.store()?.tree, sequence, Some(&self.inner.batches))?.into_signed())

@@ -237,6 +237,10 @@ pub struct PeerConfig {
     /// What may flow with the peer, each way; left out, everything may.
     #[serde(default)]
     pub agreement: AgreementConfig,
+    /// A former peer: nothing is exchanged with it any more, and its CA and revocation list
+    /// are kept only so that audits can still check what it signed.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// `[peers.agreement]`: the kinds (`alert`, `fraud`, `stats`, `response`) this node may send
@@ -459,10 +463,10 @@ impl NodeConfig {
                 }
             }
         }
-        if self.peers.is_empty() {
+        if self.active_peers().next().is_none() {
             return Err(invalid(
                 "peers".into(),
-                "at least one peer is required".into(),
+                "at least one peer that is not retired is required".into(),
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -506,9 +510,14 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The configuration of the peer `country`.
+    /// The configuration of the peer `country`, unless it is retired.
     pub fn peer(&self, country: CountryCode) -> Option<&PeerConfig> {
-        self.peers.iter().find(|p| p.country == country)
+        self.active_peers().find(|p| p.country == country)
+    }
+
+    /// The peers this node exchanges with: all but the retired ones.
+    pub fn active_peers(&self) -> impl Iterator<Item = &PeerConfig> {
+        self.peers.iter().filter(|p| !p.retired)
     }
 }
 

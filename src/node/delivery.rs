@@ -128,7 +128,10 @@ pub async fn run(
         }
         let outcome = if synced {
             match exchange.log().pending(peer) {
-                Ok(plan) => send(&exchange, &mut client, peer, &plan).await.map(|_| ()),
+                Ok(mut plan) => match fail_outside_agreement(&exchange, peer, &mut plan).await {
+                    Ok(()) => send(&exchange, &mut client, peer, &plan).await.map(|_| ()),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(DeliveryError::from(e)),
             }
         } else {
@@ -189,6 +192,7 @@ async fn catch_up(
     }
     let mut plan = unsettled;
     skip_redacted(exchange, peer, &mut plan)?;
+    fail_outside_agreement(exchange, peer, &mut plan).await?;
     if !plan.is_empty() {
         tracing::info!(peer = %peer, cursor, messages = plan.len(), "catching up");
     }
@@ -221,6 +225,24 @@ pub async fn replay(
         }
     }
     Ok(report)
+}
+
+/// Marks failed, and leaves out of `plan`, the messages the agreement with `peer` no longer
+/// covers: logged before a reload narrowed it, they are not sent.
+async fn fail_outside_agreement(
+    exchange: &Exchange,
+    peer: CountryCode,
+    plan: &mut Vec<u64>,
+) -> Result<(), DeliveryError> {
+    let mut kept = Vec::with_capacity(plan.len());
+    for &sequence in plan.iter() {
+        match exchange.outside_agreement_now(peer, sequence)? {
+            Some(reason) => exchange.mark_failed(peer, sequence, reason).await?,
+            None => kept.push(sequence),
+        }
+    }
+    *plan = kept;
+    Ok(())
 }
 
 /// Leaves out of `plan` the messages whose content retention removed: they were settled before

@@ -149,7 +149,7 @@ impl Material {
         }
         let mut peers = BTreeMap::new();
         let mut peer_trust = BTreeMap::new();
-        for peer in &config.peers {
+        for peer in config.active_peers() {
             let anchors = x509::load_certs(&peer.ca)?;
             let revoked = crate::crypto::revocation::load_optional(peer.crl.as_deref(), &anchors)
                 .map_err(TlsError::from)?;
@@ -208,7 +208,7 @@ fn peer_channels(
     let mut channels = BTreeMap::new();
     let chain = x509::load_certs(&config.node.certificate)?;
     let key = x509::load_key(&config.node.key)?;
-    for peer in &config.peers {
+    for peer in config.active_peers() {
         let certs = x509::load_certs(&peer.ca)?;
         let revoked = crate::crypto::revocation::load_optional(peer.crl.as_deref(), &certs)
             .map_err(TlsError::from)?;
@@ -252,6 +252,10 @@ struct Live {
 struct PeerLink {
     channel: watch::Sender<tonic::transport::Channel>,
     stop: Arc<watch::Sender<bool>>,
+    /// Its delivery and checkpoint tasks, ended at once when the peer is removed: a send in
+    /// flight is dropped, its message stays queued, and a resend is answered with the first
+    /// receipt, so that a peer removed and added again never has two senders.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 /// What a reload changed among the peers.
@@ -546,7 +550,11 @@ fn spawn_peer(
         Ok(())
     }));
     StartedPeer {
-        link: PeerLink { channel: tx, stop },
+        link: PeerLink {
+            channel: tx,
+            stop,
+            tasks: tasks.iter().map(JoinHandle::abort_handle).collect(),
+        },
         channel: rx,
         tasks,
     }
@@ -678,6 +686,11 @@ async fn introspection<S: tonic::server::NamedService>() -> Result<
 }
 
 impl RunningNode {
+    /// The configuration the node runs with now, as the last reload left it.
+    pub fn config(&self) -> NodeConfig {
+        lock(&self.live.config).clone()
+    }
+
     /// The node's exchange, for in-process inspection.
     pub fn exchange(&self) -> &Exchange {
         &self.exchange
@@ -764,7 +777,9 @@ impl RunningNode {
             );
             links.insert(country, started.link);
             receivers.insert(country, started.channel);
-            lock(&self.live.added_tasks).extend(started.tasks);
+            let mut added = lock(&self.live.added_tasks);
+            added.retain(|t| !t.is_finished());
+            added.extend(started.tasks);
             report.added.push(country);
             tracing::info!(peer = %country, "peer added");
         }
@@ -776,6 +791,9 @@ impl RunningNode {
         for country in gone {
             if let Some(link) = links.remove(&country) {
                 let _ = link.stop.send(true);
+                for task in &link.tasks {
+                    task.abort();
+                }
             }
             receivers.remove(&country);
             let queued = self
