@@ -60,7 +60,7 @@ pub fn csv(records: &[&pb::StatisticsRecord]) -> String {
 }
 
 /// The columns of [`audit_csv`].
-pub const AUDIT_CSV_COLUMNS: [&str; 17] = [
+pub const AUDIT_CSV_COLUMNS: [&str; 18] = [
     "node",
     "sequence",
     "recorded_at",
@@ -78,6 +78,7 @@ pub const AUDIT_CSV_COLUMNS: [&str; 17] = [
     "receipt_entry_hash",
     "reason",
     "actor",
+    "copy_of",
 ];
 
 /// An audit export as CSV for spreadsheets, written to `out`: the metadata of each entry, no
@@ -111,6 +112,7 @@ pub fn audit_csv<W: std::io::Write>(out: W, records: &[ExportRecord]) -> std::io
             &hash,
             &r.reason,
             &r.actor,
+            &r.copy_of,
         ])?;
     }
     out.flush()

@@ -91,6 +91,8 @@ pub enum Finding {
     Peer(#[source] ParseError),
     #[error("no CA is configured for peer {0}")]
     NoPeerCa(CountryCode),
+    #[error("it is a copy of {0}, which is not a message this node sent before it")]
+    CopyOfUnknown(String),
     #[error("the checkpoint cannot be decoded: {0}")]
     Checkpoint(#[from] crate::exchange::checkpoint::OpenError),
     #[error("{what} {source}")]
@@ -281,6 +283,13 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
             pb::EntryKind::Redaction => {
                 check_redaction(log, checked, trust)?;
                 redacted += 1;
+            }
+            pb::EntryKind::MessageSent if !e.copy_of.is_empty() => {
+                // A copy names the first copy: a message this node sent before it.
+                let first = log.sent(&e.copy_of)?.filter(|first| *first < e.sequence);
+                if first.is_none() {
+                    return Err(Finding::CopyOfUnknown(e.copy_of.clone()));
+                }
             }
             pb::EntryKind::DeliveryFailed => {
                 let sent = referred(log, e)?;
