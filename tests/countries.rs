@@ -892,9 +892,19 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     panic!("{what}: not within ten seconds");
 }
 
-fn hangup(child: &std::process::Child) {
+/// A `focalpoint serve` process, killed when dropped.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hangup(child: &Stopped) {
     let status = std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -929,12 +939,14 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
     )
     .unwrap();
     let log_file = dir.path().join("idn-serve.log");
-    let (mut child, _, operator) = common::serve_logging(
+    let (child, _, operator) = common::serve_logging(
         &config,
         &dir.path().join("idn/data"),
         "info",
         std::process::Stdio::from(std::fs::File::create(&log_file).unwrap()),
     );
+    // Stopped when the test ends, however it ends.
+    let child = Stopped(child);
     let client = common::idn_client(dir.path(), "operator", &operator);
     let mut idn = OperatorClient::new(&client).unwrap();
     let alert = |id: &str, to: &str| addressed("idn/alert-trafficking-victim.json", id, to);
@@ -1039,8 +1051,7 @@ async fn peers_are_added_and_removed_by_sighup_and_a_removed_peers_messages_stay
         }
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     khm.stop().await.unwrap();
     tha.stop().await.unwrap();
 }
