@@ -67,6 +67,71 @@ impl Case {
     }
 }
 
+/// What a case's state reads of an envelope, under the envelope's own field numbers: the
+/// handling, an alert's lifecycle, category and end, a response's status. prost skips the rest
+/// (the person, documents, route and indicators) without decoding it, so that a case's state,
+/// read for every event, hit, listing and deadline check, allocates nothing for them.
+#[derive(Clone, PartialEq, prost::Message)]
+struct CaseFields {
+    #[prost(message, optional, tag = "5")]
+    handling: Option<HandlingFields>,
+    #[prost(message, optional, tag = "10")]
+    traveller_alert: Option<AlertFields>,
+    #[prost(message, optional, tag = "13")]
+    case_response: Option<ResponseFields>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct HandlingFields {
+    #[prost(int32, tag = "2")]
+    onward_sharing: i32,
+    #[prost(int32, tag = "4")]
+    urgency: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct AlertFields {
+    #[prost(int32, tag = "1")]
+    lifecycle: i32,
+    #[prost(int32, tag = "2")]
+    category: i32,
+    #[prost(string, tag = "8")]
+    valid_until: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResponseFields {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+impl CaseFields {
+    /// An envelope holding these fields only.
+    fn into_envelope(self) -> pb::Envelope {
+        pb::Envelope {
+            handling: self.handling.map(|h| pb::Handling {
+                onward_sharing: h.onward_sharing,
+                urgency: h.urgency,
+                ..Default::default()
+            }),
+            body: match (self.traveller_alert, self.case_response) {
+                (Some(a), _) => Some(pb::envelope::Body::TravellerAlert(pb::TravellerAlert {
+                    lifecycle: a.lifecycle,
+                    category: a.category,
+                    valid_until: a.valid_until,
+                    ..Default::default()
+                })),
+                (None, Some(r)) => Some(pb::envelope::Body::CaseResponse(pb::CaseResponse {
+                    status: r.status,
+                    ..Default::default()
+                })),
+                (None, None) => None,
+            },
+            ..Default::default()
+        }
+    }
+}
+
 /// The alert's lifecycle and category, for an alert.
 fn alert_of(m: &StoredMessage) -> Option<&pb::TravellerAlert> {
     match m.envelope.as_ref()?.body.as_ref()? {
@@ -267,7 +332,8 @@ impl Exchange {
         Ok(Some(self.settle(messages)?))
     }
 
-    /// A message's entry and envelope, without its receipt or delivery state.
+    /// A message's entry and what its case's state reads of its envelope (see [`CaseFields`]),
+    /// without its receipt or delivery state.
     fn message_alone(&self, sequence: u64) -> Result<StoredMessage, ExchangeError> {
         let log = self.log();
         let entry = log
@@ -275,7 +341,8 @@ impl Exchange {
             .ok_or_else(|| ExchangeError::NotFound(format!("log entry {sequence}")))?;
         let envelope = log
             .content(sequence)?
-            .and_then(|c| <pb::Envelope as prost::Message>::decode(c.as_slice()).ok());
+            .and_then(|c| <CaseFields as prost::Message>::decode(c.as_slice()).ok())
+            .map(CaseFields::into_envelope);
         Ok(StoredMessage {
             entry,
             envelope,
@@ -577,4 +644,49 @@ impl CasesFilter {
 /// The alert category of a message, 0 for anything but an alert.
 pub fn category_of(m: &StoredMessage) -> i32 {
     alert_of(m).map_or(0, |a| a.category)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// The fields a case reads come out of the light decoding as the full one gives them, and
+    /// nothing of the person comes with them.
+    #[test]
+    fn case_fields_read_what_the_full_envelope_holds_and_leave_the_person() {
+        let text = include_str!("../../examples/idn/alert-trafficking-victim.json");
+        let mut full = crate::domain::validate::parse_envelope(text).unwrap();
+        full.handling.as_mut().unwrap().onward_sharing = pb::OnwardSharing::Prohibited as i32;
+        let light = CaseFields::decode(full.encode_to_vec().as_slice())
+            .unwrap()
+            .into_envelope();
+        let (
+            Some(pb::envelope::Body::TravellerAlert(a)),
+            Some(pb::envelope::Body::TravellerAlert(b)),
+        ) = (&full.body, &light.body)
+        else {
+            panic!("the alert was not read");
+        };
+        assert_eq!(
+            (a.lifecycle, a.category, &a.valid_until),
+            (b.lifecycle, b.category, &b.valid_until)
+        );
+        assert!(b.person.is_none() && b.documents.is_empty() && b.summary.is_empty());
+        let (h, l) = (full.handling.unwrap(), light.handling.unwrap());
+        assert_eq!((h.urgency, h.onward_sharing), (l.urgency, l.onward_sharing));
+
+        let text = include_str!("../../examples/khm/response-closing.json");
+        let full = crate::domain::validate::parse_envelope(text).unwrap();
+        let light = CaseFields::decode(full.encode_to_vec().as_slice())
+            .unwrap()
+            .into_envelope();
+        let (Some(pb::envelope::Body::CaseResponse(a)), Some(pb::envelope::Body::CaseResponse(b))) =
+            (&full.body, &light.body)
+        else {
+            panic!("the response was not read");
+        };
+        assert_eq!(a.status, b.status);
+        assert_ne!(a.status, 0);
+    }
 }
