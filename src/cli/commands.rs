@@ -254,6 +254,16 @@ pub enum Command {
         #[arg(long, value_enum, value_delimiter = ',')]
         kind: Vec<KindArg>,
     },
+    /// A web console for this user on loopback, with the user's own certificate: prints a
+    /// link to open once in the browser, then serves until stopped (Ctrl-C).
+    Console {
+        /// Client configuration: node address and your certificate.
+        #[arg(long, env = "FOCALPOINT_CLIENT_CONFIG")]
+        config: PathBuf,
+        /// Where to listen: a loopback address only.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// A range of exchange-log entries.
     Log {
         #[command(flatten)]
@@ -875,6 +885,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Case { client, id } => case(client, id).await,
         Command::Watch { client, from, kind } => watch(client, from, kind).await,
+        Command::Console { config, listen } => {
+            crate::cli::console::check_listen(listen).map_err(|e| Usage(e.to_string()))?;
+            let config = ClientConfig::load(&config)?;
+            Ok(crate::cli::console::run(&config, listen).await?)
+        }
         Command::Cases {
             client,
             status,

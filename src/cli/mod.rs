@@ -5,6 +5,7 @@ pub mod certs;
 pub mod check;
 pub mod client;
 pub mod commands;
+pub mod console;
 pub mod demo;
 pub mod figures;
 pub mod output;
