@@ -581,3 +581,219 @@ fn a_console_on_a_non_loopback_address_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback"), "{err}");
 }
+
+fn push(peer: &str, month: &str, value: u64) -> focalpoint::pb::PushStatisticsRequest {
+    use focalpoint::pb;
+    pb::PushStatisticsRequest {
+        peer: peer.into(),
+        period: Some(focalpoint::domain::kinds::parse_period(month).unwrap()),
+        counters: vec![pb::Counter {
+            name: "departures_postponed".into(),
+            value,
+            breakdown: Vec::new(),
+        }],
+        source: "nightly sync".into(),
+        wait_for_receipt: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_browser() {
+    let pair = common::start_pair().await;
+    // What the pages will show: an alert IDN sent, and two months of IDN's figures.
+    let mut idn = pair.client("idn", "operator");
+    let alert = common::example("idn/alert-trafficking-victim.json");
+    let alert_id = alert.message_id.clone();
+    idn.send(alert, true).await.unwrap();
+    let mut sync = pair.client("idn", "sync");
+    sync.push_statistics(push("KHM", "2025-03", 1200))
+        .await
+        .unwrap();
+    sync.push_statistics(push("KHM", "2025-04", 1310))
+        .await
+        .unwrap();
+    let (idn_addr, idn_link) = console(&pair, "idn", "operator").await;
+    let (khm_addr, khm_link) = console(&pair, "khm", "operator").await;
+    let (screening_addr, screening_link) = console(&pair, "khm", "screening").await;
+    let (auditor_addr, auditor_link) = console(&pair, "khm", "auditor").await;
+    let (_, sync_link) = console(&pair, "idn", "sync").await;
+
+    let id = alert_id.clone();
+    in_browser(move || {
+        let b = Browser::start();
+        let khm = format!("http://{khm_addr}");
+        b.go(&khm_link);
+        // Search by the passport number finds the alert, and says where it matched.
+        b.go(&format!("{khm}/search"));
+        b.type_in("document", "X2217845");
+        b.click("form.filters button");
+        b.shows("#hits", &id);
+        assert!(
+            b.text("#hits")
+                .contains("traveller_alert.documents[0].number")
+        );
+        b.screenshot("khm-search");
+        // By name and year of birth, in the other order.
+        b.go(&format!("{khm}/search?name=SARI+WULANDARI&born=2001"));
+        b.shows("#hits", &id);
+        // The active cases, and the inbox filtered by kind.
+        b.go(&format!("{khm}/cases"));
+        b.shows("#cases", &id);
+        b.screenshot("khm-cases");
+        b.go(&format!("{khm}/inbox?kind=MESSAGE_KIND_STATISTICS_REPORT"));
+        b.shows("#messages", "IDN-STATS-KHM-2025-04-01-2025-04-30-R1");
+        assert!(!b.text("#messages").contains(&id), "only statistics");
+        // Statistics per peer and period, with the chart of the counter.
+        b.go(&format!("{khm}/statistics"));
+        b.shows("#reports", "IDN-STATS-KHM-2025-03-01-2025-03-31-R1");
+        b.screenshot("khm-statistics");
+        b.go(&format!(
+            "{khm}/statistics/chart.svg?counter=departures_postponed&granularity=month"
+        ));
+        let svg = b.source();
+        assert!(svg.contains("<svg") && svg.contains("2025-04"), "the chart");
+
+        // IDN updates its alert from the form filled with the version in effect, then
+        // withdraws it.
+        let idn_base = format!("http://{idn_addr}");
+        b.go(&idn_link);
+        b.go(&format!("{idn_base}/outbox"));
+        b.shows("#messages", &id);
+        b.screenshot("idn-outbox");
+        b.go(&format!("{idn_base}/message/{id}/change?to=update"));
+        let family = b.call(
+            "GET",
+            &format!(
+                "/element/{}/property/value",
+                b.find("[name='traveller_alert.person.family_name']")
+            ),
+            None,
+        );
+        assert_eq!(family, "WULANDARI", "the form holds the version in effect");
+        b.type_in(
+            "traveller_alert.summary",
+            "Seen at Poipet on 2025-05-01; still in danger.",
+        );
+        b.screenshot("idn-update-form");
+        b.click("#submit");
+        b.shows("#timeline", "Updated");
+        b.go(&format!("{idn_base}/message/{id}/change?to=withdraw"));
+        b.type_in(
+            "traveller_alert.summary",
+            "She returned home with the embassy's help.",
+        );
+        b.click("#submit");
+        b.shows("#case-status", "withdrawn");
+        // An ended case cannot be changed again.
+        b.go(&format!("{idn_base}/message/{id}/change?to=update"));
+        b.shows("main", "the case has ended");
+
+        // A fraud notice through its form; a peer the node does not know is refused by the
+        // node, shown above the form, and nothing is sent.
+        b.go(&format!("{idn_base}/send/fraud"));
+        b.type_in("receiver", "THA");
+        b.choose("document_fraud_notice.fraud_type", "FRAUD_TYPE_COUNTERFEIT");
+        b.type_in(
+            "document_fraud_notice.detection.place",
+            "Soekarno-Hatta (CGK)",
+        );
+        b.type_in("document_fraud_notice.detection.country", "IDN");
+        b.type_in(
+            "document_fraud_notice.detection.detected_at",
+            "2025-05-02T08:15",
+        );
+        b.choose(
+            "document_fraud_notice.document.type",
+            "DOCUMENT_TYPE_PASSPORT",
+        );
+        b.type_in("document_fraud_notice.document.number", "KH0412977");
+        b.type_in("document_fraud_notice.document.issuing_state", "KHM");
+        b.type_in("document_fraud_notice.presented_by.family_name", "សុខ");
+        b.type_in("document_fraud_notice.presented_by.given_names", "ចាន់ថា");
+        b.type_in(
+            "document_fraud_notice.presented_by.date_of_birth",
+            "1994-11-02",
+        );
+        b.choose("document_fraud_notice.presented_by.sex", "SEX_MALE");
+        b.type_in("document_fraud_notice.presented_by.nationalities", "KHM");
+        b.click("#submit");
+        b.shows("#form-refusals", "THA");
+        b.type_in("receiver", "KHM");
+        b.click("#submit");
+        b.shows("h1", "IDN-");
+        let page = b.source();
+        assert!(
+            page.contains("សុខ") && page.contains("ចាន់ថា"),
+            "a Khmer name shown"
+        );
+        b.screenshot("idn-fraud-sent");
+
+        // The screening role: search only.
+        b.go(&screening_link);
+        assert!(b.url().ends_with("/search"), "{}", b.url());
+        assert!(b.try_find("a[href='/inbox']").is_none());
+        // The case is withdrawn now: left out, unless ended cases are asked for.
+        b.go(&format!("http://{screening_addr}/search?document=X2217845"));
+        b.shows("main", "No message matches");
+        b.go(&format!(
+            "http://{screening_addr}/search?document=X2217845&all=1"
+        ));
+        b.shows("#hits", &id);
+        b.shows("#hits", "withdrawn");
+        assert!(
+            b.try_find("#hits a").is_none(),
+            "no message page to link to"
+        );
+        b.go(&format!("http://{screening_addr}/inbox"));
+        assert!(b.try_find("#messages").is_none());
+        b.screenshot("screening-inbox-refused");
+
+        // The nightly sync's certificate has no pages at all.
+        b.go(&sync_link);
+        b.shows("main", "no pages");
+        assert!(b.try_find("nav.menu a").is_none());
+
+        // The auditor pages through the log from its first entry.
+        b.go(&auditor_link);
+        b.go(&format!("http://{auditor_addr}/log?from=1"));
+        b.shows("#entries", &id);
+        b.screenshot("khm-auditor-log");
+        // The export: every entry as CSV, a download, without content.
+        let name = format!("focalpoint_session_{}", auditor_addr.port());
+        let mut r = agent()
+            .get(&format!("http://{auditor_addr}/export.csv"))
+            .header("cookie", &format!("{name}={}", b.cookie(&name)))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()
+                .get("content-disposition")
+                .is_some_and(|v| v.to_str().unwrap().starts_with("attachment"))
+        );
+        let csv = r.body_mut().read_to_string().unwrap();
+        assert!(csv.starts_with("sequence,recorded_at,kind,peer,message_id"));
+        assert!(
+            csv.contains(&id) && !csv.contains("WULANDARI"),
+            "ids, not content"
+        );
+    })
+    .await;
+
+    // KHM received the update, the withdrawal and the notice; nothing went to THA.
+    let mut khm = pair.client("khm", "operator");
+    let case = khm.case(&alert_id).await.unwrap();
+    assert_eq!(
+        case.state.unwrap().status,
+        focalpoint::pb::CaseStatus::Withdrawn as i32
+    );
+    let sent = idn
+        .outbox(focalpoint::pb::OutboxRequest {
+            peer: "THA".into(),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(sent.messages.is_empty());
+    pair.stop().await;
+}

@@ -58,6 +58,8 @@ pub enum PageError {
     NotFound,
     /// The user's role does not reach this page.
     Forbidden,
+    /// The user's role has no page in the console at all.
+    NoPages,
     /// A form without its session's CSRF token.
     Csrf,
     /// A query the page cannot use, and why (the field, never the value).
@@ -125,9 +127,27 @@ impl Console {
                     s.message().to_owned(),
                 )
             }
+            PageError::Node(ClientError::Refused(s))
+                if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
+            {
+                (
+                    StatusCode::BAD_REQUEST,
+                    t.l("error_refused"),
+                    s.message().to_owned(),
+                )
+            }
             PageError::Node(e) => (StatusCode::BAD_GATEWAY, t.l("error_node"), e.to_string()),
             PageError::NotFound => (StatusCode::NOT_FOUND, t.l("error_not_found"), String::new()),
-            PageError::Forbidden => (StatusCode::FORBIDDEN, t.l("error_forbidden"), String::new()),
+            PageError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                t.l("error_forbidden"),
+                format!("{}: {}", t.l("your_role"), self.me.role),
+            ),
+            PageError::NoPages => (
+                StatusCode::FORBIDDEN,
+                t.l("error_forbidden"),
+                t.l("role_no_pages").to_owned(),
+            ),
             PageError::Csrf => (StatusCode::FORBIDDEN, t.l("error_csrf"), String::new()),
             PageError::BadRequest(why) => {
                 (StatusCode::BAD_REQUEST, t.l("error_request"), why.clone())
@@ -151,15 +171,20 @@ impl Console {
 }
 
 /// `/`: where each role starts.
-pub async fn home(State(console): State<Console>) -> Redirect {
+pub async fn home(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+) -> Response {
     let may = console.may();
-    Redirect::to(if may.read {
-        "/inbox"
+    if may.read {
+        Redirect::to("/inbox").into_response()
     } else if may.search {
-        "/search"
+        Redirect::to("/search").into_response()
     } else {
-        "/statistics"
-    })
+        console
+            .page(&session, Err(PageError::NoPages))
+            .into_response()
+    }
 }
 
 /// The stylesheet, the only resource the pages load.
@@ -1201,6 +1226,43 @@ fn granularity(q: &StatisticsQuery) -> crate::cli::render::Granularity {
     }
 }
 
+impl Console {
+    /// Every statistics report this node holds: its own, and those of each country that sent
+    /// it one.
+    async fn statistics_records(&self) -> Result<Vec<pb::StatisticsRecord>, PageError> {
+        let mut client = self.client.clone();
+        let received = client
+            .inbox(pb::InboxRequest {
+                kind: pb::MessageKind::StatisticsReport as i32,
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        let mut countries: Vec<String> = received
+            .messages
+            .iter()
+            .filter_map(|m| m.entry.as_ref().and_then(|e| e.entry.as_ref()))
+            .map(|e| e.peer.clone())
+            .collect();
+        countries.push(self.me.country.to_string());
+        countries.sort();
+        countries.dedup();
+        let mut records = Vec::new();
+        for country in countries {
+            records.extend(
+                client
+                    .statistics(pb::StatisticsRequest {
+                        country,
+                        period: None,
+                    })
+                    .await?
+                    .reports,
+            );
+        }
+        Ok(records)
+    }
+}
+
 /// Every report exchanged, per peer and period, with the chart of one counter.
 pub async fn statistics(
     State(console): State<Console>,
@@ -1213,11 +1275,7 @@ pub async fn statistics(
         }
         let f = console.frame(&session, "statistics");
         let t = f.t;
-        let mut client = console.client.clone();
-        let records = client
-            .statistics(pb::StatisticsRequest::default())
-            .await?
-            .reports;
+        let records = console.statistics_records().await?;
         let mut counters: Vec<String> = records
             .iter()
             .filter_map(|r| r.report.as_ref())
@@ -1237,7 +1295,12 @@ pub async fn statistics(
                 ReportRow {
                     id: r.message_id.clone(),
                     country: r.country.clone(),
-                    peer: r.peer.clone(),
+                    // Reports this node sent name their receiver; received ones came to it.
+                    peer: if r.country == console.me.country.as_str() {
+                        r.peer.clone()
+                    } else {
+                        console.me.country.to_string()
+                    },
                     period: report
                         .period
                         .as_ref()
@@ -1293,10 +1356,9 @@ pub async fn chart(
             .page(&session, Err(PageError::Forbidden))
             .into_response();
     }
-    let mut client = console.client.clone();
-    let records = match client.statistics(pb::StatisticsRequest::default()).await {
-        Ok(r) => r.reports,
-        Err(e) => return console.page(&session, Err(e.into())).into_response(),
+    let records = match console.statistics_records().await {
+        Ok(r) => r,
+        Err(e) => return console.page(&session, Err(e)).into_response(),
     };
     let mut countries: Vec<String> = records.iter().map(|r| r.country.clone()).collect();
     countries.sort();
