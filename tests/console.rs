@@ -612,6 +612,8 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
     sync.push_statistics(push("KHM", "2025-04", 1310))
         .await
         .unwrap();
+    // IDN's log head, cosigned by KHM: KHM logs it as witnessed.
+    idn.checkpoint("KHM").await.unwrap();
     let (idn_addr, idn_link) = console(&pair, "idn", "operator").await;
     let (khm_addr, khm_link) = console(&pair, "khm", "operator").await;
     let (screening_addr, screening_link) = console(&pair, "khm", "screening").await;
@@ -758,6 +760,9 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         b.go(&format!("http://{auditor_addr}/log?from=1"));
         b.shows("#entries", &id);
         b.screenshot("khm-auditor-log");
+        b.click("a[href='/checkpoints']");
+        b.shows("#checkpoints", "peer checkpoint witnessed");
+        b.screenshot("khm-auditor-checkpoints");
         // The export: every entry as CSV, a download, without content.
         let name = format!("focalpoint_session_{}", auditor_addr.port());
         let mut r = agent()

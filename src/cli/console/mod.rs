@@ -166,6 +166,7 @@ pub fn router(console: Console) -> Router {
         .route("/statistics/chart.svg", get(pages::chart))
         .route("/log", get(pages::log))
         .route("/verify", get(pages::verify).post(pages::verify_now))
+        .route("/checkpoints", get(pages::checkpoints))
         .route("/export.csv", get(pages::export))
         .route(
             "/send/alert",

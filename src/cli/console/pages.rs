@@ -1436,6 +1436,66 @@ pub async fn log(
 }
 
 #[derive(Template)]
+#[template(path = "console/checkpoints.html")]
+struct CheckpointsPage<'a> {
+    f: Frame<'a>,
+    entries: Vec<EntryRow>,
+    /// Entries read back from the head to find them.
+    scanned: u64,
+    size: u64,
+}
+
+/// The checkpoints shown at most, newest first.
+const CHECKPOINTS_SHOWN: usize = 50;
+
+/// Log entries read back from the head, at most, to find them.
+const CHECKPOINTS_SCAN: u64 = 200_000;
+
+/// The newest checkpoints in the log: this node's, cosigned by a peer, and the peers' it
+/// witnessed.
+pub async fn checkpoints(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+) -> Page {
+    let result = async {
+        if !console.may().audit {
+            return Err(PageError::Forbidden);
+        }
+        let f = console.frame(&session, "checkpoints");
+        let t = f.t;
+        let mut client = console.client.clone();
+        let size = client.log(1, 1).await?.size;
+        let mut entries = Vec::new();
+        let mut end = size;
+        let mut scanned = 0;
+        while end > 0 && entries.len() < CHECKPOINTS_SHOWN && scanned < CHECKPOINTS_SCAN {
+            let from = end.saturating_sub(999).max(1);
+            let page = client.log(from, 1000).await?;
+            for v in page.entries.iter().rev() {
+                let kind = v.entry.as_ref().map_or(0, |e| e.kind);
+                if (kind == pb::EntryKind::CheckpointCosigned as i32
+                    || kind == pb::EntryKind::CheckpointWitnessed as i32)
+                    && entries.len() < CHECKPOINTS_SHOWN
+                {
+                    entries.push(entry_row(t, v));
+                }
+            }
+            scanned += end - from + 1;
+            end = from - 1;
+        }
+        Ok(CheckpointsPage {
+            entries,
+            scanned,
+            size,
+            f,
+        }
+        .render()?)
+    }
+    .await;
+    console.page(&session, result)
+}
+
+#[derive(Template)]
 #[template(path = "console/verify.html")]
 struct VerifyPage<'a> {
     f: Frame<'a>,
