@@ -312,9 +312,10 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
         );
         b.screenshot("idn-inbox-empty");
 
-        // The alert form, filled in with a broken MRZ check digit: refused at the MRZ field.
+        // The alert form, filled in as a tired officer might: no family name, a date of birth
+        // in the wrong order, a country code in lower case, and a broken MRZ check digit.
         b.click("a[href='/send/alert']");
-        b.type_in("receiver", "KHM");
+        b.type_in("receiver", "khm");
         b.choose(
             "traveller_alert.category",
             "ALERT_CATEGORY_SUSPECTED_TRAFFICKING_VICTIM",
@@ -329,8 +330,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
             "Family reports her held in a compound near Sihanoukville.",
         );
         // An Indonesian single name, and a Khmer alias.
-        b.type_in("traveller_alert.person.family_name", "SUKARNI");
-        b.type_in("traveller_alert.person.date_of_birth", "2001-03-14");
+        b.type_in("traveller_alert.person.date_of_birth", "14/03/2001");
         b.choose("traveller_alert.person.sex", "SEX_FEMALE");
         b.type_in("traveller_alert.person.nationalities", "IDN");
         b.type_in("traveller_alert.person.aliases", "សុខា");
@@ -352,6 +352,23 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
             "traveller_alert.indicators[0].detail",
             "Job advert seen on a social-media page.",
         );
+        b.click("#submit");
+        // Every mistake the console can see is shown at once, at its field; the code is
+        // taken in capitals.
+        b.shows("#traveller_alert-person-family_name-error", "is required");
+        b.shows("#traveller_alert-person-date_of_birth-error", "YYYY-MM-DD");
+        b.shows("#form-refusals", "Date of birth");
+        b.screenshot("idn-alert-form-mistakes");
+        assert_eq!(
+            b.call(
+                "GET",
+                &format!("/element/{}/property/value", b.find("[name='receiver']")),
+                None
+            ),
+            "KHM"
+        );
+        b.type_in("traveller_alert.person.family_name", "SUKARNI");
+        b.type_in("traveller_alert.person.date_of_birth", "2001-03-14");
         b.click("#submit");
         b.shows("#traveller_alert-documents-0--mrz-error", "check digit");
         assert!(
@@ -562,6 +579,25 @@ async fn the_console_refuses_what_does_not_come_from_its_own_pages() {
         .unwrap();
     assert!(outbox.messages.is_empty(), "nothing was sent");
     pair.stop().await;
+}
+
+#[test]
+fn a_console_for_a_certificate_with_no_pages_does_not_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args([
+            "console",
+            "--config",
+            "certs-example/idn/sync.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no pages"), "{err}");
+    assert!(out.stdout.is_empty(), "no link is printed");
 }
 
 #[test]

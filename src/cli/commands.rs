@@ -739,6 +739,18 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         {
             return exit::CONFIG;
         }
+        if let Some(c) = cause.downcast_ref::<crate::cli::console::ConsoleError>() {
+            use crate::cli::console::ConsoleError;
+            return match c {
+                ConsoleError::Listen { .. } | ConsoleError::Serve(_) => exit::UNAVAILABLE,
+                ConsoleError::Client(ClientError::Tls(_))
+                | ConsoleError::NotLoopback(_)
+                | ConsoleError::Identity { .. }
+                | ConsoleError::NoPages(..)
+                | ConsoleError::Catalogue(_) => exit::CONFIG,
+                ConsoleError::Client(_) => exit::UNAVAILABLE,
+            };
+        }
         if let Some(c) = cause.downcast_ref::<ClientError>() {
             return match c {
                 ClientError::Tls(_) => exit::CONFIG,

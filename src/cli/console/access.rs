@@ -227,6 +227,11 @@ fn admit(access: &Access, request: &mut Request) -> Option<Response> {
         ));
     }
     if let Some(offered) = query_token(request.uri().query()) {
+        // The link opened again by a browser that is signed in already: home, not a refusal.
+        if cookie(request.headers(), &access.cookie).is_some_and(|id| access.session(&id).is_some())
+        {
+            return Some(Redirect::to("/").into_response());
+        }
         let lang = preferred_lang(request.headers());
         let Some(id) = access.open(&offered, lang) else {
             return Some(refused(

@@ -36,8 +36,12 @@ enum Input {
     Date,
     /// An instant, entered to the minute in UTC.
     Instant,
-    /// A comma-separated list, sent as a list.
-    List,
+    /// A country code (ISO 3166-1 alpha-3), taken in capitals.
+    Country,
+    /// Country codes separated by commas, sent as a list.
+    Countries,
+    /// Names separated by semicolons (a name may hold a comma), sent as a list.
+    Names,
     /// One of a proto enum's values, by name.
     Choice(&'static [&'static str]),
 }
@@ -198,8 +202,8 @@ const ALERT: &[Group] = &[
     (
         "section_alert",
         &[
-            r("receiver", "receiver", Input::Text),
-            f("also_to", "also_to", Input::List),
+            r("receiver", "receiver", Input::Country),
+            f("also_to", "also_to", Input::Countries),
             r(
                 "traveller_alert.category",
                 "category",
@@ -236,14 +240,14 @@ const ALERT: &[Group] = &[
             r(
                 "traveller_alert.person.nationalities",
                 "nationalities",
-                Input::List,
+                Input::Countries,
             ),
             f(
                 "traveller_alert.person.place_of_birth",
                 "place_of_birth",
                 Input::Text,
             ),
-            f("traveller_alert.person.aliases", "aliases", Input::List),
+            f("traveller_alert.person.aliases", "aliases", Input::Names),
         ],
     ),
     (
@@ -262,7 +266,7 @@ const ALERT: &[Group] = &[
             f(
                 "traveller_alert.documents[0].issuing_state",
                 "issuing_state",
-                Input::Text,
+                Input::Country,
             ),
             f(
                 "traveller_alert.documents[0].expiry_date",
@@ -288,12 +292,12 @@ const ALERT: &[Group] = &[
             f(
                 "traveller_alert.route.transit_countries",
                 "transit_countries",
-                Input::List,
+                Input::Countries,
             ),
             f(
                 "traveller_alert.route.destination_country",
                 "destination_country",
-                Input::Text,
+                Input::Country,
             ),
             f("traveller_alert.route.carrier", "carrier", Input::Text),
         ],
@@ -340,7 +344,7 @@ const FRAUD_NOTICE: &[Group] = &[
     (
         "section_fraud",
         &[
-            r("receiver", "receiver", Input::Text),
+            r("receiver", "receiver", Input::Country),
             r(
                 "document_fraud_notice.fraud_type",
                 "fraud_type",
@@ -364,7 +368,7 @@ const FRAUD_NOTICE: &[Group] = &[
             r(
                 "document_fraud_notice.detection.country",
                 "detection_country",
-                Input::Text,
+                Input::Country,
             ),
             r(
                 "document_fraud_notice.detection.detected_at",
@@ -389,7 +393,7 @@ const FRAUD_NOTICE: &[Group] = &[
             r(
                 "document_fraud_notice.document.issuing_state",
                 "issuing_state",
-                Input::Text,
+                Input::Country,
             ),
             f(
                 "document_fraud_notice.document.expiry_date",
@@ -425,7 +429,7 @@ const FRAUD_NOTICE: &[Group] = &[
             f(
                 "document_fraud_notice.presented_by.nationalities",
                 "nationalities",
-                Input::List,
+                Input::Countries,
             ),
         ],
     ),
@@ -456,7 +460,7 @@ const RESPONSE_FORM: &[Group] = &[
             f(
                 "case_response.encounter.country",
                 "encounter_country",
-                Input::Text,
+                Input::Country,
             ),
             f(
                 "case_response.encounter.encountered_at",
@@ -511,6 +515,8 @@ pub struct FieldView {
 #[derive(Debug)]
 pub struct GroupView {
     pub legend: String,
+    /// Fields that go in pairs (an indicator and what was seen), two to a row.
+    pub pairs: bool,
     pub fields: Vec<FieldView>,
 }
 
@@ -553,6 +559,7 @@ fn views(
         .iter()
         .map(|(legend, specs)| GroupView {
             legend: t.l(legend).to_owned(),
+            pairs: *legend == "section_indicators",
             fields: specs
                 .iter()
                 .map(|s| {
@@ -562,7 +569,9 @@ fn views(
                         id: html_id(s.path),
                         label: t.l(s.label).to_owned(),
                         input: match s.input {
-                            Input::Text | Input::List => "text",
+                            Input::Text | Input::Country | Input::Countries | Input::Names => {
+                                "text"
+                            }
                             Input::Long => "textarea",
                             // Text, not the browser's date widget: that shows dates in the
                             // workstation's locale order, and the border works in ISO 8601.
@@ -577,12 +586,11 @@ fn views(
                             _ => Vec::new(),
                         },
                         hint: match s.input {
-                            Input::List => t.l("hint_list"),
+                            Input::Countries => t.l("hint_countries"),
+                            Input::Names => t.l("hint_names"),
+                            Input::Country => t.l("hint_country"),
                             Input::Instant => t.l("hint_utc"),
                             _ if s.path.ends_with("mrz") => t.l("hint_mrz"),
-                            _ if s.path == "receiver" || s.path.ends_with("country") => {
-                                t.l("hint_country")
-                            }
                             _ => "",
                         }
                         .to_owned(),
@@ -644,10 +652,8 @@ fn envelope_json(groups: &[Group], values: &BTreeMap<String, String>) -> Value {
             continue;
         }
         let value = match spec.input {
-            Input::List => Value::Array(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
+            Input::Countries | Input::Names => Value::Array(
+                items(spec.input, raw)
                     .map(|s| Value::String(s.to_owned()))
                     .collect(),
             ),
@@ -669,6 +675,79 @@ fn envelope_json(groups: &[Group], values: &BTreeMap<String, String>) -> Value {
         list.retain(|i| i.get("code").is_some());
     }
     root
+}
+
+/// The items of a list field.
+fn items(input: Input, raw: &str) -> impl Iterator<Item = &str> {
+    let separator = if input == Input::Names { ';' } else { ',' };
+    raw.split(separator)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The form's values as the envelope takes them: country codes in capitals, surrounding blanks
+/// gone, a browser's CRLF line ends as LF.
+fn normalised(groups: &[Group], mut values: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for spec in groups.iter().flat_map(|(_, s)| s.iter()) {
+        if let Some(v) = values.get_mut(spec.path) {
+            let mut text = v.trim().replace("\r\n", "\n");
+            if matches!(spec.input, Input::Country | Input::Countries) {
+                text = text.to_ascii_uppercase();
+            }
+            *v = text;
+        }
+    }
+    values.retain(|_, v| !v.is_empty());
+    values
+}
+
+/// What the console can tell about each field before the node's rules, in the user's language,
+/// all at once: what is required and missing, and codes, dates and instants that are not
+/// written as they must be.
+fn precheck(
+    t: Labels<'_>,
+    groups: &[Group],
+    values: &BTreeMap<String, String>,
+) -> BTreeMap<&'static str, String> {
+    let is_code = |c: &str| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase());
+    let is_date = |d: &str| crate::domain::model::parse_date(d).is_ok();
+    let mut errors = BTreeMap::new();
+    for spec in groups.iter().flat_map(|(_, s)| s.iter()) {
+        let Some(value) = values.get(spec.path) else {
+            if spec.required {
+                errors.insert(spec.path, t.l("is_required").to_owned());
+            }
+            continue;
+        };
+        let wrong = match spec.input {
+            Input::Country => !is_code(value),
+            Input::Countries => items(spec.input, value).any(|c| !is_code(c)),
+            Input::Date => !is_date(value),
+            Input::Instant => {
+                let (day, time) = value.split_once('T').unwrap_or((value, ""));
+                let time = time.trim_end_matches('Z');
+                !is_date(day)
+                    || !(time.len() == 5 || time.len() == 8)
+                    || !time.bytes().enumerate().all(|(i, b)| {
+                        if i % 3 == 2 {
+                            b == b':'
+                        } else {
+                            b.is_ascii_digit()
+                        }
+                    })
+            }
+            _ => false,
+        };
+        if wrong {
+            let why = match spec.input {
+                Input::Country | Input::Countries => "not_country",
+                Input::Date => "not_date",
+                _ => "not_instant",
+            };
+            errors.insert(spec.path, t.l(why).to_owned());
+        }
+    }
+    errors
 }
 
 /// Sets `value` at a dotted path with list indices (`a.b[0].c`), making what is missing.
@@ -762,7 +841,14 @@ struct Filled {
 
 impl Console {
     fn render_form(&self, session: &Session, form: Filled) -> Result<String, PageError> {
-        let f = self.frame(session, "send");
+        // The menu marks the new-alert and new-notice forms; answers and changes are reached
+        // from a message.
+        let here = match form.action.as_str() {
+            "/send/alert" => "send",
+            "/send/fraud" => "fraud",
+            _ => "",
+        };
+        let f = self.frame(session, here);
         let t = f.t;
         let groups = views(t, form.groups, &form.values, &form.errors);
         let problems = groups
@@ -812,6 +898,11 @@ impl Console {
         complete: impl FnOnce(&mut pb::Envelope),
     ) -> Result<Response, PageError> {
         let t = self.catalogue.labels(session.lang);
+        form.values = normalised(form.groups, std::mem::take(&mut form.values));
+        form.errors = precheck(t, form.groups, &form.values);
+        if !form.errors.is_empty() {
+            return Ok(axum::response::Html(self.render_form(session, form)?).into_response());
+        }
         let mut json = envelope_json(form.groups, &form.values);
         if let Value::Object(map) = &mut json {
             map.insert("message_id".into(), Value::String(form.message_id.clone()));
@@ -849,7 +940,8 @@ impl Console {
             Err(ClientError::Refused(status)) if status.code() != tonic::Code::Unavailable => {
                 // The node names the field first, as validation does: `field: reason`.
                 let message = status.message();
-                match message.split_once(": ") {
+                let named = message.strip_prefix("invalid ").unwrap_or(message);
+                match named.split_once(": ") {
                     Some((path, reason))
                         if !path.contains(' ') && field_for(form.groups, path).is_some() =>
                     {

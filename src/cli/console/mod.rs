@@ -43,6 +43,10 @@ pub enum ConsoleError {
         #[source]
         source: crate::crypto::x509::TlsError,
     },
+    #[error(
+        "{0} has no pages in the console: a {1} certificate's work is done from the command line"
+    )]
+    NoPages(String, Role),
     #[error(transparent)]
     Catalogue(#[from] CatalogueError),
     #[error("the console stopped")]
@@ -221,6 +225,10 @@ pub async fn run(config: &ClientConfig, listen: SocketAddr) -> Result<(), Consol
         })?;
     let token = access::random_token();
     let console = console(config, addr, token.clone())?;
+    let may = console.may();
+    if !(may.read || may.search) {
+        return Err(ConsoleError::NoPages(console.me.uri(), console.me.role));
+    }
     crate::cli::output::outln!(
         "focalpoint console for {} ({}); open this link once, in the browser you will use:",
         console.me.uri(),

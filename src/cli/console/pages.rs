@@ -38,7 +38,14 @@ impl Console {
         Frame {
             t: self.catalogue.labels(session.lang),
             csrf: session.csrf.clone(),
-            who: format!("{} · {} · {}", self.me.country, self.me.role, self.me.name),
+            who: format!(
+                "{} · {} · {}",
+                self.me.country,
+                self.catalogue
+                    .labels(session.lang)
+                    .l(&format!("role_{}", self.me.role)),
+                self.me.name
+            ),
             may: self.may(),
             here,
             langs: Lang::ALL
@@ -340,6 +347,14 @@ fn person_line(e: &pb::Envelope) -> String {
             .map(crate::domain::kinds::period_label)
             .unwrap_or_default(),
         None => String::new(),
+    }
+}
+
+/// An RFC 3339 instant as pages show times: `2025-04-30 08:15 UTC`.
+fn rfc3339_to_the_minute(text: &str) -> String {
+    match crate::domain::model::parse_instant(text) {
+        Ok(t) => to_the_minute(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or_default()),
+        Err(_) => text.to_owned(),
     }
 }
 
@@ -771,6 +786,8 @@ pub struct Step {
 #[derive(Debug)]
 pub struct EntryRow {
     pub sequence: u64,
+    /// Who did it, for entries a user caused (a send, a search, a consultation).
+    pub actor: String,
     pub when: String,
     pub kind: String,
     pub peer: String,
@@ -784,6 +801,7 @@ fn entry_row(t: Labels<'_>, v: &pb::EntryView) -> EntryRow {
     let e = v.entry.clone().unwrap_or_default();
     EntryRow {
         sequence: e.sequence,
+        actor: e.actor.clone(),
         when: format_micros(e.recorded_at_micros),
         kind: t
             .value(
@@ -899,6 +917,7 @@ pub async fn message(
                 | pb::MessageKind::DocumentFraudNotice
                 | pb::MessageKind::CaseResponse)
         );
+        let mut active = false;
         let (case, case_id, respond_by, steps, findings) = if is_case {
             let view = client.case(&id).await?;
             let state = view.state.clone().unwrap_or_default();
@@ -929,10 +948,17 @@ pub async fn message(
                     }
                 })
                 .collect();
+            active = state.status == pb::CaseStatus::Active as i32;
+            // The deadline matters while an answer is owed.
+            let respond_by = if active && !state.answered {
+                rfc3339_to_the_minute(&state.respond_by)
+            } else {
+                String::new()
+            };
             (
                 case_text(t, Some(&state)),
                 state.case_id.clone(),
-                state.respond_by.clone(),
+                respond_by,
                 steps,
                 view.findings,
             )
@@ -966,7 +992,7 @@ pub async fn message(
                     kind,
                     pb::MessageKind::TravellerAlert | pb::MessageKind::DocumentFraudNotice
                 ),
-            can_change: may.send && !received && kind == pb::MessageKind::TravellerAlert,
+            can_change: may.send && !received && active && kind == pb::MessageKind::TravellerAlert,
             f,
         }
         .render()?)
@@ -1014,6 +1040,8 @@ struct SearchPage<'a> {
     searched: bool,
     hits: Vec<Hit>,
     link: bool,
+    /// The node's refusal of the query (a date of birth it cannot read), shown by the form.
+    refused: Option<String>,
 }
 
 fn direction_key(t: Labels<'_>, d: i32) -> &str {
@@ -1037,18 +1065,29 @@ pub async fn search(
         let f = console.frame(&session, "search");
         let t = f.t;
         let searched = !q.document.trim().is_empty() || !q.name.trim().is_empty();
+        let mut refused = None;
         let hits = if searched {
             let mut client = console.client.clone();
-            client
+            let found = client
                 .search(pb::SearchRequest {
-                    document: q.document.trim().to_owned(),
+                    // A zone pasted from a reader, one line per line.
+                    document: q.document.trim().replace("\r\n", "\n"),
                     name: q.name.trim().to_owned(),
                     born: q.born.trim().to_owned(),
                     all: q.all.is_some(),
                     ..Default::default()
                 })
-                .await?
-                .hits
+                .await;
+            match found {
+                Ok(found) => found.hits,
+                Err(ClientError::Refused(status))
+                    if status.code() == tonic::Code::InvalidArgument =>
+                {
+                    refused = Some(status.message().to_owned());
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             Vec::new()
         };
@@ -1071,7 +1110,8 @@ pub async fn search(
             name: q.name,
             born: q.born,
             all: q.all.is_some(),
-            searched,
+            searched: searched && refused.is_none(),
+            refused,
             link,
             f,
         }
@@ -1162,14 +1202,20 @@ pub async fn cases(
                     let state = c.state.clone().unwrap_or_default();
                     CaseRow {
                         id: state.case_id.clone(),
-                        created: c.created_at.clone(),
+                        created: rfc3339_to_the_minute(&c.created_at),
                         direction: direction_key(t, c.direction).to_owned(),
                         peer: c.peer.clone(),
                         kind: t.value(kind_key(c.kind)).to_owned(),
                         category: t.value(category_key(c.category)).to_owned(),
                         state: case_text(t, Some(&state)),
                         valid_until: state.valid_until.clone(),
-                        respond_by: state.respond_by.clone(),
+                        respond_by: if state.answered
+                            || state.status != pb::CaseStatus::Active as i32
+                        {
+                            String::new()
+                        } else {
+                            rfc3339_to_the_minute(&state.respond_by)
+                        },
                         messages: c.messages,
                         overdue: state.overdue,
                     }
@@ -1387,6 +1433,9 @@ pub async fn chart(
 pub struct LogQuery {
     #[serde(default)]
     from: u64,
+    /// The last entry of the page; a page is at most [`PAGE`] entries from `from`.
+    #[serde(default)]
+    to: u64,
 }
 
 #[derive(Template)]
@@ -1397,7 +1446,8 @@ struct LogPage<'a> {
     size: u64,
     head: String,
     newer: Option<u64>,
-    older: Option<u64>,
+    /// (from, to) of the page before this one.
+    older: Option<(u64, u64)>,
 }
 
 /// The log, a page of entries at a time, newest page first.
@@ -1419,14 +1469,20 @@ pub async fn log(
         } else {
             q.from.min(size.max(1))
         };
-        let page = client.log(from, PAGE).await?;
-        let last = from + page.entries.len() as u64;
+        let limit = if q.to >= from {
+            u32::try_from(q.to - from + 1).map_or(PAGE, |n| n.min(PAGE))
+        } else {
+            PAGE
+        };
+        let page = client.log(from, limit).await?;
+        let next = from + page.entries.len() as u64;
         Ok(LogPage {
             entries: page.entries.iter().rev().map(|v| entry_row(t, v)).collect(),
             size: page.size,
             head: hex(&page.head_hash),
-            newer: (last <= page.size).then_some(last),
-            older: (from > 1).then(|| from.saturating_sub(u64::from(PAGE)).max(1)),
+            newer: (next <= page.size).then_some(next),
+            // The page before ends where this one starts: no entry shown twice.
+            older: (from > 1).then(|| (from.saturating_sub(u64::from(PAGE)).max(1), from - 1)),
             f,
         }
         .render()?)
@@ -1547,7 +1603,7 @@ pub async fn verify_now(
 }
 
 /// The log's entries as CSV: sequence, time, kind, peer, message id, reference, content digest,
-/// entry hash, previous hash and reason. Content is not in it: the auditor's offline export
+/// entry hash, previous hash, reason and actor. Content is not in it: the auditor's offline export
 /// (`focalpoint audit export`) carries decoded content from the data directory.
 pub async fn export(
     State(console): State<Console>,
@@ -1571,6 +1627,7 @@ pub async fn export(
         "entry_hash",
         "previous_hash",
         "reason",
+        "actor",
     ]);
     let mut from = 1;
     loop {
@@ -1594,6 +1651,7 @@ pub async fn export(
                 hex(&v.entry_hash),
                 hex(&e.previous_hash),
                 e.reason,
+                e.actor,
             ]);
         }
         if page.entries.is_empty() || from + page.entries.len() as u64 > page.size {
