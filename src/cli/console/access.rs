@@ -1,18 +1,22 @@
 //! Who may use the console, and what its pages tell the browser.
 //!
 //! Trust model: the console listens on loopback only, but anyone with an account on the
-//! workstation can reach that port. So it serves nothing until a browser presents the random
-//! token it printed once at start-up (as Jupyter does); the first request with that token gets a
-//! session cookie (HttpOnly, SameSite=Strict) and the token is spent. Every form carries the
-//! session's CSRF token, every response a strict Content-Security-Policy, and a request naming
-//! another host (DNS rebinding) is refused. What the session may then do is what the user's own
+//! workstation can reach that port. So it answers only connections whose socket belongs to the
+//! account that started it (read from the kernel's socket table), and it serves nothing until
+//! a browser presents the random token it printed once at start-up (as Jupyter does); the first
+//! request with that token gets a session cookie (HttpOnly, SameSite=Strict) and the token is
+//! spent. Browsers send a cookie to every port of a host, so the cookie alone proves little: a
+//! request a page of another port or site made (`Sec-Fetch-Site`) is refused, a form post must
+//! name this console as its `Origin` and carry the session's CSRF token, every response carries
+//! a strict Content-Security-Policy, and a request naming another host (DNS rebinding) is
+//! refused. What the session may then do is what the user's own
 //! certificate may do on the node: the console adds no rights of its own.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -32,7 +36,7 @@ const IDLE: Duration = Duration::from_secs(12 * 60 * 60);
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A signed-in browser.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Session {
     /// Every form of this session carries it.
     pub csrf: String,
@@ -41,8 +45,16 @@ pub struct Session {
     last_used: Instant,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("csrf", &"MASKED")
+            .field("lang", &self.lang)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The start-up token and the sessions it opened.
-#[derive(Debug)]
 pub struct Access {
     /// Spent by the first request that presents it.
     token: Mutex<Option<String>>,
@@ -51,6 +63,18 @@ pub struct Access {
     hosts: Vec<String>,
     /// This console's session cookie.
     cookie: String,
+    /// Where it listens.
+    addr: std::net::SocketAddr,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("token", &"MASKED")
+            .field("sessions", &"MASKED")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 /// 32 random bytes, hexadecimal.
@@ -81,6 +105,7 @@ impl Access {
             sessions: Mutex::new(HashMap::new()),
             hosts: vec![addr.to_string(), format!("localhost:{port}")],
             cookie: format!("{SESSION_COOKIE}{port}"),
+            addr,
         }
     }
 
@@ -137,12 +162,13 @@ impl Access {
             .is_some_and(|h| self.hosts.iter().any(|allowed| allowed == h))
     }
 
-    /// A form post must come from one of the console's own pages.
+    /// A form post must come from one of the console's own pages: browsers name the page's
+    /// origin on every post.
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        match headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) {
-            None => true,
-            Some(origin) => self.hosts.iter().any(|h| origin == format!("http://{h}")),
-        }
+        headers
+            .get(header::ORIGIN)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|origin| self.hosts.iter().any(|h| origin == format!("http://{h}")))
     }
 }
 
@@ -182,6 +208,60 @@ fn preferred_lang(headers: &HeaderMap) -> Lang {
         .unwrap_or(Lang::En)
 }
 
+/// Whether a browser says another site or another port's page made the request
+/// (`Sec-Fetch-Site`): only the console's own pages, and the user typing or pasting its address
+/// (`none`), may reach it.
+fn fetched_from_elsewhere(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|site| site != "same-origin" && site != "none")
+}
+
+/// The account that owns the loopback socket at `peer` connected to `own`, from the kernel's
+/// socket table.
+#[cfg(target_os = "linux")]
+pub fn socket_owner(peer: std::net::SocketAddr, own: std::net::SocketAddr) -> Option<u32> {
+    fn in_table(a: std::net::SocketAddr) -> String {
+        let ip = match a.ip() {
+            std::net::IpAddr::V4(ip) => format!("{:08X}", u32::from_le_bytes(ip.octets())),
+            std::net::IpAddr::V6(ip) => ip
+                .octets()
+                .chunks_exact(4)
+                .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                .collect(),
+        };
+        format!("{ip}:{:04X}", a.port())
+    }
+    let table = if peer.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let (local, remote) = (in_table(peer), in_table(own));
+    text.lines().skip(1).find_map(|line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        (columns.len() > 7 && columns[1] == local && columns[2] == remote)
+            .then(|| columns[7].parse().ok())
+            .flatten()
+    })
+}
+
+/// Whether the connection from `peer` is the console's own account's.
+fn own_account(access: &Access, peer: Option<std::net::SocketAddr>) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::process::getuid().as_raw();
+        peer.and_then(|p| socket_owner(p, access.addr)) == Some(me)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (access, peer);
+        true
+    }
+}
+
 fn refused(status: StatusCode, text: &'static str) -> Response {
     (
         status,
@@ -215,11 +295,35 @@ pub async fn guard(State(console): State<Console>, mut request: Request, next: N
     );
     // Pages carry personal data: no copy is kept by the browser or anything between.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
 /// Lets a request through (`None`), or answers it here: the token's redirect, or a refusal.
 fn admit(access: &Access, request: &mut Request) -> Option<Response> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    if !own_account(access, peer) {
+        return Some(refused(
+            StatusCode::FORBIDDEN,
+            "this console answers only the account that started it",
+        ));
+    }
+    if fetched_from_elsewhere(request.headers()) {
+        return Some(refused(
+            StatusCode::FORBIDDEN,
+            "a page of another site or port asked for this: open the console's own pages",
+        ));
+    }
     if !access.host_allowed(request.headers()) {
         return Some(refused(
             StatusCode::MISDIRECTED_REQUEST,
@@ -301,6 +405,37 @@ mod tests {
     }
 
     #[test]
+    fn the_socket_owner_is_read_from_the_kernel_table() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let own = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(own).unwrap();
+        let peer = client.local_addr().unwrap();
+        let me = rustix::process::getuid().as_raw();
+        assert_eq!(socket_owner(peer, own), Some(me));
+        // A socket that is not connected to the console has no owner here.
+        let elsewhere: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(socket_owner(elsewhere, own), None);
+    }
+
+    #[test]
+    fn a_request_from_another_site_or_port_is_told_apart() {
+        let mut h = HeaderMap::new();
+        assert!(
+            !fetched_from_elsewhere(&h),
+            "not a browser: judged by the rest"
+        );
+        for (site, elsewhere) in [
+            ("none", false),
+            ("same-origin", false),
+            ("same-site", true),
+            ("cross-site", true),
+        ] {
+            h.insert("sec-fetch-site", HeaderValue::from_static(site));
+            assert_eq!(fetched_from_elsewhere(&h), elsewhere, "{site}");
+        }
+    }
+
+    #[test]
     fn only_the_loopback_host_and_its_own_origin_are_accepted() {
         let a = access();
         let mut h = HeaderMap::new();
@@ -309,6 +444,7 @@ mod tests {
         assert!(!a.host_allowed(&h));
         h.insert(header::HOST, HeaderValue::from_static("localhost:8080"));
         assert!(a.host_allowed(&h));
+        assert!(!a.origin_allowed(&h), "a post names its origin");
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://evil.example"),

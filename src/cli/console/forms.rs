@@ -198,12 +198,26 @@ const HANDLING: Group = (
     ],
 );
 
-const ALERT: &[Group] = &[
+/// Where a new message goes: its receiver, and further peers that get a copy.
+const ADDRESS: Group = (
+    "section_address",
+    &[
+        r("receiver", "receiver", Input::Country),
+        f("also_to", "also_to", Input::Countries),
+    ],
+);
+
+/// Where a fraud notice goes.
+const ADDRESS_ONE: Group = (
+    "section_address",
+    &[r("receiver", "receiver", Input::Country)],
+);
+
+/// An alert's fields, as a new alert and an update both have them.
+const ALERT_BODY: [Group; 6] = [
     (
         "section_alert",
         &[
-            r("receiver", "receiver", Input::Country),
-            f("also_to", "also_to", Input::Countries),
             r(
                 "traveller_alert.category",
                 "category",
@@ -340,11 +354,24 @@ const ALERT: &[Group] = &[
     HANDLING,
 ];
 
+const ALERT: &[Group] = &[
+    ADDRESS,
+    ALERT_BODY[0],
+    ALERT_BODY[1],
+    ALERT_BODY[2],
+    ALERT_BODY[3],
+    ALERT_BODY[4],
+    ALERT_BODY[5],
+];
+
+/// An update goes where the alert went: the form has no address.
+const UPDATE: &[Group] = &ALERT_BODY;
+
 const FRAUD_NOTICE: &[Group] = &[
+    ADDRESS_ONE,
     (
         "section_fraud",
         &[
-            r("receiver", "receiver", Input::Country),
             r(
                 "document_fraud_notice.fraud_type",
                 "fraud_type",
@@ -637,14 +664,38 @@ fn field_for(groups: &[Group], path: &str) -> Option<&'static str> {
 }
 
 /// Builds the envelope's JSON from the form's fields (each under its path), in the proto JSON
-/// mapping the command line reads. Empty fields are left out.
-fn envelope_json(groups: &[Group], values: &BTreeMap<String, String>) -> Value {
-    let mut root = Value::Object(Map::new());
+/// mapping the command line reads. Empty fields are left out. With a `base` (the version an
+/// update replaces), the form is laid over it: what the form does not show (a second document,
+/// a fourth indicator) is kept, and a field the user emptied is removed.
+fn envelope_json(
+    groups: &[Group],
+    values: &BTreeMap<String, String>,
+    base: Option<&pb::Envelope>,
+) -> Value {
+    let mut root = match base.map(serde_json::to_value) {
+        Some(Ok(mut json)) => {
+            if let Value::Object(map) = &mut json {
+                // What identifies the old version, or the node fills in for the new one.
+                for key in [
+                    "message_id",
+                    "created_at",
+                    "sender",
+                    "reference",
+                    "receiver",
+                ] {
+                    map.remove(key);
+                }
+            }
+            json
+        }
+        _ => Value::Object(Map::new()),
+    };
     for spec in groups.iter().flat_map(|(_, s)| s.iter()) {
         if spec.path == "also_to" {
             continue;
         }
         let Some(raw) = values.get(spec.path) else {
+            remove(&mut root, spec.path);
             continue;
         };
         let raw = raw.trim();
@@ -672,9 +723,43 @@ fn envelope_json(groups: &[Group], values: &BTreeMap<String, String>) -> Value {
         .pointer_mut("/traveller_alert/indicators")
         .and_then(Value::as_array_mut)
     {
-        list.retain(|i| i.get("code").is_some());
+        list.retain(|i| {
+            i.get("code")
+                .and_then(Value::as_str)
+                .is_some_and(|c| !c.ends_with("_UNSPECIFIED"))
+        });
     }
     root
+}
+
+/// Removes what is at a dotted path with list indices, if anything is.
+fn remove(root: &mut Value, path: &str) {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut here = root;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (*part, None),
+        };
+        let Value::Object(map) = here else {
+            return;
+        };
+        if last && index.is_none() {
+            map.remove(name);
+            return;
+        }
+        let Some(next) = map.get_mut(name) else {
+            return;
+        };
+        here = match index {
+            Some(index) => match next.get_mut(index) {
+                Some(item) => item,
+                None => return,
+            },
+            None => next,
+        };
+    }
 }
 
 /// The items of a list field.
@@ -698,8 +783,32 @@ fn normalised(groups: &[Group], mut values: BTreeMap<String, String>) -> BTreeMa
         }
     }
     values.retain(|_, v| !v.is_empty());
+    // Indicator rows in the order filled, without gaps: a refusal of the n-th indicator is
+    // then the n-th row's.
+    let row = |i: usize, part: &str| format!("traveller_alert.indicators[{i}].{part}");
+    let mut rows = Vec::new();
+    for i in 0..INDICATOR_ROWS {
+        let (code, detail) = (
+            values.remove(&row(i, "code")),
+            values.remove(&row(i, "detail")),
+        );
+        if code.is_some() || detail.is_some() {
+            rows.push((code, detail));
+        }
+    }
+    for (i, (code, detail)) in rows.into_iter().enumerate() {
+        if let Some(code) = code {
+            values.insert(row(i, "code"), code);
+        }
+        if let Some(detail) = detail {
+            values.insert(row(i, "detail"), detail);
+        }
+    }
     values
 }
+
+/// Indicator rows on the alert form.
+const INDICATOR_ROWS: usize = 3;
 
 /// What the console can tell about each field before the node's rules, in the user's language,
 /// all at once: what is required and missing, and codes, dates and instants that are not
@@ -738,6 +847,18 @@ fn precheck(
             }
             _ => false,
         };
+        // What was seen, without saying which indicator it shows.
+        if spec.path.ends_with("].detail") {
+            let code = spec.path.replace("].detail", "].code");
+            if !values.contains_key(&code)
+                && let Some(code) = groups
+                    .iter()
+                    .flat_map(|(_, s)| s.iter())
+                    .find(|s| s.path == code)
+            {
+                errors.insert(code.path, t.l("indicator_needs_code").to_owned());
+            }
+        }
         if wrong {
             let why = match spec.input {
                 Input::Country | Input::Countries => "not_country",
@@ -828,6 +949,8 @@ fn values_of(groups: &[Group], envelope: &pb::Envelope) -> BTreeMap<String, Stri
 /// A form as it is being filled in or was refused.
 struct Filled {
     groups: &'static [Group],
+    /// The version an update replaces: what the form does not show is kept from it.
+    base: Option<pb::Envelope>,
     title: String,
     action: String,
     message_id: String,
@@ -903,7 +1026,7 @@ impl Console {
         if !form.errors.is_empty() {
             return Ok(axum::response::Html(self.render_form(session, form)?).into_response());
         }
-        let mut json = envelope_json(form.groups, &form.values);
+        let mut json = envelope_json(form.groups, &form.values, form.base.as_ref());
         if let Value::Object(map) = &mut json {
             map.insert("message_id".into(), Value::String(form.message_id.clone()));
         }
@@ -924,9 +1047,14 @@ impl Console {
             Self::file_refusal(&mut form, t, &e.field, &e.reason);
             return Ok(axum::response::Html(self.render_form(session, form)?).into_response());
         }
+        let addressed = form
+            .groups
+            .iter()
+            .any(|(_, specs)| specs.iter().any(|s| s.path == "also_to"));
         let also_to: Vec<String> = form
             .values
             .get("also_to")
+            .filter(|_| addressed)
             .map(|v| {
                 v.split(',')
                     .map(|s| s.trim().to_ascii_uppercase())
@@ -951,7 +1079,17 @@ impl Console {
                 }
                 Ok(axum::response::Html(self.render_form(session, form)?).into_response())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                // The node did not answer: the message may or may not be logged. The form
+                // stays as typed, with its message id, so sending it again sends it once.
+                form.general
+                    .push(format!("{} ({e})", t.l("node_unreachable")));
+                Ok((
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    axum::response::Html(self.render_form(session, form)?),
+                )
+                    .into_response())
+            }
         }
     }
 }
@@ -1014,6 +1152,7 @@ pub async fn alert_form(
             &session,
             Filled {
                 groups: ALERT,
+                base: None,
                 title: t.l("new_alert").to_owned(),
                 action: "/send/alert".into(),
                 message_id: new_message_id(console.me.country.as_str()),
@@ -1046,6 +1185,7 @@ pub async fn alert_submit(
         let t = console.catalogue.labels(session.lang);
         let form = Filled {
             groups: ALERT,
+            base: None,
             title: t.l("new_alert").to_owned(),
             action: "/send/alert".into(),
             message_id: posted_id(&fields, console.me.country.as_str()),
@@ -1088,6 +1228,7 @@ pub async fn fraud_form(
             &session,
             Filled {
                 groups: FRAUD_NOTICE,
+                base: None,
                 title: t.l("new_fraud").to_owned(),
                 action: "/send/fraud".into(),
                 message_id: new_message_id(console.me.country.as_str()),
@@ -1120,6 +1261,7 @@ pub async fn fraud_submit(
         let t = console.catalogue.labels(session.lang);
         let form = Filled {
             groups: FRAUD_NOTICE,
+            base: None,
             title: t.l("new_fraud").to_owned(),
             action: "/send/fraud".into(),
             message_id: posted_id(&fields, console.me.country.as_str()),
@@ -1141,6 +1283,9 @@ pub async fn fraud_submit(
 
 /// The message `id` as this node holds it, and whether it was received.
 async fn held(console: &Console, id: &str) -> Result<(pb::LogEntry, pb::Envelope), PageError> {
+    if id.bytes().all(|b| b == b'.') {
+        return Err(PageError::NotFound);
+    }
     let mut client = console.client.clone();
     let shown = client.show(id).await?;
     let m = shown
@@ -1167,6 +1312,7 @@ fn handling_of(envelope: &pb::Envelope) -> BTreeMap<String, String> {
 fn response_filled(t: Labels<'_>, id: &str, entry: &pb::LogEntry) -> Filled {
     Filled {
         groups: RESPONSE_FORM,
+        base: None,
         title: format!("{} {id}", t.l("respond_to")),
         action: format!("/message/{id}/respond"),
         message_id: String::new(),
@@ -1278,12 +1424,25 @@ async fn changeable(
             "the case has ended: an update or withdrawal would change nothing".into(),
         ));
     }
+    // Sent to several peers, each holds its own copy: a change here would reach one of them.
+    let copies = case.messages.iter().any(|m| {
+        m.entry
+            .as_ref()
+            .and_then(|e| e.entry.as_ref())
+            .is_some_and(|e| !e.copy_of.is_empty())
+    });
+    if copies {
+        return Err(PageError::BadRequest(
+            "this alert went to several peers: update or withdraw it with `focalpoint alert send --to` for every peer, so that no copy is left in force".into(),
+        ));
+    }
     Ok((entry, envelope, state.case_id))
 }
 
 fn change_filled(t: Labels<'_>, id: &str, withdraw: bool, entry: &pb::LogEntry) -> Filled {
     Filled {
-        groups: if withdraw { WITHDRAWAL } else { ALERT },
+        groups: if withdraw { WITHDRAWAL } else { UPDATE },
+        base: None,
         title: format!(
             "{} {id}",
             t.l(if withdraw {
@@ -1319,7 +1478,7 @@ pub async fn change_form(
         let mut form = change_filled(t, &id, withdraw, &entry);
         form.message_id = new_message_id(console.me.country.as_str());
         if !withdraw {
-            form.values = values_of(ALERT, &envelope);
+            form.values = values_of(UPDATE, &envelope);
         }
         Ok(axum::response::Html(console.render_form(&session, form)?).into_response())
     }
@@ -1344,12 +1503,16 @@ pub async fn change_submit(
         let mut form = change_filled(t, &id, withdraw, &entry);
         form.message_id = posted_id(&fields, console.me.country.as_str());
         form.values = posted(&fields);
+        if !withdraw {
+            form.base = Some(in_effect.clone());
+        }
         let peer = entry.peer.clone();
         console
             .send_form(&session, form, move |e| {
                 e.reference = case_id;
+                // A change goes where the alert went, and nowhere else.
+                e.receiver = peer;
                 if withdraw {
-                    e.receiver = peer;
                     e.handling = in_effect.handling.clone();
                     let category = match &in_effect.body {
                         Some(Body::TravellerAlert(a)) => a.category,
@@ -1408,7 +1571,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let json = envelope_json(ALERT, &values);
+        let json = envelope_json(ALERT, &values, None);
         let envelope = crate::domain::validate::parse_envelope(&json.to_string()).unwrap();
         assert_eq!(envelope.receiver, "KHM");
         let Some(Body::TravellerAlert(a)) = &envelope.body else {
@@ -1428,5 +1591,76 @@ mod tests {
             "KHM, THA"
         );
         assert_eq!(back.get("handling.urgency").unwrap(), "URGENCY_URGENT");
+    }
+
+    #[test]
+    fn an_update_keeps_what_the_form_does_not_show_and_drops_what_was_emptied() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/idn/alert-trafficking-victim.json"),
+        )
+        .unwrap();
+        let mut base = crate::domain::validate::parse_envelope(&text).unwrap();
+        let Some(Body::TravellerAlert(a)) = &mut base.body else {
+            panic!("an alert");
+        };
+        let mut visa = a.documents[0].clone();
+        visa.r#type = pb::DocumentType::Visa as i32;
+        visa.mrz.clear();
+        a.documents.push(visa);
+        assert_eq!(a.indicators.len(), 4, "one more than the form shows");
+        let mut values = values_of(UPDATE, &base);
+        values.insert("traveller_alert.summary".into(), "Seen at Poipet.".into());
+        values.remove("traveller_alert.route.carrier");
+        let values = normalised(UPDATE, values);
+        let json = envelope_json(UPDATE, &values, Some(&base));
+        let update = crate::domain::validate::parse_envelope(&json.to_string()).unwrap();
+        let Some(Body::TravellerAlert(u)) = &update.body else {
+            panic!("an alert");
+        };
+        assert_eq!(u.summary, "Seen at Poipet.");
+        assert_eq!(
+            u.documents.len(),
+            2,
+            "the visa the form does not show is kept"
+        );
+        assert_eq!(u.indicators.len(), 4, "so is the fourth indicator");
+        assert!(u.route.as_ref().unwrap().carrier.is_empty(), "emptied");
+        assert!(
+            update.receiver.is_empty(),
+            "the address is the case's, set on sending"
+        );
+    }
+
+    #[test]
+    fn indicator_rows_close_up_and_a_detail_needs_its_indicator() {
+        let catalogue = super::super::catalogue::Catalogue::load().unwrap();
+        let t = catalogue.labels(super::super::catalogue::Lang::En);
+        let values: BTreeMap<String, String> = [
+            ("traveller_alert.indicators[1].code", "INDICATOR_CODE_OTHER"),
+            ("traveller_alert.indicators[1].detail", "seen"),
+            ("traveller_alert.indicators[2].detail", "no code"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let values = normalised(ALERT, values);
+        assert_eq!(
+            values.get("traveller_alert.indicators[0].code").unwrap(),
+            "INDICATOR_CODE_OTHER"
+        );
+        assert_eq!(
+            values.get("traveller_alert.indicators[1].detail").unwrap(),
+            "no code"
+        );
+        let errors = precheck(t, ALERT, &values);
+        assert_eq!(
+            errors
+                .get("traveller_alert.indicators[1].code")
+                .map(String::as_str),
+            Some("choose the indicator this describes")
+        );
+        assert!(errors.contains_key("receiver"), "required and empty");
+        assert!(!errors.contains_key("traveller_alert.indicators[0].code"));
     }
 }

@@ -164,7 +164,7 @@ pub fn router(console: Console) -> Router {
         .route("/inbox", get(pages::inbox))
         .route("/outbox", get(pages::outbox))
         .route("/message/{id}", get(pages::message))
-        .route("/search", get(pages::search))
+        .route("/search", get(pages::search_form).post(pages::search))
         .route("/cases", get(pages::cases))
         .route("/statistics", get(pages::statistics))
         .route("/statistics/chart.svg", get(pages::chart))
@@ -202,10 +202,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ConsoleError> {
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(ConsoleError::Serve)
+    axum::serve(
+        listener,
+        router(console).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+    .map_err(ConsoleError::Serve)
 }
 
 /// `focalpoint console`: listens on `listen`, prints the one-time link, serves until Ctrl-C.

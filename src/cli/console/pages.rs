@@ -383,6 +383,9 @@ struct InboxPage<'a> {
 /// The number of messages a listing shows at once.
 const PAGE: u32 = 50;
 
+/// How many pages back the outbox goes.
+const MAX_OUTBOX_PAGES: u32 = 100;
+
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
@@ -501,20 +504,27 @@ pub async fn outbox(
         let f = console.frame(&session, "outbox");
         let t = f.t;
         let peer = peer_filter(&q.peer)?;
-        let shown = PAGE * (q.more.min(100) + 1);
+        // Page `more` (0 the newest) of the newest messages first; the outbox is read from the
+        // head back, so a later page reads those before it too. At most 100 pages back.
+        let page = q.more.min(MAX_OUTBOX_PAGES);
+        let before = PAGE * page;
         let mut client = console.client.clone();
         let response = client
             .outbox(pb::OutboxRequest {
                 peer: peer.clone(),
-                limit: shown + 1,
+                limit: before + PAGE + 1,
             })
             .await?;
         let mut messages = response.messages;
         messages.reverse();
-        let more = messages.len() > shown as usize;
-        messages.truncate(shown as usize);
+        let more = messages.len() > (before + PAGE) as usize && page < MAX_OUTBOX_PAGES;
+        let messages: Vec<_> = messages
+            .into_iter()
+            .skip(before as usize)
+            .take(PAGE as usize)
+            .collect();
         let older = more.then(|| {
-            let mut query = format!("?more={}", q.more.min(100) + 1);
+            let mut query = format!("?more={}", page + 1);
             if !peer.is_empty() {
                 query.push_str(&format!("&peer={peer}"));
             }
@@ -889,6 +899,10 @@ pub async fn message(
         if !console.may().read {
             return Err(PageError::Forbidden);
         }
+        // `.` and `..` are well-formed ids, but never a page: a path would resolve them.
+        if id.bytes().all(|b| b == b'.') {
+            return Err(PageError::NotFound);
+        }
         let f = console.frame(&session, "");
         let t = f.t;
         let mut client = console.client.clone();
@@ -1004,15 +1018,12 @@ pub async fn message(
 // ---------------------------------------------------------------------------------------------
 // Search and case listings
 
-#[derive(Debug, serde::Deserialize)]
+/// What was searched for.
+#[derive(Debug)]
 pub struct SearchQuery {
-    #[serde(default)]
     document: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     born: String,
-    #[serde(default)]
     all: Option<String>,
 }
 
@@ -1052,17 +1063,50 @@ fn direction_key(t: Labels<'_>, d: i32) -> &str {
     }
 }
 
-/// Search by document number (or MRZ) and by name with a date of birth.
+/// The search form, empty. Searches are posted: what was searched for is a document number or
+/// a person, which must not stay in the browser's history.
+pub async fn search_form(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+) -> Page {
+    search_page(
+        &console,
+        &session,
+        SearchQuery {
+            document: String::new(),
+            name: String::new(),
+            born: String::new(),
+            all: None,
+        },
+    )
+    .await
+}
+
+/// Searches by document number (or MRZ) and by name with a date of birth.
 pub async fn search(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    Query(q): Query<SearchQuery>,
+    Form(fields): Form<Vec<(String, String)>>,
 ) -> Page {
+    if !csrf_ok(&session, &fields) {
+        return console.page(&session, Err(PageError::Csrf));
+    }
+    let text = |name| field(&fields, name).unwrap_or_default().to_owned();
+    let q = SearchQuery {
+        document: text("document"),
+        name: text("name"),
+        born: text("born"),
+        all: field(&fields, "all").map(str::to_owned),
+    };
+    search_page(&console, &session, q).await
+}
+
+async fn search_page(console: &Console, session: &Session, q: SearchQuery) -> Page {
     let result = async {
         if !console.may().search {
             return Err(PageError::Forbidden);
         }
-        let f = console.frame(&session, "search");
+        let f = console.frame(session, "search");
         let t = f.t;
         let searched = !q.document.trim().is_empty() || !q.name.trim().is_empty();
         let mut refused = None;
@@ -1118,7 +1162,7 @@ pub async fn search(
         .render()?)
     }
     .await;
-    console.page(&session, result)
+    console.page(session, result)
 }
 
 #[derive(Debug, serde::Deserialize)]
