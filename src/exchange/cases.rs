@@ -18,6 +18,7 @@ use crate::domain::model::{CountryCode, parse_date};
 use crate::domain::validate::{ValidEnvelope, ValidationError};
 use crate::exchange::core::{Exchange, StoredMessage};
 use crate::exchange::error::ExchangeError;
+use crate::log::StoredEntry;
 use crate::pb;
 
 /// How deep a chain of references is followed: far beyond any real case, short of a loop.
@@ -235,7 +236,7 @@ impl Exchange {
                     continue;
                 }
                 let sharing = self
-                    .message_alone(sequence)?
+                    .message_alone(entry.clone())?
                     .envelope
                     .map(|envelope| envelope.handling.unwrap_or_default().onward_sharing)
                     .map(|s| pb::OnwardSharing::try_from(s).unwrap_or_default());
@@ -273,16 +274,30 @@ impl Exchange {
         self.case_of(sequence, true)
     }
 
+    /// [`Self::case_state_at`] for an entry the caller has read already (an event's), so that
+    /// it is not read again.
+    pub fn case_state_of(&self, stored: &StoredEntry) -> Result<Option<Case>, ExchangeError> {
+        self.case_from(stored.clone(), true)
+    }
+
     fn case_of(&self, sequence: u64, light: bool) -> Result<Option<Case>, ExchangeError> {
-        let log = self.log();
-        let Some(mut entry) = log.entry(sequence)? else {
+        let Some(entry) = self.log().entry(sequence)? else {
             return Err(ExchangeError::NotFound(format!("log entry {sequence}")));
         };
+        self.case_from(entry, light)
+    }
+
+    fn case_from(
+        &self,
+        mut entry: StoredEntry,
+        light: bool,
+    ) -> Result<Option<Case>, ExchangeError> {
+        let log = self.log();
         if entry.entry.message_kind == pb::MessageKind::StatisticsReport as i32 {
             return Ok(None);
         }
         // Up to the message that opened the case.
-        let mut root = sequence;
+        let mut root = entry.entry.sequence;
         for _ in 0..MAX_DEPTH {
             // A message names what it answers; a copy sent to a further peer, its first copy.
             let up = if entry.entry.reference.is_empty() {
@@ -303,27 +318,28 @@ impl Exchange {
                 _ => break,
             }
         }
-        // Down to every message that refers to it, at any depth.
-        let mut members = BTreeSet::from([root]);
+        // Down to every message that refers to it, at any depth; each entry is read once.
         let mut ids = vec![entry.entry.message_id.clone()];
+        let mut members = std::collections::BTreeMap::from([(root, entry)]);
         let mut seen_ids = BTreeSet::new();
         while let Some(id) = ids.pop() {
             if !seen_ids.insert(id.clone()) || seen_ids.len() > 10_000 {
                 continue;
             }
             for s in log.referencing(&id)? {
-                if members.insert(s)
+                if !members.contains_key(&s)
                     && let Some(e) = log.entry(s)?
                 {
-                    ids.push(e.entry.message_id);
+                    ids.push(e.entry.message_id.clone());
+                    members.insert(s, e);
                 }
             }
         }
         let messages = members
             .into_iter()
-            .map(|s| {
+            .map(|(s, entry)| {
                 if light {
-                    self.message_alone(s)
+                    self.message_alone(entry)
                 } else {
                     self.stored_message(s)
                 }
@@ -334,13 +350,10 @@ impl Exchange {
 
     /// A message's entry and what its case's state reads of its envelope (see [`CaseFields`]),
     /// without its receipt or delivery state.
-    fn message_alone(&self, sequence: u64) -> Result<StoredMessage, ExchangeError> {
-        let log = self.log();
-        let entry = log
-            .entry(sequence)?
-            .ok_or_else(|| ExchangeError::NotFound(format!("log entry {sequence}")))?;
-        let envelope = log
-            .content(sequence)?
+    fn message_alone(&self, entry: StoredEntry) -> Result<StoredMessage, ExchangeError> {
+        let envelope = self
+            .log()
+            .content(entry.entry.sequence)?
             .and_then(|c| <CaseFields as prost::Message>::decode(c.as_slice()).ok())
             .map(CaseFields::into_envelope);
         Ok(StoredMessage {

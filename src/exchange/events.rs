@@ -37,7 +37,7 @@ impl Exchange {
         };
         event.kind = match stored.kind() {
             pb::EntryKind::MessageReceived => {
-                if let Some(case) = self.case_state_at(e.sequence)? {
+                if let Some(case) = self.case_state_of(stored)? {
                     if let Some(this) = case
                         .messages
                         .iter()
