@@ -359,3 +359,48 @@ async fn a_watcher_that_stops_reading_is_told_it_fell_behind_and_resumes_without
     assert_eq!(envelope.message_id, format!("IDN-SLOW-{}", MANY + 9));
     pair.stop().await;
 }
+
+/// An event tells the case as it stood when its entry was written: read again after the case
+/// was answered, the alert's event still says what it said live.
+#[tokio::test]
+async fn an_event_read_again_later_says_what_it_said_live() {
+    let pair = start_pair().await;
+    use tokio_stream::StreamExt;
+    let mut idn = pair.client("idn", "operator");
+    let alert = example("idn/alert-trafficking-victim.json");
+    idn.send(alert.clone(), true).await.unwrap();
+    let mut khm = pair.client("khm", "operator");
+    let id = alert.message_id.clone();
+    let alert_event = |mut stream: tonic::Streaming<pb::Event>| {
+        let id = id.clone();
+        async move {
+            loop {
+                let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if event.message_id == id {
+                    return event;
+                }
+            }
+        }
+    };
+    let live = alert_event(khm.watch(pb::WatchRequest::default()).await.unwrap()).await;
+    let state = live.case.clone().unwrap();
+    assert!(!state.answered);
+    assert_eq!(state.status, pb::CaseStatus::Active as i32);
+
+    // KHM answers and closes the case; `case` says so.
+    let mut response = example("khm/response-closing.json");
+    response.reference = alert.message_id.clone();
+    khm.send(response, true).await.unwrap();
+    let now = khm.case(&alert.message_id).await.unwrap().state.unwrap();
+    assert!(now.answered);
+    assert_eq!(now.status, pb::CaseStatus::Closed as i32);
+
+    // The alert's event, read again from the start, is the event read live.
+    let again = alert_event(khm.watch(pb::WatchRequest::default()).await.unwrap()).await;
+    assert_eq!(again, live);
+    pair.stop().await;
+}

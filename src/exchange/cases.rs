@@ -274,25 +274,43 @@ impl Exchange {
         self.case_of(sequence, true)
     }
 
-    /// [`Self::case_state_at`] for an entry the caller has read already (an event's), so that
-    /// it is not read again.
-    pub fn case_state_of(&self, stored: &StoredEntry) -> Result<Option<Case>, ExchangeError> {
-        self.case_from(stored.clone(), true)
+    /// The state of the case of `stored`, an entry the caller has read already (an event's), as
+    /// it stood when that entry was written: only the case's messages logged up to it count,
+    /// and its time is the entry's. So an event read again later says what it said then.
+    pub fn case_state_as_of(&self, stored: &StoredEntry) -> Result<Option<Case>, ExchangeError> {
+        self.case_from(stored.clone(), true, Some(stored))
+    }
+
+    /// The state of the case of the message at `sequence`, as it stood when `stored` (a later
+    /// entry about it, such as a deadline's) was written.
+    pub fn case_state_at_entry(
+        &self,
+        sequence: u64,
+        stored: &StoredEntry,
+    ) -> Result<Option<Case>, ExchangeError> {
+        let Some(entry) = self.log().entry(sequence)? else {
+            return Err(ExchangeError::NotFound(format!("log entry {sequence}")));
+        };
+        self.case_from(entry, true, Some(stored))
     }
 
     fn case_of(&self, sequence: u64, light: bool) -> Result<Option<Case>, ExchangeError> {
         let Some(entry) = self.log().entry(sequence)? else {
             return Err(ExchangeError::NotFound(format!("log entry {sequence}")));
         };
-        self.case_from(entry, light)
+        self.case_from(entry, light, None)
     }
 
+    /// The case of `entry`: as it stands now, or, with `as_of`, as it stood when that entry was
+    /// written.
     fn case_from(
         &self,
         mut entry: StoredEntry,
         light: bool,
+        as_of: Option<&StoredEntry>,
     ) -> Result<Option<Case>, ExchangeError> {
         let log = self.log();
+        let until = as_of.map_or(u64::MAX, |e| e.entry.sequence);
         if entry.entry.message_kind == pb::MessageKind::StatisticsReport as i32 {
             return Ok(None);
         }
@@ -318,8 +336,14 @@ impl Exchange {
                 _ => break,
             }
         }
-        // Down to every message that refers to it, at any depth; each entry is read once.
-        let mut ids = vec![entry.entry.message_id.clone()];
+        // Down to every message that refers to it, at any depth; each entry is read once. A
+        // message that opens its case, as of its own entry, has nothing referring to it yet.
+        let opens_itself = root == until;
+        let mut ids = if opens_itself {
+            Vec::new()
+        } else {
+            vec![entry.entry.message_id.clone()]
+        };
         let mut members = std::collections::BTreeMap::from([(root, entry)]);
         let mut seen_ids = BTreeSet::new();
         while let Some(id) = ids.pop() {
@@ -327,7 +351,8 @@ impl Exchange {
                 continue;
             }
             for s in log.referencing(&id)? {
-                if !members.contains_key(&s)
+                if s <= until
+                    && !members.contains_key(&s)
                     && let Some(e) = log.entry(s)?
                 {
                     ids.push(e.entry.message_id.clone());
@@ -345,7 +370,11 @@ impl Exchange {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(self.settle(messages)?))
+        let now = match as_of {
+            Some(e) => crate::domain::model::from_micros(e.entry.recorded_at_micros),
+            None => self.log().now(),
+        };
+        Ok(Some(self.settle(messages, now)?))
     }
 
     /// A message's entry and what its case's state reads of its envelope (see [`CaseFields`]),
@@ -366,7 +395,11 @@ impl Exchange {
     }
 
     /// Status, version in effect and findings of a case's messages (in log order, root first).
-    fn settle(&self, messages: Vec<StoredMessage>) -> Result<Case, ExchangeError> {
+    fn settle(
+        &self,
+        messages: Vec<StoredMessage>,
+        now: time::OffsetDateTime,
+    ) -> Result<Case, ExchangeError> {
         let root = messages[0].clone();
         let root_sent = root.entry.kind() == pb::EntryKind::MessageSent;
         let mut ended = None;
@@ -404,7 +437,6 @@ impl Exchange {
         let valid_until = alert_of(in_effect)
             .map(|a| a.valid_until.clone())
             .unwrap_or_default();
-        let now = self.log().now();
         let status = ended.unwrap_or_else(|| match parse_date(&valid_until) {
             Ok(until) if until < now.date() => CaseStatus::Expired,
             _ => CaseStatus::Active,

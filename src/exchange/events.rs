@@ -37,7 +37,7 @@ impl Exchange {
         };
         event.kind = match stored.kind() {
             pb::EntryKind::MessageReceived => {
-                if let Some(case) = self.case_state_of(stored)? {
+                if let Some(case) = self.case_state_as_of(stored)? {
                     if let Some(this) = case
                         .messages
                         .iter()
@@ -56,7 +56,7 @@ impl Exchange {
             }
             pb::EntryKind::ReceiptReceived => pb::EventKind::ReceiptReceived,
             pb::EntryKind::Deadline => {
-                if let Some(case) = self.case_state_at(e.refers_to)? {
+                if let Some(case) = self.case_state_at_entry(e.refers_to, stored)? {
                     event.category = crate::exchange::cases::category_of(&case.root);
                     event.case = Some(case.state());
                 }
