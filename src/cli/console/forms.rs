@@ -1108,22 +1108,6 @@ fn posted_id(fields: &[(String, String)], sender: &str) -> String {
         .map_or_else(|| new_message_id(sender), str::to_owned)
 }
 
-/// Defaults for a new alert's handling: urgent, for law enforcement, shared onward only with
-/// the originator's consent (the protective choice for a possible victim).
-fn handling_defaults() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("handling.urgency".into(), "URGENCY_URGENT".into()),
-        (
-            "handling.distribution".into(),
-            "DISTRIBUTION_LAW_ENFORCEMENT".into(),
-        ),
-        (
-            "handling.onward_sharing".into(),
-            "ONWARD_SHARING_WITH_ORIGINATOR_CONSENT".into(),
-        ),
-    ])
-}
-
 fn render_page(
     console: &Console,
     session: &Session,
@@ -1138,35 +1122,119 @@ fn render_page(
 // ---------------------------------------------------------------------------------------------
 // A new alert and a new fraud notice
 
-/// The form for a new traveller alert.
-pub async fn alert_form(
-    State(console): State<Console>,
-    Extension(session): Extension<Session>,
-) -> Response {
+/// What a new message's form sends: an alert or a fraud notice.
+#[derive(Clone, Copy, Debug)]
+enum NewMessage {
+    Alert,
+    FraudNotice,
+}
+
+impl NewMessage {
+    fn groups(self) -> &'static [Group] {
+        match self {
+            Self::Alert => ALERT,
+            Self::FraudNotice => FRAUD_NOTICE,
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            Self::Alert => "/send/alert",
+            Self::FraudNotice => "/send/fraud",
+        }
+    }
+
+    /// The form, titled, with no values yet.
+    fn form(self, t: Labels<'_>, message_id: String) -> Filled {
+        Filled {
+            groups: self.groups(),
+            base: None,
+            title: t
+                .l(match self {
+                    Self::Alert => "new_alert",
+                    Self::FraudNotice => "new_fraud",
+                })
+                .to_owned(),
+            action: self.action().into(),
+            message_id,
+            lifecycle: String::new(),
+            values: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            general: Vec::new(),
+            submit: t.l("send").to_owned(),
+            context: String::new(),
+        }
+    }
+
+    /// The handling a new message starts with: an alert urgent and for law enforcement, a fraud
+    /// notice routine and for the immigration service; both shared onward only with the
+    /// originator's consent (the protective choice for a possible victim).
+    fn handling(self) -> BTreeMap<String, String> {
+        let (urgency, distribution) = match self {
+            Self::Alert => ("URGENCY_URGENT", "DISTRIBUTION_LAW_ENFORCEMENT"),
+            Self::FraudNotice => ("URGENCY_ROUTINE", "DISTRIBUTION_IMMIGRATION_SERVICE"),
+        };
+        BTreeMap::from([
+            ("handling.urgency".into(), urgency.into()),
+            ("handling.distribution".into(), distribution.into()),
+            (
+                "handling.onward_sharing".into(),
+                "ONWARD_SHARING_WITH_ORIGINATOR_CONSENT".into(),
+            ),
+        ])
+    }
+}
+
+/// The empty form for a new message of `kind`.
+fn new_form(console: &Console, session: &Session, kind: NewMessage) -> Response {
     let result = (|| {
         if !console.may().send {
             return Err(PageError::Forbidden);
         }
         let t = console.catalogue.labels(session.lang);
-        let html = console.render_form(
-            &session,
-            Filled {
-                groups: ALERT,
-                base: None,
-                title: t.l("new_alert").to_owned(),
-                action: "/send/alert".into(),
-                message_id: new_message_id(console.me.country.as_str()),
-                lifecycle: String::new(),
-                values: handling_defaults(),
-                errors: BTreeMap::new(),
-                general: Vec::new(),
-                submit: t.l("send").to_owned(),
-                context: String::new(),
-            },
-        )?;
+        let mut form = kind.form(t, new_message_id(console.me.country.as_str()));
+        form.values = kind.handling();
+        let html = console.render_form(session, form)?;
         Ok(axum::response::Html(html).into_response())
     })();
-    render_page(&console, &session, result)
+    render_page(console, session, result)
+}
+
+/// Sends a new message of `kind` from its posted form.
+async fn new_submit(
+    console: &Console,
+    session: &Session,
+    kind: NewMessage,
+    fields: &[(String, String)],
+) -> Response {
+    let result = async {
+        if !console.may().send {
+            return Err(PageError::Forbidden);
+        }
+        if !csrf_ok(session, fields) {
+            return Err(PageError::Csrf);
+        }
+        let t = console.catalogue.labels(session.lang);
+        let mut form = kind.form(t, posted_id(fields, console.me.country.as_str()));
+        form.values = posted(fields);
+        console
+            .send_form(session, form, |e| {
+                if let Some(Body::TravellerAlert(a)) = &mut e.body {
+                    a.lifecycle = pb::AlertLifecycle::Issue as i32;
+                }
+            })
+            .await
+    }
+    .await;
+    render_page(console, session, result)
+}
+
+/// The form for a new traveller alert.
+pub async fn alert_form(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+) -> Response {
+    new_form(&console, &session, NewMessage::Alert)
 }
 
 /// Sends a new traveller alert.
@@ -1175,37 +1243,7 @@ pub async fn alert_submit(
     Extension(session): Extension<Session>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let result = async {
-        if !console.may().send {
-            return Err(PageError::Forbidden);
-        }
-        if !csrf_ok(&session, &fields) {
-            return Err(PageError::Csrf);
-        }
-        let t = console.catalogue.labels(session.lang);
-        let form = Filled {
-            groups: ALERT,
-            base: None,
-            title: t.l("new_alert").to_owned(),
-            action: "/send/alert".into(),
-            message_id: posted_id(&fields, console.me.country.as_str()),
-            lifecycle: String::new(),
-            values: posted(&fields),
-            errors: BTreeMap::new(),
-            general: Vec::new(),
-            submit: t.l("send").to_owned(),
-            context: String::new(),
-        };
-        console
-            .send_form(&session, form, |e| {
-                if let Some(Body::TravellerAlert(a)) = &mut e.body {
-                    a.lifecycle = pb::AlertLifecycle::Issue as i32;
-                }
-            })
-            .await
-    }
-    .await;
-    render_page(&console, &session, result)
+    new_submit(&console, &session, NewMessage::Alert, &fields).await
 }
 
 /// The form for a new document-fraud notice.
@@ -1213,36 +1251,7 @@ pub async fn fraud_form(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
 ) -> Response {
-    let result = (|| {
-        if !console.may().send {
-            return Err(PageError::Forbidden);
-        }
-        let t = console.catalogue.labels(session.lang);
-        let mut values = handling_defaults();
-        values.insert("handling.urgency".into(), "URGENCY_ROUTINE".into());
-        values.insert(
-            "handling.distribution".into(),
-            "DISTRIBUTION_IMMIGRATION_SERVICE".into(),
-        );
-        let html = console.render_form(
-            &session,
-            Filled {
-                groups: FRAUD_NOTICE,
-                base: None,
-                title: t.l("new_fraud").to_owned(),
-                action: "/send/fraud".into(),
-                message_id: new_message_id(console.me.country.as_str()),
-                lifecycle: String::new(),
-                values,
-                errors: BTreeMap::new(),
-                general: Vec::new(),
-                submit: t.l("send").to_owned(),
-                context: String::new(),
-            },
-        )?;
-        Ok(axum::response::Html(html).into_response())
-    })();
-    render_page(&console, &session, result)
+    new_form(&console, &session, NewMessage::FraudNotice)
 }
 
 /// Sends a new document-fraud notice.
@@ -1251,31 +1260,7 @@ pub async fn fraud_submit(
     Extension(session): Extension<Session>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let result = async {
-        if !console.may().send {
-            return Err(PageError::Forbidden);
-        }
-        if !csrf_ok(&session, &fields) {
-            return Err(PageError::Csrf);
-        }
-        let t = console.catalogue.labels(session.lang);
-        let form = Filled {
-            groups: FRAUD_NOTICE,
-            base: None,
-            title: t.l("new_fraud").to_owned(),
-            action: "/send/fraud".into(),
-            message_id: posted_id(&fields, console.me.country.as_str()),
-            lifecycle: String::new(),
-            values: posted(&fields),
-            errors: BTreeMap::new(),
-            general: Vec::new(),
-            submit: t.l("send").to_owned(),
-            context: String::new(),
-        };
-        console.send_form(&session, form, |_| {}).await
-    }
-    .await;
-    render_page(&console, &session, result)
+    new_submit(&console, &session, NewMessage::FraudNotice, &fields).await
 }
 
 // ---------------------------------------------------------------------------------------------
