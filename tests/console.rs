@@ -783,6 +783,18 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         ));
         let svg = b.source();
         assert!(svg.contains("<svg") && svg.contains("2025-04"), "the chart");
+        // As the statistics page asks for it: with the countries it found.
+        b.go(&format!("{khm}/statistics"));
+        let src = b.call(
+            "GET",
+            &format!("/element/{}/attribute/src", b.find("p.chart img")),
+            None,
+        );
+        assert!(src.as_str().unwrap().contains("countries=IDN%2CKHM"), "{src}");
+        b.go(&format!(
+            "{khm}/statistics/chart.svg?counter=departures_postponed&granularity=month&countries=IDN,KHM"
+        ));
+        assert!(b.source().contains("2025-03"), "the chart for the countries named");
 
         // IDN updates its alert from the form filled with the version in effect, then
         // withdraws it.

@@ -713,7 +713,6 @@ fn envelope_json(
             Input::Instant if raw.len() == 19 && !raw.ends_with('Z') => {
                 Value::String(format!("{raw}Z"))
             }
-            Input::Long if spec.path.ends_with("mrz") => Value::String(raw.replace("\r\n", "\n")),
             _ => Value::String(raw.replace("\r\n", "\n")),
         };
         put(&mut root, spec.path, value);

@@ -1282,6 +1282,10 @@ pub struct StatisticsQuery {
     counter: String,
     #[serde(default)]
     granularity: String,
+    /// The chart's countries, as the statistics page found them (comma-separated), so that the
+    /// chart does not look for them again.
+    #[serde(default)]
+    countries: String,
 }
 
 /// A statistics report in the history.
@@ -1306,6 +1310,8 @@ struct StatisticsPage<'a> {
     counter: String,
     monthly: bool,
     chart: bool,
+    /// The countries with reports, for the chart's address.
+    countries: String,
 }
 
 fn granularity(q: &StatisticsQuery) -> crate::cli::render::Granularity {
@@ -1317,9 +1323,8 @@ fn granularity(q: &StatisticsQuery) -> crate::cli::render::Granularity {
 }
 
 impl Console {
-    /// Every statistics report this node holds: its own, and those of each country that sent
-    /// it one.
-    async fn statistics_records(&self) -> Result<Vec<pb::StatisticsRecord>, PageError> {
+    /// The countries whose reports this node holds: its own, and each that sent it one.
+    async fn reporting_countries(&self) -> Result<Vec<String>, PageError> {
         let mut client = self.client.clone();
         let received = client
             .inbox(pb::InboxRequest {
@@ -1337,12 +1342,21 @@ impl Console {
         countries.push(self.me.country.to_string());
         countries.sort();
         countries.dedup();
+        Ok(countries)
+    }
+
+    /// Every statistics report of `countries` this node holds.
+    async fn statistics_records(
+        &self,
+        countries: &[String],
+    ) -> Result<Vec<pb::StatisticsRecord>, PageError> {
+        let mut client = self.client.clone();
         let mut records = Vec::new();
         for country in countries {
             records.extend(
                 client
                     .statistics(pb::StatisticsRequest {
-                        country,
+                        country: country.clone(),
                         period: None,
                     })
                     .await?
@@ -1365,7 +1379,8 @@ pub async fn statistics(
         }
         let f = console.frame(&session, "statistics");
         let t = f.t;
-        let records = console.statistics_records().await?;
+        let countries = console.reporting_countries().await?;
+        let records = console.statistics_records(&countries).await?;
         let mut counters: Vec<String> = records
             .iter()
             .filter_map(|r| r.report.as_ref())
@@ -1425,6 +1440,7 @@ pub async fn statistics(
                 })
                 .collect(),
             monthly: granularity(&q) == crate::cli::render::Granularity::Month,
+            countries: countries.join(","),
             counter,
             reports,
             f,
@@ -1446,7 +1462,23 @@ pub async fn chart(
             .page(&session, Err(PageError::Forbidden))
             .into_response();
     }
-    let records = match console.statistics_records().await {
+    let countries = if q.countries.is_empty() {
+        console.reporting_countries().await
+    } else {
+        q.countries
+            .split(',')
+            .map(|c| {
+                c.parse::<crate::domain::model::CountryCode>()
+                    .map(|c| c.to_string())
+                    .map_err(|_| PageError::BadRequest("countries: not country codes".into()))
+            })
+            .collect()
+    };
+    let records = match countries {
+        Ok(countries) => console.statistics_records(&countries).await,
+        Err(e) => Err(e),
+    };
+    let records = match records {
         Ok(r) => r,
         Err(e) => return console.page(&session, Err(e)).into_response(),
     };
