@@ -31,9 +31,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A client that opens a connection for each request: a refusal may close its connection,
+/// which a pooled connection would only find out on the request after it.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_idle_connections(0)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(60)))
         .build()
@@ -183,6 +186,25 @@ impl Browser {
         self.call("POST", &format!("/element/{id}/click"), None);
     }
 
+    /// Clicks what submits a form or follows a link, and returns once the page it leads to has
+    /// replaced this one: a click returns when the browser has taken it, which may be before
+    /// the next page is there.
+    fn follow(&self, css: &str) {
+        let page = self.find("html");
+        self.click(css);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self
+            .try_call("GET", &format!("/element/{page}/name"), None)
+            .is_ok()
+        {
+            if Instant::now() > deadline {
+                self.screenshot("failure");
+                panic!("{css} led to no new page from {}", self.url());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn type_in(&self, name: &str, text: &str) {
         let id = self.find(&format!("[name='{name}']"));
         self.call("POST", &format!("/element/{id}/clear"), None);
@@ -314,7 +336,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
 
         // The alert form, filled in as a tired officer might: no family name, a date of birth
         // in the wrong order, a country code in lower case, and a broken MRZ check digit.
-        b.click("a[href='/send/alert']");
+        b.follow("a[href='/send/alert']");
         b.type_in("receiver", "khm");
         b.choose(
             "traveller_alert.category",
@@ -352,7 +374,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
             "traveller_alert.indicators[0].detail",
             "Job advert seen on a social-media page.",
         );
-        b.click("#submit");
+        b.follow("#submit");
         // Every mistake the console can see is shown at once, at its field; the code is
         // taken in capitals.
         b.shows("#traveller_alert-person-family_name-error", "is required");
@@ -369,7 +391,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
         );
         b.type_in("traveller_alert.person.family_name", "SUKARNI");
         b.type_in("traveller_alert.person.date_of_birth", "2001-03-14");
-        b.click("#submit");
+        b.follow("#submit");
         b.shows("#traveller_alert-documents-0--mrz-error", "check digit");
         assert!(
             b.try_find(".field.invalid #traveller_alert-documents-0--mrz")
@@ -392,7 +414,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
 
         // Corrected, it is sent; the console shows the sent message.
         b.type_in("traveller_alert.documents[0].mrz", &mrz(MRZ_LINE_2));
-        b.click("#submit");
+        b.follow("#submit");
         let url = b.url();
         let id = url.rsplit('/').next().unwrap().to_owned();
         assert!(url.contains("/message/IDN-"), "{url}");
@@ -403,7 +425,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
         b.go(&khm_link);
         b.wait_for(&format!("http://{khm_addr}/inbox"), "#messages", &id);
         b.screenshot("khm-inbox");
-        b.click(&format!("a[href='/message/{id}']"));
+        b.follow(&format!("a[href='/message/{id}']"));
         let page = b.source();
         assert!(
             page.contains("SUKARNI") && page.contains("សុខា"),
@@ -411,7 +433,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
         );
         assert!(b.text("main").contains("Locate and protect"));
         b.screenshot("khm-alert");
-        b.click("#respond");
+        b.follow("#respond");
         b.choose("case_response.status", "RESPONSE_STATUS_LOCATED");
         b.type_in(
             "case_response.details",
@@ -432,7 +454,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
             "Referred to victim services",
         );
         b.screenshot("khm-response-form");
-        b.click("#submit");
+        b.follow("#submit");
         if !b.url().contains("/message/KHM-") {
             b.find("#no-such-element-the-answer-was-not-sent");
         }
@@ -452,7 +474,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
 
         // Bahasa Indonesia, chosen in the page.
         b.choose("lang", "id");
-        b.click("form.lang button");
+        b.follow("form.lang button");
         b.shows("nav.menu", "Kotak masuk");
         b.shows("#case-status", "sudah dijawab");
         b.screenshot("idn-case-answered-id");
@@ -466,7 +488,7 @@ async fn an_alert_is_sent_answered_and_seen_answered_through_the_consoles() {
             "no send form for an auditor"
         );
         b.go(&format!("{}/verify", auditor_base(&auditor_link)));
-        b.click("#verify");
+        b.follow("#verify");
         b.shows("#verdict", "whole");
         b.screenshot("auditor-verify");
         b.go(&format!("{}/log", auditor_base(&auditor_link)));
@@ -636,7 +658,7 @@ async fn the_console_refuses_what_does_not_come_from_its_own_pages() {
         b.type_in("traveller_alert.person.date_of_birth", "2001-03-14");
         b.choose("traveller_alert.person.sex", "SEX_FEMALE");
         b.type_in("traveller_alert.person.nationalities", "IDN");
-        b.click("#submit");
+        b.follow("#submit");
         b.shows("#form-refusals", "did not answer");
         let value = |name: &str| {
             b.call(
@@ -740,7 +762,7 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         // searched for stays out of the address.
         b.go(&format!("{khm}/search"));
         b.type_in("document", "X2217845");
-        b.click("form.filters button");
+        b.follow("form.filters button");
         b.shows("#hits", &id);
         assert!(!b.url().contains("X2217845"), "{}", b.url());
         assert!(
@@ -752,7 +774,7 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         b.go(&format!("{khm}/search"));
         b.type_in("name", "SARI WULANDARI");
         b.type_in("born", "2001");
-        b.click("form.filters button");
+        b.follow("form.filters button");
         b.shows("#hits", &id);
         // The whole zone, pasted as a reader gives it.
         b.go(&format!("{khm}/search"));
@@ -760,11 +782,11 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
             "document",
             "P<IDNWULANDARI<<SARI<<<<<<<<<<<<<<<<<<<<<<<<\nX2217845<8IDN0103141F3401099<<<<<<<<<<<<<<<4",
         );
-        b.click("form.filters button");
+        b.follow("form.filters button");
         b.shows("#hits", &id);
         // A date of birth the node cannot read is said by the form, which stays.
         b.type_in("born", "14/03/2001");
-        b.click("form.filters button");
+        b.follow("form.filters button");
         b.shows("#search-refused", "born");
         assert!(b.try_find("textarea#document").is_some());
         // The active cases, and the inbox filtered by kind.
@@ -818,14 +840,14 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
             "Seen at Poipet on 2025-05-01; still in danger.",
         );
         b.screenshot("idn-update-form");
-        b.click("#submit");
+        b.follow("#submit");
         b.shows("#timeline", "Updated");
         b.go(&format!("{idn_base}/message/{id}/change?to=withdraw"));
         b.type_in(
             "traveller_alert.summary",
             "She returned home with the embassy's help.",
         );
-        b.click("#submit");
+        b.follow("#submit");
         b.shows("#case-status", "withdrawn");
         // An ended case cannot be changed again.
         b.go(&format!("{idn_base}/message/{id}/change?to=update"));
@@ -859,10 +881,10 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         );
         b.choose("document_fraud_notice.presented_by.sex", "SEX_MALE");
         b.type_in("document_fraud_notice.presented_by.nationalities", "KHM");
-        b.click("#submit");
+        b.follow("#submit");
         b.shows("#form-refusals", "THA");
         b.type_in("receiver", "KHM");
-        b.click("#submit");
+        b.follow("#submit");
         b.shows("h1", "IDN-");
         let page = b.source();
         assert!(
@@ -877,11 +899,11 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         assert!(b.try_find("a[href='/inbox']").is_none());
         // The case is withdrawn now: left out, unless ended cases are asked for.
         b.type_in("document", "X2217845");
-        b.click("form.filters button");
+        b.follow("form.filters button");
         b.shows("main", "No message matches");
         b.type_in("document", "X2217845");
         b.click("input[name='all']");
-        b.click("form.filters button");
+        b.follow("form.filters button");
         b.shows("#hits", &id);
         b.shows("#hits", "withdrawn");
         assert!(
@@ -902,7 +924,7 @@ async fn search_cases_statistics_changes_and_each_role_s_pages_work_in_the_brows
         b.go(&format!("http://{auditor_addr}/log?from=1"));
         b.shows("#entries", &id);
         b.screenshot("khm-auditor-log");
-        b.click("a[href='/checkpoints']");
+        b.follow("a[href='/checkpoints']");
         b.shows("#checkpoints", "peer checkpoint witnessed");
         b.screenshot("khm-auditor-checkpoints");
         // The export: every entry as CSV, a download, without content.

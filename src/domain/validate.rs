@@ -226,10 +226,10 @@ pub mod bounds {
     pub const EXCHANGED: usize = 6;
 }
 
-fn at_most<T>(field: &str, items: &[T], max: usize) -> Result<()> {
+fn at_most<T>(field: impl std::fmt::Display, items: &[T], max: usize) -> Result<()> {
     if items.len() > max {
         return Err(ValidationError::new(
-            field,
+            field.to_string(),
             format!("{} entries, more than the limit of {max}", items.len()),
         ));
     }
@@ -269,7 +269,7 @@ fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
     }
     at_most("traveller_alert.documents", &a.documents, bounds::DOCUMENTS)?;
     for (i, d) in a.documents.iter().enumerate() {
-        document(&format!("traveller_alert.documents[{i}]"), d)?;
+        document(format_args!("traveller_alert.documents[{i}]"), d)?;
     }
     if let Some(route) = &a.route {
         at_most(
@@ -278,7 +278,10 @@ fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
             bounds::TRANSIT_COUNTRIES,
         )?;
         for (i, c) in route.transit_countries.iter().enumerate() {
-            country(&format!("traveller_alert.route.transit_countries[{i}]"), c)?;
+            country(
+                format_args!("traveller_alert.route.transit_countries[{i}]"),
+                c,
+            )?;
         }
         optional(&route.destination_country, |c| {
             country("traveller_alert.route.destination_country", c)
@@ -301,8 +304,13 @@ fn alert(a: &pb::TravellerAlert, has_reference: bool) -> Result<()> {
     )?;
     for (i, indicator) in a.indicators.iter().enumerate() {
         let field = format!("traveller_alert.indicators[{i}]");
-        enumeration::<pb::IndicatorCode>(&format!("{field}.code"), indicator.code)?;
-        text(&format!("{field}.detail"), &indicator.detail, 1000, false)?;
+        enumeration::<pb::IndicatorCode>(format_args!("{field}.code"), indicator.code)?;
+        text(
+            format_args!("{field}.detail"),
+            &indicator.detail,
+            1000,
+            false,
+        )?;
     }
     text("traveller_alert.summary", &a.summary, 4000, false)?;
     Ok(())
@@ -411,7 +419,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
             ));
         }
         at_most(
-            &format!("{field}.breakdown"),
+            format_args!("{field}.breakdown"),
             &c.breakdown,
             bounds::BREAKDOWN,
         )?;
@@ -419,7 +427,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
             let mut sum: u64 = 0;
             for (j, b) in c.breakdown.iter().enumerate() {
                 text(
-                    &format!("{field}.breakdown[{j}].location"),
+                    format_args!("{field}.breakdown[{j}].location"),
                     &b.location,
                     200,
                     true,
@@ -454,7 +462,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
         }
         if !seen.insert((x.kind, x.direction)) {
             return Err(ValidationError::new(
-                field,
+                field.to_string(),
                 "this kind and direction appear twice",
             ));
         }
@@ -468,17 +476,27 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
     Ok(())
 }
 
-fn person(field: &str, p: &pb::Person) -> Result<()> {
-    text(&format!("{field}.family_name"), &p.family_name, 200, true)?;
-    text(&format!("{field}.given_names"), &p.given_names, 200, false)?;
-    let born = date(&format!("{field}.date_of_birth"), &p.date_of_birth)?;
+fn person(field: impl std::fmt::Display + Copy, p: &pb::Person) -> Result<()> {
+    text(
+        format_args!("{field}.family_name"),
+        &p.family_name,
+        200,
+        true,
+    )?;
+    text(
+        format_args!("{field}.given_names"),
+        &p.given_names,
+        200,
+        false,
+    )?;
+    let born = date(format_args!("{field}.date_of_birth"), &p.date_of_birth)?;
     if born > time::OffsetDateTime::now_utc().date() {
         return Err(ValidationError::new(
             format!("{field}.date_of_birth"),
             "is in the future",
         ));
     }
-    enumeration::<pb::Sex>(&format!("{field}.sex"), p.sex)?;
+    enumeration::<pb::Sex>(format_args!("{field}.sex"), p.sex)?;
     if p.nationalities.is_empty() {
         return Err(ValidationError::new(
             format!("{field}.nationalities"),
@@ -486,22 +504,22 @@ fn person(field: &str, p: &pb::Person) -> Result<()> {
         ));
     }
     at_most(
-        &format!("{field}.nationalities"),
+        format_args!("{field}.nationalities"),
         &p.nationalities,
         bounds::NATIONALITIES,
     )?;
     for (i, n) in p.nationalities.iter().enumerate() {
-        country(&format!("{field}.nationalities[{i}]"), n)?;
+        country(format_args!("{field}.nationalities[{i}]"), n)?;
     }
     text(
-        &format!("{field}.place_of_birth"),
+        format_args!("{field}.place_of_birth"),
         &p.place_of_birth,
         200,
         false,
     )?;
-    at_most(&format!("{field}.aliases"), &p.aliases, bounds::ALIASES)?;
+    at_most(format_args!("{field}.aliases"), &p.aliases, bounds::ALIASES)?;
     for (i, a) in p.aliases.iter().enumerate() {
-        text(&format!("{field}.aliases[{i}]"), a, 200, true)?;
+        text(format_args!("{field}.aliases[{i}]"), a, 200, true)?;
     }
     Ok(())
 }
@@ -515,12 +533,12 @@ fn encounter(status: i32, e: &pb::Encounter) -> Result<()> {
     ];
     if !found.contains(&status) {
         return Err(ValidationError::new(
-            field,
+            field.to_string(),
             "is reported only with a response of MATCH_FOUND or LOCATED",
         ));
     }
-    text(&format!("{field}.place"), &e.place, 200, true)?;
-    country(&format!("{field}.country"), &e.country)?;
+    text(format_args!("{field}.place"), &e.place, 200, true)?;
+    country(format_args!("{field}.country"), &e.country)?;
     if e.encountered_at.is_empty() {
         return Err(ValidationError::new(
             format!("{field}.encountered_at"),
@@ -544,13 +562,13 @@ fn encounter(status: i32, e: &pb::Encounter) -> Result<()> {
         ));
     }
     text(
-        &format!("{field}.action_taken"),
+        format_args!("{field}.action_taken"),
         &e.action_taken,
         1000,
         false,
     )?;
     text(
-        &format!("{field}.action_not_taken_reason"),
+        format_args!("{field}.action_not_taken_reason"),
         &e.action_not_taken_reason,
         1000,
         false,
@@ -564,8 +582,8 @@ fn encounter(status: i32, e: &pb::Encounter) -> Result<()> {
     Ok(())
 }
 
-fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
-    enumeration::<pb::DocumentType>(&format!("{field}.type"), d.r#type)?;
+fn document(field: impl std::fmt::Display + Copy, d: &pb::TravelDocument) -> Result<()> {
+    enumeration::<pb::DocumentType>(format_args!("{field}.type"), d.r#type)?;
     let number_ok = (1..=20).contains(&d.number.len())
         && d.number
             .bytes()
@@ -576,9 +594,13 @@ fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
             "is not a document number (1 to 20 of A-Z 0-9)",
         ));
     }
-    country(&format!("{field}.issuing_state"), &d.issuing_state)?;
-    optional(&d.issue_date, |v| date(&format!("{field}.issue_date"), v))?;
-    optional(&d.expiry_date, |v| date(&format!("{field}.expiry_date"), v))?;
+    country(format_args!("{field}.issuing_state"), &d.issuing_state)?;
+    optional(&d.issue_date, |v| {
+        date(format_args!("{field}.issue_date"), v)
+    })?;
+    optional(&d.expiry_date, |v| {
+        date(format_args!("{field}.expiry_date"), v)
+    })?;
     if !d.mrz.is_empty() {
         // Stored as both sides hash it and search reads it: the zone's own alphabet, its
         // lines separated by one line feed, nothing around it.
@@ -615,19 +637,22 @@ fn document(field: &str, d: &pb::TravelDocument) -> Result<()> {
     Ok(())
 }
 
-fn country(field: &str, value: &str) -> Result<CountryCode> {
+fn country(field: impl std::fmt::Display, value: &str) -> Result<CountryCode> {
     if value.is_empty() {
-        return Err(ValidationError::new(field, "is required"));
+        return Err(ValidationError::new(field.to_string(), "is required"));
     }
-    value.parse().map_err(|e| ValidationError::new(field, e))
+    value
+        .parse()
+        .map_err(|e| ValidationError::new(field.to_string(), e))
 }
 
-fn date(field: &str, value: &str) -> Result<time::Date> {
+fn date(field: impl std::fmt::Display, value: &str) -> Result<time::Date> {
     if value.is_empty() {
-        return Err(ValidationError::new(field, "is required"));
+        return Err(ValidationError::new(field.to_string(), "is required"));
     }
     // The value is not quoted: it may be a date of birth, and reasons reach logs and the peer.
-    parse_date(value).map_err(|_| ValidationError::new(field, "is not a date (YYYY-MM-DD)"))
+    parse_date(value)
+        .map_err(|_| ValidationError::new(field.to_string(), "is not a date (YYYY-MM-DD)"))
 }
 
 fn optional<T>(value: &str, check: impl FnOnce(&str) -> Result<T>) -> Result<()> {
@@ -637,31 +662,42 @@ fn optional<T>(value: &str, check: impl FnOnce(&str) -> Result<T>) -> Result<()>
     Ok(())
 }
 
-fn text(field: &str, value: &str, max_chars: usize, required: bool) -> Result<()> {
+fn text(
+    field: impl std::fmt::Display,
+    value: &str,
+    max_chars: usize,
+    required: bool,
+) -> Result<()> {
     if required && value.trim().is_empty() {
-        return Err(ValidationError::new(field, "is required"));
+        return Err(ValidationError::new(field.to_string(), "is required"));
     }
     let chars = value.chars().count();
     if chars > max_chars {
         return Err(ValidationError::new(
-            field,
+            field.to_string(),
             format!("{chars} characters, more than the limit of {max_chars}"),
         ));
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ValidationError::new(field, "contains control characters"));
+        return Err(ValidationError::new(
+            field.to_string(),
+            "contains control characters",
+        ));
     }
     Ok(())
 }
 
-fn enumeration<E>(field: &str, value: i32) -> Result<E>
+fn enumeration<E>(field: impl std::fmt::Display, value: i32) -> Result<E>
 where
     E: TryFrom<i32> + Default + PartialEq,
 {
     match E::try_from(value) {
         Ok(e) if e != E::default() => Ok(e),
-        Ok(_) => Err(ValidationError::new(field, "is required")),
-        Err(_) => Err(ValidationError::new(field, "is not a known value")),
+        Ok(_) => Err(ValidationError::new(field.to_string(), "is required")),
+        Err(_) => Err(ValidationError::new(
+            field.to_string(),
+            "is not a known value",
+        )),
     }
 }
 

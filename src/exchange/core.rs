@@ -1003,18 +1003,14 @@ impl Exchange {
         }
         // Held to the agreement only if it is new: a retry of what this node stored under an
         // earlier agreement gets its receipt, so that both sides keep agreeing on what passed.
-        let stored_before = self
-            .inner
-            .log
-            .received(caller, valid.message_id.as_str())
-            .ok()
-            .flatten()
-            .is_some();
-        let accepted = self
+        let refused = self
             .trust(caller)
-            .filter(|_| !stored_before)
-            .and_then(|t| t.agreement.accept.refuses_envelope(&valid.envelope));
-        if let Some(reason) = accepted {
+            .and_then(|t| t.agreement.accept.refuses_envelope(&valid.envelope))
+            .filter(|_| {
+                let stored_before = self.inner.log.received(caller, valid.message_id.as_str());
+                !matches!(stored_before, Ok(Some(_)))
+            });
+        if let Some(reason) = refused {
             let reason = format!(
                 "outside the agreement with {caller}: what this node accepts from {caller} {reason}"
             );

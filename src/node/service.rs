@@ -162,7 +162,7 @@ impl PeerService for PeerApi {
                     return;
                 }
                 limiter.pace(peer).await;
-                let id = pb::Envelope::decode(request.envelope.as_slice())
+                let id = EnvelopeId::decode(request.envelope.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
                 let queued =
@@ -475,6 +475,14 @@ fn read_events(
         last = stored.entry.sequence;
     }
     Ok((events, last))
+}
+
+/// An envelope's message id alone, which a stream's refusal names: decoding it skips the rest
+/// of the envelope rather than copying every field.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EnvelopeId {
+    #[prost(string, tag = "1")]
+    message_id: String,
 }
 
 /// Envelopes of one stream whose log writes may be queued before the first is answered.
