@@ -13,6 +13,10 @@
 //!
 //! Run without `--bench` (as `cargo test` does) it only checks that it builds.
 
+/// The node's own allocator, so that what is measured here is what the node runs.
+#[global_allocator]
+static ALLOCATOR: focalpoint::node::allocator::Allocator = focalpoint::node::allocator::Allocator;
+
 use std::time::{Duration, Instant};
 
 use focalpoint::domain::model::CountryCode;

@@ -6,6 +6,10 @@
 //! (`FOCALPOINT_BENCH_PROCESS_MESSAGES`, default 1,000,000; 0 leaves it out). Run without
 //! `--bench` (as `cargo test` does) it only checks that it builds.
 
+/// The node's own allocator, so that what is measured here is what the node runs.
+#[global_allocator]
+static ALLOCATOR: focalpoint::node::allocator::Allocator = focalpoint::node::allocator::Allocator;
+
 mod common;
 
 use std::path::Path;

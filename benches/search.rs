@@ -13,6 +13,10 @@
 //!
 //! Run without `--bench` (as `cargo test` does) it only checks that it builds.
 
+/// The node's own allocator, so that what is measured here is what the node runs.
+#[global_allocator]
+static ALLOCATOR: focalpoint::node::allocator::Allocator = focalpoint::node::allocator::Allocator;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use focalpoint::cli::commands::{self, Cli, exit};
 
+#[global_allocator]
+static ALLOCATOR: focalpoint::node::allocator::Allocator = focalpoint::node::allocator::Allocator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     commands::init_tracing(&cli.command);

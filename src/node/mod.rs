@@ -1,6 +1,7 @@
 //! A running node: configuration, the two TLS listeners and their limits, the gRPC adapters
 //! with the one mapping to gRPC status, delivery to each peer, and the metrics listener.
 
+pub mod allocator;
 pub mod config;
 pub mod delivery;
 pub mod limits;
