@@ -1583,65 +1583,87 @@ impl ExchangeLog {
             problem: Problem::Unreadable(e),
         })?;
         let tree = &store.tree;
-        for kv in tree.scan_prefix([key::ENTRY]) {
-            let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
-            let (k, v) = kv.map_err(|e| bad(expected, e.into()))?;
-            let stored = key::tail_seq(&k).unwrap_or(0);
-            if stored != expected {
-                return Err(bad(expected, Problem::Missing { next: stored }));
+        // One thread reads the entries in order while this one checks them: reading and
+        // checking each take about as long, and an audit has the machine to itself.
+        std::thread::scope(|scope| {
+            let (chunks, scanned) =
+                mpsc::sync_channel::<Vec<sled::Result<(sled::IVec, sled::IVec)>>>(4);
+            scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+                for kv in tree.scan_prefix([key::ENTRY]) {
+                    let failed = kv.is_err();
+                    chunk.push(kv);
+                    if chunk.len() == SCAN_CHUNK || failed {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK));
+                        // The checker stopped at a bad entry, or the scan cannot go on.
+                        if chunks.send(full).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+                let _ = chunks.send(chunk);
+            });
+            for kv in scanned.into_iter().flatten() {
+                let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
+                let (k, v) = kv.map_err(|e| bad(expected, e.into()))?;
+                let stored = key::tail_seq(&k).unwrap_or(0);
+                if stored != expected {
+                    return Err(bad(expected, Problem::Missing { next: stored }));
+                }
+                let view =
+                    record::View::parse(&v).map_err(|e| bad(expected, Problem::Record(e)))?;
+                let entry = link(expected, &previous, view.entry)?;
+                let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
+                if kind == pb::EntryKind::Unspecified {
+                    // Stored data is never read as a default: an entry of no known kind is wrong.
+                    return Err(bad(expected, Problem::UnknownKind(entry.kind)));
+                }
+                let content = self
+                    .checked_content(tree, &entry, kind, &view)
+                    .map_err(|problem| bad(expected, problem))?;
+                let issued = if kind == pb::EntryKind::MessageReceived {
+                    issued_of(tree, expected, &view, Some(&self.inner.batches))
+                        .map_err(|e| bad(expected, Problem::Unreadable(e)))?
+                } else {
+                    Issued::None
+                };
+                let hash = entry_hash(view.entry);
+                check(&Checked {
+                    entry: &entry,
+                    hash,
+                    content: content.bytes.as_deref(),
+                    sealed: content.sealed,
+                    redacted: content.redacted,
+                    issued_receipt: match &issued {
+                        Issued::Signed(signed) => Some(signed),
+                        _ => None,
+                    },
+                    issued_in_batch: match &issued {
+                        Issued::InBatch {
+                            receipt,
+                            index,
+                            batch,
+                        } => Some(receipt::InBatch {
+                            receipt,
+                            index: *index,
+                            batch: &batch.signed,
+                            certificate: &batch.certificate,
+                        }),
+                        _ => None,
+                    },
+                    unsigned_receipt: match &issued {
+                        Issued::Unsigned(receipt) => Some(receipt),
+                        _ => None,
+                    },
+                })
+                .map_err(|problem| bad(expected, Problem::Check(Box::new(problem))))?;
+                previous = hash;
+                expected += 1;
             }
-            let view = record::View::parse(&v).map_err(|e| bad(expected, Problem::Record(e)))?;
-            let entry = link(expected, &previous, view.entry)?;
-            let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
-            if kind == pb::EntryKind::Unspecified {
-                // Stored data is never read as a default: an entry of no known kind is wrong.
-                return Err(bad(expected, Problem::UnknownKind(entry.kind)));
-            }
-            let content = self
-                .checked_content(tree, &entry, kind, &view)
-                .map_err(|problem| bad(expected, problem))?;
-            let issued = if kind == pb::EntryKind::MessageReceived {
-                issued_of(tree, expected, &view, Some(&self.inner.batches))
-                    .map_err(|e| bad(expected, Problem::Unreadable(e)))?
-            } else {
-                Issued::None
-            };
-            let hash = entry_hash(view.entry);
-            check(&Checked {
-                entry: &entry,
-                hash,
-                content: content.bytes.as_deref(),
-                sealed: content.sealed,
-                redacted: content.redacted,
-                issued_receipt: match &issued {
-                    Issued::Signed(signed) => Some(signed),
-                    _ => None,
-                },
-                issued_in_batch: match &issued {
-                    Issued::InBatch {
-                        receipt,
-                        index,
-                        batch,
-                    } => Some(receipt::InBatch {
-                        receipt,
-                        index: *index,
-                        batch: &batch.signed,
-                        certificate: &batch.certificate,
-                    }),
-                    _ => None,
-                },
-                unsigned_receipt: match &issued {
-                    Issued::Unsigned(receipt) => Some(receipt),
-                    _ => None,
-                },
-            })
-            .map_err(|problem| bad(expected, Problem::Check(Box::new(problem))))?;
-            previous = hash;
-            expected += 1;
-        }
-        let last = expected - 1;
-        check_tail(tree, last)?;
-        Ok(last)
+            let last = expected - 1;
+            check_tail(tree, last)?;
+            Ok(last)
+        })
     }
 
     /// The content of `entry` as verification checks it: against its sealed digest and, with
@@ -2366,6 +2388,9 @@ impl Writer {
         Ok(())
     }
 }
+
+/// Entries that verification's reading thread hands its checking thread at a time.
+const SCAN_CHUNK: usize = 256;
 
 /// A small durable write beside the chain: whether the store takes writes again.
 fn probe(store: &Store) -> Result<(), LogError> {
