@@ -1,6 +1,8 @@
 //! Turns raw envelopes into [`ValidEnvelope`]s: every field checked once, here, with an error
 //! that names the field. Nothing downstream re-checks or sees an unchecked envelope.
 
+use std::fmt::Display;
+
 use prost::Message;
 
 use crate::domain::model::{CountryCode, Digest, MessageId, parse_date, parse_instant};
@@ -226,7 +228,7 @@ pub mod bounds {
     pub const EXCHANGED: usize = 6;
 }
 
-fn at_most<T>(field: impl std::fmt::Display, items: &[T], max: usize) -> Result<()> {
+fn at_most<T>(field: impl Display, items: &[T], max: usize) -> Result<()> {
     if items.len() > max {
         return Err(ValidationError::new(
             field.to_string(),
@@ -476,7 +478,7 @@ fn statistics(r: &pb::StatisticsReport) -> Result<()> {
     Ok(())
 }
 
-fn person(field: impl std::fmt::Display + Copy, p: &pb::Person) -> Result<()> {
+fn person(field: impl Display + Copy, p: &pb::Person) -> Result<()> {
     text(
         format_args!("{field}.family_name"),
         &p.family_name,
@@ -582,7 +584,7 @@ fn encounter(status: i32, e: &pb::Encounter) -> Result<()> {
     Ok(())
 }
 
-fn document(field: impl std::fmt::Display + Copy, d: &pb::TravelDocument) -> Result<()> {
+fn document(field: impl Display + Copy, d: &pb::TravelDocument) -> Result<()> {
     enumeration::<pb::DocumentType>(format_args!("{field}.type"), d.r#type)?;
     let number_ok = (1..=20).contains(&d.number.len())
         && d.number
@@ -637,7 +639,7 @@ fn document(field: impl std::fmt::Display + Copy, d: &pb::TravelDocument) -> Res
     Ok(())
 }
 
-fn country(field: impl std::fmt::Display, value: &str) -> Result<CountryCode> {
+fn country(field: impl Display, value: &str) -> Result<CountryCode> {
     if value.is_empty() {
         return Err(ValidationError::new(field.to_string(), "is required"));
     }
@@ -646,7 +648,7 @@ fn country(field: impl std::fmt::Display, value: &str) -> Result<CountryCode> {
         .map_err(|e| ValidationError::new(field.to_string(), e))
 }
 
-fn date(field: impl std::fmt::Display, value: &str) -> Result<time::Date> {
+fn date(field: impl Display, value: &str) -> Result<time::Date> {
     if value.is_empty() {
         return Err(ValidationError::new(field.to_string(), "is required"));
     }
@@ -662,12 +664,7 @@ fn optional<T>(value: &str, check: impl FnOnce(&str) -> Result<T>) -> Result<()>
     Ok(())
 }
 
-fn text(
-    field: impl std::fmt::Display,
-    value: &str,
-    max_chars: usize,
-    required: bool,
-) -> Result<()> {
+fn text(field: impl Display, value: &str, max_chars: usize, required: bool) -> Result<()> {
     if required && value.trim().is_empty() {
         return Err(ValidationError::new(field.to_string(), "is required"));
     }
@@ -687,7 +684,7 @@ fn text(
     Ok(())
 }
 
-fn enumeration<E>(field: impl std::fmt::Display, value: i32) -> Result<E>
+fn enumeration<E>(field: impl Display, value: i32) -> Result<E>
 where
     E: TryFrom<i32> + Default + PartialEq,
 {

@@ -1583,87 +1583,67 @@ impl ExchangeLog {
             problem: Problem::Unreadable(e),
         })?;
         let tree = &store.tree;
-        // One thread reads the entries in order while this one checks them: reading and
-        // checking each take about as long, and an audit has the machine to itself.
-        std::thread::scope(|scope| {
-            let (chunks, scanned) =
-                mpsc::sync_channel::<Vec<sled::Result<(sled::IVec, sled::IVec)>>>(4);
-            scope.spawn(move || {
-                let mut chunk = Vec::with_capacity(SCAN_CHUNK);
-                for kv in tree.scan_prefix([key::ENTRY]) {
-                    let failed = kv.is_err();
-                    chunk.push(kv);
-                    if chunk.len() == SCAN_CHUNK || failed {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK));
-                        // The checker stopped at a bad entry, or the scan cannot go on.
-                        if chunks.send(full).is_err() || failed {
-                            return;
-                        }
-                    }
-                }
-                let _ = chunks.send(chunk);
-            });
-            for kv in scanned.into_iter().flatten() {
-                let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
-                let (k, v) = kv.map_err(|e| bad(expected, e.into()))?;
-                let stored = key::tail_seq(&k).unwrap_or(0);
-                if stored != expected {
-                    return Err(bad(expected, Problem::Missing { next: stored }));
-                }
-                let view =
-                    record::View::parse(&v).map_err(|e| bad(expected, Problem::Record(e)))?;
-                let entry = link(expected, &previous, view.entry)?;
-                let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
-                if kind == pb::EntryKind::Unspecified {
-                    // Stored data is never read as a default: an entry of no known kind is wrong.
-                    return Err(bad(expected, Problem::UnknownKind(entry.kind)));
-                }
-                let content = self
-                    .checked_content(tree, &entry, kind, &view)
-                    .map_err(|problem| bad(expected, problem))?;
-                let issued = if kind == pb::EntryKind::MessageReceived {
-                    issued_of(tree, expected, &view, Some(&self.inner.batches))
-                        .map_err(|e| bad(expected, Problem::Unreadable(e)))?
-                } else {
-                    Issued::None
-                };
-                let hash = entry_hash(view.entry);
-                check(&Checked {
-                    entry: &entry,
-                    hash,
-                    content: content.bytes.as_deref(),
-                    sealed: content.sealed,
-                    redacted: content.redacted,
-                    issued_receipt: match &issued {
-                        Issued::Signed(signed) => Some(signed),
-                        _ => None,
-                    },
-                    issued_in_batch: match &issued {
-                        Issued::InBatch {
-                            receipt,
-                            index,
-                            batch,
-                        } => Some(receipt::InBatch {
-                            receipt,
-                            index: *index,
-                            batch: &batch.signed,
-                            certificate: &batch.certificate,
-                        }),
-                        _ => None,
-                    },
-                    unsigned_receipt: match &issued {
-                        Issued::Unsigned(receipt) => Some(receipt),
-                        _ => None,
-                    },
-                })
-                .map_err(|problem| bad(expected, Problem::Check(Box::new(problem))))?;
-                previous = hash;
-                expected += 1;
+        // Read a few chunks ahead on a thread of its own: reading and checking take about as
+        // long each.
+        for kv in ReadAhead::new(tree.clone(), key::ENTRY) {
+            let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
+            let (k, v) = kv.map_err(|e| bad(expected, e.into()))?;
+            let stored = key::tail_seq(&k).unwrap_or(0);
+            if stored != expected {
+                return Err(bad(expected, Problem::Missing { next: stored }));
             }
-            let last = expected - 1;
-            check_tail(tree, last)?;
-            Ok(last)
-        })
+            let view = record::View::parse(&v).map_err(|e| bad(expected, Problem::Record(e)))?;
+            let entry = link(expected, &previous, view.entry)?;
+            let kind = pb::EntryKind::try_from(entry.kind).unwrap_or_default();
+            if kind == pb::EntryKind::Unspecified {
+                // Stored data is never read as a default: an entry of no known kind is wrong.
+                return Err(bad(expected, Problem::UnknownKind(entry.kind)));
+            }
+            let content = self
+                .checked_content(tree, &entry, kind, &view)
+                .map_err(|problem| bad(expected, problem))?;
+            let issued = if kind == pb::EntryKind::MessageReceived {
+                issued_of(tree, expected, &view, Some(&self.inner.batches))
+                    .map_err(|e| bad(expected, Problem::Unreadable(e)))?
+            } else {
+                Issued::None
+            };
+            let hash = entry_hash(view.entry);
+            check(&Checked {
+                entry: &entry,
+                hash,
+                content: content.bytes.as_deref(),
+                sealed: content.sealed,
+                redacted: content.redacted,
+                issued_receipt: match &issued {
+                    Issued::Signed(signed) => Some(signed),
+                    _ => None,
+                },
+                issued_in_batch: match &issued {
+                    Issued::InBatch {
+                        receipt,
+                        index,
+                        batch,
+                    } => Some(receipt::InBatch {
+                        receipt,
+                        index: *index,
+                        batch: &batch.signed,
+                        certificate: &batch.certificate,
+                    }),
+                    _ => None,
+                },
+                unsigned_receipt: match &issued {
+                    Issued::Unsigned(receipt) => Some(receipt),
+                    _ => None,
+                },
+            })
+            .map_err(|problem| bad(expected, Problem::Check(Box::new(problem))))?;
+            previous = hash;
+            expected += 1;
+        }
+        let last = expected - 1;
+        check_tail(tree, last)?;
+        Ok(last)
     }
 
     /// The content of `entry` as verification checks it: against its sealed digest and, with
@@ -2389,8 +2369,68 @@ impl Writer {
     }
 }
 
-/// Entries that verification's reading thread hands its checking thread at a time.
-const SCAN_CHUNK: usize = 256;
+/// The entries of a tree under one key prefix, in key order, read by a thread of their own a
+/// few chunks ahead of whoever takes them. Dropping it stops that thread and waits for it, so
+/// the store is not held open behind the caller's back.
+struct ReadAhead {
+    chunks: Option<mpsc::Receiver<Vec<Pair>>>,
+    current: std::vec::IntoIter<Pair>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A key and its value as a scan reads them.
+type Pair = sled::Result<(sled::IVec, sled::IVec)>;
+
+/// Entries the reading thread hands over at a time.
+const READ_AHEAD_CHUNK: usize = 256;
+
+impl ReadAhead {
+    fn new(tree: sled::Tree, prefix: u8) -> Self {
+        let (sender, chunks) = mpsc::sync_channel(4);
+        let reader = std::thread::spawn(move || {
+            let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
+            for kv in tree.scan_prefix([prefix]) {
+                let failed = kv.is_err();
+                chunk.push(kv);
+                if chunk.len() == READ_AHEAD_CHUNK || failed {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
+                    // Nobody takes any more, or the scan cannot go on.
+                    if sender.send(full).is_err() || failed {
+                        return;
+                    }
+                }
+            }
+            let _ = sender.send(chunk);
+        });
+        Self {
+            chunks: Some(chunks),
+            current: Vec::new().into_iter(),
+            reader: Some(reader),
+        }
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Pair;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(kv) = self.current.next() {
+                return Some(kv);
+            }
+            self.current = self.chunks.as_ref()?.recv().ok()?.into_iter();
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
 
 /// A small durable write beside the chain: whether the store takes writes again.
 fn probe(store: &Store) -> Result<(), LogError> {
