@@ -65,7 +65,7 @@ fn overdue(exchange: &Exchange) -> Vec<String> {
         })
         .unwrap()
         .into_iter()
-        .map(|c| c.root.entry.entry.message_id)
+        .map(|c| c.root().entry.entry.message_id.clone())
         .collect()
 }
 
@@ -138,7 +138,7 @@ async fn unanswered_cases_are_overdue_after_the_time_agreed_for_their_urgency() 
     assert_eq!(khm.log().head().unwrap().0, after, "noted once");
     let noted = khm.log().entry(after).unwrap().unwrap();
     assert_eq!(noted.kind(), pb::EntryKind::Deadline);
-    let event = khm.event_of(&noted).unwrap().unwrap();
+    let event = khm.event_of(&noted, None).unwrap().unwrap();
     assert_eq!(event.kind, pb::EventKind::Overdue as i32);
     assert_eq!(event.message_id, "IDN-D-IMMEDIATE");
     assert!(event.case.unwrap().overdue);
@@ -180,7 +180,7 @@ async fn an_alert_ending_soon_reminds_its_sender_once() {
     exchange.note_deadlines(14).await.unwrap();
     let entries = exchange.log().range(before + 1, 10).unwrap();
     assert_eq!(entries.len(), 1, "one reminder, noted once");
-    let event = exchange.event_of(&entries[0]).unwrap().unwrap();
+    let event = exchange.event_of(&entries[0], None).unwrap().unwrap();
     assert_eq!(event.kind, pb::EventKind::Expiring as i32);
     assert_eq!(event.message_id, "IDN-D-SOON");
     // The receiving side is not the one to renew it.

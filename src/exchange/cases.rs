@@ -24,12 +24,18 @@ use crate::pb;
 /// How deep a chain of references is followed: far beyond any real case, short of a loop.
 const MAX_DEPTH: usize = 64;
 
+/// The entry a case is read as of, with its content in plain if the caller has it at hand.
+#[derive(Clone, Copy)]
+struct AsOf<'a> {
+    entry: &'a StoredEntry,
+    content: Option<&'a [u8]>,
+}
+
 /// A case, as the log and the clock show it now.
 #[derive(Debug, Clone)]
 pub struct Case {
-    /// The message that opened it (or, if its reference names nothing held, the earliest held).
-    pub root: StoredMessage,
-    /// Every message of the case in log order, the root first.
+    /// Every message of the case in log order, the root first: the message that opened it
+    /// (or, if its reference names nothing held, the earliest held).
     pub messages: Vec<StoredMessage>,
     /// Its status.
     pub status: CaseStatus,
@@ -49,10 +55,16 @@ pub struct Case {
 }
 
 impl Case {
+    /// The message that opened the case (or, if its reference names nothing held, the
+    /// earliest held).
+    pub fn root(&self) -> &StoredMessage {
+        &self.messages[0]
+    }
+
     /// The case's state on the operator plane.
     pub fn state(&self) -> pb::CaseState {
         pb::CaseState {
-            case_id: self.root.entry.entry.message_id.clone(),
+            case_id: self.root().entry.entry.message_id.clone(),
             status: self.status.to_pb() as i32,
             answered: self.answered,
             in_effect: self.in_effect.clone(),
@@ -64,7 +76,7 @@ impl Case {
 
     /// Whether the root is a message this node sent.
     pub fn sent(&self) -> bool {
-        self.root.entry.kind() == pb::EntryKind::MessageSent
+        self.root().entry.kind() == pb::EntryKind::MessageSent
     }
 }
 
@@ -236,7 +248,7 @@ impl Exchange {
                     continue;
                 }
                 let sharing = self
-                    .message_alone(entry.clone())?
+                    .message_alone(entry.clone(), None)?
                     .envelope
                     .map(|envelope| envelope.handling.unwrap_or_default().onward_sharing)
                     .map(|s| pb::OnwardSharing::try_from(s).unwrap_or_default());
@@ -262,6 +274,18 @@ impl Exchange {
         Ok(None)
     }
 
+    /// The content of entry `sequence` in plain: `at_hand` if the caller has it, else read.
+    pub(crate) fn content_at_hand<'a>(
+        &self,
+        sequence: u64,
+        at_hand: Option<&'a [u8]>,
+    ) -> Result<Option<std::borrow::Cow<'a, [u8]>>, ExchangeError> {
+        Ok(match at_hand {
+            Some(c) => Some(std::borrow::Cow::Borrowed(c)),
+            None => self.log().content(sequence)?.map(std::borrow::Cow::Owned),
+        })
+    }
+
     /// The case the message at `sequence` belongs to; `None` for a message outside any case (a
     /// statistics report).
     pub fn case_at(&self, sequence: u64) -> Result<Option<Case>, ExchangeError> {
@@ -277,8 +301,17 @@ impl Exchange {
     /// The state of the case of `stored`, an entry the caller has read already (an event's), as
     /// it stood when that entry was written: only the case's messages logged up to it count,
     /// and its time is the entry's. So an event read again later says what it said then.
-    pub fn case_state_as_of(&self, stored: &StoredEntry) -> Result<Option<Case>, ExchangeError> {
-        self.case_from(stored.clone(), true, Some(stored))
+    /// `content` is the entry's content in plain, if the caller has it at hand.
+    pub fn case_state_as_of(
+        &self,
+        stored: &StoredEntry,
+        content: Option<&[u8]>,
+    ) -> Result<Option<Case>, ExchangeError> {
+        let as_of = AsOf {
+            entry: stored,
+            content,
+        };
+        self.case_from(stored.clone(), true, Some(as_of))
     }
 
     /// The state of the case of the message at `sequence`, as it stood when `stored` (a later
@@ -291,7 +324,11 @@ impl Exchange {
         let Some(entry) = self.log().entry(sequence)? else {
             return Err(ExchangeError::NotFound(format!("log entry {sequence}")));
         };
-        self.case_from(entry, true, Some(stored))
+        let as_of = AsOf {
+            entry: stored,
+            content: None,
+        };
+        self.case_from(entry, true, Some(as_of))
     }
 
     fn case_of(&self, sequence: u64, light: bool) -> Result<Option<Case>, ExchangeError> {
@@ -307,10 +344,10 @@ impl Exchange {
         &self,
         mut entry: StoredEntry,
         light: bool,
-        as_of: Option<&StoredEntry>,
+        as_of: Option<AsOf<'_>>,
     ) -> Result<Option<Case>, ExchangeError> {
         let log = self.log();
-        let until = as_of.map_or(u64::MAX, |e| e.entry.sequence);
+        let until = as_of.map_or(u64::MAX, |a| a.entry.entry.sequence);
         if entry.entry.message_kind == pb::MessageKind::StatisticsReport as i32 {
             return Ok(None);
         }
@@ -364,26 +401,30 @@ impl Exchange {
             .into_iter()
             .map(|(s, entry)| {
                 if light {
-                    self.message_alone(entry)
+                    let content = as_of.and_then(|a| a.content.filter(|_| s == until));
+                    self.message_alone(entry, content)
                 } else {
                     self.stored_message(s)
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
         let now = match as_of {
-            Some(e) => crate::domain::model::from_micros(e.entry.recorded_at_micros),
+            Some(a) => crate::domain::model::from_micros(a.entry.entry.recorded_at_micros),
             None => self.log().now(),
         };
         Ok(Some(self.settle(messages, now)?))
     }
 
     /// A message's entry and what its case's state reads of its envelope (see [`CaseFields`]),
-    /// without its receipt or delivery state.
-    fn message_alone(&self, entry: StoredEntry) -> Result<StoredMessage, ExchangeError> {
+    /// without its receipt or delivery state; its `content` is read unless the caller has it.
+    fn message_alone(
+        &self,
+        entry: StoredEntry,
+        content: Option<&[u8]>,
+    ) -> Result<StoredMessage, ExchangeError> {
         let envelope = self
-            .log()
-            .content(entry.entry.sequence)?
-            .and_then(|c| <CaseFields as prost::Message>::decode(c.as_slice()).ok())
+            .content_at_hand(entry.entry.sequence, content)?
+            .and_then(|c| <CaseFields as prost::Message>::decode(c.as_ref()).ok())
             .map(CaseFields::into_envelope);
         Ok(StoredMessage {
             entry,
@@ -400,11 +441,11 @@ impl Exchange {
         messages: Vec<StoredMessage>,
         now: time::OffsetDateTime,
     ) -> Result<Case, ExchangeError> {
-        let root = messages[0].clone();
+        let root = &messages[0];
         let root_sent = root.entry.kind() == pb::EntryKind::MessageSent;
         let mut ended = None;
         let mut answered = false;
-        let mut in_effect = &root;
+        let mut in_effect = root;
         let mut findings = Vec::new();
         for m in &messages {
             let e = &m.entry.entry;
@@ -459,7 +500,6 @@ impl Exchange {
             + times.of(urgency);
         let overdue = status == CaseStatus::Active && !answered && now > respond_by;
         Ok(Case {
-            root,
             messages,
             status,
             answered,

@@ -24,8 +24,13 @@ impl Exchange {
         }
     }
 
-    /// The event a log entry gives, if it gives one.
-    pub fn event_of(&self, stored: &StoredEntry) -> Result<Option<pb::Event>, ExchangeError> {
+    /// The event a log entry gives, if it gives one; `content` is the entry's content in
+    /// plain if the caller has it at hand, else it is read when needed.
+    pub fn event_of(
+        &self,
+        stored: &StoredEntry,
+        content: Option<&[u8]>,
+    ) -> Result<Option<pb::Event>, ExchangeError> {
         let e = &stored.entry;
         let mut event = pb::Event {
             sequence: e.sequence,
@@ -37,7 +42,7 @@ impl Exchange {
         };
         event.kind = match stored.kind() {
             pb::EntryKind::MessageReceived => {
-                if let Some(case) = self.case_state_as_of(stored)? {
+                if let Some(case) = self.case_state_as_of(stored, content)? {
                     if let Some(this) = case
                         .messages
                         .iter()
@@ -57,7 +62,7 @@ impl Exchange {
             pb::EntryKind::ReceiptReceived => pb::EventKind::ReceiptReceived,
             pb::EntryKind::Deadline => {
                 if let Some(case) = self.case_state_at_entry(e.refers_to, stored)? {
-                    event.category = crate::exchange::cases::category_of(&case.root);
+                    event.category = crate::exchange::cases::category_of(case.root());
                     event.case = Some(case.state());
                 }
                 match e.reason.as_str() {
@@ -72,9 +77,8 @@ impl Exchange {
             }
             pb::EntryKind::Reconciliation => {
                 let disagrees = self
-                    .log()
-                    .content(e.sequence)?
-                    .and_then(|c| pb::Reconciliation::decode(c.as_slice()).ok())
+                    .content_at_hand(e.sequence, content)?
+                    .and_then(|c| pb::Reconciliation::decode(c.as_ref()).ok())
                     .is_some_and(|r| r.lines.iter().any(|l| !l.agrees));
                 if !disagrees {
                     return Ok(None);

@@ -15,6 +15,8 @@
 
 mod index;
 pub mod migrate;
+pub use recent::{Entries, Window};
+mod recent;
 mod record;
 
 use std::collections::BTreeMap;
@@ -510,6 +512,8 @@ pub struct Txn<'a> {
     next: u64,
     head: Digest,
     receipts: &'a mut Vec<PendingReceipt>,
+    /// Whether the entries appended are kept for those following the log.
+    followed: bool,
 }
 
 /// Writes staged and not yet applied: a key's new value, or `None` for its removal. A whole
@@ -522,6 +526,11 @@ struct Staged {
     keys: BTreeMap<Vec<u8>, Option<sled::IVec>>,
     tagged: Vec<index::Tagged>,
     untagged: Vec<index::Tagged>,
+    /// The entries appended, with their content in plain, kept only while someone follows
+    /// the log.
+    entries: Vec<recent::Held>,
+    /// Whether content is removed.
+    redacts: bool,
 }
 
 impl Staged {
@@ -542,6 +551,8 @@ impl Staged {
         self.keys.extend(later.keys);
         self.tagged.extend(later.tagged);
         self.untagged.extend(later.untagged);
+        self.entries.extend(later.entries);
+        self.redacts |= later.redacts;
     }
 
     /// The sled batch of the write, with its tag-log values, and what the in-memory index
@@ -766,11 +777,12 @@ impl Txn<'_> {
         };
         let peer = new.peer.map(|p| p.as_str().to_owned()).unwrap_or_default();
         // Messages name people: with a log key they are stored sealed.
-        let content = match (new.content, self.key) {
-            (Some(plain), Some(key)) if is_message(new.kind) => {
-                Some(key.seal(sequence, &content_sha256, &plain)?)
-            }
-            (content, _) => content,
+        let (content, plain) = match (new.content, self.key) {
+            (Some(plain), Some(key)) if is_message(new.kind) => (
+                Some(key.seal(sequence, &content_sha256, &plain)?),
+                Some(plain),
+            ),
+            (content, _) => (content, None),
         };
         let sealed_sha256 = match (&content, self.key) {
             (Some(c), Some(_)) if seal::is_sealed(c) => Digest::of(c).0.to_vec(),
@@ -826,6 +838,12 @@ impl Txn<'_> {
         self.own.insert(key::seq(key::ENTRY, sequence), stored);
         self.next += 1;
         self.head = hash;
+        if self.followed {
+            self.own.entries.push(recent::Held {
+                stored: StoredEntry { entry, hash },
+                content: plain.or(content),
+            });
+        }
         Ok(Appended { sequence, hash })
     }
 
@@ -841,6 +859,7 @@ impl Txn<'_> {
     /// for it; only a redaction entry appended in the same job accounts for it.
     pub fn remove_content(&mut self, sequence: u64) -> Result<(), LogError> {
         self.untag(sequence)?;
+        self.own.redacts = true;
         self.change_record(sequence, |view| {
             record::View {
                 content: None,
@@ -1036,6 +1055,8 @@ struct Inner {
     writer: Option<std::thread::JoinHandle<()>>,
     search: Arc<index::SearchIndex>,
     durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The entries of the last durable writes, while someone follows the log.
+    recent: Arc<recent::Recent>,
     /// Microseconds this log's clock is ahead of the system's (tests of time passing).
     clock_offset: i64,
     /// The thread reading the tag log into the search index, while it runs.
@@ -1097,7 +1118,9 @@ impl ExchangeLog {
         let signer: SharedSigner = Arc::new(std::sync::RwLock::new(signer));
         let search = Arc::new(index::SearchIndex::default());
         let durable = Arc::new(tokio::sync::watch::Sender::new(next - 1));
+        let recent = Arc::new(recent::Recent::default());
         let writer = Writer {
+            recent: recent.clone(),
             search: search.clone(),
             durable: durable.clone(),
             shared: shared.clone(),
@@ -1130,6 +1153,7 @@ impl ExchangeLog {
                 writer: Some(writer),
                 search,
                 durable,
+                recent,
                 clock_offset: offset_micros,
                 loader: std::sync::Mutex::default(),
             }),
@@ -1214,9 +1238,24 @@ impl ExchangeLog {
         *self.inner.durable.borrow()
     }
 
-    /// Told each time more entries are durable, with the last of them.
+    /// Told each time more entries are durable, with the last of them. While a receiver is
+    /// held, the entries of each durable write are kept in memory for a while, for
+    /// [`Self::durable_entries`].
     pub fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.durable.subscribe()
+    }
+
+    /// The entries `from` to `until`, which must be durable: from memory when they were
+    /// written lately and someone follows the log, else read from the store.
+    pub fn durable_entries(&self, from: u64, until: u64) -> Result<Entries, LogError> {
+        if from > until {
+            return Ok(Entries::Read(Vec::new()));
+        }
+        if let Some(window) = self.inner.recent.get(from, until) {
+            return Ok(Entries::Recent(window));
+        }
+        let limit = usize::try_from(until.saturating_sub(from) + 1).unwrap_or(usize::MAX);
+        self.range(from, limit).map(Entries::Read)
     }
 
     /// Reads the tag log into the in-memory index, on a thread of its own: the log is ready
@@ -2079,6 +2118,8 @@ struct Writer {
     search: Arc<index::SearchIndex>,
     /// The last entry made durable, for readers that must see nothing else.
     durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The entries of the last durable writes, while someone follows the log.
+    recent: Arc<recent::Recent>,
 }
 
 impl Writer {
@@ -2111,6 +2152,10 @@ impl Writer {
         let mut receipts = Vec::new();
         let mut staged = Staged::default();
         let (next, head) = (self.next, self.head);
+        let followed = self.durable.receiver_count() > 0;
+        if !followed {
+            self.recent.clear();
+        }
         for job in group {
             let issued_before = receipts.len();
             let mut txn = Txn {
@@ -2122,6 +2167,7 @@ impl Writer {
                 next: self.next,
                 head: self.head,
                 receipts: &mut receipts,
+                followed,
             };
             let (ok, done) = job(&mut txn);
             let (job_next, job_head, own) = (txn.next, txn.head, txn.own);
@@ -2142,6 +2188,14 @@ impl Writer {
                 Err(e) => failure = Some(e),
             }
         }
+        // Content a write removes must not stay in memory for those following the log: the
+        // window starts again after it.
+        let entries = if staged.redacts {
+            self.recent.clear();
+            Vec::new()
+        } else {
+            std::mem::take(&mut staged.entries)
+        };
         let (batch, tagged, untagged) = staged.into_batch();
         if failure.is_none()
             && let Err(e) = store.tree.apply_batch(batch)
@@ -2155,7 +2209,7 @@ impl Writer {
         }
         let outcome = match failure {
             Some(e) => Err(e),
-            None => self.make_durable(store),
+            None => self.make_durable(store, entries),
         };
         if outcome.is_ok() {
             self.search.apply(&tagged, &untagged);
@@ -2338,7 +2392,8 @@ impl Writer {
         }))
     }
 
-    fn make_durable(&mut self, store: &Store) -> Result<(), LogError> {
+    /// Makes the write durable, then tells those following the log of its `entries`.
+    fn make_durable(&mut self, store: &Store, entries: Vec<recent::Held>) -> Result<(), LogError> {
         store
             .db
             .flush()
@@ -2347,6 +2402,8 @@ impl Writer {
             file.sync_data().map_err(LogError::Fsync)?;
         }
         self.durable_next = self.next;
+        // The window first: a follower told of the new head finds its entries there.
+        self.recent.push(entries);
         self.durable.send_replace(self.next - 1);
         // The marker follows what is durable: after a crash it may lag, never lead. It is
         // rewritten in place, so a full disk does not stop it.
@@ -3178,6 +3235,64 @@ mod tests {
         // The job failed: its entry and its removal are not in the store.
         assert_eq!(log.verify().unwrap(), 1);
         assert!(log.content(1).unwrap().is_some());
+    }
+
+    /// While someone follows the log, the entries of each durable write are read from memory,
+    /// with their content in plain as the store gives it (sealed at rest here); a write that
+    /// removes content empties that memory, so the content removed is read from nowhere.
+    #[test]
+    fn followers_read_recent_entries_from_memory_until_content_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(LogKey::from_bytes(&[7; 32]));
+        let log = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_key(Some(key)),
+        )
+        .unwrap();
+        log.transact_blocking(|t| t.append(sent("S-0")).map(|_| ()))
+            .unwrap();
+        assert!(
+            matches!(log.durable_entries(1, 1).unwrap(), Entries::Read(_)),
+            "nobody followed when entry 1 was written"
+        );
+        let _follower = log.subscribe_durable();
+        for id in ["S-1", "S-2", "S-3"] {
+            log.transact_blocking(move |t| t.append(sent(id)).map(|_| ()))
+                .unwrap();
+        }
+        let entries = log.durable_entries(2, 4).unwrap();
+        assert!(matches!(entries, Entries::Recent(_)));
+        let read: Vec<(u64, Option<Vec<u8>>)> = entries
+            .iter()
+            .map(|(e, content)| (e.entry.sequence, content.map(<[u8]>::to_vec)))
+            .collect();
+        let stored: Vec<(u64, Option<Vec<u8>>)> = log
+            .range(2, 3)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.entry.sequence, log.content(e.entry.sequence).unwrap()))
+            .collect();
+        assert_eq!(read, stored);
+        assert_eq!(read[0].1.as_deref(), Some(&b"content of S-1"[..]));
+        assert!(log.is_sealed(2).unwrap(), "the store holds it sealed");
+        assert!(
+            matches!(log.durable_entries(1, 4).unwrap(), Entries::Read(_)),
+            "entry 1 is not in memory: the store is read"
+        );
+
+        log.transact_blocking(|t| t.remove_content(2)).unwrap();
+        let entries = log.durable_entries(2, 4).unwrap();
+        assert!(matches!(entries, Entries::Read(_)));
+        assert!(log.content(2).unwrap().is_none());
+        log.transact_blocking(|t| t.append(sent("S-4")).map(|_| ()))
+            .unwrap();
+        let after: Vec<u64> = log
+            .durable_entries(5, 5)
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.entry.sequence)
+            .collect();
+        assert_eq!(after, vec![5], "the writes after it are followed again");
     }
 
     /// The signer comes with the log: one opened with it signs, and takes a reloaded key; one

@@ -464,15 +464,13 @@ fn read_events(
     next: u64,
     head: u64,
 ) -> Result<(Vec<pb::Event>, u64), ExchangeError> {
-    let limit = usize::try_from(head - next + 1).map_or(WATCH_BATCH, |n| n.min(WATCH_BATCH));
-    let entries = exchange.log().range(next, limit)?;
+    let last = head.min(next.saturating_add(WATCH_BATCH as u64 - 1));
+    let entries = exchange.log().durable_entries(next, last)?;
     let mut events = Vec::new();
-    let mut last = next + limit as u64 - 1;
-    for stored in &entries {
-        if let Some(event) = exchange.event_of(stored)? {
+    for (stored, content) in entries.iter() {
+        if let Some(event) = exchange.event_of(stored, content)? {
             events.push(event);
         }
-        last = stored.entry.sequence;
     }
     Ok((events, last))
 }
@@ -779,7 +777,7 @@ impl OperatorService for OperatorApi {
         let cases = cases
             .into_iter()
             .map(|c| {
-                let e = &c.root.entry.entry;
+                let e = &c.root().entry.entry;
                 pb::CaseSummary {
                     state: Some(c.state()),
                     direction: if c.sent() {
@@ -789,7 +787,7 @@ impl OperatorService for OperatorApi {
                     } as i32,
                     peer: e.peer.clone(),
                     kind: e.message_kind,
-                    category: crate::exchange::cases::category_of(&c.root),
+                    category: crate::exchange::cases::category_of(c.root()),
                     log_sequence: e.sequence,
                     messages: c.messages.len() as u32,
                     created_at: e.created_at.clone(),
