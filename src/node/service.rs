@@ -422,11 +422,11 @@ async fn follow(
         let head = *durable.borrow_and_update();
         while next <= head {
             let reader = exchange.clone();
-            let read = tokio::task::spawn_blocking(move || read_events(&reader, next, head)).await;
+            let read = in_background(move || read_events(&reader, next, head)).await;
             let (events, last) = match read {
-                Ok(Ok(read)) => read,
-                Ok(Err(e)) => return Some(e.into()),
-                Err(e) => return Some(ExchangeError::internal("a watch stopped", e).into()),
+                Some(Ok(read)) => read,
+                Some(Err(e)) => return Some(e.into()),
+                None => return Some(Status::unavailable("the watch's reader stopped")),
             };
             let events: Vec<pb::Event> = events
                 .into_iter()
@@ -456,6 +456,46 @@ async fn follow(
         }
     }
 }
+
+/// A job for the background thread.
+type Background = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on the node's background thread, one that runs at a lower CPU priority than its
+/// other threads: when the machine is busy, receiving and receipting come before telling
+/// watchers. `None` if the thread is gone.
+async fn in_background<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    static JOBS: std::sync::OnceLock<
+        Option<std::sync::Mutex<std::sync::mpsc::Sender<Background>>>,
+    > = std::sync::OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Background>();
+        std::thread::Builder::new()
+            .name("background".into())
+            .spawn(move || {
+                if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICENESS) {
+                    tracing::warn!(error = %e, "the background thread keeps the node's priority");
+                }
+                for job in rx {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| std::sync::Mutex::new(tx))
+    });
+    let (done, answer) = tokio::sync::oneshot::channel();
+    let job: Background = Box::new(move || {
+        let _ = done.send(job());
+    });
+    jobs.as_ref()?
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send(job)
+        .ok()?;
+    answer.await.ok()
+}
+
+/// How much lower the background thread's CPU priority is (its niceness).
+const BACKGROUND_NICENESS: i32 = 10;
 
 /// The events of the entries from `next` up to `head` (at most a batch), and the last entry
 /// read.
