@@ -10,8 +10,9 @@
 //! open on a thread of its own so that the node is ready before it is, and kept up to date by
 //! the writer once each write is durable. A search waits for it.
 //!
-//! Postings keep 8 bytes of each tag: a collision only adds a candidate, and every candidate is
-//! checked against its envelope before it is returned.
+//! A posting keeps the first 28 bits of its tag with the message's sequence in one 8-byte word
+//! (16 bytes for a sequence of 2^36 or more): a collision only adds a candidate, and every
+//! candidate is checked against its envelope before it is returned.
 
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -74,34 +75,86 @@ fn short(tag: &Tag) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Sorted postings (tag's first 8 bytes, sequence), with the latest additions and removals
-/// kept apart until they are folded in.
+/// Bits of a packed posting that hold the sequence: 36, for 68 billion entries; the other 28
+/// hold the start of the tag.
+const SEQUENCE_BITS: u32 = 36;
+
+/// One posting: the start of a tag and a message's sequence, ordered by tag, then sequence.
+trait Posting: Copy + Ord + std::hash::Hash {
+    const ZERO: Self;
+
+    /// The posting of `sequence` under a tag that starts with `short`.
+    fn of(short: u64, sequence: u64) -> Self;
+
+    /// The first posting a tag starting with `short` can have.
+    fn first(short: u64) -> Self {
+        Self::of(short, 0)
+    }
+
+    /// Whether this posting is under the tag that starts with `short`.
+    fn under(&self, short: u64) -> bool;
+
+    fn sequence(&self) -> u64;
+}
+
+/// The tag's first 28 bits and the sequence in one word: half the memory of the wide form, for
+/// every sequence below 2^36.
+impl Posting for u64 {
+    const ZERO: Self = 0;
+
+    fn of(short: u64, sequence: u64) -> Self {
+        (short >> SEQUENCE_BITS << SEQUENCE_BITS) | sequence
+    }
+
+    fn under(&self, short: u64) -> bool {
+        self >> SEQUENCE_BITS == short >> SEQUENCE_BITS
+    }
+
+    fn sequence(&self) -> u64 {
+        self & ((1 << SEQUENCE_BITS) - 1)
+    }
+}
+
+/// The tag's first 8 bytes and the sequence, for sequences too large to pack.
+impl Posting for (u64, u64) {
+    const ZERO: Self = (0, 0);
+
+    fn of(short: u64, sequence: u64) -> Self {
+        (short, sequence)
+    }
+
+    fn under(&self, short: u64) -> bool {
+        self.0 == short
+    }
+
+    fn sequence(&self) -> u64 {
+        self.1
+    }
+}
+
+/// Sorted postings, with the latest additions and removals kept apart until they are folded
+/// in.
 #[derive(Debug, Default)]
-struct Postings {
-    sorted: Vec<(u64, u64)>,
-    recent: Vec<(u64, u64)>,
-    removed: HashSet<(u64, u64)>,
+struct Sorted<P> {
+    sorted: Vec<P>,
+    recent: Vec<P>,
+    removed: HashSet<P>,
 }
 
 /// Additions kept apart before they are merged into the sorted postings.
 const RECENT: usize = 65_536;
 
-impl Postings {
-    fn insert(&mut self, tagged: &Tagged) {
-        for tag in &tagged.tags {
-            let posting = (short(tag), tagged.sequence);
-            self.removed.remove(&posting);
-            self.recent.push(posting);
-        }
+impl<P: Posting> Sorted<P> {
+    fn insert(&mut self, posting: P) {
+        self.removed.remove(&posting);
+        self.recent.push(posting);
         if self.recent.len() >= RECENT {
             self.fold();
         }
     }
 
-    fn remove(&mut self, tagged: &Tagged) {
-        for tag in &tagged.tags {
-            self.removed.insert((short(tag), tagged.sequence));
-        }
+    fn remove(&mut self, posting: P) {
+        self.removed.insert(posting);
         if self.removed.len() >= RECENT {
             self.fold();
         }
@@ -112,7 +165,7 @@ impl Postings {
     fn fold(&mut self) {
         self.recent.sort_unstable();
         let (n, m) = (self.sorted.len(), self.recent.len());
-        self.sorted.resize(n + m, (0, 0));
+        self.sorted.resize(n + m, P::ZERO);
         let (mut i, mut j) = (n, m);
         for k in (0..n + m).rev() {
             if j == 0 {
@@ -134,16 +187,57 @@ impl Postings {
         }
     }
 
-    fn lookup(&self, tag: &Tag, out: &mut Vec<u64>) {
-        let short = short(tag);
-        let start = self.sorted.partition_point(|p| p.0 < short);
+    fn lookup(&self, short: u64, out: &mut Vec<u64>) {
+        let first = P::first(short);
+        let start = self.sorted.partition_point(|p| *p < first);
         let found = self.sorted[start..]
             .iter()
-            .take_while(|p| p.0 == short)
-            .chain(self.recent.iter().filter(|p| p.0 == short))
+            .take_while(|p| p.under(short))
+            .chain(self.recent.iter().filter(|p| p.under(short)))
             .filter(|p| !self.removed.contains(p))
-            .map(|p| p.1);
+            .map(P::sequence);
         out.extend(found);
+    }
+}
+
+/// Every posting: packed in a word while the sequence allows, wide beyond.
+#[derive(Debug, Default)]
+struct Postings {
+    packed: Sorted<u64>,
+    wide: Sorted<(u64, u64)>,
+}
+
+impl Postings {
+    fn insert(&mut self, tagged: &Tagged) {
+        for tag in &tagged.tags {
+            if tagged.sequence >> SEQUENCE_BITS == 0 {
+                self.packed.insert(u64::of(short(tag), tagged.sequence));
+            } else {
+                self.wide
+                    .insert(<(u64, u64)>::of(short(tag), tagged.sequence));
+            }
+        }
+    }
+
+    fn remove(&mut self, tagged: &Tagged) {
+        for tag in &tagged.tags {
+            if tagged.sequence >> SEQUENCE_BITS == 0 {
+                self.packed.remove(u64::of(short(tag), tagged.sequence));
+            } else {
+                self.wide
+                    .remove(<(u64, u64)>::of(short(tag), tagged.sequence));
+            }
+        }
+    }
+
+    fn fold(&mut self) {
+        self.packed.fold();
+        self.wide.fold();
+    }
+
+    fn lookup(&self, tag: &Tag, out: &mut Vec<u64>) {
+        self.packed.lookup(short(tag), out);
+        self.wide.lookup(short(tag), out);
     }
 }
 
@@ -274,7 +368,8 @@ mod tests {
         };
         for step in 0..20_000u64 {
             let t = tag((next() % 40) as u8);
-            let sequence = next() % 500;
+            // Both sides of the largest sequence a packed posting holds.
+            let sequence = (1 << SEQUENCE_BITS) - 250 + next() % 500;
             let one = Tagged {
                 sequence,
                 tags: vec![t],
