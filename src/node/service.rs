@@ -8,7 +8,6 @@ use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::crypto::x509::identity_of;
 use crate::domain::model::{CountryCode, Identity, Role};
 use crate::exchange::cases::{CaseStatus, CasesFilter};
 use crate::exchange::core::{
@@ -69,13 +68,15 @@ impl From<ExchangeError> for Status {
 /// The verified caller of an RPC. The TLS layer has already refused anything else; this reads
 /// the identity again from the leaf for the handler.
 fn caller<T>(request: &Request<T>) -> Result<Identity, Status> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    identity_of(leaf).map_err(|e| Status::unauthenticated(e.to_string()))
+    match request
+        .extensions()
+        .get::<crate::node::tls::Caller>()
+        .and_then(crate::node::tls::Caller::identity)
+    {
+        Some(Ok(identity)) => Ok(identity.clone()),
+        Some(Err(why)) => Err(Status::unauthenticated(why.to_owned())),
+        None => Err(Status::unauthenticated("a client certificate is required")),
+    }
 }
 
 fn peer_country<T>(request: &Request<T>) -> Result<CountryCode, Status> {

@@ -12,8 +12,9 @@
 //! sends are ignored, so a CA's `pathlen:0` holds even though webpki does not check path
 //! length constraints.
 //!
-//! Handlers read the identity again from the verified leaf certificate; nothing is trusted
-//! because it came from "some certificate of this CA".
+//! Handlers read the identity again from the verified leaf certificate (once per connection,
+//! when its handshake ends: [`Caller`]); nothing is trusted because it came from "some
+//! certificate of this CA".
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -41,7 +42,7 @@ use crate::node::limits::{ConnectionSlot, Limiter};
 use crate::node::throttle::Throttle;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::domain::model::{CountryCode, Role};
+use crate::domain::model::{CountryCode, Identity, Role};
 
 /// Installs ring as the process's one rustls crypto provider. Safe to call more than once.
 pub fn install_crypto_provider() {
@@ -220,7 +221,35 @@ pub fn server_config(
 #[derive(Debug)]
 pub struct Accepted {
     stream: tokio_rustls::server::TlsStream<TcpStream>,
+    caller: Caller,
     _slot: Option<ConnectionSlot>,
+}
+
+/// Who is calling on a connection: the identity its verified client certificate names, read
+/// once when the handshake ended and handed to each of its calls (as the request's connect
+/// info), so that a call does not parse the certificate again.
+#[derive(Debug, Clone)]
+pub struct Caller(Arc<Option<Result<Identity, String>>>);
+
+impl Caller {
+    fn of(stream: &tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        let identity = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|leaf| identity_of(leaf).map_err(|e| e.to_string()));
+        Self(Arc::new(identity))
+    }
+
+    /// The identity, or why there is none: no client certificate (`None`), or one that names
+    /// no identity.
+    pub fn identity(&self) -> Option<Result<&Identity, &str>> {
+        self.0
+            .as_ref()
+            .as_ref()
+            .map(|r| r.as_ref().map_err(String::as_str))
+    }
 }
 
 impl AsyncRead for Accepted {
@@ -264,10 +293,10 @@ impl AsyncWrite for Accepted {
 }
 
 impl Connected for Accepted {
-    type ConnectInfo = <tokio_rustls::server::TlsStream<TcpStream> as Connected>::ConnectInfo;
+    type ConnectInfo = Caller;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        self.caller.clone()
     }
 }
 
@@ -440,12 +469,10 @@ pub fn incoming(
                 drop(pending);
                 let reason = match handshake {
                     Ok(Ok(mut stream)) => {
-                        let peer = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|certs| certs.first())
-                            .and_then(|leaf| identity_of(leaf).ok())
+                        let caller = Caller::of(&stream);
+                        let peer = caller
+                            .identity()
+                            .and_then(Result::ok)
                             .map(|identity| identity.country);
                         let slot = match (&limiter, peer) {
                             (Some(limiter), Some(peer)) => match limiter.connect(peer) {
@@ -460,6 +487,7 @@ pub fn incoming(
                         let _ = tx
                             .send(Ok(Accepted {
                                 stream,
+                                caller,
                                 _slot: slot,
                             }))
                             .await;
