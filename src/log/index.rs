@@ -115,8 +115,11 @@ impl Posting for u64 {
     }
 }
 
+/// A posting too large to pack: the tag's first 8 bytes and the sequence.
+type Wide = (u64, u64);
+
 /// The tag's first 8 bytes and the sequence, for sequences too large to pack.
-impl Posting for (u64, u64) {
+impl Posting for Wide {
     const ZERO: Self = (0, 0);
 
     fn of(short: u64, sequence: u64) -> Self {
@@ -204,28 +207,30 @@ impl<P: Posting> Sorted<P> {
 #[derive(Debug, Default)]
 struct Postings {
     packed: Sorted<u64>,
-    wide: Sorted<(u64, u64)>,
+    wide: Sorted<Wide>,
 }
 
 impl Postings {
     fn insert(&mut self, tagged: &Tagged) {
-        for tag in &tagged.tags {
-            if tagged.sequence >> SEQUENCE_BITS == 0 {
-                self.packed.insert(u64::of(short(tag), tagged.sequence));
-            } else {
-                self.wide
-                    .insert(<(u64, u64)>::of(short(tag), tagged.sequence));
-            }
-        }
+        self.each(tagged, Sorted::insert, Sorted::insert);
     }
 
     fn remove(&mut self, tagged: &Tagged) {
+        self.each(tagged, Sorted::remove, Sorted::remove);
+    }
+
+    /// Applies `packed` or `wide` to each posting of `tagged`, by the form its sequence takes.
+    fn each(
+        &mut self,
+        tagged: &Tagged,
+        packed: fn(&mut Sorted<u64>, u64),
+        wide: fn(&mut Sorted<Wide>, Wide),
+    ) {
         for tag in &tagged.tags {
             if tagged.sequence >> SEQUENCE_BITS == 0 {
-                self.packed.remove(u64::of(short(tag), tagged.sequence));
+                packed(&mut self.packed, u64::of(short(tag), tagged.sequence));
             } else {
-                self.wide
-                    .remove(<(u64, u64)>::of(short(tag), tagged.sequence));
+                wide(&mut self.wide, Posting::of(short(tag), tagged.sequence));
             }
         }
     }
