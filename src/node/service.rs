@@ -65,8 +65,9 @@ impl From<ExchangeError> for Status {
     }
 }
 
-/// The verified caller of an RPC. The TLS layer has already refused anything else; this reads
-/// the identity again from the leaf for the handler.
+/// The verified caller of an RPC. The TLS layer has already refused anything else; the
+/// identity was read from the verified leaf when the connection's handshake ended
+/// ([`crate::node::tls::Caller`]).
 fn caller<T>(request: &Request<T>) -> Result<Identity, Status> {
     match request
         .extensions()
@@ -465,9 +466,8 @@ type Background = Box<dyn FnOnce() + Send>;
 /// other threads: when the machine is busy, receiving and receipting come before telling
 /// watchers. `None` if the thread is gone.
 async fn in_background<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Option<R> {
-    static JOBS: std::sync::OnceLock<
-        Option<std::sync::Mutex<std::sync::mpsc::Sender<Background>>>,
-    > = std::sync::OnceLock::new();
+    static JOBS: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Background>>> =
+        std::sync::OnceLock::new();
     let jobs = JOBS.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Background>();
         std::thread::Builder::new()
@@ -481,17 +481,13 @@ async fn in_background<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'stat
                 }
             })
             .ok()
-            .map(|_| std::sync::Mutex::new(tx))
+            .map(|_| tx)
     });
     let (done, answer) = tokio::sync::oneshot::channel();
     let job: Background = Box::new(move || {
         let _ = done.send(job());
     });
-    jobs.as_ref()?
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .send(job)
-        .ok()?;
+    jobs.as_ref()?.send(job).ok()?;
     answer.await.ok()
 }
 
