@@ -470,54 +470,6 @@ fn verify(total: usize) -> (Row, Row) {
     )
 }
 
-/// A KHM node started as its own process on `data`: the child, its peer address, and how long
-/// it took from spawn to its readiness line.
-fn spawn_node(config: &Path, data: &Path) -> (std::process::Child, std::net::SocketAddr, Duration) {
-    use std::io::BufRead as _;
-    let start = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("FOCALPOINT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let took = start.elapsed();
-    let peer = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("peer="))
-        .unwrap_or_else(|| panic!("no peer address in {line:?}"))
-        .parse()
-        .unwrap();
-    (child, peer, took)
-}
-
-/// Stops a node started by [`spawn_node`] as its service manager would, and waits for it.
-fn stop_node(mut child: std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
-}
-
-/// A field of `/proc/PID/status`, in KiB.
-fn status_kib_of(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The node as its own process: a child receiving `total` envelopes over mTLS in streams of
 /// the peer limit's size; its RSS after, and its start-up on the log it wrote (median of 3).
 async fn child_node(total: usize, values: &mut Vec<(String, String)>) -> Row {
@@ -533,7 +485,7 @@ async fn child_node(total: usize, values: &mut Vec<(String, String)>) -> Row {
         + "\n[limits]\npeer_rate_per_sec = 4294967295\npeer_burst = 4294967295\n";
     std::fs::write(&config, text).unwrap();
     let data = dir.path().join("khm-data");
-    let (child, address, _) = spawn_node(&config, &data);
+    let (child, address, _) = common::spawn_node(&config, &data);
     let per_stream = focalpoint::node::limits::Limits::default().max_stream_messages as usize;
     let start = Instant::now();
     let mut received = 0;
@@ -562,15 +514,15 @@ async fn child_node(total: usize, values: &mut Vec<(String, String)>) -> Row {
         status_kib_of(child.id(), "VmRSS:"),
         status_kib_of(child.id(), "VmHWM:"),
     );
-    stop_node(child);
+    common::stop_node(child);
     values.push((
         format!("node process: RSS after receiving {received} messages / peak"),
         format!("{} MiB / {} MiB", rss / 1024, peak / 1024),
     ));
     let mut startups: Vec<Duration> = (0..3)
         .map(|_| {
-            let (child, _, took) = spawn_node(&config, &data);
-            stop_node(child);
+            let (child, _, took) = common::spawn_node(&config, &data);
+            common::stop_node(child);
             took
         })
         .collect();
@@ -672,4 +624,14 @@ fn main() {
     rows.push(v);
     rows.push(raw);
     print(&rows, &values);
+}
+
+/// A field of `/proc/PID/status`, in KiB.
+fn status_kib_of(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

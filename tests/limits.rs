@@ -447,3 +447,81 @@ async fn a_flood_of_idle_connections_leaves_the_operator_plane_answering() {
         "{refused} lines for 300 refused handshakes"
     );
 }
+
+#[tokio::test]
+async fn a_catch_up_longer_than_the_peers_stream_limit_arrives_whole_over_several_streams() {
+    let (dir, idn_config, khm_config) = khm_limits(Limits {
+        max_stream_messages: 7,
+        ..Limits::default()
+    });
+    // KHM tells a sender how many envelopes one stream may carry.
+    let khm = khm_alone(khm_config.clone()).await;
+    let answer = from_idn(&khm)
+        .cursor(pb::CursorRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.max_stream_messages, 7);
+    let khm_address = khm.peer_address;
+    khm.stop().await.unwrap();
+
+    // IDN queues 15 messages while KHM is away: two streams of 7, then one call for the last.
+    let mut idn = BoundNode::bind(idn_config, None).await.unwrap();
+    idn.set_peer_address("KHM".parse().unwrap(), &format!("https://{khm_address}"));
+    let idn = idn.start().await.unwrap();
+    let mut operator = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..15 {
+        let mut e = example("idn/alert-trafficking-victim.json");
+        e.message_id = format!("IDN-QUEUED-{i:02}");
+        let sent = operator.send(e, false).await.unwrap();
+        assert_eq!(
+            sent.state,
+            pb::DeliveryState::Pending as i32,
+            "{}",
+            sent.detail
+        );
+        ids.push(sent.message_id);
+    }
+
+    let mut khm_config = khm_config;
+    khm_config.peer_listener.address = khm_address;
+    let mut khm = BoundNode::bind(khm_config, None).await.unwrap();
+    khm.set_peer_address(
+        "IDN".parse().unwrap(),
+        &format!("https://{}", idn.peer_address),
+    );
+    let khm = khm.start().await.unwrap();
+    let last = idn.exchange().log().sent(&ids[14]).unwrap().unwrap();
+    let state = idn
+        .exchange()
+        .wait_for_delivery(last, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(state, focalpoint::exchange::core::Delivery::Delivered);
+    let log = khm.exchange().log();
+    let received: Vec<String> = log
+        .inbox()
+        .unwrap()
+        .into_iter()
+        .map(|s| log.entry(s).unwrap().unwrap().entry.message_id)
+        .collect();
+    assert_eq!(received, ids, "every queued message, once, in order");
+    assert_eq!(
+        limit_refusals(&khm, "stream_length"),
+        0,
+        "no stream went past KHM's limit"
+    );
+    assert!(
+        idn.exchange()
+            .log()
+            .pending("KHM".parse().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+}

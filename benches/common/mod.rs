@@ -1,5 +1,5 @@
-//! What both benchmarks share: the store's own ceiling for the receive path, and the node at
-//! scale.
+//! What both benchmarks share: the store's own ceiling for the receive path, the node at
+//! scale, and a node as its own process.
 
 pub(crate) mod scale;
 
@@ -81,4 +81,45 @@ pub(crate) fn scale_counts() -> (usize, usize) {
         env_count("FOCALPOINT_SCALE_ENTRIES", 1_000_000),
         env_count("FOCALPOINT_SCALE_CATCHUP", 100_000),
     )
+}
+
+/// A KHM node started as its own process on `data`: the child, its peer address, and how long
+/// it took from spawn to its readiness line.
+pub(crate) fn spawn_node(
+    config: &Path,
+    data: &Path,
+) -> (std::process::Child, std::net::SocketAddr, Duration) {
+    use std::io::BufRead as _;
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_focalpoint"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("FOCALPOINT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let took = start.elapsed();
+    let peer = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peer="))
+        .unwrap_or_else(|| panic!("no peer address in {line:?}"))
+        .parse()
+        .unwrap();
+    (child, peer, took)
+}
+
+/// Stops a node started by [`spawn_node`] as its service manager would, and waits for it.
+pub(crate) fn stop_node(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
 }

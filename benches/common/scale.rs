@@ -7,8 +7,8 @@
 //! 3. start-up: binding and starting the node on that log (median of 5);
 //! 4. `audit verify` over the whole log, beside sled reading every stored value and raw SHA-256
 //!    over as many bytes;
-//! 5. catch-up: `catchup` messages queued at IDN while KHM is away, delivered when KHM comes up,
-//!    from the first receipt to the last;
+//! 5. catch-up: `catchup` messages queued at IDN while KHM is away, delivered when KHM comes up
+//!    as its own process, from the first receipt to the last;
 //! 6. the receive path again, into a log created with zstd compression, and its footprint.
 
 use std::path::Path;
@@ -283,13 +283,13 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
             format!("{:.3}", raw.as_secs_f64() / verify.as_secs_f64()),
         );
 
-        // 5. Catch-up: IDN queues messages while KHM is away.
+        // 5. Catch-up: IDN queues messages while KHM is away; KHM then starts as its own
+        // process, as it runs in its own country, so that neither node's store waits on the
+        // other's (sled serialises the atomic batches of every tree in one process).
         let khm_port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        khm_config.peer_listener.address = khm_port;
-        khm_config.data_dir = Some(dir.path().join("khm/catchup"));
         let mut idn_config = idn_config;
         idn_config.checkpoint_interval_secs = 0;
         let idn_node = start_alone(idn_config, &format!("https://{khm_port}")).await;
@@ -321,11 +321,20 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         // where the pending set would be read whole each time.
         let queued_head = log.head().unwrap().0;
         let receipted = || (log.head().unwrap().0 - queued_head) as usize;
-        let khm = start_alone(
-            khm_config.clone(),
-            &format!("https://{}", idn_node.peer_address),
-        )
-        .await;
+        let khm_toml = dir.path().join("khm/catchup.toml");
+        let text = std::fs::read_to_string(dir.path().join("khm/node.toml"))
+            .unwrap()
+            .replace("127.0.0.1:7543", &khm_port.to_string())
+            .replace("127.0.0.1:7544", "127.0.0.1:0")
+            .replace("127.0.0.1:7545", "127.0.0.1:0")
+            .replace(
+                "https://127.0.0.1:7443",
+                &format!("https://{}", idn_node.peer_address),
+            )
+            .replace("checkpoint_interval_secs = 3600", "checkpoint_interval_secs = 0")
+            + "\n[limits]\npeer_rate_per_sec = 4294967295\npeer_burst = 4294967295\n";
+        std::fs::write(&khm_toml, text).unwrap();
+        let (khm, _, _) = super::spawn_node(&khm_toml, &dir.path().join("khm/catchup"));
         let mut first = None;
         let last = loop {
             let done = receipted();
@@ -341,11 +350,13 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         let (first, done_at_first) = first.unwrap();
         let rate = (catchup - done_at_first) as f64 / (last - first).as_secs_f64();
         row(
-            &format!("catch-up: {catchup} queued messages delivered and receipted"),
+            &format!(
+                "catch-up: {catchup} queued messages delivered and receipted (KHM as its own process)"
+            ),
             format!("{rate:.0}/s"),
         );
         idn_node.stop().await.unwrap();
-        khm.stop().await.unwrap();
+        super::stop_node(khm);
 
         // 6. The same receive path into a log created with `compression = "zstd"`.
         khm_config.compression = focalpoint::log::Compression::Zstd;

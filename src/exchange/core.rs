@@ -1076,27 +1076,33 @@ impl Exchange {
         sequence: u64,
         signed: pb::SignedReceipt,
     ) -> Result<(), ExchangeError> {
-        self.accept_receipt_queued(peer, sequence, signed)?.await
-    }
-
-    /// [`Self::accept_receipt`], checking the receipt and queuing its log write now; what it
-    /// returns answers once the write is durable. Receipts queued together share a flush.
-    pub fn accept_receipt_queued(
-        &self,
-        peer: CountryCode,
-        sequence: u64,
-        signed: pb::SignedReceipt,
-    ) -> Result<impl Future<Output = Result<(), ExchangeError>> + Send + 'static, ExchangeError>
-    {
-        let trust = self
-            .trust(peer)
-            .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
-        let receipt = self.inner.verifier.verify(&signed, &trust.anchors, peer)?;
         let sent = self
             .inner
             .log
             .entry(sequence)?
             .ok_or_else(|| ExchangeError::NotFound(format!("log entry {sequence}")))?;
+        self.accept_receipt_queued(peer, &sent, signed)?.await?;
+        Ok(())
+    }
+
+    /// [`Self::accept_receipt`] for the sent entry at hand, checking the receipt and queuing its
+    /// log write now; what it returns answers once the write is durable, with the receipt entry
+    /// logged before for the same message, if there was one (nothing is written then).
+    /// Receipts queued together share a flush.
+    pub fn accept_receipt_queued(
+        &self,
+        peer: CountryCode,
+        sent: &StoredEntry,
+        signed: pb::SignedReceipt,
+    ) -> Result<
+        impl Future<Output = Result<Option<u64>, ExchangeError>> + Send + 'static,
+        ExchangeError,
+    > {
+        let trust = self
+            .trust(peer)
+            .ok_or_else(|| ExchangeError::UnknownPeer(peer.to_string()))?;
+        let receipt = self.inner.verifier.verify(&signed, &trust.anchors, peer)?;
+        let sequence = sent.entry.sequence;
         // Signed no earlier than the message it acknowledges was logged here, whatever time
         // the receipt claims: a revoked key cannot date a receipt back before its revocation.
         let claimed = parse_instant(&receipt.stored_at)
@@ -1112,7 +1118,7 @@ impl Exchange {
             return Err(ReceiptError::Mismatch {
                 field: "message_id",
                 found: receipt.message_id,
-                expected: sent.entry.message_id,
+                expected: sent.entry.message_id.clone(),
             }
             .into());
         }
@@ -1127,9 +1133,11 @@ impl Exchange {
         let bytes = signed.encode_to_vec();
         let message_id = receipt.message_id.clone();
         let message_kind = sent.entry.message_kind;
+        // Whether the message has its receipt already is read in the write itself: the writer
+        // reads without waiting for a write in progress, and sees the receipts of its group.
         let written = self.inner.log.enqueue(move |t| {
-            if t.receipt_for(sequence)?.is_some() {
-                return Ok(());
+            if let Some(earlier) = t.receipt_for(sequence)? {
+                return Ok(Some(earlier));
             }
             t.append(NewEntry {
                 kind: pb::EntryKind::ReceiptReceived,
@@ -1140,20 +1148,20 @@ impl Exchange {
                 refers_to: sequence,
                 ..Default::default()
             })?;
-            Ok(())
+            Ok(None)
         })?;
         let this = self.clone();
         let recorded_at = sent.entry.recorded_at_micros;
         let peer_sequence = receipt.log_sequence;
         Ok(async move {
-            written.await?;
+            let earlier = written.await?;
             let latency_micros = crate::domain::model::now_micros() - recorded_at;
             this.inner
                 .metrics
                 .delivery_latency(latency_micros.max(0) as f64 / 1e6);
             tracing::info!(peer = %peer, sequence, peer_sequence, "receipt logged");
             this.inner.receipts.notify_waiters();
-            Ok(())
+            Ok(earlier)
         })
     }
 

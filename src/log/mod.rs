@@ -1414,9 +1414,33 @@ impl ExchangeLog {
         let Some(stored) = store.tree.get(key::seq(key::ENTRY, sequence))? else {
             return Ok(None);
         };
+        self.plain_content(&store.tree, sequence, &parse_record(sequence, &stored)?)
+    }
+
+    /// An entry and its content ([`Self::content`]), in one read; `None` if either is gone.
+    pub fn entry_with_content(
+        &self,
+        sequence: u64,
+    ) -> Result<Option<(StoredEntry, Vec<u8>)>, LogError> {
+        let store = self.store()?;
+        let Some(stored) = store.tree.get(key::seq(key::ENTRY, sequence))? else {
+            return Ok(None);
+        };
         let view = parse_record(sequence, &stored)?;
-        let Some(held) = held_content(&store.tree, sequence, &view, &self.inner.peer_batches)?
-        else {
+        let Some(content) = self.plain_content(&store.tree, sequence, &view)? else {
+            return Ok(None);
+        };
+        Ok(Some((decode_entry(sequence, view.entry)?, content)))
+    }
+
+    /// The content of a stored record, opened if it is sealed.
+    fn plain_content(
+        &self,
+        tree: &sled::Tree,
+        sequence: u64,
+        view: &record::View<'_>,
+    ) -> Result<Option<Vec<u8>>, LogError> {
+        let Some(held) = held_content(tree, sequence, view, &self.inner.peer_batches)? else {
             return Ok(None);
         };
         match in_plain(sequence, view.entry, held, self.inner.key.as_deref())? {

@@ -8,23 +8,34 @@
 //! well as everything still without a receipt; the peer deduplicates by message id, so the
 //! exchange is effectively once.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::domain::model::CountryCode;
 use crate::exchange::core::Exchange;
+use crate::log::StoredEntry;
 use crate::pb;
 use crate::pb::deliver_response::Outcome;
 use crate::pb::peer_service_client::PeerServiceClient;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Envelopes per streaming call; bounds memory during a long catch-up.
-const STREAM_BATCH: usize = 256;
+/// Envelopes per streaming call when the peer does not say how many it takes.
+const STREAM_MESSAGES: usize = 256;
+/// The most envelopes per streaming call, whatever the peer takes: a stream holds one of the
+/// peer's stream slots while it lasts.
+const MAX_STREAM_MESSAGES: usize = 10_000;
+/// Answers whose receipts are being logged at once while a stream goes on. Bounds memory, and
+/// lets their log writes share flushes.
+const SETTLING: usize = 512;
 /// How often an idle worker re-agrees with the peer on what it holds (anti-entropy).
 const RESYNC_EVERY: Duration = Duration::from_secs(600);
 
@@ -117,6 +128,7 @@ pub async fn run(
     let mut client = PeerServiceClient::new(channel.borrow_and_update().clone());
     let mut backoff = FIRST_BACKOFF;
     let mut synced = false;
+    let mut stream_messages = STREAM_MESSAGES;
     loop {
         if *shutdown.borrow() {
             return;
@@ -129,13 +141,17 @@ pub async fn run(
         let outcome = if synced {
             match exchange.log().pending(peer) {
                 Ok(mut plan) => match fail_outside_agreement(&exchange, peer, &mut plan).await {
-                    Ok(()) => send(&exchange, &mut client, peer, &plan).await.map(|_| ()),
+                    Ok(()) => send(&exchange, &mut client, peer, &plan, stream_messages)
+                        .await
+                        .map(|_| ()),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(DeliveryError::from(e)),
             }
         } else {
-            catch_up(&exchange, &mut client, peer).await
+            catch_up(&exchange, &mut client, peer)
+                .await
+                .map(|agreed| stream_messages = agreed)
         };
         match outcome {
             Ok(()) => {
@@ -161,18 +177,38 @@ pub async fn run(
     }
 }
 
-/// Agrees with the peer on what it holds, then sends everything it lacks or has not receipted.
+/// What the peer holds from this node and how it takes more.
+struct Agreed {
+    /// The last of this node's sequences the peer holds.
+    cursor: u64,
+    /// Envelopes one stream to the peer may carry.
+    stream_messages: usize,
+}
+
+/// Asks the peer what it holds from this node and how many envelopes a stream may carry.
+async fn agree(client: &mut PeerServiceClient<Channel>) -> Result<Agreed, DeliveryError> {
+    let answer = client.cursor(pb::CursorRequest {}).await?.into_inner();
+    let stream_messages = match answer.max_stream_messages {
+        0 => STREAM_MESSAGES,
+        n => usize::try_from(n).map_or(MAX_STREAM_MESSAGES, |n| n.min(MAX_STREAM_MESSAGES)),
+    };
+    Ok(Agreed {
+        cursor: answer.last_sender_sequence,
+        stream_messages,
+    })
+}
+
+/// Agrees with the peer on what it holds, then sends everything it lacks or has not
+/// receipted. Returns how many envelopes a stream to the peer may carry.
 async fn catch_up(
     exchange: &Exchange,
     client: &mut PeerServiceClient<Channel>,
     peer: CountryCode,
-) -> Result<(), DeliveryError> {
-    let cursor = client
-        .cursor(pb::CursorRequest {})
-        .await
-        .map_err(DeliveryError::from)?
-        .into_inner()
-        .last_sender_sequence;
+) -> Result<usize, DeliveryError> {
+    let Agreed {
+        cursor,
+        stream_messages,
+    } = agree(client).await?;
     let log = exchange.log();
     let mut plan = log.pending(peer)?;
     let after = log.sent_to(peer, cursor.saturating_add(1), u64::MAX)?;
@@ -196,7 +232,8 @@ async fn catch_up(
     if !plan.is_empty() {
         tracing::info!(peer = %peer, cursor, messages = plan.len(), "catching up");
     }
-    send(exchange, client, peer, &plan).await.map(|_| ())
+    send(exchange, client, peer, &plan, stream_messages).await?;
+    Ok(stream_messages)
 }
 
 /// Re-sends the messages sent to `peer` with sequences in `from..=until`; the peer answers
@@ -208,9 +245,10 @@ pub async fn replay(
     from: u64,
     until: u64,
 ) -> Result<pb::ReplayResponse, DeliveryError> {
+    let stream_messages = agree(client).await?.stream_messages;
     let mut plan = exchange.log().sent_to(peer, from, until)?;
     skip_redacted(exchange, peer, &mut plan)?;
-    let settled = send(exchange, client, peer, &plan).await?;
+    let settled = send(exchange, client, peer, &plan, stream_messages).await?;
     let mut report = pb::ReplayResponse {
         resent: plan.len() as u64,
         ..Default::default()
@@ -265,123 +303,238 @@ fn skip_redacted(
     Ok(())
 }
 
-/// Sends `plan` in order: one unary call for a single message, streams for more. Stops at the
-/// first message that cannot be settled now.
+/// Sends `plan` in order: one unary call for a single message, streams of at most
+/// `stream_messages` for more. Stops at the first message that cannot be settled now.
 async fn send(
     exchange: &Exchange,
     client: &mut PeerServiceClient<Channel>,
     peer: CountryCode,
     plan: &[u64],
+    stream_messages: usize,
 ) -> Result<Vec<Settled>, DeliveryError> {
     let mut settled = Vec::with_capacity(plan.len());
-    // The previous batch's receipts are still being logged while the next batch is delivered,
-    // so neither node waits for the other's flush.
-    let mut previous = Vec::new();
-    for batch in plan.chunks(STREAM_BATCH) {
-        let mut requests = Vec::with_capacity(batch.len());
-        for &sequence in batch {
-            let envelope = exchange
-                .log()
-                .content(sequence)?
-                .ok_or(DeliveryError::Missing(sequence))?;
-            requests.push(pb::DeliverRequest {
-                envelope,
-                sender_sequence: sequence,
-            });
-        }
-        for &sequence in batch {
-            exchange.record_attempt(sequence);
-        }
-        if let [request] = requests.as_slice() {
-            if let Some(e) = settle_all(exchange, std::mem::take(&mut previous), &mut settled).await
-            {
-                return Err(e);
-            }
-            let sequence = batch[0];
-            let outcome = client
-                .deliver(request.clone())
-                .await
-                .map(|r| r.into_inner().outcome);
-            let result = match outcome {
-                Ok(Some(o)) => settle(exchange, peer, sequence, o).await,
-                Ok(None) => Err(DeliveryError::Protocol("answered without an outcome")),
-                Err(status) if is_permanent(status.code()) => {
-                    refuse(
-                        exchange,
-                        peer,
-                        sequence,
-                        &DeliveryError::from(status).to_string(),
-                    )
-                    .await
-                }
-                Err(status) => Err(DeliveryError::from(status)),
-            };
-            if let Err(e) = &result {
-                exchange.record_failure(sequence, e.to_string());
-            }
-            settled.push(result?);
-            continue;
-        }
-        let mut responses = match client.deliver_stream(tokio_stream::iter(requests)).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => {
-                let e = DeliveryError::from(s);
-                for &sequence in batch {
-                    exchange.record_failure(sequence, e.to_string());
-                }
-                let earlier = settle_all(exchange, previous, &mut settled).await;
-                return Err(earlier.unwrap_or(e));
-            }
-        };
-        // Every answer of the batch is read and its receipt checked and queued before any is
-        // awaited, so the batch's receipts share a flush.
-        let mut settling = Vec::with_capacity(batch.len());
-        for &sequence in batch {
-            let started = match responses.message().await {
-                Ok(Some(pb::DeliverResponse { outcome: Some(o) })) => {
-                    settle(exchange, peer, sequence, o)
-                }
-                Ok(_) => failed(DeliveryError::Protocol("ended its stream early")),
-                Err(s) => failed(DeliveryError::from(s)),
-            };
-            settling.push((sequence, started));
-        }
-        if let Some(e) = settle_all(
-            exchange,
-            std::mem::replace(&mut previous, settling),
-            &mut settled,
-        )
-        .await
-        {
-            // This batch is settled too; the earlier failure is the one reported.
-            settle_all(exchange, previous, &mut settled).await;
-            return Err(e);
+    for part in plan.chunks(stream_messages.max(1)) {
+        match part {
+            [sequence] => settled.push(send_one(exchange, client, peer, *sequence).await?),
+            _ => send_stream(exchange, client, peer, part, &mut settled).await?,
         }
     }
-    match settle_all(exchange, previous, &mut settled).await {
-        Some(e) => Err(e),
-        None => Ok(settled),
+    Ok(settled)
+}
+
+/// Sends one message in a unary call and settles the answer.
+async fn send_one(
+    exchange: &Exchange,
+    client: &mut PeerServiceClient<Channel>,
+    peer: CountryCode,
+    sequence: u64,
+) -> Result<Settled, DeliveryError> {
+    let Some((sent, envelope)) = exchange.log().entry_with_content(sequence)? else {
+        return Err(DeliveryError::Missing(sequence));
+    };
+    exchange.record_attempt(sequence);
+    let request = pb::DeliverRequest {
+        envelope,
+        sender_sequence: sequence,
+    };
+    let result = match client
+        .deliver(request)
+        .await
+        .map(|r| r.into_inner().outcome)
+    {
+        Ok(Some(o)) => settle(exchange, peer, &sent, o).await,
+        Ok(None) => Err(DeliveryError::Protocol("answered without an outcome")),
+        Err(status) if is_permanent(status.code()) => {
+            let reason = DeliveryError::from(status).to_string();
+            refuse(exchange, peer, sequence, &reason).await
+        }
+        Err(status) => Err(DeliveryError::from(status)),
+    };
+    if let Err(e) = &result {
+        exchange.record_failure(sequence, e.to_string());
+    }
+    result
+}
+
+/// Sends `part` over one stream and settles each answer as it comes, in order.
+///
+/// Envelopes are read from the log as the transport takes them, and answers are settled while
+/// later envelopes are still on their way, so neither node waits for the other between
+/// batches. The receipts of answers in flight share flushes; at most [`SETTLING`] are in
+/// flight at once. Sending stops at the first answer that cannot be settled now, and what was
+/// already sent is still settled.
+async fn send_stream(
+    exchange: &Exchange,
+    client: &mut PeerServiceClient<Channel>,
+    peer: CountryCode,
+    part: &[u64],
+    settled: &mut Vec<Settled>,
+) -> Result<(), DeliveryError> {
+    let feed = Arc::new(Feed::default());
+    let requests = {
+        let (exchange, feed) = (exchange.clone(), feed.clone());
+        tokio_stream::iter(part.to_vec()).map_while(move |sequence| feed.next(&exchange, sequence))
+    };
+    let mut responses = match client.deliver_stream(requests).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            let e = DeliveryError::from(status);
+            for &sequence in &part[..feed.taken().clamp(1, part.len())] {
+                exchange.record_failure(sequence, e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    let mut first_error = None;
+    let mut settling = VecDeque::with_capacity(SETTLING);
+    let mut answered = 0;
+    let ended = loop {
+        let outcome = match responses.message().await {
+            Ok(Some(response)) => response.outcome,
+            Ok(None) => break None,
+            Err(status) => break Some(DeliveryError::from(status)),
+        };
+        let Some(sent) = feed.answered() else {
+            break Some(DeliveryError::Protocol(
+                "answered an envelope it was not sent",
+            ));
+        };
+        let sequence = sent.entry.sequence;
+        answered += 1;
+        let started = match outcome {
+            Some(o) => {
+                if matches!(&o, Outcome::Refusal(r) if !is_permanent(Code::from_i32(r.code))) {
+                    // Refused for now: what follows would likely be refused too.
+                    feed.stop();
+                }
+                settle(exchange, peer, &sent, o)
+            }
+            None => {
+                feed.stop();
+                failed(DeliveryError::Protocol("answered without an outcome"))
+            }
+        };
+        settling.push_back((sequence, started));
+        if settling.len() >= SETTLING
+            && let Some((sequence, started)) = settling.pop_front()
+            && let Some(e) = settle_one(exchange, sequence, started, settled).await
+        {
+            feed.stop();
+            first_error.get_or_insert(e);
+        }
+    };
+    let taken = feed.taken();
+    if answered < taken {
+        let reason = ended.as_ref().map_or_else(
+            || "the peer ended its stream early".into(),
+            ToString::to_string,
+        );
+        for &sequence in &part[answered..taken] {
+            exchange.record_failure(sequence, reason.clone());
+        }
+    }
+    for (sequence, started) in settling {
+        if let Some(e) = settle_one(exchange, sequence, started, settled).await {
+            first_error.get_or_insert(e);
+        }
+    }
+    if answered < part.len() && first_error.is_none() {
+        first_error = Some(
+            feed.unreadable()
+                .or(ended)
+                .unwrap_or(DeliveryError::Protocol("ended its stream early")),
+        );
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// What a stream's requests have come to: read from the log one by one as the transport takes
+/// them, until the sender stops them or one cannot be read.
+#[derive(Default)]
+struct Feed {
+    stopped: AtomicBool,
+    taken: AtomicUsize,
+    /// The entries of the messages taken and not yet answered, in order: what their answers
+    /// are checked against, without reading the log again.
+    unanswered: Mutex<VecDeque<StoredEntry>>,
+    unreadable: Mutex<Option<DeliveryError>>,
+}
+
+impl Feed {
+    /// The request for `sequence`, or `None` to end the stream.
+    fn next(&self, exchange: &Exchange, sequence: u64) -> Option<pb::DeliverRequest> {
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        let (sent, envelope) = match exchange.log().entry_with_content(sequence) {
+            Ok(Some(held)) => held,
+            Ok(None) => return self.cannot_read(DeliveryError::Missing(sequence)),
+            Err(e) => return self.cannot_read(e.into()),
+        };
+        exchange.record_attempt(sequence);
+        self.unanswered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(sent);
+        self.taken.fetch_add(1, Ordering::AcqRel);
+        Some(pb::DeliverRequest {
+            envelope,
+            sender_sequence: sequence,
+        })
+    }
+
+    fn cannot_read(&self, e: DeliveryError) -> Option<pb::DeliverRequest> {
+        *self
+            .unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e);
+        None
+    }
+
+    /// The entry of the next message answered.
+    fn answered(&self) -> Option<StoredEntry> {
+        self.unanswered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    /// Ends the stream after the requests already taken.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    /// Requests taken by the transport so far.
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Why the stream ended before its last request, if a message could not be read.
+    fn unreadable(&self) -> Option<DeliveryError> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
-/// Waits for every answer of a batch to settle, in order, and returns the first failure, if
-/// any; every answer is settled before it is returned.
-async fn settle_all(
+/// Waits for one answer to settle; a failure is recorded against its message and returned.
+async fn settle_one(
     exchange: &Exchange,
-    settling: Vec<(u64, Settling)>,
+    sequence: u64,
+    started: Settling,
     settled: &mut Vec<Settled>,
 ) -> Option<DeliveryError> {
-    let mut first_error = None;
-    for (sequence, started) in settling {
-        match started.await {
-            Ok(s) => settled.push(s),
-            Err(e) => {
-                exchange.record_failure(sequence, e.to_string());
-                first_error.get_or_insert(e);
-            }
+    match started.await {
+        Ok(s) => {
+            settled.push(s);
+            None
+        }
+        Err(e) => {
+            exchange.record_failure(sequence, e.to_string());
+            Some(e)
         }
     }
-    first_error
 }
 
 /// One answer being settled: what it resolves to once its log write is durable.
@@ -393,33 +546,40 @@ fn failed(reason: DeliveryError) -> Settling {
 
 /// Starts settling the peer's answer for the sent message at `sequence`: a receipt is checked
 /// and its log write queued at once, so receipts started together share a flush.
-fn settle(exchange: &Exchange, peer: CountryCode, sequence: u64, outcome: Outcome) -> Settling {
+fn settle(
+    exchange: &Exchange,
+    peer: CountryCode,
+    sent: &StoredEntry,
+    outcome: Outcome,
+) -> Settling {
+    let sequence = sent.entry.sequence;
     match outcome {
         Outcome::Receipt(receipt) => {
-            let log = exchange.log();
-            let earlier = match log.receipt_for(sequence) {
-                Ok(None) => None,
-                Ok(Some(r)) => match log.content(r) {
-                    Ok(content) => content,
-                    Err(e) => return failed(e.into()),
-                },
-                Err(e) => return failed(e.into()),
-            };
-            let already_held = earlier.as_ref().is_some_and(|bytes| {
-                pb::SignedReceipt::decode(bytes.as_slice())
-                    .is_ok_and(|e| e.receipt == receipt.receipt)
-            });
+            let answered = receipt.receipt.clone();
             // A receipt that does not check out is not a delivery: keep the message pending
             // and let an operator look, rather than record a bad receipt.
             let refused = move |e: crate::exchange::error::ExchangeError| {
                 tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
                 DeliveryError::from(e)
             };
-            match exchange.accept_receipt_queued(peer, sequence, receipt) {
-                Ok(written) => Box::pin(async move {
-                    written.await.map_err(refused)?;
-                    Ok(Settled::Receipted { already_held })
-                }),
+            match exchange.accept_receipt_queued(peer, sent, receipt) {
+                Ok(written) => {
+                    let log = exchange.log().clone();
+                    Box::pin(async move {
+                        let Some(earlier) = written.await.map_err(refused)? else {
+                            return Ok(Settled::Receipted {
+                                already_held: false,
+                            });
+                        };
+                        // The message had a receipt: the peer answered with that one again, or
+                        // with another for the same envelope.
+                        let already_held = log.content(earlier)?.is_some_and(|bytes| {
+                            pb::SignedReceipt::decode(bytes.as_slice())
+                                .is_ok_and(|e| e.receipt == answered)
+                        });
+                        Ok(Settled::Receipted { already_held })
+                    })
+                }
                 Err(e) => failed(refused(e)),
             }
         }

@@ -268,6 +268,11 @@ impl Limiter {
         })
     }
 
+    /// The most envelopes one stream may carry, as a sender is told before it sends.
+    pub fn max_stream_messages(&self) -> u64 {
+        self.limits.max_stream_messages
+    }
+
     /// Refuses the envelope after the last one a stream may carry.
     pub fn stream_length(&self, peer: CountryCode, carried: u64) -> Result<(), Exceeded> {
         let max = self.limits.max_stream_messages;

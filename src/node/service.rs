@@ -241,6 +241,7 @@ impl PeerApi {
         let peer = peer_country(request)?;
         Ok(pb::CursorResponse {
             last_sender_sequence: self.exchange.cursor(peer)?,
+            max_stream_messages: self.limiter.max_stream_messages(),
         })
     }
 }
