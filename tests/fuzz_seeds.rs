@@ -219,7 +219,7 @@ fn log_entry_decoding() {
             kind: pb::EntryKind::Refusal,
             peer: Some("KHM".parse().unwrap()),
             reason: "envelope: not a valid encoding".into(),
-            refused_digest: Some(focalpoint::domain::model::Digest::of(b"junk")),
+            content_digest: Some(focalpoint::domain::model::Digest::of(b"junk")),
             ..NewEntry::default()
         })
     })

@@ -235,20 +235,30 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
             format!("{:.1} ms", median(startups).as_secs_f64() * 1e3),
         );
 
-        // 4. Verify beside raw SHA-256 over as many bytes as it reads.
+        // 4. Verify beside sled's own scan of the same values and raw SHA-256 over as many
+        // bytes: verify and the scan take turns, three times each, and each row is a median.
         let trust = khm_config.audit_trust().unwrap();
-        let log =
-            focalpoint::log::ExchangeLog::open(&data, focalpoint::log::Durability::Flush).unwrap();
-        let start = Instant::now();
-        let report = focalpoint::exchange::audit::verify(&log, &trust).unwrap();
-        let verify = start.elapsed();
-        assert_eq!(report.entries as usize, entries);
+        let (mut verifies, mut reads) = (Vec::new(), Vec::new());
+        let mut stored = 0;
+        for _ in 0..3 {
+            let log = focalpoint::log::ExchangeLog::open(&data, focalpoint::log::Durability::Flush)
+                .unwrap();
+            let start = Instant::now();
+            let report = focalpoint::exchange::audit::verify(&log, &trust).unwrap();
+            verifies.push(start.elapsed());
+            assert_eq!(report.entries as usize, entries);
+            drop(log);
+            let (bytes, read) = sled_scan(&data);
+            stored = bytes;
+            reads.push(read);
+        }
+        verifies.sort();
+        reads.sort();
+        let (verify, read) = (verifies[1], reads[1]);
         row(
-            &format!("audit verify, {entries} entries, receipts checked"),
+            &format!("audit verify, {entries} entries, receipts checked (median of 3)"),
             format!("{:.0} entries/s", entries as f64 / verify.as_secs_f64()),
         );
-        drop(log);
-        let (stored, read) = sled_scan(&data);
         row(
             "  what it read: every value the log stores",
             format!("{} MB", stored / 1_000_000),
@@ -258,7 +268,7 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
             format!("{:.0} MB/s", stored as f64 / verify.as_secs_f64() / 1e6),
         );
         row(
-            "ceiling: sled reading every stored value in key order",
+            "ceiling: sled reading every stored value in key order (median of 3)",
             format!("{:.0} MB/s", stored as f64 / read.as_secs_f64() / 1e6),
         );
         row(
@@ -281,6 +291,12 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         row(
             "verify / raw SHA-256",
             format!("{:.3}", raw.as_secs_f64() / verify.as_secs_f64()),
+        );
+        // What reading alone allows: verify reads every value through sled, so it cannot come
+        // nearer to SHA-256 than sled's scan of those values does.
+        row(
+            "sled's scan / raw SHA-256",
+            format!("{:.3}", raw.as_secs_f64() / read.as_secs_f64()),
         );
 
         // 5. Catch-up: IDN queues messages while KHM is away; KHM then starts as its own

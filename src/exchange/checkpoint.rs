@@ -176,7 +176,7 @@ pub async fn witness(
             let entry = NewEntry {
                 kind: pb::EntryKind::Refusal,
                 peer: Some(caller),
-                refused_digest: Some(Digest::of(&signed.body)),
+                content_digest: Some(Digest::of(&signed.body)),
                 reason: reason.clone(),
                 ..Default::default()
             };

@@ -87,6 +87,7 @@ fn store_sent(t: &mut Txn<'_>, valid: Storable) -> Result<Result<(u64, bool), Re
         message_id: id.to_owned(),
         message_kind: kind,
         content: Some(bytes),
+        content_digest: Some(digest),
         reference,
         created_at,
         search_terms,
@@ -179,6 +180,7 @@ fn store_received(
         message_id: id.to_owned(),
         message_kind: valid.kind,
         content: Some(valid.bytes),
+        content_digest: Some(valid.digest),
         reference: valid.reference,
         peer_sequence: sender_sequence,
         created_at: valid.created_at,
@@ -1426,7 +1428,7 @@ fn refusal(peer: Option<CountryCode>, message_id: &str, digest: Digest, reason: 
             .parse::<MessageId>()
             .map(|m| m.to_string())
             .unwrap_or_default(),
-        refused_digest: Some(digest),
+        content_digest: Some(digest),
         reason: reason.to_owned(),
         ..Default::default()
     }

@@ -343,8 +343,10 @@ pub struct NewEntry {
     pub message_kind: pb::MessageKind,
     /// The content kept beside the entry.
     pub content: Option<Vec<u8>>,
-    /// The digest of content that is not kept (refusals).
-    pub refused_digest: Option<Digest>,
+    /// The digest of the content: of content that is not kept (refusals), or of `content`
+    /// when the caller has it already (a received envelope's, from its validation); the log
+    /// computes it otherwise.
+    pub content_digest: Option<Digest>,
     /// For receipts: the sent message's sequence.
     pub refers_to: u64,
     /// For refusals and failed deliveries: why.
@@ -770,8 +772,15 @@ impl Txn<'_> {
     /// Stages an entry, its content and the views that go with its kind.
     pub fn append(&mut self, new: NewEntry) -> Result<Appended, LogError> {
         let sequence = self.next;
-        let (content_sha256, content_length) = match (&new.content, new.refused_digest) {
-            (Some(c), _) => (Digest::of(c), c.len() as u64),
+        let (content_sha256, content_length) = match (&new.content, new.content_digest) {
+            (Some(c), Some(d)) => {
+                debug_assert!(
+                    Digest::of(c) == d,
+                    "a content digest given for other content"
+                );
+                (d, c.len() as u64)
+            }
+            (Some(c), None) => (Digest::of(c), c.len() as u64),
             (None, Some(d)) => (d, 0),
             (None, None) => (Digest::default(), 0),
         };
