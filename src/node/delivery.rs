@@ -9,7 +9,6 @@
 //! exchange is effectively once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -304,7 +303,8 @@ fn skip_redacted(
 }
 
 /// Sends `plan` in order: one unary call for a single message, streams of at most
-/// `stream_messages` for more. Stops at the first message that cannot be settled now.
+/// `stream_messages` for more. Stops at the first message that cannot be settled now (after
+/// settling what was already sent).
 async fn send(
     exchange: &Exchange,
     client: &mut PeerServiceClient<Channel>,
@@ -342,7 +342,10 @@ async fn send_one(
         .await
         .map(|r| r.into_inner().outcome)
     {
-        Ok(Some(o)) => settle(exchange, peer, &sent, o).await,
+        Ok(Some(o)) => match settle(exchange, peer, &sent, o) {
+            Ok(settling) => settling.await,
+            Err(e) => Err(e),
+        },
         Ok(None) => Err(DeliveryError::Protocol("answered without an outcome")),
         Err(status) if is_permanent(status.code()) => {
             let reason = DeliveryError::from(status).to_string();
@@ -360,8 +363,8 @@ async fn send_one(
 ///
 /// Envelopes are read from the log as the transport takes them, and answers are settled while
 /// later envelopes are still on their way, so neither node waits for the other between
-/// batches. The receipts of answers in flight share flushes; at most [`SETTLING`] are in
-/// flight at once. Sending stops at the first answer that cannot be settled now, and what was
+/// batches. The receipts of answers in flight share flushes; at most [`SETTLING`] are awaited
+/// at once. Sending stops at the first answer that cannot settle its message now, and what was
 /// already sent is still settled.
 async fn send_stream(
     exchange: &Exchange,
@@ -379,7 +382,12 @@ async fn send_stream(
         Ok(r) => r.into_inner(),
         Err(status) => {
             let e = DeliveryError::from(status);
-            for &sequence in &part[..feed.taken().clamp(1, part.len())] {
+            let taken = feed.stop();
+            if taken == 0 {
+                // The call was for the first message, whether or not it was read yet.
+                exchange.record_attempt(part[0]);
+            }
+            for &sequence in &part[..taken.max(1)] {
                 exchange.record_failure(sequence, e.to_string());
             }
             return Err(e);
@@ -401,17 +409,17 @@ async fn send_stream(
         };
         let sequence = sent.entry.sequence;
         answered += 1;
-        let started = match outcome {
-            Some(o) => {
-                if matches!(&o, Outcome::Refusal(r) if !is_permanent(Code::from_i32(r.code))) {
-                    // Refused for now: what follows would likely be refused too.
-                    feed.stop();
-                }
-                settle(exchange, peer, &sent, o)
-            }
-            None => {
+        let started = outcome
+            .ok_or(DeliveryError::Protocol("answered without an outcome"))
+            .and_then(|o| settle(exchange, peer, &sent, o));
+        let started = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // Nothing more is sent; what was is still settled.
                 feed.stop();
-                failed(DeliveryError::Protocol("answered without an outcome"))
+                exchange.record_failure(sequence, e.to_string());
+                first_error.get_or_insert(e);
+                continue;
             }
         };
         settling.push_back((sequence, started));
@@ -423,7 +431,8 @@ async fn send_stream(
             first_error.get_or_insert(e);
         }
     };
-    let taken = feed.taken();
+    // The transport takes no more requests, whatever ended the answers.
+    let taken = feed.stop();
     if answered < taken {
         let reason = ended.as_ref().map_or_else(
             || "the peer ended its stream early".into(),
@@ -432,6 +441,8 @@ async fn send_stream(
         for &sequence in &part[answered..taken] {
             exchange.record_failure(sequence, reason.clone());
         }
+    } else if let Some(e) = &ended {
+        tracing::warn!(peer = %peer, error = %e, "the peer's stream ended badly after its last answer");
     }
     for (sequence, started) in settling {
         if let Some(e) = settle_one(exchange, sequence, started, settled).await {
@@ -452,69 +463,71 @@ async fn send_stream(
 /// them, until the sender stops them or one cannot be read.
 #[derive(Default)]
 struct Feed {
-    stopped: AtomicBool,
-    taken: AtomicUsize,
+    state: Mutex<FeedState>,
+}
+
+#[derive(Default)]
+struct FeedState {
+    stopped: bool,
+    /// Requests the transport took.
+    taken: usize,
     /// The entries of the messages taken and not yet answered, in order: what their answers
     /// are checked against, without reading the log again.
-    unanswered: Mutex<VecDeque<StoredEntry>>,
-    unreadable: Mutex<Option<DeliveryError>>,
+    unanswered: VecDeque<StoredEntry>,
+    /// Why the stream ended before its last request, if a message could not be read.
+    unreadable: Option<DeliveryError>,
 }
 
 impl Feed {
+    fn state(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The request for `sequence`, or `None` to end the stream.
     fn next(&self, exchange: &Exchange, sequence: u64) -> Option<pb::DeliverRequest> {
-        if self.stopped.load(Ordering::Acquire) {
+        if self.state().stopped {
             return None;
         }
-        let (sent, envelope) = match exchange.log().entry_with_content(sequence) {
+        let read = exchange.log().entry_with_content(sequence);
+        let mut state = self.state();
+        if state.stopped {
+            return None;
+        }
+        let (sent, envelope) = match read {
             Ok(Some(held)) => held,
-            Ok(None) => return self.cannot_read(DeliveryError::Missing(sequence)),
-            Err(e) => return self.cannot_read(e.into()),
+            Ok(None) => {
+                state.unreadable = Some(DeliveryError::Missing(sequence));
+                return None;
+            }
+            Err(e) => {
+                state.unreadable = Some(e.into());
+                return None;
+            }
         };
         exchange.record_attempt(sequence);
-        self.unanswered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(sent);
-        self.taken.fetch_add(1, Ordering::AcqRel);
+        state.unanswered.push_back(sent);
+        state.taken += 1;
         Some(pb::DeliverRequest {
             envelope,
             sender_sequence: sequence,
         })
     }
 
-    fn cannot_read(&self, e: DeliveryError) -> Option<pb::DeliverRequest> {
-        *self
-            .unreadable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(e);
-        None
-    }
-
     /// The entry of the next message answered.
     fn answered(&self) -> Option<StoredEntry> {
-        self.unanswered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+        self.state().unanswered.pop_front()
     }
 
-    /// Ends the stream after the requests already taken.
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-    }
-
-    /// Requests taken by the transport so far.
-    fn taken(&self) -> usize {
-        self.taken.load(Ordering::Acquire)
+    /// Ends the stream after the requests already taken, and says how many those are.
+    fn stop(&self) -> usize {
+        let mut state = self.state();
+        state.stopped = true;
+        state.taken
     }
 
     /// Why the stream ended before its last request, if a message could not be read.
     fn unreadable(&self) -> Option<DeliveryError> {
-        self.unreadable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.state().unreadable.take()
     }
 }
 
@@ -540,18 +553,16 @@ async fn settle_one(
 /// One answer being settled: what it resolves to once its log write is durable.
 type Settling = std::pin::Pin<Box<dyn Future<Output = Result<Settled, DeliveryError>> + Send>>;
 
-fn failed(reason: DeliveryError) -> Settling {
-    Box::pin(std::future::ready(Err(reason)))
-}
-
-/// Starts settling the peer's answer for the sent message at `sequence`: a receipt is checked
-/// and its log write queued at once, so receipts started together share a flush.
+/// Starts settling the peer's answer for the sent message `sent`: a receipt is checked and its
+/// log write queued at once, so receipts started together share a flush. An answer that cannot
+/// settle the message now (a receipt that does not check out, a refusal for now, a refusal
+/// naming another message) is an error at once.
 fn settle(
     exchange: &Exchange,
     peer: CountryCode,
     sent: &StoredEntry,
     outcome: Outcome,
-) -> Settling {
+) -> Result<Settling, DeliveryError> {
     let sequence = sent.entry.sequence;
     match outcome {
         Outcome::Receipt(receipt) => {
@@ -562,46 +573,49 @@ fn settle(
                 tracing::error!(peer = %peer, sequence, error = %e, "peer's receipt refused");
                 DeliveryError::from(e)
             };
-            match exchange.accept_receipt_queued(peer, sent, receipt) {
-                Ok(written) => {
-                    let log = exchange.log().clone();
-                    Box::pin(async move {
-                        let Some(earlier) = written.await.map_err(refused)? else {
-                            return Ok(Settled::Receipted {
-                                already_held: false,
-                            });
-                        };
-                        // The message had a receipt: the peer answered with that one again, or
-                        // with another for the same envelope.
-                        let already_held = log.content(earlier)?.is_some_and(|bytes| {
-                            pb::SignedReceipt::decode(bytes.as_slice())
-                                .is_ok_and(|e| e.receipt == answered)
-                        });
-                        Ok(Settled::Receipted { already_held })
-                    })
-                }
-                Err(e) => failed(refused(e)),
-            }
+            let written = exchange
+                .accept_receipt_queued(peer, sent, receipt)
+                .map_err(refused)?;
+            let log = exchange.log().clone();
+            Ok(Box::pin(async move {
+                let Some(earlier) = written.await.map_err(refused)? else {
+                    return Ok(Settled::Receipted {
+                        already_held: false,
+                    });
+                };
+                // The message had a receipt: the peer answered with that one again, or with
+                // another for the same envelope.
+                let already_held = log.content(earlier)?.is_some_and(|bytes| {
+                    pb::SignedReceipt::decode(bytes.as_slice()).is_ok_and(|e| e.receipt == answered)
+                });
+                Ok(Settled::Receipted { already_held })
+            }))
+        }
+        Outcome::Refusal(r)
+            if !r.message_id.is_empty() && r.message_id != sent.entry.message_id =>
+        {
+            Err(DeliveryError::Protocol(
+                "refused a message other than the one it was sent",
+            ))
         }
         Outcome::Refusal(r) => {
             let code = Code::from_i32(r.code);
-            if is_permanent(code) {
-                let exchange = exchange.clone();
-                Box::pin(async move {
-                    refuse(
-                        &exchange,
-                        peer,
-                        sequence,
-                        &format!("{}: {}", code_name(code), r.reason),
-                    )
-                    .await
-                })
-            } else {
-                failed(DeliveryError::Peer {
+            if !is_permanent(code) {
+                return Err(DeliveryError::Peer {
                     code,
                     message: r.reason,
-                })
+                });
             }
+            let exchange = exchange.clone();
+            Ok(Box::pin(async move {
+                refuse(
+                    &exchange,
+                    peer,
+                    sequence,
+                    &format!("{}: {}", code_name(code), r.reason),
+                )
+                .await
+            }))
         }
     }
 }
