@@ -239,3 +239,167 @@ async fn a_message_the_peer_refuses_for_good_is_marked_failed_and_not_retried() 
     assert_eq!(failure.entry.refers_to, r.log_sequence);
     pair.stop().await;
 }
+
+/// A peer that answers every envelope with a refusal for good that names another message.
+struct Misaddressed;
+
+type Answers = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::DeliverResponse, tonic::Status>> + Send>,
+>;
+
+fn misaddressed_refusal() -> pb::DeliverResponse {
+    pb::DeliverResponse {
+        outcome: Some(pb::deliver_response::Outcome::Refusal(pb::Refusal {
+            message_id: "IDN-SOMETHING-ELSE".into(),
+            code: tonic::Code::InvalidArgument as i32,
+            reason: "not this one".into(),
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::peer_service_server::PeerService for Misaddressed {
+    async fn deliver(
+        &self,
+        _: tonic::Request<pb::DeliverRequest>,
+    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
+        Ok(tonic::Response::new(misaddressed_refusal()))
+    }
+    type DeliverStreamStream = Answers;
+    async fn deliver_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::DeliverRequest>>,
+    ) -> Result<tonic::Response<Answers>, tonic::Status> {
+        use tokio_stream::StreamExt as _;
+        let answers = request.into_inner().map(|_| Ok(misaddressed_refusal()));
+        Ok(tonic::Response::new(Box::pin(answers)))
+    }
+    async fn cursor(
+        &self,
+        _: tonic::Request<pb::CursorRequest>,
+    ) -> Result<tonic::Response<pb::CursorResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::CursorResponse::default()))
+    }
+    async fn cosign(
+        &self,
+        _: tonic::Request<pb::CosignRequest>,
+    ) -> Result<tonic::Response<pb::CosignResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not a node"))
+    }
+}
+
+/// [`Misaddressed`] serving under KHM's node certificate, admitting IDN's nodes.
+async fn misaddressed_khm() -> std::net::SocketAddr {
+    use focalpoint::crypto::x509;
+    use focalpoint::node::tls;
+    let base = repo().join("certs-example");
+    let idn_ca = base.join("khm/peers/idn-ca.pem");
+    let admission = tls::Admission::Peers(
+        [(
+            "IDN".parse().unwrap(),
+            tls::Anchor {
+                path: idn_ca.clone(),
+                certs: x509::load_certs(&idn_ca).unwrap(),
+                revoked: focalpoint::crypto::revocation::Revocations::none(),
+            },
+        )]
+        .into(),
+    );
+    let config = tls::server_config(
+        &admission,
+        x509::load_certs(&base.join("khm/node.pem")).unwrap(),
+        x509::load_key(&base.join("khm/node.key")).unwrap(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (keep, config) = tokio::sync::watch::channel(config);
+    let incoming = tls::incoming(
+        listener,
+        config,
+        tls::ListenerOptions::new("peer", &focalpoint::node::limits::Limits::default()),
+        std::sync::Arc::default(),
+        None,
+    );
+    tokio::spawn(async move {
+        let _keep = keep;
+        tonic::transport::Server::builder()
+            .add_service(pb::peer_service_server::PeerServiceServer::new(
+                Misaddressed,
+            ))
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_refusal_naming_another_message_fails_nothing() {
+    let khm = misaddressed_khm().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (idn_config, _) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let mut idn = BoundNode::bind(idn_config, None).await.unwrap();
+    idn.set_peer_address("KHM".parse().unwrap(), &format!("https://{khm}"));
+    let idn = idn.start().await.unwrap();
+    let mut operator = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
+    )
+    .unwrap();
+    // One message alone goes in a single call, several in a stream: both are answered with a
+    // refusal for good that names another message.
+    for id in [
+        "IDN-MISADDRESSED-1",
+        "IDN-MISADDRESSED-2",
+        "IDN-MISADDRESSED-3",
+    ] {
+        let sent = operator.send(alert(id), false).await.unwrap();
+        assert_eq!(
+            sent.state,
+            pb::DeliveryState::Pending as i32,
+            "{}",
+            sent.detail
+        );
+    }
+    let mut outbox = Vec::new();
+    for _ in 0..200 {
+        outbox = operator
+            .outbox(pb::OutboxRequest::default())
+            .await
+            .unwrap()
+            .messages;
+        if outbox.iter().all(|m| m.attempts > 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        outbox.iter().all(|m| m.attempts > 0),
+        "IDN tried to deliver each"
+    );
+    for m in &outbox {
+        assert_eq!(
+            m.state,
+            pb::DeliveryState::Pending as i32,
+            "{}",
+            m.last_error
+        );
+    }
+    let errors: Vec<&str> = outbox.iter().map(|m| m.last_error.as_str()).collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("refused a message other than the one it was sent")),
+        "{errors:?}"
+    );
+    // Nothing was marked failed: a misaddressed refusal is not the peer's word on this message.
+    let log = idn.exchange().log();
+    let failures = log
+        .range(1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind() == pb::EntryKind::DeliveryFailed)
+        .count();
+    assert_eq!(failures, 0);
+    idn.stop().await.unwrap();
+}
