@@ -475,15 +475,7 @@ fn verify(total: usize) -> (Row, Row) {
 async fn child_node(total: usize, values: &mut Vec<(String, String)>) -> Row {
     let dir = tempfile::tempdir().unwrap();
     focalpoint::cli::demo::example_configs(dir.path()).unwrap();
-    let config = dir.path().join("khm/node.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("127.0.0.1:7543", "127.0.0.1:0")
-        .replace("127.0.0.1:7544", "127.0.0.1:0")
-        .replace("127.0.0.1:7545", "127.0.0.1:0")
-        // The row measures the node, not the peer rate limit (2,000/s by default).
-        + "\n[limits]\npeer_rate_per_sec = 4294967295\npeer_burst = 4294967295\n";
-    std::fs::write(&config, text).unwrap();
+    let config = common::khm_process_config(dir.path(), "127.0.0.1:0", &[]);
     let data = dir.path().join("khm-data");
     let (child, address, _) = common::spawn_node(&config, &data);
     let per_stream = focalpoint::node::limits::Limits::default().max_stream_messages as usize;

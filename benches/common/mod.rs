@@ -123,3 +123,32 @@ pub(crate) fn stop_node(mut child: std::process::Child) {
         .status();
     let _ = child.wait();
 }
+
+/// KHM's example node configuration under `dir` (written by `example_configs`) for a node run
+/// as its own process: its peer listener on `peer_listener`, its other listeners on free
+/// ports, each of `changes` made, and the peer rate limit out of the way (the rows measure the
+/// node, not that limit). Panics if the example no longer holds what is changed, rather than
+/// leave a child listening where nobody connects.
+pub(crate) fn khm_process_config(
+    dir: &Path,
+    peer_listener: &str,
+    changes: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(dir.join("khm/node.toml")).unwrap();
+    let listeners = [
+        ("127.0.0.1:7543", peer_listener),
+        ("127.0.0.1:7544", "127.0.0.1:0"),
+        ("127.0.0.1:7545", "127.0.0.1:0"),
+    ];
+    for (from, to) in listeners.iter().chain(changes) {
+        assert!(
+            text.contains(from),
+            "KHM's example configuration has no {from:?}"
+        );
+        text = text.replace(from, to);
+    }
+    text += "\n[limits]\npeer_rate_per_sec = 4294967295\npeer_burst = 4294967295\n";
+    let path = dir.join("khm/process.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -337,19 +337,15 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         // where the pending set would be read whole each time.
         let queued_head = log.head().unwrap().0;
         let receipted = || (log.head().unwrap().0 - queued_head) as usize;
-        let khm_toml = dir.path().join("khm/catchup.toml");
-        let text = std::fs::read_to_string(dir.path().join("khm/node.toml"))
-            .unwrap()
-            .replace("127.0.0.1:7543", &khm_port.to_string())
-            .replace("127.0.0.1:7544", "127.0.0.1:0")
-            .replace("127.0.0.1:7545", "127.0.0.1:0")
-            .replace(
-                "https://127.0.0.1:7443",
-                &format!("https://{}", idn_node.peer_address),
-            )
-            .replace("checkpoint_interval_secs = 3600", "checkpoint_interval_secs = 0")
-            + "\n[limits]\npeer_rate_per_sec = 4294967295\npeer_burst = 4294967295\n";
-        std::fs::write(&khm_toml, text).unwrap();
+        let idn_address = format!("https://{}", idn_node.peer_address);
+        let khm_toml = super::khm_process_config(
+            dir.path(),
+            &khm_port.to_string(),
+            &[
+                ("https://127.0.0.1:7443", &idn_address),
+                ("checkpoint_interval_secs = 3600", "checkpoint_interval_secs = 0"),
+            ],
+        );
         let (khm, _, _) = super::spawn_node(&khm_toml, &dir.path().join("khm/catchup"));
         let mut first = None;
         let last = loop {
