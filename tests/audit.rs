@@ -190,6 +190,21 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             }),
         ),
         (
+            // The batch's signature is checked on the thread that reads batches ahead; one
+            // that does not verify must still stop the audit at the first receipt under it.
+            "forged-batch-signature",
+            r0,
+            "the issued receipt is not valid: signature does not verify",
+            Box::new(move |t| {
+                let batch = record(t, r0).issued.unwrap().batch;
+                let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
+                let mut record = pb::ReceiptBatch::decode(bytes.as_ref()).unwrap();
+                let last = record.signature.len() - 1;
+                record.signature[last] ^= 1;
+                t.insert(key(b'b', batch), record.encode_to_vec()).unwrap();
+            }),
+        ),
+        (
             "swapped-signer-certificate",
             r0,
             "does not match its digest",

@@ -304,6 +304,37 @@ impl Verifier {
         received_by(receipt, receiver)
     }
 
+    /// Checks a batch's signature over its tree with the key of `certificate`, and remembers
+    /// it if it is good, so that [`Self::verify_in_batch`] finds it done. Only the signature:
+    /// whose certificate it is, and whether it chains to the CA when a receipt says it was
+    /// signed, are checked with each receipt, as before. A signature that does not check out
+    /// is not remembered, and each receipt of its batch is refused as it would be without this.
+    pub fn check_batch_ahead(&self, batch: &SignedBatch, certificate: &[u8]) {
+        let body = batch_body(batch.tree.size() as u64, &batch.tree.root());
+        if already_verified(
+            self,
+            BATCH_DOMAIN,
+            &body,
+            &batch.signature_scheme,
+            &batch.signature,
+            certificate,
+        ) {
+            return;
+        }
+        let cert = CertificateDer::from(certificate);
+        if let Ok(end_entity) = webpki::EndEntityCert::try_from(&cert) {
+            let _ = check_and_remember(
+                self,
+                &end_entity,
+                BATCH_DOMAIN,
+                &body,
+                &batch.signature_scheme,
+                &batch.signature,
+                certificate,
+            );
+        }
+    }
+
     /// [`verify_signed`], remembering what it found good.
     pub fn verify_signed(
         &self,
@@ -505,7 +536,8 @@ fn already_verified(
     signature: &[u8],
     certificate: &[u8],
 ) -> bool {
-    verified(verifier).iter().any(|v| {
+    // Newest first: receipts are checked in the order of their batches.
+    verified(verifier).iter().rev().any(|v| {
         v.body == body
             && v.signature == signature
             && v.domain == domain
@@ -587,6 +619,30 @@ fn check_signature(
             .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
         remember(verifier, identity, &cert, anchors);
     }
+    check_and_remember(
+        verifier,
+        &end_entity,
+        domain,
+        body,
+        scheme,
+        signature,
+        certificate,
+    )
+}
+
+/// Checks that `signature` over `domain` and `body` was made with the key of `end_entity`
+/// (whose encoding is `certificate`) under `scheme`, and remembers it if so.
+fn check_and_remember(
+    verifier: &Verifier,
+    end_entity: &webpki::EndEntityCert<'_>,
+    domain: &'static [u8],
+    body: &[u8],
+    scheme: &str,
+    signature: &[u8],
+    certificate: &[u8],
+) -> Result<(), ReceiptError> {
+    let provider = rustls::crypto::ring::default_provider();
+    let algorithms = provider.signature_verification_algorithms;
     let wanted = SCHEMES
         .iter()
         .find(|(name, _)| *name == scheme)

@@ -216,7 +216,11 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     let mut hashes = Vec::new();
     let mut unknown_references = 0;
     let mut first_unknown_reference = None;
-    let entries = log.verify_with(|checked| {
+    // Each batch's signature is checked once, on the thread that reads the batches ahead.
+    let batch_ahead = |batch: &receipt::SignedBatch, certificate: &[u8]| {
+        verifier.check_batch_ahead(batch, certificate);
+    };
+    let entries = log.verify_with_batches(batch_ahead, |checked| {
         let e = checked.entry;
         hashes.push(checked.hash);
         if !e.reference.is_empty() && !references_held(log, trust, &e.reference)? {

@@ -1643,6 +1643,49 @@ impl ExchangeLog {
     /// content digest hold; an `Err` from `check` names that entry.
     pub fn verify_with<E>(
         &self,
+        check: impl FnMut(&Checked<'_>) -> Result<(), E>,
+    ) -> Result<u64, VerifyError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.verify_with_batches(|_, _| {}, check)
+    }
+
+    /// [`Self::verify_with`], calling `batch` on each receipt batch the log holds, with its
+    /// signer's certificate, on a thread of its own that reads the batches ahead of the
+    /// entries whose receipts they sign: the caller checks each batch's signature there,
+    /// beside the checking of entries.
+    pub fn verify_with_batches<E>(
+        &self,
+        batch: impl Fn(&receipt::SignedBatch, &[u8]) + Sync,
+        check: impl FnMut(&Checked<'_>) -> Result<(), E>,
+    ) -> Result<u64, VerifyError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let store = self.store().map_err(|e| VerifyError {
+            sequence: 1,
+            problem: Problem::Unreadable(e),
+        })?;
+        std::thread::scope(|scope| {
+            let (sender, ahead) = mpsc::sync_channel(BATCHES_AHEAD);
+            let batch = &batch;
+            let tree = &store.tree;
+            scope.spawn(move || read_batches_ahead(tree, batch, &sender));
+            let batches = BatchesAhead {
+                ahead,
+                last: std::sync::Mutex::default(),
+            };
+            // Dropped when verification ends, which stops the thread at its next batch.
+            self.verify_entries(&store, &batches, check)
+        })
+    }
+
+    /// [`Self::verify_with`] over `store`, finding receipt batches in `batches` first.
+    fn verify_entries<E>(
+        &self,
+        store: &Store,
+        batches: &dyn BatchesRead,
         mut check: impl FnMut(&Checked<'_>) -> Result<(), E>,
     ) -> Result<u64, VerifyError>
     where
@@ -1650,10 +1693,6 @@ impl ExchangeLog {
     {
         let mut previous = GENESIS;
         let mut expected = 1;
-        let store = self.store().map_err(|e| VerifyError {
-            sequence: 1,
-            problem: Problem::Unreadable(e),
-        })?;
         let tree = &store.tree;
         // Read a few chunks ahead on a thread of its own: reading and checking take about as
         // long each.
@@ -1675,7 +1714,7 @@ impl ExchangeLog {
                 .checked_content(tree, &entry, kind, &view)
                 .map_err(|problem| bad(expected, problem))?;
             let issued = if kind == pb::EntryKind::MessageReceived {
-                issued_of(tree, expected, &view, Some(&self.inner.batches))
+                issued_of(tree, expected, &view, Some(batches))
                     .map_err(|e| bad(expected, Problem::Unreadable(e)))?
             } else {
                 Issued::None
@@ -2889,15 +2928,23 @@ struct StoredBatch {
 }
 
 fn read_batch(tree: &impl Read, id: u64) -> Result<StoredBatch, LogError> {
+    let bytes = tree
+        .get(&key::seq(key::RECEIPT_BATCH, id))?
+        .ok_or_else(|| LogError::Corrupt {
+            sequence: id,
+            reason: "the receipt batch is missing".into(),
+        })?;
+    batch_of(tree, id, &bytes)
+}
+
+/// The receipt batch `id` stored as `bytes`, with its signer's certificate and whole tree.
+fn batch_of(tree: &impl Read, id: u64, bytes: &[u8]) -> Result<StoredBatch, LogError> {
     let corrupt = |reason: String| LogError::Corrupt {
         sequence: id,
         reason,
     };
-    let bytes = tree
-        .get(&key::seq(key::RECEIPT_BATCH, id))?
-        .ok_or_else(|| corrupt("the receipt batch is missing".into()))?;
-    let batch = pb::ReceiptBatch::decode(bytes.as_ref())
-        .map_err(|e| corrupt(format!("receipt batch: {e}")))?;
+    let batch =
+        pb::ReceiptBatch::decode(bytes).map_err(|e| corrupt(format!("receipt batch: {e}")))?;
     let certificate_sha256 = <[u8; 32]>::try_from(batch.signer_certificate_sha256.as_slice())
         .map_err(|_| corrupt("receipt batch: the certificate digest is not 32 bytes".into()))?;
     let certificate = tree
@@ -2926,6 +2973,82 @@ fn read_batch(tree: &impl Read, id: u64) -> Result<StoredBatch, LogError> {
         },
         certificate: certificate.to_vec(),
     })
+}
+
+/// Receipt batches already read, where [`issued_of`] looks before it reads one.
+trait BatchesRead {
+    /// Batch `id`, if it is at hand.
+    fn find(&self, id: u64) -> Option<Arc<StoredBatch>>;
+    /// Batch `id`, just read.
+    fn keep(&self, id: u64, batch: Arc<StoredBatch>);
+}
+
+/// The last batch read: receipts of one write are read one after another.
+impl BatchesRead for BatchCache {
+    fn find(&self, id: u64) -> Option<Arc<StoredBatch>> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(held, _)| *held == id)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn keep(&self, id: u64, batch: Arc<StoredBatch>) {
+        *self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((id, batch));
+    }
+}
+
+/// Batches a thread of their own reads in key order ahead of verification, which takes them
+/// as the entries it checks name them. An entry naming a batch behind the last one taken (or
+/// one the thread did not get to) has it read as before.
+struct BatchesAhead {
+    ahead: mpsc::Receiver<(u64, Arc<StoredBatch>)>,
+    last: std::sync::Mutex<Option<(u64, Arc<StoredBatch>)>>,
+}
+
+/// Batches the reading thread may be ahead of verification.
+const BATCHES_AHEAD: usize = 8;
+
+impl BatchesRead for BatchesAhead {
+    fn find(&self, id: u64) -> Option<Arc<StoredBatch>> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            match &*last {
+                Some((held, b)) if *held == id => return Some(b.clone()),
+                Some((held, _)) if *held > id => return None,
+                _ => {}
+            }
+            *last = Some(self.ahead.recv().ok()?);
+        }
+    }
+
+    fn keep(&self, _: u64, _: Arc<StoredBatch>) {}
+}
+
+/// Reads every receipt batch of `tree` in key order, calls `check` on each, and sends it on
+/// `ahead` until the receiver is gone. Stops at the first batch it cannot read: verification
+/// reads that one itself and names what is wrong.
+fn read_batches_ahead(
+    tree: &sled::Tree,
+    check: &(dyn Fn(&receipt::SignedBatch, &[u8]) + Sync),
+    ahead: &mpsc::SyncSender<(u64, Arc<StoredBatch>)>,
+) {
+    for kv in tree.scan_prefix([key::RECEIPT_BATCH]) {
+        let Ok((k, v)) = kv else { return };
+        let Some(id) = key::tail_seq(&k) else { return };
+        let Ok(batch) = batch_of(tree, id, &v) else {
+            return;
+        };
+        check(&batch.signed, &batch.certificate);
+        if ahead.send((id, Arc::new(batch))).is_err() {
+            return;
+        }
+    }
 }
 
 /// The receipt issued for a received message, as stored.
@@ -2964,7 +3087,7 @@ impl Issued {
 fn issued_state(
     tree: &impl Read,
     sequence: u64,
-    cache: Option<&BatchCache>,
+    cache: Option<&dyn BatchesRead>,
 ) -> Result<Issued, LogError> {
     match tree.get(&key::seq(key::ENTRY, sequence))? {
         Some(stored) => issued_of(tree, sequence, &parse_record(sequence, &stored)?, cache),
@@ -2977,7 +3100,7 @@ fn issued_of(
     tree: &impl Read,
     sequence: u64,
     view: &record::View<'_>,
-    cache: Option<&BatchCache>,
+    cache: Option<&dyn BatchesRead>,
 ) -> Result<Issued, LogError> {
     let corrupt = |e: prost::DecodeError| LogError::Corrupt {
         sequence,
@@ -2992,14 +3115,7 @@ fn issued_of(
         };
     };
     let issued = pb::IssuedReceipt::decode(bytes).map_err(corrupt)?;
-    let cached = cache.and_then(|c| {
-        c.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .filter(|(id, _)| *id == issued.batch)
-            .map(|(_, b)| b.clone())
-    });
-    let batch = match cached {
+    let batch = match cache.and_then(|c| c.find(issued.batch)) {
         Some(b) => b,
         None if !tree.contains_key(&key::seq(key::RECEIPT_BATCH, issued.batch))? => {
             return Ok(Issued::Unsigned(issued.receipt));
@@ -3007,8 +3123,7 @@ fn issued_of(
         None => {
             let b = Arc::new(read_batch(tree, issued.batch)?);
             if let Some(c) = cache {
-                *c.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((issued.batch, b.clone()));
+                c.keep(issued.batch, b.clone());
             }
             b
         }
