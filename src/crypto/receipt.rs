@@ -305,10 +305,11 @@ impl Verifier {
     }
 
     /// Checks a batch's signature over its tree with the key of `certificate`, and remembers
-    /// it if it is good, so that [`Self::verify_in_batch`] finds it done. Only the signature:
-    /// whose certificate it is, and whether it chains to the CA when a receipt says it was
-    /// signed, are checked with each receipt, as before. A signature that does not check out
-    /// is not remembered, and each receipt of its batch is refused as it would be without this.
+    /// it if it is good, so that [`Self::verify_in_batch`] finds the arithmetic done once it
+    /// knows the certificate chains. Only the signature: whose certificate it is, and whether
+    /// it chains to the CA when a receipt says it was signed, are checked with each receipt, as
+    /// before. A signature that does not check out is not remembered, and each receipt of its
+    /// batch is refused as it would be without this.
     pub fn check_batch_ahead(&self, batch: &SignedBatch, certificate: &[u8]) {
         let body = batch_body(batch.tree.size() as u64, &batch.tree.root());
         if already_verified(
@@ -536,7 +537,8 @@ fn already_verified(
     signature: &[u8],
     certificate: &[u8],
 ) -> bool {
-    // Newest first: receipts are checked in the order of their batches.
+    // Newest first: receipts are checked in the order of their batches, so the one sought is
+    // among the last remembered.
     verified(verifier).iter().rev().any(|v| {
         v.body == body
             && v.signature == signature

@@ -216,7 +216,8 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     let mut hashes = Vec::new();
     let mut unknown_references = 0;
     let mut first_unknown_reference = None;
-    // Each batch's signature is checked once, on the thread that reads the batches ahead.
+    // Batch signatures are checked on the thread that reads the batches ahead; each receipt
+    // then finds its batch's signature checked, unless the thread had not reached it.
     let batch_ahead = |batch: &receipt::SignedBatch, certificate: &[u8]| {
         verifier.check_batch_ahead(batch, certificate);
     };

@@ -1651,10 +1651,10 @@ impl ExchangeLog {
         self.verify_with_batches(|_, _| {}, check)
     }
 
-    /// [`Self::verify_with`], calling `batch` on each receipt batch the log holds, with its
-    /// signer's certificate, on a thread of its own that reads the batches ahead of the
-    /// entries whose receipts they sign: the caller checks each batch's signature there,
-    /// beside the checking of entries.
+    /// [`Self::verify_with`], calling `batch` on the receipt batches the log holds, each with
+    /// its signer's certificate, on a thread of its own that reads them in key order ahead of
+    /// the entries whose receipts they sign, until verification ends or a batch cannot be
+    /// read: the caller checks batch signatures there, beside the checking of entries.
     pub fn verify_with_batches<E>(
         &self,
         batch: impl Fn(&receipt::SignedBatch, &[u8]) + Sync,
@@ -1675,6 +1675,7 @@ impl ExchangeLog {
             let batches = BatchesAhead {
                 ahead,
                 last: std::sync::Mutex::default(),
+                read: BatchCache::default(),
             };
             // Dropped when verification ends, which stops the thread at its next batch.
             self.verify_entries(&store, &batches, check)
@@ -3001,11 +3002,12 @@ impl BatchesRead for BatchCache {
 }
 
 /// Batches a thread of their own reads in key order ahead of verification, which takes them
-/// as the entries it checks name them. An entry naming a batch behind the last one taken (or
-/// one the thread did not get to) has it read as before.
+/// as the entries it checks name them. A batch behind the last one taken, or one the thread
+/// did not get to, is read by verification itself and kept while its receipts follow.
 struct BatchesAhead {
     ahead: mpsc::Receiver<(u64, Arc<StoredBatch>)>,
     last: std::sync::Mutex<Option<(u64, Arc<StoredBatch>)>>,
+    read: BatchCache,
 }
 
 /// Batches the reading thread may be ahead of verification.
@@ -3013,6 +3015,9 @@ const BATCHES_AHEAD: usize = 8;
 
 impl BatchesRead for BatchesAhead {
     fn find(&self, id: u64) -> Option<Arc<StoredBatch>> {
+        if let Some(read) = self.read.find(id) {
+            return Some(read);
+        }
         let mut last = self
             .last
             .lock()
@@ -3027,12 +3032,15 @@ impl BatchesRead for BatchesAhead {
         }
     }
 
-    fn keep(&self, _: u64, _: Arc<StoredBatch>) {}
+    fn keep(&self, id: u64, batch: Arc<StoredBatch>) {
+        self.read.keep(id, batch);
+    }
 }
 
-/// Reads every receipt batch of `tree` in key order, calls `check` on each, and sends it on
-/// `ahead` until the receiver is gone. Stops at the first batch it cannot read: verification
-/// reads that one itself and names what is wrong.
+/// Reads the receipt batches of `tree` in key order, calls `check` on each, and sends it on
+/// `ahead` until the receiver is gone. Stops at the first key that is not a batch's (a prefix
+/// and a sequence) and at the first batch it cannot read: verification reads what it needs
+/// from there itself, by each batch's own key, and names what is wrong.
 fn read_batches_ahead(
     tree: &sled::Tree,
     check: &(dyn Fn(&receipt::SignedBatch, &[u8]) + Sync),
@@ -3040,7 +3048,10 @@ fn read_batches_ahead(
 ) {
     for kv in tree.scan_prefix([key::RECEIPT_BATCH]) {
         let Ok((k, v)) = kv else { return };
-        let Some(id) = key::tail_seq(&k) else { return };
+        let id = match key::tail_seq(&k) {
+            Some(id) if k.len() == 9 => id,
+            _ => return,
+        };
         let Ok(batch) = batch_of(tree, id, &v) else {
             return;
         };
@@ -3255,6 +3266,99 @@ fn held_content<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn batch_marked(marker: u8) -> Arc<StoredBatch> {
+        Arc::new(StoredBatch {
+            signed: receipt::SignedBatch {
+                signature_scheme: String::new(),
+                signature: vec![marker],
+                tree: crate::crypto::merkle::Tree::new(vec![Digest::default()]),
+            },
+            certificate: Vec::new(),
+        })
+    }
+
+    fn marker(batch: Option<Arc<StoredBatch>>) -> Option<u8> {
+        batch.map(|b| b.signed.signature[0])
+    }
+
+    #[test]
+    fn batches_read_ahead_are_found_in_order_and_the_others_are_left_to_the_reader() {
+        let (sender, ahead) = mpsc::sync_channel(8);
+        for id in [3, 7, 9] {
+            sender.send((id, batch_marked(id as u8))).unwrap();
+        }
+        let batches = BatchesAhead {
+            ahead,
+            last: std::sync::Mutex::default(),
+            read: BatchCache::default(),
+        };
+        assert_eq!(marker(batches.find(3)), Some(3));
+        assert_eq!(
+            marker(batches.find(3)),
+            Some(3),
+            "the receipts of one batch follow"
+        );
+        assert_eq!(marker(batches.find(5)), None, "no batch 5 was read ahead");
+        assert_eq!(
+            marker(batches.find(7)),
+            Some(7),
+            "looking for 5 kept the batch after it"
+        );
+        assert_eq!(marker(batches.find(4)), None, "batch 4 lies behind");
+        batches.keep(4, batch_marked(44));
+        assert_eq!(marker(batches.find(4)), Some(44), "a batch read is kept");
+        assert_eq!(marker(batches.find(9)), Some(9));
+        drop(sender);
+        assert_eq!(
+            marker(batches.find(12)),
+            None,
+            "the thread stopped before batch 12"
+        );
+    }
+
+    #[test]
+    fn verification_hands_each_receipt_batch_to_its_caller_with_its_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = khm_signer();
+        let log = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_signer(signer.clone()),
+        )
+        .unwrap();
+        for write in 0..3 {
+            log.transact_blocking(move |t| {
+                for n in 0..2 {
+                    let appended = t.append(NewEntry {
+                        kind: pb::EntryKind::MessageReceived,
+                        peer: Some("IDN".parse().unwrap()),
+                        message_id: format!("IDN-{write}-{n}"),
+                        content: Some(b"envelope".to_vec()),
+                        ..Default::default()
+                    })?;
+                    t.issue_receipt(
+                        appended.sequence,
+                        format!("receipt {write} {n}").into_bytes(),
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        let seen = std::sync::Mutex::new(Vec::new());
+        let entries = log
+            .verify_with_batches(
+                |batch, certificate| {
+                    seen.lock()
+                        .unwrap()
+                        .push((batch.tree.size(), certificate == signer.certificate()));
+                },
+                |_| Ok::<(), std::convert::Infallible>(()),
+            )
+            .unwrap();
+        assert_eq!(entries, 6);
+        assert_eq!(seen.into_inner().unwrap(), vec![(2, true); 3]);
+    }
 
     fn khm_signer() -> Arc<ReceiptSigner> {
         let at = |file: &str| {
