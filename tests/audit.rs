@@ -53,6 +53,15 @@ fn key(prefix: u8, sequence: u64) -> Vec<u8> {
 }
 
 /// The sequences of IDN's entries of `kind`.
+/// Rewrites the receipt batch that signs the receipt issued for entry `sequence`.
+fn change_batch(t: &sled::Tree, sequence: u64, change: impl FnOnce(&mut pb::ReceiptBatch)) {
+    let batch = record(t, sequence).issued.unwrap().batch;
+    let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
+    let mut stored = pb::ReceiptBatch::decode(bytes.as_ref()).unwrap();
+    change(&mut stored);
+    t.insert(key(b'b', batch), stored.encode_to_vec()).unwrap();
+}
+
 fn of_kind(data: &Path, kind: pb::EntryKind) -> Vec<u64> {
     let log = ExchangeLog::open(data, Durability::Flush).unwrap();
     log.range(1, usize::MAX)
@@ -182,11 +191,7 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "does not match leaf 0 of its batch",
             Box::new(move |t| {
-                let batch = record(t, r0).issued.unwrap().batch;
-                let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
-                let mut record = pb::ReceiptBatch::decode(bytes.as_ref()).unwrap();
-                record.leaves[0] ^= 1;
-                t.insert(key(b'b', batch), record.encode_to_vec()).unwrap();
+                change_batch(t, r0, |batch| batch.leaves[0] ^= 1);
             }),
         ),
         (
@@ -196,12 +201,10 @@ async fn tampering_of_every_kind_is_found_and_the_entry_named() {
             r0,
             "the issued receipt is not valid: signature does not verify",
             Box::new(move |t| {
-                let batch = record(t, r0).issued.unwrap().batch;
-                let bytes = t.get(key(b'b', batch)).unwrap().unwrap();
-                let mut record = pb::ReceiptBatch::decode(bytes.as_ref()).unwrap();
-                let last = record.signature.len() - 1;
-                record.signature[last] ^= 1;
-                t.insert(key(b'b', batch), record.encode_to_vec()).unwrap();
+                change_batch(t, r0, |batch| {
+                    let last = batch.signature.len() - 1;
+                    batch.signature[last] ^= 1;
+                });
             }),
         ),
         (
