@@ -572,14 +572,13 @@ fn check_signature(
             expected: signer.to_string(),
         });
     }
-    if known.is_some() && already_verified(verifier, domain, body, scheme, signature, certificate) {
-        return Ok(());
-    }
-    let end_entity = webpki::EndEntityCert::try_from(&cert)
-        .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let algorithms = provider.signature_verification_algorithms;
+    let end_entity = || {
+        webpki::EndEntityCert::try_from(&cert).map_err(|e| ReceiptError::Certificate(e.to_string()))
+    };
     if known.is_none() {
+        let end_entity = end_entity()?;
+        let provider = rustls::crypto::ring::default_provider();
+        let algorithms = provider.signature_verification_algorithms;
         // webpki takes a trust anchor as it is; the contract holds the issuing CA to its
         // dates too.
         let issuer_valid = x509_parser::parse_x509_certificate(certificate)
@@ -621,9 +620,14 @@ fn check_signature(
             .map_err(|e| ReceiptError::Certificate(format!("does not chain to the CA: {e}")))?;
         remember(verifier, identity, &cert, anchors);
     }
+    // The certificate is the signer's and chains: a signature found good before, here or by
+    // a batch checked ahead, need not be checked again.
+    if already_verified(verifier, domain, body, scheme, signature, certificate) {
+        return Ok(());
+    }
     check_and_remember(
         verifier,
-        &end_entity,
+        &end_entity()?,
         domain,
         body,
         scheme,
