@@ -368,7 +368,12 @@ async fn a_refusal_naming_another_message_fails_nothing() {
             .await
             .unwrap()
             .messages;
-        if outbox.iter().all(|m| m.attempts > 0) {
+        // An attempt clears the last one's error as it starts: wait for a moment where each
+        // message's latest attempt has ended.
+        if outbox
+            .iter()
+            .all(|m| m.attempts > 0 && !m.last_error.is_empty())
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
