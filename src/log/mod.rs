@@ -1695,11 +1695,11 @@ impl ExchangeLog {
         let mut previous = GENESIS;
         let mut expected = 1;
         let tree = &store.tree;
-        // Read a few chunks ahead on a thread of its own: reading and checking take about as
-        // long each.
-        for kv in ReadAhead::new(tree.clone(), key::ENTRY) {
+        // Read a few chunks ahead on a thread of its own, which hashes each entry and the
+        // content its record holds on the way: reading and checking take about as long each.
+        for kv in ReadAhead::new(tree.clone(), key::ENTRY, RecordHashes::of) {
             let bad = |sequence: u64, problem: Problem| VerifyError { sequence, problem };
-            let (k, v) = kv.map_err(|e| bad(expected, e.into()))?;
+            let (k, v, hashes) = kv.map_err(|e| bad(expected, e.into()))?;
             let stored = key::tail_seq(&k).unwrap_or(0);
             if stored != expected {
                 return Err(bad(expected, Problem::Missing { next: stored }));
@@ -1712,7 +1712,7 @@ impl ExchangeLog {
                 return Err(bad(expected, Problem::UnknownKind(entry.kind)));
             }
             let content = self
-                .checked_content(tree, &entry, kind, &view)
+                .checked_content(tree, &entry, kind, &view, hashes.content)
                 .map_err(|problem| bad(expected, problem))?;
             let issued = if kind == pb::EntryKind::MessageReceived {
                 issued_of(tree, expected, &view, Some(batches))
@@ -1720,7 +1720,7 @@ impl ExchangeLog {
             } else {
                 Issued::None
             };
-            let hash = entry_hash(view.entry);
+            let hash = hashes.entry.unwrap_or_else(|| entry_hash(view.entry));
             check(&Checked {
                 entry: &entry,
                 hash,
@@ -1760,16 +1760,23 @@ impl ExchangeLog {
 
     /// The content of `entry` as verification checks it: against its sealed digest and, with
     /// the key, opened; against its content digest; and if gone, accounted for by a redaction.
+    /// `digest` is that of the content the record holds in itself, if worked out already.
     fn checked_content<'a>(
         &self,
         tree: &sled::Tree,
         entry: &pb::LogEntry,
         kind: pb::EntryKind,
         view: &record::View<'a>,
+        digest: Option<Digest>,
     ) -> Result<CheckedContent<'a>, Problem> {
         let expected = entry.sequence;
         let content = held_content(tree, expected, view, &self.inner.peer_batches)
             .map_err(Problem::Unreadable)?;
+        // The content as stored: the record's own, whose digest may be known, or rebuilt.
+        let stored_digest = |c: &[u8]| match (view.content, digest) {
+            (Some(own), Some(d)) if std::ptr::eq(own, c) => d,
+            _ => Digest::of(c),
+        };
         let held = content.is_some();
         let keeps_content = matches!(
             kind,
@@ -1785,7 +1792,7 @@ impl ExchangeLog {
         // here; plain content is used as stored.
         let bytes = match (content, sealed) {
             (Some(c), true) => {
-                if Digest::of(&c).0[..] != entry.sealed_sha256[..] {
+                if stored_digest(&c).0[..] != entry.sealed_sha256[..] {
                     return Err(Problem::SealedDigest);
                 }
                 match self.inner.key.as_deref() {
@@ -1796,8 +1803,16 @@ impl ExchangeLog {
             (content, _) => content,
         };
         let mut redacted = false;
+        // Content opened here is hashed here; content stored in plain is the record's own.
+        let plain_digest = |c: &[u8]| {
+            if sealed {
+                Digest::of(c)
+            } else {
+                stored_digest(c)
+            }
+        };
         match &bytes {
-            Some(c) if Digest::of(c).0[..] != entry.content_sha256[..] => {
+            Some(c) if plain_digest(c).0[..] != entry.content_sha256[..] => {
                 return Err(Problem::ContentDigest);
             }
             None if (keeps_content && !sealed) || (sealed && !held) => {
@@ -2500,28 +2515,32 @@ impl Writer {
 }
 
 /// The entries of a tree under one key prefix, in key order, read by a thread of their own a
-/// few chunks ahead of whoever takes them. Dropping it stops that thread and waits for it, so
-/// the store is not held open behind the caller's back.
-struct ReadAhead {
-    chunks: Option<mpsc::Receiver<Vec<Pair>>>,
-    current: std::vec::IntoIter<Pair>,
+/// few chunks ahead of whoever takes them, each with what `prepare` works out of its value
+/// there. Dropping it stops that thread and waits for it, so the store is not held open behind
+/// the caller's back.
+struct ReadAhead<T> {
+    chunks: Option<mpsc::Receiver<Vec<Prepared<T>>>>,
+    current: std::vec::IntoIter<Prepared<T>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-/// A key and its value as a scan reads them.
-type Pair = sled::Result<(sled::IVec, sled::IVec)>;
+/// A key and its value as a scan reads them, with what was worked out of the value.
+type Prepared<T> = sled::Result<(sled::IVec, sled::IVec, T)>;
 
 /// Entries the reading thread hands over at a time.
 const READ_AHEAD_CHUNK: usize = 256;
 
-impl ReadAhead {
-    fn new(tree: sled::Tree, prefix: u8) -> Self {
+impl<T: Send + 'static> ReadAhead<T> {
+    fn new(tree: sled::Tree, prefix: u8, prepare: fn(&[u8]) -> T) -> Self {
         let (sender, chunks) = mpsc::sync_channel(4);
         let reader = std::thread::spawn(move || {
             let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
             for kv in tree.scan_prefix([prefix]) {
                 let failed = kv.is_err();
-                chunk.push(kv);
+                chunk.push(kv.map(|(k, v)| {
+                    let prepared = prepare(&v);
+                    (k, v, prepared)
+                }));
                 if chunk.len() == READ_AHEAD_CHUNK || failed {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
                     // Nobody takes any more, or the scan cannot go on.
@@ -2540,8 +2559,8 @@ impl ReadAhead {
     }
 }
 
-impl Iterator for ReadAhead {
-    type Item = Pair;
+impl<T> Iterator for ReadAhead<T> {
+    type Item = Prepared<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -2553,11 +2572,32 @@ impl Iterator for ReadAhead {
     }
 }
 
-impl Drop for ReadAhead {
+impl<T> Drop for ReadAhead<T> {
     fn drop(&mut self) {
         self.chunks = None;
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
+        }
+    }
+}
+
+/// The hashes verification needs of a stored record, worked out by the thread that reads the
+/// records ahead: its entry's hash, and the digest of the content it holds in itself. `None`
+/// where the record cannot be read (verification then finds why) or holds no content.
+#[derive(Debug, Default, Clone, Copy)]
+struct RecordHashes {
+    entry: Option<Digest>,
+    content: Option<Digest>,
+}
+
+impl RecordHashes {
+    fn of(value: &[u8]) -> Self {
+        match record::View::parse(value) {
+            Ok(view) => Self {
+                entry: Some(entry_hash(view.entry)),
+                content: view.content.map(Digest::of),
+            },
+            Err(_) => Self::default(),
         }
     }
 }
