@@ -419,6 +419,56 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
     pair.stop().await;
 }
 
+/// A stream may hold only so many bytes of envelopes in flight (8 MiB): one that carries more
+/// waits for answers to make room, and every envelope is still answered, in order.
+#[tokio::test]
+async fn a_stream_carrying_more_than_it_may_hold_in_flight_is_answered_in_full() {
+    let pair = start_pair().await;
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    // 4,000 three-byte characters: about 12 KiB an envelope, 9.6 MiB in all.
+    let summary = "\u{1780}".repeat(4000);
+    let envelopes: Vec<Vec<u8>> = (0..800)
+        .map(|i| idn_alert_bytes(&format!("IDN-LARGE-{i}"), &summary))
+        .collect();
+    let carried: usize = envelopes.iter().map(Vec::len).sum();
+    assert!(
+        carried > 9 * 1024 * 1024,
+        "the stream carries {carried} bytes"
+    );
+    let requests = envelopes.into_iter().map(|envelope| pb::DeliverRequest {
+        envelope,
+        ..Default::default()
+    });
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        let mut responses = peer
+            .deliver_stream(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut ids = Vec::new();
+        while let Some(r) = responses.message().await.unwrap() {
+            match r.outcome.unwrap() {
+                pb::deliver_response::Outcome::Receipt(r) => {
+                    ids.push(
+                        pb::Receipt::decode(r.receipt.as_slice())
+                            .unwrap()
+                            .message_id,
+                    );
+                }
+                pb::deliver_response::Outcome::Refusal(r) => panic!("refused: {}", r.reason),
+            }
+        }
+        ids
+    })
+    .await
+    .expect("the stream is answered in full, not stalled");
+    let expected: Vec<String> = (0..800).map(|i| format!("IDN-LARGE-{i}")).collect();
+    assert_eq!(answered, expected);
+    assert_eq!(pair.khm.exchange().log().inbox().unwrap().len(), 800);
+    pair.stop().await;
+}
+
 #[tokio::test]
 async fn a_stream_of_envelopes_gets_one_answer_each_in_order() {
     let pair = start_pair().await;

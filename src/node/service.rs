@@ -104,8 +104,13 @@ impl PeerApi {
 
 /// What the stream's reader hands its answerer, in order.
 enum Queued {
-    /// An envelope's log write (or refusal), with its message id.
-    Envelope(String, Result<QueuedReceipt, ExchangeError>),
+    /// An envelope's log write (or refusal), with its message id, and its share of the bytes
+    /// the stream may have in flight, given back once it is answered.
+    Envelope(
+        String,
+        Result<QueuedReceipt, ExchangeError>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
     /// The stream ends here with this status, after everything before it is answered.
     End(Status),
 }
@@ -146,6 +151,7 @@ impl PeerService for PeerApi {
         // awaits those writes in the same order. Envelopes in flight between the two share
         // flushes, and the log keeps the stream's order. The queue bounds what is in flight.
         let (queued_tx, mut queued_rx) = tokio::sync::mpsc::channel::<Queued>(STREAM_IN_FLIGHT);
+        let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT_KIB));
         tokio::spawn(async move {
             // The stream counts against the peer's open streams until its reader ends.
             let _slot = slot;
@@ -164,20 +170,31 @@ impl PeerService for PeerApi {
                     return;
                 }
                 limiter.pace(peer).await;
+                let Ok(share) = in_flight
+                    .clone()
+                    .acquire_many_owned(in_flight_kib(request.envelope.len()))
+                    .await
+                else {
+                    return;
+                };
                 let id = EnvelopeId::decode(request.envelope.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
                 let queued =
                     exchange.receive_queued(peer, request.envelope, request.sender_sequence);
-                if queued_tx.send(Queued::Envelope(id, queued)).await.is_err() {
+                if queued_tx
+                    .send(Queued::Envelope(id, queued, share))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         });
         tokio::spawn(async move {
             while let Some(next) = queued_rx.recv().await {
-                let (id, queued) = match next {
-                    Queued::Envelope(id, queued) => (id, queued),
+                let (id, queued, share) = match next {
+                    Queued::Envelope(id, queued, share) => (id, queued, share),
                     Queued::End(status) => {
                         let _ = tx.send(Err(status)).await;
                         return;
@@ -187,6 +204,7 @@ impl PeerService for PeerApi {
                     Ok(answer) => answer.await,
                     Err(e) => Err(e),
                 };
+                drop(share);
                 let outcome = match result {
                     Ok(receipt) => pb::deliver_response::Outcome::Receipt(receipt),
                     Err(ExchangeError::Log(e)) => {
@@ -521,8 +539,20 @@ struct EnvelopeId {
     message_id: String,
 }
 
-/// Envelopes of one stream whose log writes may be queued before the first is answered.
-const STREAM_IN_FLIGHT: usize = 256;
+/// Envelopes of one stream whose log writes may be queued before the first is answered. The
+/// log's writer takes what is queued as one write: the more in flight, the fewer flushes and
+/// batch signatures per envelope.
+const STREAM_IN_FLIGHT: usize = 1024;
+
+/// KiB of envelopes one stream may have in flight, whatever their number: what a stream holds
+/// in memory for its queued writes stays under this.
+const STREAM_IN_FLIGHT_KIB: usize = 8 * 1024;
+
+/// An envelope's share of [`STREAM_IN_FLIGHT_KIB`]: its size in KiB, rounded up, at least one.
+fn in_flight_kib(bytes: usize) -> u32 {
+    let kib = bytes.div_ceil(1024).clamp(1, STREAM_IN_FLIGHT_KIB);
+    u32::try_from(kib).unwrap_or(u32::MAX)
+}
 
 /// How long a send with `wait_for_receipt` waits for the peer's receipt.
 pub const RECEIPT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
