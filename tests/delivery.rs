@@ -290,6 +290,11 @@ impl pb::peer_service_server::PeerService for Misaddressed {
 
 /// [`Misaddressed`] serving under KHM's node certificate, admitting IDN's nodes.
 async fn misaddressed_khm() -> std::net::SocketAddr {
+    fake_khm(Misaddressed).await
+}
+
+/// `service` serving under KHM's node certificate, admitting IDN's nodes.
+async fn fake_khm(service: impl pb::peer_service_server::PeerService) -> std::net::SocketAddr {
     use focalpoint::crypto::x509;
     use focalpoint::node::tls;
     let base = repo().join("certs-example");
@@ -324,9 +329,7 @@ async fn misaddressed_khm() -> std::net::SocketAddr {
     tokio::spawn(async move {
         let _keep = keep;
         tonic::transport::Server::builder()
-            .add_service(pb::peer_service_server::PeerServiceServer::new(
-                Misaddressed,
-            ))
+            .add_service(pb::peer_service_server::PeerServiceServer::new(service))
             .serve_with_incoming(incoming)
             .await
             .unwrap();
@@ -407,4 +410,135 @@ async fn a_refusal_naming_another_message_fails_nothing() {
         .count();
     assert_eq!(failures, 0);
     idn.stop().await.unwrap();
+}
+
+/// A KHM that passes what it is sent on to the real KHM node and answers with its answers, but
+/// only once it is opened (before, it is unavailable), and that does not end a stream: once it
+/// has answered every envelope of one, it keeps it open and says nothing more until released.
+struct Stalling {
+    khm: pb::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    released: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Stalling {
+    fn opened(&self) -> Result<(), tonic::Status> {
+        if self.open.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(tonic::Status::unavailable("not open yet"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::peer_service_server::PeerService for Stalling {
+    async fn deliver(
+        &self,
+        request: tonic::Request<pb::DeliverRequest>,
+    ) -> Result<tonic::Response<pb::DeliverResponse>, tonic::Status> {
+        self.opened()?;
+        self.khm.clone().deliver(request.into_inner()).await
+    }
+    type DeliverStreamStream = Answers;
+    async fn deliver_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::DeliverRequest>>,
+    ) -> Result<tonic::Response<Answers>, tonic::Status> {
+        self.opened()?;
+        let mut khm = self.khm.clone();
+        let mut released = self.released.clone();
+        let mut incoming = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = incoming.message().await {
+                let answer = khm.deliver(request).await.map(tonic::Response::into_inner);
+                if tx.send(answer).await.is_err() {
+                    return;
+                }
+            }
+            // Every envelope is answered: the stream stays open, silent.
+            tokio::select! {
+                () = tx.closed() => {}
+                _ = released.wait_for(|r| *r) => {}
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+    async fn cursor(
+        &self,
+        request: tonic::Request<pb::CursorRequest>,
+    ) -> Result<tonic::Response<pb::CursorResponse>, tonic::Status> {
+        self.opened()?;
+        self.khm.clone().cursor(request.into_inner()).await
+    }
+    async fn cosign(
+        &self,
+        _: tonic::Request<pb::CosignRequest>,
+    ) -> Result<tonic::Response<pb::CosignResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not a node"))
+    }
+}
+
+/// Messages delivered in a stream are told delivered (to `send --wait`, the metrics and the
+/// trace) once their receipts are logged, even while the peer keeps the stream open after its
+/// last answer.
+#[tokio::test]
+async fn a_receipt_in_a_stream_is_told_while_the_peer_keeps_the_stream_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idn_config, khm_config) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    let khm = BoundNode::bind(khm_config, None)
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let (cert, key) = example_cert("idn", "node");
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (release, released) = tokio::sync::watch::channel(false);
+    let stalling = fake_khm(Stalling {
+        khm: peer_client(&khm, "khm", cert, key),
+        open: open.clone(),
+        released,
+    })
+    .await;
+    let mut idn = BoundNode::bind(idn_config, None).await.unwrap();
+    idn.set_peer_address("KHM".parse().unwrap(), &format!("https://{stalling}"));
+    let idn = idn.start().await.unwrap();
+    let mut operator = focalpoint::cli::client::OperatorClient::new(
+        &focalpoint::cli::demo::example_client(dir.path(), "idn", "operator", &idn),
+    )
+    .unwrap();
+    // Three messages wait while KHM is unavailable; they then go in one stream.
+    let mut last = 0;
+    for i in 0..3 {
+        let sent = operator
+            .send(alert(&format!("IDN-STALLED-{i}")), false)
+            .await
+            .unwrap();
+        assert_eq!(sent.state, pb::DeliveryState::Pending as i32);
+        last = sent.log_sequence;
+    }
+    let exchange = idn.exchange().clone();
+    let waiting = tokio::spawn(async move {
+        exchange
+            .wait_for_delivery(last, std::time::Duration::from_secs(30))
+            .await
+    });
+    // The waiter has found the message pending before KHM opens.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    open.store(true, std::sync::atomic::Ordering::Release);
+    let state = waiting.await.unwrap().unwrap();
+    assert_eq!(
+        state,
+        focalpoint::exchange::core::Delivery::Delivered,
+        "told before the stream ends"
+    );
+    assert_eq!(inbox_ids(&khm).len(), 3);
+    release.send_replace(true);
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
 }

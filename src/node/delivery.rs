@@ -394,10 +394,31 @@ async fn send_stream(
         }
     };
     let mut first_error = None;
-    let mut settling = VecDeque::with_capacity(SETTLING);
+    let mut settling: VecDeque<(u64, Settling)> = VecDeque::with_capacity(SETTLING);
     let mut answered = 0;
     let ended = loop {
-        let outcome = match responses.message().await {
+        // While the next answer is awaited, the oldest answer being settled is followed too:
+        // its receipt is told (to those waiting for it, the metrics, the trace) once it is
+        // durable, not only when a later answer makes room or the stream ends.
+        let next = tokio::select! {
+            biased;
+            done = async { (&mut settling.front_mut().expect("not empty").1).await },
+                if !settling.is_empty() => Err(done),
+            answer = responses.message() => Ok(answer),
+        };
+        let answer = match next {
+            Ok(answer) => answer,
+            Err(done) => {
+                if let Some((sequence, _)) = settling.pop_front()
+                    && let Some(e) = settled_one(exchange, sequence, done, settled)
+                {
+                    feed.stop();
+                    first_error.get_or_insert(e);
+                }
+                continue;
+            }
+        };
+        let outcome = match answer {
             Ok(Some(response)) => response.outcome,
             Ok(None) => break None,
             Err(status) => break Some(DeliveryError::from(status)),
@@ -538,7 +559,17 @@ async fn settle_one(
     started: Settling,
     settled: &mut Vec<Settled>,
 ) -> Option<DeliveryError> {
-    match started.await {
+    settled_one(exchange, sequence, started.await, settled)
+}
+
+/// Takes in what settling the answer for the message at `sequence` came to.
+fn settled_one(
+    exchange: &Exchange,
+    sequence: u64,
+    done: Result<Settled, DeliveryError>,
+    settled: &mut Vec<Settled>,
+) -> Option<DeliveryError> {
+    match done {
         Ok(s) => {
             settled.push(s);
             None
