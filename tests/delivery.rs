@@ -524,7 +524,7 @@ async fn a_receipt_in_a_stream_is_told_while_the_peer_keeps_the_stream_open() {
     let exchange = idn.exchange().clone();
     let waiting = tokio::spawn(async move {
         exchange
-            .wait_for_delivery(last, std::time::Duration::from_secs(30))
+            .wait_for_delivery(last, std::time::Duration::from_secs(60))
             .await
     });
     // The waiter has found the message pending before KHM opens.

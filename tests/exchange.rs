@@ -419,22 +419,39 @@ async fn an_auditor_cannot_send_and_the_sync_may_push_statistics_only() {
     pair.stop().await;
 }
 
-/// A stream may hold only so many bytes of envelopes in flight (8 MiB): one that carries more
-/// waits for answers to make room, and every envelope is still answered, in order.
+/// A stream may hold only so many bytes of envelopes in flight (8 MiB): one whose envelopes
+/// would pass that before the bound on their number waits for answers to make room, and every
+/// envelope is still answered, in order.
 #[tokio::test]
 async fn a_stream_carrying_more_than_it_may_hold_in_flight_is_answered_in_full() {
     let pair = start_pair().await;
     let (cert, key) = example_cert("idn", "node");
     let mut peer = peer_client(&pair.khm, "khm", cert, key);
-    // 4,000 three-byte characters: about 12 KiB an envelope, 9.6 MiB in all.
-    let summary = "\u{1780}".repeat(4000);
-    let envelopes: Vec<Vec<u8>> = (0..800)
-        .map(|i| idn_alert_bytes(&format!("IDN-LARGE-{i}"), &summary))
-        .collect();
-    let carried: usize = envelopes.iter().map(Vec::len).sum();
+    // A summary and ten indicators of three-byte characters: about 42 KiB an envelope, so
+    // 8 MiB holds fewer than 200 of them, and 400 carry 16 MiB.
+    let envelope = |i: usize| {
+        let mut e = example("idn/alert-trafficking-victim.json");
+        e.message_id = format!("IDN-LARGE-{i}");
+        e.sender = "IDN".into();
+        e.created_at = "2025-04-30T08:15:00Z".into();
+        if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+            a.summary = "\u{1780}".repeat(4000);
+            let code = a.indicators[0].code;
+            a.indicators = (0..10)
+                .map(|_| pb::Indicator {
+                    code,
+                    detail: "\u{1781}".repeat(1000),
+                })
+                .collect();
+        }
+        e.encode_to_vec()
+    };
+    let envelopes: Vec<Vec<u8>> = (0..400).map(envelope).collect();
+    // The bytes bind before the number (384 in flight) does.
+    let smallest = envelopes.iter().map(Vec::len).min().unwrap();
     assert!(
-        carried > 9 * 1024 * 1024,
-        "the stream carries {carried} bytes"
+        smallest > 8 * 1024 * 1024 / 384,
+        "the smallest envelope is {smallest} bytes"
     );
     let requests = envelopes.into_iter().map(|envelope| pb::DeliverRequest {
         envelope,
@@ -463,9 +480,9 @@ async fn a_stream_carrying_more_than_it_may_hold_in_flight_is_answered_in_full()
     })
     .await
     .expect("the stream is answered in full, not stalled");
-    let expected: Vec<String> = (0..800).map(|i| format!("IDN-LARGE-{i}")).collect();
+    let expected: Vec<String> = (0..400).map(|i| format!("IDN-LARGE-{i}")).collect();
     assert_eq!(answered, expected);
-    assert_eq!(pair.khm.exchange().log().inbox().unwrap().len(), 800);
+    assert_eq!(pair.khm.exchange().log().inbox().unwrap().len(), 400);
     pair.stop().await;
 }
 

@@ -400,6 +400,8 @@ async fn send_stream(
         // While the next answer is awaited, the oldest answer being settled is followed too:
         // its receipt is told (to those waiting for it, the metrics, the trace) once it is
         // durable, not only when a later answer makes room or the stream ends.
+        // The front is taken inside the branch's own future: `select!` builds every branch's
+        // future even when its condition is off.
         let next = tokio::select! {
             biased;
             done = async { (&mut settling.front_mut().expect("not empty").1).await },

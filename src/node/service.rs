@@ -170,6 +170,7 @@ impl PeerService for PeerApi {
                     return;
                 }
                 limiter.pace(peer).await;
+                // The budget is never closed, so this waits only for answers to make room.
                 let Ok(share) = in_flight
                     .clone()
                     .acquire_many_owned(in_flight_kib(request.envelope.len()))
@@ -177,6 +178,10 @@ impl PeerService for PeerApi {
                 else {
                     return;
                 };
+                // The answerer may have stopped meanwhile: nothing more is written for it.
+                if queued_tx.is_closed() {
+                    return;
+                }
                 let id = EnvelopeId::decode(request.envelope.as_slice())
                     .map(|e| e.message_id)
                     .unwrap_or_default();
