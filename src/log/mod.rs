@@ -2517,11 +2517,14 @@ impl Writer {
 /// The entries of a tree under one key prefix, in key order, read by a thread of their own a
 /// few chunks ahead of whoever takes them, each with what `prepare` works out of its value
 /// there. Dropping it stops that thread and waits for it, so the store is not held open behind
-/// the caller's back.
+/// the caller's back. If the thread stops before the end (it panicked), the last item is an
+/// error: a reader of the whole log never takes a part of it for the whole.
 struct ReadAhead<T> {
     chunks: Option<mpsc::Receiver<Vec<Prepared<T>>>>,
     current: std::vec::IntoIter<Prepared<T>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// Whether the thread said it reached the end (with an empty chunk).
+    ended: bool,
 }
 
 /// A key and its value as a scan reads them, with what was worked out of the value.
@@ -2549,12 +2552,17 @@ impl<T: Send + 'static> ReadAhead<T> {
                     }
                 }
             }
-            let _ = sender.send(chunk);
+            if !chunk.is_empty() && sender.send(chunk).is_err() {
+                return;
+            }
+            // The end: every chunk before it is full, or ends with a failed read.
+            let _ = sender.send(Vec::new());
         });
         Self {
             chunks: Some(chunks),
             current: Vec::new().into_iter(),
             reader: Some(reader),
+            ended: false,
         }
     }
 }
@@ -2567,7 +2575,19 @@ impl<T> Iterator for ReadAhead<T> {
             if let Some(kv) = self.current.next() {
                 return Some(kv);
             }
-            self.current = self.chunks.as_ref()?.recv().ok()?.into_iter();
+            if self.ended {
+                return None;
+            }
+            match self.chunks.as_ref()?.recv() {
+                Ok(chunk) if chunk.is_empty() => self.ended = true,
+                Ok(chunk) => self.current = chunk.into_iter(),
+                Err(_) => {
+                    self.ended = true;
+                    return Some(Err(sled::Error::Io(std::io::Error::other(
+                        "the thread reading the log ahead stopped before the end",
+                    ))));
+                }
+            }
         }
     }
 }
@@ -3320,6 +3340,38 @@ mod tests {
 
     fn marker(batch: Option<Arc<StoredBatch>>) -> Option<u8> {
         batch.map(|b| b.signed.signature[0])
+    }
+
+    /// The thread reading ahead gives every entry, then ends; one that stops early (a panic
+    /// while reading) leaves an error last, never a shorter log that looks whole.
+    #[test]
+    fn reading_ahead_ends_with_an_error_if_its_thread_stops_early() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("entries").unwrap();
+        let count = READ_AHEAD_CHUNK as u64 * 2 + 3;
+        for sequence in 1..=count {
+            tree.insert(
+                key::seq(key::ENTRY, sequence),
+                sequence.to_be_bytes().to_vec(),
+            )
+            .unwrap();
+        }
+        let read: Vec<u64> = ReadAhead::new(tree.clone(), key::ENTRY, |v| v.len())
+            .map(|kv| key::tail_seq(&kv.unwrap().0).unwrap())
+            .collect();
+        assert_eq!(read, (1..=count).collect::<Vec<_>>());
+
+        let stop_at = READ_AHEAD_CHUNK as u64 + 10;
+        tree.insert(key::seq(key::ENTRY, stop_at), b"stop".to_vec())
+            .unwrap();
+        let items: Vec<_> = ReadAhead::new(tree, key::ENTRY, |v| {
+            assert_ne!(v, b"stop", "the reading thread stops here");
+        })
+        .collect();
+        let (last, before) = items.split_last().unwrap();
+        assert!(last.is_err(), "the last item is an error");
+        assert_eq!(before.len(), READ_AHEAD_CHUNK, "the chunk before the stop");
+        assert!(before.iter().all(Result::is_ok));
     }
 
     #[test]
