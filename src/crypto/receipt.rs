@@ -203,6 +203,8 @@ impl SignedBatch {
 pub struct InBatch<'a> {
     /// The canonical encoding of the `Receipt`.
     pub receipt: &'a [u8],
+    /// Its leaf hash ([`leaf_hash`]), worked out once where the receipt was read.
+    pub leaf: Digest,
     /// Its leaf index in the batch.
     pub index: usize,
     pub batch: &'a SignedBatch,
@@ -272,18 +274,24 @@ impl Verifier {
     /// [`Self::verify`] for a receipt whose batch tree is at hand: the receipt must be the
     /// tree's leaf at its index and the signature must cover the tree's root, which is what
     /// walking its inclusion path to that root proves, without building or walking the path.
+    /// Gives the receipt and the time it says it was stored, read once.
     pub fn verify_in_batch(
         &self,
         issued: &InBatch<'_>,
         anchors: &[CertificateDer<'_>],
         receiver: CountryCode,
-    ) -> Result<pb::Receipt, ReceiptError> {
+    ) -> Result<(pb::Receipt, time::OffsetDateTime), ReceiptError> {
         let receipt =
             pb::Receipt::decode(issued.receipt).map_err(|e| ReceiptError::Decode(e.to_string()))?;
         let stored_at = parse_instant(&receipt.stored_at)
             .map_err(|e| ReceiptError::Decode(format!("stored_at: {e}")))?;
         let tree = &issued.batch.tree;
-        if tree.leaf(issued.index) != Some(leaf_hash(issued.receipt)) {
+        debug_assert_eq!(
+            issued.leaf,
+            leaf_hash(issued.receipt),
+            "a leaf of other bytes"
+        );
+        if tree.leaf(issued.index) != Some(issued.leaf) {
             return Err(ReceiptError::Decode(format!(
                 "batch: the receipt is not leaf {} of its batch of {}",
                 issued.index,
@@ -301,7 +309,7 @@ impl Verifier {
             receiver,
             stored_at,
         )?;
-        received_by(receipt, receiver)
+        Ok((received_by(receipt, receiver)?, stored_at))
     }
 
     /// Checks a batch's signature over its tree with the key of `certificate`, and remembers

@@ -579,16 +579,16 @@ fn check_issued_in_batch(
     hash: &crate::domain::model::Digest,
     trust: &AuditTrust,
 ) -> Result<(), Finding> {
-    let r = verifier
+    let (r, stored_at) = verifier
         .verify_in_batch(issued, &trust.own_ca, trust.country)
         .map_err(|source| Finding::Invalid {
             what: "the issued receipt".into(),
             source,
         })?;
-    stands(
+    stands_at(
         &trust.own_revoked,
         issued.certificate,
-        &r,
+        stored_at,
         e.recorded_at_micros,
         "the issued receipt",
     )?;
@@ -620,12 +620,24 @@ fn stands(
     logged_micros: i64,
     what: &str,
 ) -> Result<(), Finding> {
-    let at = crate::domain::model::parse_instant(&receipt.stored_at)
-        .map_err(|source| Finding::Instant {
+    let at = crate::domain::model::parse_instant(&receipt.stored_at).map_err(|source| {
+        Finding::Instant {
             what: "the receipt's stored_at",
             source,
-        })?
-        .max(crate::domain::model::from_micros(logged_micros));
+        }
+    })?;
+    stands_at(revoked, certificate, at, logged_micros, what)
+}
+
+/// [`stands`] for a receipt whose time is read already.
+fn stands_at(
+    revoked: &Revocations,
+    certificate: &[u8],
+    stored_at: time::OffsetDateTime,
+    logged_micros: i64,
+    what: &str,
+) -> Result<(), Finding> {
+    let at = stored_at.max(crate::domain::model::from_micros(logged_micros));
     revoked
         .check(certificate, at)
         .map_err(|source| Finding::Revoked {

@@ -516,6 +516,9 @@ pub struct Txn<'a> {
     receipts: &'a mut Vec<PendingReceipt>,
     /// Whether the entries appended are kept for those following the log.
     followed: bool,
+    /// The entry appended last, when it is not kept for those following the log: a receipt
+    /// issued for it leaves out what it gives.
+    last: Option<StoredEntry>,
 }
 
 /// Writes staged and not yet applied: a key's new value, or `None` for its removal. A whole
@@ -717,9 +720,14 @@ impl Txn<'_> {
         if let Some(p) = self.receipts.iter().find(|p| p.sequence == sequence) {
             return Ok(p.ticket.clone());
         }
+        // The record keeps what the entry appended in this job does not give.
+        let own = self
+            .appended(sequence)
+            .and_then(|s| record::receipt_without_entry(&receipt, &s.entry, &s.hash));
         // The batch is named by its first receipt's message, and written when the write ends.
         let issued = pb::IssuedReceipt {
-            receipt: receipt.clone(),
+            from_entry: own.is_some(),
+            receipt: own.unwrap_or_else(|| receipt.clone()),
             batch: self.receipts.first().map_or(sequence, |p| p.sequence),
             index: self.receipts.len() as u64,
         }
@@ -741,6 +749,15 @@ impl Txn<'_> {
             ticket: ticket.clone(),
         });
         Ok(ticket)
+    }
+
+    /// The entry `sequence`, if this job appended it last.
+    fn appended(&self, sequence: u64) -> Option<&StoredEntry> {
+        let last = match self.own.entries.last() {
+            Some(held) => Some(&held.stored),
+            None => self.last.as_ref(),
+        };
+        last.filter(|s| s.entry.sequence == sequence)
     }
 
     /// Stages the record of entry `sequence` as `change` encodes it anew.
@@ -847,11 +864,14 @@ impl Txn<'_> {
         self.own.insert(key::seq(key::ENTRY, sequence), stored);
         self.next += 1;
         self.head = hash;
+        let stored = StoredEntry { entry, hash };
         if self.followed {
             self.own.entries.push(recent::Held {
-                stored: StoredEntry { entry, hash },
+                stored,
                 content: plain.or(content),
             });
+        } else {
+            self.last = Some(stored);
         }
         Ok(Appended { sequence, hash })
     }
@@ -1714,13 +1734,13 @@ impl ExchangeLog {
             let content = self
                 .checked_content(tree, &entry, kind, &view, hashes.content)
                 .map_err(|problem| bad(expected, problem))?;
+            let hash = hashes.entry.unwrap_or_else(|| entry_hash(view.entry));
             let issued = if kind == pb::EntryKind::MessageReceived {
-                issued_of(tree, expected, &view, Some(batches))
+                issued_of(tree, expected, &view, Some((&entry, &hash)), Some(batches))
                     .map_err(|e| bad(expected, Problem::Unreadable(e)))?
             } else {
                 Issued::None
             };
-            let hash = hashes.entry.unwrap_or_else(|| entry_hash(view.entry));
             check(&Checked {
                 entry: &entry,
                 hash,
@@ -1734,10 +1754,12 @@ impl ExchangeLog {
                 issued_in_batch: match &issued {
                     Issued::InBatch {
                         receipt,
+                        leaf,
                         index,
                         batch,
                     } => Some(receipt::InBatch {
                         receipt,
+                        leaf: *leaf,
                         index: *index,
                         batch: &batch.signed,
                         certificate: &batch.certificate,
@@ -2256,6 +2278,7 @@ impl Writer {
                 head: self.head,
                 receipts: &mut receipts,
                 followed,
+                last: None,
             };
             let (ok, done) = job(&mut txn);
             let (job_next, job_head, own) = (txn.next, txn.head, txn.own);
@@ -3133,6 +3156,8 @@ enum Issued {
     /// Signed in a batch: the encoded `Receipt`, its leaf index, and the batch.
     InBatch {
         receipt: Vec<u8>,
+        /// The receipt's leaf hash, which is the batch's leaf at `index`.
+        leaf: Digest,
         index: usize,
         batch: Arc<StoredBatch>,
     },
@@ -3148,6 +3173,7 @@ impl Issued {
                 receipt,
                 index,
                 batch,
+                ..
             } => Some(batch.signed.receipt(index, receipt, &batch.certificate)),
             Self::None | Self::Unsigned(_) => None,
         }
@@ -3161,16 +3187,24 @@ fn issued_state(
     cache: Option<&dyn BatchesRead>,
 ) -> Result<Issued, LogError> {
     match tree.get(&key::seq(key::ENTRY, sequence))? {
-        Some(stored) => issued_of(tree, sequence, &parse_record(sequence, &stored)?, cache),
+        Some(stored) => issued_of(
+            tree,
+            sequence,
+            &parse_record(sequence, &stored)?,
+            None,
+            cache,
+        ),
         None => Ok(Issued::None),
     }
 }
 
-/// The receipt issued for the message whose record is `view`, rebuilt from its batch.
+/// The receipt issued for the message whose record is `view`, rebuilt from its batch and, if
+/// the record keeps it without what its entry gives, from the entry (`entry`, if decoded already).
 fn issued_of(
     tree: &impl Read,
     sequence: u64,
     view: &record::View<'_>,
+    entry: Option<(&pb::LogEntry, &Digest)>,
     cache: Option<&dyn BatchesRead>,
 ) -> Result<Issued, LogError> {
     let corrupt = |e: prost::DecodeError| LogError::Corrupt {
@@ -3185,7 +3219,24 @@ fn issued_of(
             None => Ok(Issued::None),
         };
     };
-    let issued = pb::IssuedReceipt::decode(bytes).map_err(corrupt)?;
+    let mut issued = pb::IssuedReceipt::decode(bytes).map_err(corrupt)?;
+    if issued.from_entry {
+        let decoded;
+        let (entry, hash) = match entry {
+            Some(given) => given,
+            None => {
+                decoded = decode_entry(sequence, view.entry)?;
+                (&decoded.entry, &decoded.hash)
+            }
+        };
+        issued.receipt =
+            record::receipt_with_entry(&issued.receipt, entry, hash).map_err(|reason| {
+                LogError::Corrupt {
+                    sequence,
+                    reason: format!("issued receipt: {reason}"),
+                }
+            })?;
+    }
     let batch = match cache.and_then(|c| c.find(issued.batch)) {
         Some(b) => b,
         None if !tree.contains_key(&key::seq(key::RECEIPT_BATCH, issued.batch))? => {
@@ -3200,6 +3251,7 @@ fn issued_of(
         }
     };
     let index = usize::try_from(issued.index).unwrap_or(usize::MAX);
+    let leaf = receipt::leaf_hash(&issued.receipt);
     match batch.signed.tree.leaf(index) {
         None => {
             return Err(LogError::Corrupt {
@@ -3211,7 +3263,7 @@ fn issued_of(
                 ),
             });
         }
-        Some(leaf) if leaf != receipt::leaf_hash(&issued.receipt) => {
+        Some(at_index) if at_index != leaf => {
             return Err(LogError::Corrupt {
                 sequence,
                 reason: format!(
@@ -3224,6 +3276,7 @@ fn issued_of(
     }
     Ok(Issued::InBatch {
         receipt: issued.receipt,
+        leaf,
         index,
         batch,
     })
@@ -3450,6 +3503,77 @@ mod tests {
             .unwrap();
         assert_eq!(entries, 6);
         assert_eq!(seen.into_inner().unwrap(), vec![(2, true); 3]);
+    }
+
+    #[test]
+    fn a_receipt_is_kept_without_what_its_entry_gives_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_signer(khm_signer()),
+        )
+        .unwrap();
+        let receipt_of = |appended: &Appended, id: &str| pb::Receipt {
+            message_id: id.into(),
+            envelope_sha256: Digest::of(b"envelope").0.to_vec(),
+            sender: "IDN".into(),
+            receiver: "KHM".into(),
+            log_sequence: appended.sequence,
+            entry_hash: appended.hash.0.to_vec(),
+            stored_at: "2025-05-01T08:00:00Z".into(),
+        };
+        let issued = log
+            .transact_blocking(move |t| {
+                let mut issued = Vec::new();
+                for id in ["IDN-1", "IDN-2"] {
+                    let appended = t.append(NewEntry {
+                        kind: pb::EntryKind::MessageReceived,
+                        peer: Some("IDN".parse().unwrap()),
+                        message_id: id.into(),
+                        content: Some(b"envelope".to_vec()),
+                        ..Default::default()
+                    })?;
+                    let mut receipt = receipt_of(&appended, id);
+                    if id == "IDN-2" {
+                        // Not its entry's: kept whole, as issued.
+                        receipt.sender = "THA".into();
+                    }
+                    let receipt = receipt.encode_to_vec();
+                    t.issue_receipt(appended.sequence, receipt.clone())?;
+                    issued.push((appended.sequence, receipt));
+                }
+                Ok(issued)
+            })
+            .unwrap();
+        let tree = log.store().unwrap().tree.clone();
+        for (n, (sequence, whole)) in issued.iter().enumerate() {
+            let stored = tree.get(key::seq(key::ENTRY, *sequence)).unwrap().unwrap();
+            let kept = pb::IssuedReceipt::decode(
+                parse_record(*sequence, &stored).unwrap().issued.unwrap(),
+            )
+            .unwrap();
+            if n == 0 {
+                assert!(kept.from_entry);
+                assert_eq!(
+                    pb::Receipt::decode(kept.receipt.as_slice()).unwrap(),
+                    pb::Receipt {
+                        receiver: "KHM".into(),
+                        stored_at: "2025-05-01T08:00:00Z".into(),
+                        ..Default::default()
+                    }
+                );
+            } else {
+                assert!(!kept.from_entry);
+                assert_eq!(&kept.receipt, whole);
+            }
+            let signed = log.issued_receipt(*sequence).unwrap().expect("signed");
+            assert_eq!(&signed.receipt, whole, "read back as issued and signed");
+        }
+        assert_eq!(
+            log.verify_with(|_| Ok::<(), std::convert::Infallible>(()))
+                .unwrap(),
+            2
+        );
     }
 
     fn khm_signer() -> Arc<ReceiptSigner> {

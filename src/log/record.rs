@@ -161,6 +161,160 @@ pub(super) fn join_receipt(
     .encode_to_vec()
 }
 
+/// The receipt this node issued for a received message, as its record keeps it: without the
+/// fields the message's entry gives (message id, envelope digest, sender, log sequence and entry
+/// hash), if `receipt` is a canonical `Receipt` whose every one of them is the entry's; `None`
+/// keeps it whole.
+pub(super) fn receipt_without_entry(
+    receipt: &[u8],
+    entry: &pb::LogEntry,
+    hash: &Digest,
+) -> Option<Vec<u8>> {
+    // Read in place, in the one form a `Receipt` is encoded in (each field once, in order, no
+    // empty value, no longer number than needed), so that what is left out and filled back in
+    // gives exactly these bytes; a receipt in any other form is kept whole.
+    let mut given: [&[u8]; 4] = [&[]; 4];
+    let mut sequence = 0;
+    let mut own = Vec::new();
+    let mut last = 0;
+    let mut at = 0;
+    while at < receipt.len() {
+        let start = at;
+        let tag = varint(receipt, &mut at).ok()?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        if at - start != 1 || field <= last || field > 7 {
+            return None;
+        }
+        last = field;
+        let value_at = at;
+        let value = varint(receipt, &mut at).ok()?;
+        if value == 0 || at - value_at != prost::encoding::encoded_len_varint(value) {
+            return None;
+        }
+        if field == 5 {
+            if wire != 0 {
+                return None;
+            }
+            sequence = value;
+            continue;
+        }
+        let end = usize::try_from(value)
+            .ok()
+            .and_then(|length| at.checked_add(length))
+            .filter(|&end| wire == LENGTH_DELIMITED && end <= receipt.len())?;
+        let bytes = &receipt[at..end];
+        at = end;
+        match field {
+            1 => given[0] = bytes,
+            2 => given[1] = bytes,
+            3 => given[2] = bytes,
+            6 => given[3] = bytes,
+            _ => {
+                std::str::from_utf8(bytes).ok()?;
+                own.extend_from_slice(&receipt[start..end]);
+            }
+        }
+    }
+    let of_entry = given[0] == entry.message_id.as_bytes()
+        && given[1] == entry.content_sha256.as_slice()
+        && given[2] == entry.peer.as_bytes()
+        && given[3] == hash.0.as_slice()
+        && sequence == entry.sequence;
+    of_entry.then_some(own)
+}
+
+/// The receipt kept without the fields its entry gives, whole again: each field left out is
+/// the entry's. A field kept that the entry gives the same is refused, so that the record has
+/// one form; one kept that differs stays, for the receipt's check against its entry to name.
+pub(super) fn receipt_with_entry(
+    own: &[u8],
+    entry: &pb::LogEntry,
+    hash: &Digest,
+) -> Result<Vec<u8>, String> {
+    if let Some((receiver, stored_at)) = receiver_and_time(own) {
+        // What the log writes: the same bytes as the general way below gives, without decoding.
+        let mut out =
+            Vec::with_capacity(own.len() + entry.message_id.len() + entry.peer.len() + 90);
+        let mut field = |number: u64, value: &[u8]| {
+            if !value.is_empty() {
+                prost::encoding::encode_varint((number << 3) | LENGTH_DELIMITED, &mut out);
+                prost::encoding::encode_varint(value.len() as u64, &mut out);
+                out.extend_from_slice(value);
+            }
+        };
+        field(1, entry.message_id.as_bytes());
+        field(2, &entry.content_sha256);
+        field(3, entry.peer.as_bytes());
+        field(4, receiver);
+        if entry.sequence != 0 {
+            prost::encoding::encode_varint(5 << 3, &mut out);
+            prost::encoding::encode_varint(entry.sequence, &mut out);
+        }
+        out.extend_from_slice(&[6 << 3 | LENGTH_DELIMITED as u8, 32]);
+        out.extend_from_slice(&hash.0);
+        if !stored_at.is_empty() {
+            prost::encoding::encode_varint(7 << 3 | LENGTH_DELIMITED, &mut out);
+            prost::encoding::encode_varint(stored_at.len() as u64, &mut out);
+            out.extend_from_slice(stored_at);
+        }
+        return Ok(out);
+    }
+    let mut receipt = pb::Receipt::decode(own).map_err(|e| e.to_string())?;
+    let kept = |name: &str| format!("it keeps its {name}, which its entry gives");
+    if receipt.message_id.is_empty() {
+        receipt.message_id.clone_from(&entry.message_id);
+    } else if receipt.message_id == entry.message_id {
+        return Err(kept("message id"));
+    }
+    if receipt.envelope_sha256.is_empty() {
+        receipt.envelope_sha256.clone_from(&entry.content_sha256);
+    } else if receipt.envelope_sha256 == entry.content_sha256 {
+        return Err(kept("envelope digest"));
+    }
+    if receipt.sender.is_empty() {
+        receipt.sender.clone_from(&entry.peer);
+    } else if receipt.sender == entry.peer {
+        return Err(kept("sender"));
+    }
+    if receipt.log_sequence == 0 {
+        receipt.log_sequence = entry.sequence;
+    } else if receipt.log_sequence == entry.sequence {
+        return Err(kept("log sequence"));
+    }
+    if receipt.entry_hash.is_empty() {
+        receipt.entry_hash = hash.0.to_vec();
+    } else if receipt.entry_hash == hash.0 {
+        return Err(kept("entry hash"));
+    }
+    Ok(receipt.encode_to_vec())
+}
+
+/// The receiver and the time of a receipt kept without what its entry gives, if its bytes
+/// are exactly those the log writes: each of the two present once, not empty, in UTF-8, in
+/// field order, and nothing else.
+fn receiver_and_time(own: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut fields = [&[][..]; 2];
+    let mut at = 0;
+    let mut last = 0;
+    while at < own.len() {
+        let tag = varint(own, &mut at).ok()?;
+        let slot = match tag {
+            0x22 => 0,
+            0x3a => 1,
+            _ => return None,
+        };
+        let length = usize::try_from(varint(own, &mut at).ok()?).ok()?;
+        let end = at.checked_add(length).filter(|&end| end <= own.len())?;
+        if tag <= last || length == 0 {
+            return None;
+        }
+        last = tag;
+        fields[slot] = std::str::from_utf8(&own[at..end]).ok()?.as_bytes();
+        at = end;
+    }
+    Some((fields[0], fields[1]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +325,7 @@ mod tests {
             receipt: b"receipt".to_vec(),
             batch: 4,
             index: 1,
+            from_entry: false,
         }
         .encode_to_vec();
         let view = View {
@@ -209,6 +364,132 @@ mod tests {
         assert!(View::parse(&whole[..whole.len() - 1]).is_err(), "cut short");
         let twice = [whole.clone(), whole].concat();
         assert!(View::parse(&twice).is_err(), "a field twice");
+    }
+
+    fn received() -> (pb::LogEntry, Digest, pb::Receipt) {
+        let entry = pb::LogEntry {
+            sequence: 7,
+            peer: "IDN".into(),
+            message_id: "IDN-2025-0001".into(),
+            content_sha256: vec![5; 32],
+            ..Default::default()
+        };
+        let hash = Digest([9; 32]);
+        let receipt = pb::Receipt {
+            message_id: entry.message_id.clone(),
+            envelope_sha256: entry.content_sha256.clone(),
+            sender: "IDN".into(),
+            receiver: "KHM".into(),
+            log_sequence: 7,
+            entry_hash: hash.0.to_vec(),
+            stored_at: "2025-05-01T08:00:00Z".into(),
+        };
+        (entry, hash, receipt)
+    }
+
+    #[test]
+    fn an_issued_receipt_is_kept_without_what_its_entry_gives_and_reads_back_whole() {
+        let (entry, hash, receipt) = received();
+        let whole = receipt.encode_to_vec();
+        let own = receipt_without_entry(&whole, &entry, &hash).expect("it describes its entry");
+        assert_eq!(
+            pb::Receipt::decode(own.as_slice()).unwrap(),
+            pb::Receipt {
+                receiver: "KHM".into(),
+                stored_at: receipt.stored_at.clone(),
+                ..Default::default()
+            }
+        );
+        assert_eq!(receipt_with_entry(&own, &entry, &hash).unwrap(), whole);
+        // Without a time or a receiver, or with a long message id, it reads back as written.
+        for changed in [
+            pb::Receipt {
+                stored_at: String::new(),
+                ..receipt.clone()
+            },
+            pb::Receipt {
+                receiver: String::new(),
+                ..receipt.clone()
+            },
+            pb::Receipt {
+                message_id: "M".repeat(300),
+                ..receipt.clone()
+            },
+        ] {
+            let entry = pb::LogEntry {
+                message_id: changed.message_id.clone(),
+                ..entry.clone()
+            };
+            let whole = changed.encode_to_vec();
+            let own = receipt_without_entry(&whole, &entry, &hash).unwrap();
+            assert_eq!(receipt_with_entry(&own, &entry, &hash).unwrap(), whole);
+        }
+    }
+
+    #[test]
+    fn an_issued_receipt_that_is_not_its_entrys_or_not_canonical_is_kept_whole() {
+        let (entry, hash, receipt) = received();
+        let other = pb::Receipt {
+            log_sequence: 8,
+            ..receipt.clone()
+        };
+        assert!(receipt_without_entry(&other.encode_to_vec(), &entry, &hash).is_none());
+        let other_hash = Digest([1; 32]);
+        assert!(receipt_without_entry(&receipt.encode_to_vec(), &entry, &other_hash).is_none());
+        // The same receipt with a field given twice decodes alike, but is not these bytes.
+        let mut twice = receipt.encode_to_vec();
+        twice.extend(
+            pb::Receipt {
+                receiver: "KHM".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        assert!(receipt_without_entry(&twice, &entry, &hash).is_none());
+        assert!(receipt_without_entry(b"receipt 1", &entry, &hash).is_none());
+        // The log sequence written in two bytes where one will do: it decodes the same.
+        let whole = receipt.encode_to_vec();
+        let at = whole.iter().position(|&b| b == 5 << 3).unwrap();
+        assert_eq!(whole[at + 1], 7);
+        let longer = [&whole[..=at], &[0x87, 0x00], &whole[at + 2..]].concat();
+        assert_eq!(pb::Receipt::decode(longer.as_slice()).unwrap(), receipt);
+        assert!(receipt_without_entry(&longer, &entry, &hash).is_none());
+        assert!(receipt_without_entry(&whole, &entry, &hash).is_some());
+    }
+
+    #[test]
+    fn a_receipt_kept_without_its_entrys_fields_has_one_form() {
+        let (entry, hash, receipt) = received();
+        let keeping = |r: pb::Receipt| receipt_with_entry(&r.encode_to_vec(), &entry, &hash);
+        let own = pb::Receipt {
+            receiver: "KHM".into(),
+            stored_at: receipt.stored_at.clone(),
+            ..Default::default()
+        };
+        let err = keeping(pb::Receipt {
+            sender: "IDN".into(),
+            ..own.clone()
+        })
+        .unwrap_err();
+        assert!(err.contains("keeps its sender"), "{err}");
+        let err = keeping(pb::Receipt {
+            entry_hash: hash.0.to_vec(),
+            ..own.clone()
+        })
+        .unwrap_err();
+        assert!(err.contains("keeps its entry hash"), "{err}");
+        // One that differs from the entry stays, for the check against the entry to name.
+        let back = keeping(pb::Receipt {
+            message_id: "KHM-OTHER".into(),
+            ..own
+        })
+        .unwrap();
+        let back = pb::Receipt::decode(back.as_slice()).unwrap();
+        assert_eq!(back.message_id, "KHM-OTHER");
+        assert_eq!(
+            back.log_sequence, 7,
+            "what is left out is still the entry's"
+        );
     }
 
     #[test]
