@@ -362,12 +362,12 @@ fn append_file_writes(dir: &Path, count: usize, group: usize, record: &[u8]) -> 
     start.elapsed()
 }
 
-/// What the node stores for one received message, near enough: its entry (about 170 bytes),
-/// its envelope and its issued receipt (about 230 bytes), as one record would hold them.
+/// What the node stores for one received message, near enough: its entry, its envelope and
+/// its issued receipt, as one record holds them.
 fn record_bytes() -> Vec<u8> {
-    let mut record = vec![0x42_u8; 170];
+    let mut record = vec![0x42_u8; common::ENTRY_BYTES];
     record.extend_from_slice(&envelope("record"));
-    record.extend_from_slice(&[0x43_u8; 230]);
+    record.extend_from_slice(&[0x43_u8; common::ISSUED_BYTES]);
     record
 }
 
