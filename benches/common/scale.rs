@@ -82,8 +82,8 @@ const LEAST_BESIDE_ENVELOPE: usize = 100;
 
 /// sled alone given the least a received message needs, for `count` messages: a record of its
 /// envelope and [`LEAST_BESIDE_ENVELOPE`] bytes, and its message-id index, in the node's
-/// groups. Returns bytes on disk per envelope byte: the footprint's floor through sled,
-/// whatever the layout.
+/// groups. Returns bytes on disk per envelope byte: the footprint's floor through sled for a
+/// record that holds no more than that beside its envelope.
 fn sled_least(dir: &Path, template: &focalpoint::pb::Envelope, count: usize) -> f64 {
     // Every envelope is as long as the first: the ids differ only in their digits.
     let envelopes = (envelope_bytes(template, 1).len() * count) as u64;

@@ -203,8 +203,9 @@ impl SignedBatch {
 pub struct InBatch<'a> {
     /// The canonical encoding of the `Receipt`.
     pub receipt: &'a [u8],
-    /// Its leaf hash ([`leaf_hash`]), worked out once where the receipt was read.
-    pub leaf: Digest,
+    /// Its leaf hash, [`leaf_hash`] of `receipt`: worked out by [`InBatch::new`], or, within
+    /// the crate, once where the receipt was read and compared with the tree.
+    pub(crate) leaf: Digest,
     /// Its leaf index in the batch.
     pub index: usize,
     pub batch: &'a SignedBatch,
@@ -212,7 +213,24 @@ pub struct InBatch<'a> {
     pub certificate: &'a [u8],
 }
 
-impl InBatch<'_> {
+impl<'a> InBatch<'a> {
+    /// The receipt `receipt` (its canonical encoding) at `index` in `batch`, signed with the
+    /// key of `certificate`.
+    pub fn new(
+        receipt: &'a [u8],
+        index: usize,
+        batch: &'a SignedBatch,
+        certificate: &'a [u8],
+    ) -> Self {
+        Self {
+            receipt,
+            leaf: leaf_hash(receipt),
+            index,
+            batch,
+            certificate,
+        }
+    }
+
     /// The receipt as its receiver holds it: signed, with its inclusion path.
     pub fn signed(&self) -> pb::SignedReceipt {
         self.batch
@@ -289,7 +307,7 @@ impl Verifier {
         debug_assert_eq!(
             issued.leaf,
             leaf_hash(issued.receipt),
-            "a leaf of other bytes"
+            "an InBatch whose leaf is not its receipt's"
         );
         if tree.leaf(issued.index) != Some(issued.leaf) {
             return Err(ReceiptError::Decode(format!(
@@ -768,6 +786,27 @@ mod tests {
             let receipt = verify(signed, &anchors, khm()).unwrap();
             assert_eq!(receipt.message_id, format!("IDN-{i}"));
         }
+    }
+
+    #[test]
+    fn a_receipt_with_its_batch_at_hand_verifies_at_its_place_only() {
+        let anchors = load_certs(&example("khm", "ca.pem")).unwrap();
+        let signer = khm_signer();
+        let receipts: Vec<Vec<u8>> = batch().into_iter().map(|s| s.receipt).collect();
+        let signed = signer
+            .sign_batch(receipts.iter().map(|r| leaf_hash(r)).collect())
+            .unwrap();
+        let verifier = Verifier::new();
+        let at = |receipt: usize, index: usize| {
+            verifier.verify_in_batch(
+                &InBatch::new(&receipts[receipt], index, &signed, signer.certificate()),
+                &anchors,
+                khm(),
+            )
+        };
+        let (receipt, _) = at(3, 3).unwrap();
+        assert_eq!(receipt.message_id, "IDN-3");
+        assert!(at(3, 2).is_err(), "another receipt's place");
     }
 
     #[test]

@@ -250,6 +250,10 @@ pub enum Problem {
     Undecodable(#[source] prost::DecodeError),
     #[error("its stored record cannot be read: {0}")]
     Record(&'static str),
+    #[error(
+        "keeps whole the receipt issued for it, though its entry gives part of it and earlier records keep such receipts without that part"
+    )]
+    ReceiptKeptWhole,
     #[error("is missing; the next entry found is {next}")]
     Missing { next: u64 },
     #[error("holds entry {found} (entries were moved or swapped)")]
@@ -687,7 +691,7 @@ impl Txn<'_> {
     /// of now (the certificate that signs it may be newer than the old time); it must still
     /// describe its entry. `None` if the message has no unsigned receipt.
     pub fn reissue_receipt(&mut self, sequence: u64) -> Result<Option<ReceiptTicket>, LogError> {
-        let Issued::Unsigned(bytes) = issued_state(self, sequence, None)? else {
+        let Issued::Unsigned { receipt: bytes, .. } = issued_state(self, sequence, None)? else {
             return Ok(None);
         };
         let corrupt = |reason: String| LogError::Corrupt { sequence, reason };
@@ -720,14 +724,18 @@ impl Txn<'_> {
         if let Some(p) = self.receipts.iter().find(|p| p.sequence == sequence) {
             return Ok(p.ticket.clone());
         }
-        // The record keeps what the entry appended in this job does not give.
-        let own = self
-            .appended(sequence)
-            .and_then(|s| record::receipt_without_entry(&receipt, &s.entry, &s.hash));
+        // The record keeps what the entry does not give: the entry is at hand if this job
+        // appended it, else (a receipt issued again) read.
+        let short = match self.appended(sequence) {
+            Some(s) => record::short_receipt(&receipt, &s.entry, &s.hash),
+            None => self
+                .entry(sequence)?
+                .and_then(|s| record::short_receipt(&receipt, &s.entry, &s.hash)),
+        };
         // The batch is named by its first receipt's message, and written when the write ends.
         let issued = pb::IssuedReceipt {
-            from_entry: own.is_some(),
-            receipt: own.unwrap_or_else(|| receipt.clone()),
+            from_entry: short.is_some(),
+            receipt: short.unwrap_or_else(|| receipt.clone()),
             batch: self.receipts.first().map_or(sequence, |p| p.sequence),
             index: self.receipts.len() as u64,
         }
@@ -1714,6 +1722,9 @@ impl ExchangeLog {
     {
         let mut previous = GENESIS;
         let mut expected = 1;
+        // Whether a record before kept its receipt without what its entry gives: from then on
+        // every receipt that can be is kept so, and the stored form of each is the one.
+        let mut kept_short = false;
         let tree = &store.tree;
         // Read a few chunks ahead on a thread of its own, which hashes each entry and the
         // content its record holds on the way: reading and checking take about as long each.
@@ -1741,6 +1752,13 @@ impl ExchangeLog {
             } else {
                 Issued::None
             };
+            if let Some((receipt, short)) = issued.kept() {
+                if short {
+                    kept_short = true;
+                } else if kept_short && record::short_receipt(receipt, &entry, &hash).is_some() {
+                    return Err(bad(expected, Problem::ReceiptKeptWhole));
+                }
+            }
             check(&Checked {
                 entry: &entry,
                 hash,
@@ -1757,6 +1775,7 @@ impl ExchangeLog {
                         leaf,
                         index,
                         batch,
+                        ..
                     } => Some(receipt::InBatch {
                         receipt,
                         leaf: *leaf,
@@ -1767,7 +1786,7 @@ impl ExchangeLog {
                     _ => None,
                 },
                 unsigned_receipt: match &issued {
-                    Issued::Unsigned(receipt) => Some(receipt),
+                    Issued::Unsigned { receipt, .. } => Some(receipt),
                     _ => None,
                 },
             })
@@ -2973,7 +2992,7 @@ fn sign_unsigned(t: &mut Txn<'_>) -> Result<usize, LogError> {
     }
     let mut unsigned = Vec::new();
     for sequence in batch..=last {
-        if let Issued::Unsigned(_) = issued_state(&*t, sequence, None)? {
+        if let Issued::Unsigned { .. } = issued_state(&*t, sequence, None)? {
             unsigned.push(sequence);
         }
     }
@@ -3150,7 +3169,11 @@ enum Issued {
     None,
     /// Stored with its message, but the node stopped before signing its batch: the encoded
     /// `Receipt`.
-    Unsigned(Vec<u8>),
+    Unsigned {
+        receipt: Vec<u8>,
+        /// Whether the record keeps it without what its entry gives.
+        short: bool,
+    },
     /// Signed alone, by a log written before receipts were batched.
     Signed(pb::SignedReceipt),
     /// Signed in a batch: the encoded `Receipt`, its leaf index, and the batch.
@@ -3160,10 +3183,23 @@ enum Issued {
         leaf: Digest,
         index: usize,
         batch: Arc<StoredBatch>,
+        /// Whether the record keeps it without what its entry gives.
+        short: bool,
     },
 }
 
 impl Issued {
+    /// The receipt issued (an encoded `Receipt`), and whether the record keeps it without what
+    /// its entry gives; `None` if there is none or it was signed alone.
+    fn kept(&self) -> Option<(&[u8], bool)> {
+        match self {
+            Self::InBatch { receipt, short, .. } | Self::Unsigned { receipt, short } => {
+                Some((receipt, *short))
+            }
+            Self::None | Self::Signed(_) => None,
+        }
+    }
+
     /// The signed receipt as its receiver holds it, with its inclusion path; `None` if there
     /// is none or it is not signed.
     fn into_signed(self) -> Option<pb::SignedReceipt> {
@@ -3175,7 +3211,7 @@ impl Issued {
                 batch,
                 ..
             } => Some(batch.signed.receipt(index, receipt, &batch.certificate)),
-            Self::None | Self::Unsigned(_) => None,
+            Self::None | Self::Unsigned { .. } => None,
         }
     }
 }
@@ -3229,18 +3265,20 @@ fn issued_of(
                 (&decoded.entry, &decoded.hash)
             }
         };
-        issued.receipt =
-            record::receipt_with_entry(&issued.receipt, entry, hash).map_err(|reason| {
-                LogError::Corrupt {
-                    sequence,
-                    reason: format!("issued receipt: {reason}"),
-                }
-            })?;
+        issued.receipt = record::whole_receipt(&issued.receipt, entry, hash).map_err(|reason| {
+            LogError::Corrupt {
+                sequence,
+                reason: format!("issued receipt: {reason}"),
+            }
+        })?;
     }
     let batch = match cache.and_then(|c| c.find(issued.batch)) {
         Some(b) => b,
         None if !tree.contains_key(&key::seq(key::RECEIPT_BATCH, issued.batch))? => {
-            return Ok(Issued::Unsigned(issued.receipt));
+            return Ok(Issued::Unsigned {
+                receipt: issued.receipt,
+                short: issued.from_entry,
+            });
         }
         None => {
             let b = Arc::new(read_batch(tree, issued.batch)?);
@@ -3279,6 +3317,7 @@ fn issued_of(
         leaf,
         index,
         batch,
+        short: issued.from_entry,
     })
 }
 
@@ -3522,6 +3561,8 @@ mod tests {
             entry_hash: appended.hash.0.to_vec(),
             stored_at: "2025-05-01T08:00:00Z".into(),
         };
+        // Followed, the entries a write appends are kept for its followers: the same holds.
+        let followed = log.subscribe_durable();
         let issued = log
             .transact_blocking(move |t| {
                 let mut issued = Vec::new();
@@ -3574,6 +3615,106 @@ mod tests {
                 .unwrap(),
             2
         );
+        drop(followed);
+    }
+
+    #[test]
+    fn a_receipt_kept_in_any_other_form_than_its_one_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ExchangeLog::open(
+            dir.path(),
+            LogOptions::from(Durability::Flush).with_signer(khm_signer()),
+        )
+        .unwrap();
+        let issued = log
+            .transact_blocking(move |t| {
+                let mut issued = Vec::new();
+                for id in ["IDN-1", "IDN-2", "IDN-3"] {
+                    let appended = t.append(NewEntry {
+                        kind: pb::EntryKind::MessageReceived,
+                        peer: Some("IDN".parse().unwrap()),
+                        message_id: id.into(),
+                        content: Some(b"envelope".to_vec()),
+                        ..Default::default()
+                    })?;
+                    let receipt = pb::Receipt {
+                        message_id: id.into(),
+                        envelope_sha256: Digest::of(b"envelope").0.to_vec(),
+                        sender: "IDN".into(),
+                        receiver: "KHM".into(),
+                        log_sequence: appended.sequence,
+                        entry_hash: appended.hash.0.to_vec(),
+                        stored_at: "2025-05-01T08:00:00Z".into(),
+                    }
+                    .encode_to_vec();
+                    t.issue_receipt(appended.sequence, receipt.clone())?;
+                    issued.push((appended.sequence, receipt));
+                }
+                Ok(issued)
+            })
+            .unwrap();
+        let tree = log.store().unwrap().tree.clone();
+        let verify = || log.verify_with(|_| Ok::<(), std::convert::Infallible>(()));
+        assert_eq!(verify().unwrap(), 3);
+        let (sequence, whole) = issued[1].clone();
+        let k = key::seq(key::ENTRY, sequence);
+        let original = tree.get(&k).unwrap().unwrap();
+        let short = {
+            let view = parse_record(sequence, &original).unwrap();
+            pb::IssuedReceipt::decode(view.issued.unwrap()).unwrap()
+        };
+        assert!(short.from_entry);
+        let stored_as = |issued: pb::IssuedReceipt| {
+            let bytes = issued.encode_to_vec();
+            let view = parse_record(sequence, &original).unwrap();
+            tree.insert(
+                &k,
+                record::View {
+                    issued: Some(&bytes),
+                    ..view
+                }
+                .encode(),
+            )
+            .unwrap();
+            let found = verify().expect_err("a receipt in another form");
+            tree.insert(&k, original.clone()).unwrap();
+            assert_eq!(found.sequence, sequence, "{found}");
+            found.to_string()
+        };
+        let receiver_at = short.receipt.iter().position(|&b| b == 0x22).unwrap();
+        for (case, receipt) in [
+            (
+                "a length in more bytes than it needs",
+                [
+                    &short.receipt[..=receiver_at],
+                    &[short.receipt[receiver_at + 1] | 0x80, 0x00],
+                    &short.receipt[receiver_at + 2..],
+                ]
+                .concat(),
+            ),
+            (
+                "a field of no known number",
+                [&short.receipt[..], &[0x40, 0x01]].concat(),
+            ),
+            (
+                "an empty message id written out",
+                [&[0x0a, 0x00][..], &short.receipt].concat(),
+            ),
+        ] {
+            let found = stored_as(pb::IssuedReceipt {
+                receipt,
+                ..short.clone()
+            });
+            assert!(found.contains("one stored form"), "{case}: {found}");
+        }
+        // Kept whole where it can be kept short, after one kept short.
+        let found = stored_as(pb::IssuedReceipt {
+            receipt: whole,
+            from_entry: false,
+            ..short.clone()
+        });
+        assert!(found.contains("keeps whole the receipt"), "{found}");
+        assert_eq!(verify().unwrap(), 3, "put back, it verifies");
     }
 
     fn khm_signer() -> Arc<ReceiptSigner> {

@@ -161,158 +161,197 @@ pub(super) fn join_receipt(
     .encode_to_vec()
 }
 
+/// A `Receipt`'s fields, borrowed from its encoding; absent ones empty (or 0).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct ReceiptFields<'a> {
+    message_id: &'a [u8],
+    envelope_sha256: &'a [u8],
+    sender: &'a [u8],
+    receiver: &'a [u8],
+    log_sequence: u64,
+    entry_hash: &'a [u8],
+    stored_at: &'a [u8],
+}
+
+/// The field numbers of `Receipt`, in order.
+const MESSAGE_ID: u64 = 1;
+const ENVELOPE_SHA256: u64 = 2;
+const SENDER: u64 = 3;
+const RECEIVER: u64 = 4;
+const LOG_SEQUENCE: u64 = 5;
+const ENTRY_HASH: u64 = 6;
+const STORED_AT: u64 = 7;
+/// Protocol Buffers' wire type of a number.
+const VARINT: u64 = 0;
+
+impl<'a> ReceiptFields<'a> {
+    /// Reads a `Receipt` in the one form its canonical encoding has: each field at most once,
+    /// in order, none empty or 0, every number in as few bytes as it needs, text in UTF-8.
+    /// `None` for any other bytes, even those a decoder would read as the same receipt.
+    fn read(bytes: &'a [u8]) -> Option<Self> {
+        let mut fields = Self::default();
+        let mut last = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            let start = at;
+            let tag = varint(bytes, &mut at).ok()?;
+            let (field, wire) = (tag >> 3, tag & 7);
+            if at - start != 1 || field <= last || field > STORED_AT {
+                return None;
+            }
+            last = field;
+            let number_at = at;
+            let number = varint(bytes, &mut at).ok()?;
+            if number == 0 || at - number_at != prost::encoding::encoded_len_varint(number) {
+                return None;
+            }
+            if field == LOG_SEQUENCE {
+                if wire != VARINT {
+                    return None;
+                }
+                fields.log_sequence = number;
+                continue;
+            }
+            let end = usize::try_from(number)
+                .ok()
+                .and_then(|length| at.checked_add(length))
+                .filter(|&end| wire == LENGTH_DELIMITED && end <= bytes.len())?;
+            let value = &bytes[at..end];
+            at = end;
+            let text = |value: &'a [u8]| std::str::from_utf8(value).ok().map(str::as_bytes);
+            match field {
+                MESSAGE_ID => fields.message_id = text(value)?,
+                ENVELOPE_SHA256 => fields.envelope_sha256 = value,
+                SENDER => fields.sender = text(value)?,
+                RECEIVER => fields.receiver = text(value)?,
+                ENTRY_HASH => fields.entry_hash = value,
+                _ => fields.stored_at = text(value)?,
+            }
+        }
+        Some(fields)
+    }
+
+    /// The canonical encoding, which [`Self::read`] reads back as these fields.
+    fn encode(&self) -> Vec<u8> {
+        let texts = [
+            (MESSAGE_ID, self.message_id),
+            (ENVELOPE_SHA256, self.envelope_sha256),
+            (SENDER, self.sender),
+            (RECEIVER, self.receiver),
+        ];
+        let mut out = Vec::with_capacity(
+            texts.iter().map(|(_, v)| v.len() + 2).sum::<usize>()
+                + self.entry_hash.len()
+                + self.stored_at.len()
+                + 16,
+        );
+        let put = |field: u64, value: &[u8], out: &mut Vec<u8>| {
+            if !value.is_empty() {
+                prost::encoding::encode_varint((field << 3) | LENGTH_DELIMITED, out);
+                prost::encoding::encode_varint(value.len() as u64, out);
+                out.extend_from_slice(value);
+            }
+        };
+        for (field, value) in texts {
+            put(field, value, &mut out);
+        }
+        if self.log_sequence != 0 {
+            prost::encoding::encode_varint((LOG_SEQUENCE << 3) | VARINT, &mut out);
+            prost::encoding::encode_varint(self.log_sequence, &mut out);
+        }
+        put(ENTRY_HASH, self.entry_hash, &mut out);
+        put(STORED_AT, self.stored_at, &mut out);
+        out
+    }
+
+    /// The fields a received message's entry gives, as that entry gives them.
+    fn of_entry(entry: &'a pb::LogEntry, hash: &'a Digest) -> Self {
+        Self {
+            message_id: entry.message_id.as_bytes(),
+            envelope_sha256: &entry.content_sha256,
+            sender: entry.peer.as_bytes(),
+            log_sequence: entry.sequence,
+            entry_hash: &hash.0,
+            ..Self::default()
+        }
+    }
+}
+
 /// The receipt this node issued for a received message, as its record keeps it: without the
 /// fields the message's entry gives (message id, envelope digest, sender, log sequence and entry
-/// hash), if `receipt` is a canonical `Receipt` whose every one of them is the entry's; `None`
-/// keeps it whole.
-pub(super) fn receipt_without_entry(
+/// hash), if `receipt` is a `Receipt` in its canonical form whose every one of them is the
+/// entry's. `None` keeps it whole.
+pub(super) fn short_receipt(
     receipt: &[u8],
     entry: &pb::LogEntry,
     hash: &Digest,
 ) -> Option<Vec<u8>> {
-    // Read in place, in the one form a `Receipt` is encoded in (each field once, in order, no
-    // empty value, no longer number than needed), so that what is left out and filled back in
-    // gives exactly these bytes; a receipt in any other form is kept whole.
-    let mut given: [&[u8]; 4] = [&[]; 4];
-    let mut sequence = 0;
-    let mut own = Vec::new();
-    let mut last = 0;
-    let mut at = 0;
-    while at < receipt.len() {
-        let start = at;
-        let tag = varint(receipt, &mut at).ok()?;
-        let (field, wire) = (tag >> 3, tag & 7);
-        if at - start != 1 || field <= last || field > 7 {
-            return None;
-        }
-        last = field;
-        let value_at = at;
-        let value = varint(receipt, &mut at).ok()?;
-        if value == 0 || at - value_at != prost::encoding::encoded_len_varint(value) {
-            return None;
-        }
-        if field == 5 {
-            if wire != 0 {
-                return None;
-            }
-            sequence = value;
-            continue;
-        }
-        let end = usize::try_from(value)
-            .ok()
-            .and_then(|length| at.checked_add(length))
-            .filter(|&end| wire == LENGTH_DELIMITED && end <= receipt.len())?;
-        let bytes = &receipt[at..end];
-        at = end;
-        match field {
-            1 => given[0] = bytes,
-            2 => given[1] = bytes,
-            3 => given[2] = bytes,
-            6 => given[3] = bytes,
-            _ => {
-                std::str::from_utf8(bytes).ok()?;
-                own.extend_from_slice(&receipt[start..end]);
-            }
-        }
-    }
-    let of_entry = given[0] == entry.message_id.as_bytes()
-        && given[1] == entry.content_sha256.as_slice()
-        && given[2] == entry.peer.as_bytes()
-        && given[3] == hash.0.as_slice()
-        && sequence == entry.sequence;
-    of_entry.then_some(own)
+    let whole = ReceiptFields::read(receipt)?;
+    let given = ReceiptFields::of_entry(entry, hash);
+    let short = ReceiptFields {
+        receiver: whole.receiver,
+        stored_at: whole.stored_at,
+        ..ReceiptFields::default()
+    };
+    let as_given = ReceiptFields {
+        receiver: whole.receiver,
+        stored_at: whole.stored_at,
+        ..given
+    };
+    (as_given == whole).then(|| short.encode())
 }
 
-/// The receipt kept without the fields its entry gives, whole again: each field left out is
-/// the entry's. A field kept that the entry gives the same is refused, so that the record has
-/// one form; one kept that differs stays, for the receipt's check against its entry to name.
-pub(super) fn receipt_with_entry(
-    own: &[u8],
+/// The receipt a record keeps short, whole again: each field the entry gives that the record
+/// leaves out is the entry's. The record's bytes must be in the one form [`short_receipt`]
+/// writes, so that no other bytes give the same receipt: a field the record keeps that the
+/// entry gives the same is refused. One that differs stays, for the receipt's check against
+/// its entry to name.
+pub(super) fn whole_receipt(
+    short: &[u8],
     entry: &pb::LogEntry,
     hash: &Digest,
-) -> Result<Vec<u8>, String> {
-    if let Some((receiver, stored_at)) = receiver_and_time(own) {
-        // What the log writes: the same bytes as the general way below gives, without decoding.
-        let mut out =
-            Vec::with_capacity(own.len() + entry.message_id.len() + entry.peer.len() + 90);
-        let mut field = |number: u64, value: &[u8]| {
-            if !value.is_empty() {
-                prost::encoding::encode_varint((number << 3) | LENGTH_DELIMITED, &mut out);
-                prost::encoding::encode_varint(value.len() as u64, &mut out);
-                out.extend_from_slice(value);
-            }
-        };
-        field(1, entry.message_id.as_bytes());
-        field(2, &entry.content_sha256);
-        field(3, entry.peer.as_bytes());
-        field(4, receiver);
-        if entry.sequence != 0 {
-            prost::encoding::encode_varint(5 << 3, &mut out);
-            prost::encoding::encode_varint(entry.sequence, &mut out);
+) -> Result<Vec<u8>, &'static str> {
+    let kept = ReceiptFields::read(short).ok_or("it is not in its one stored form")?;
+    let given = ReceiptFields::of_entry(entry, hash);
+    let mut whole = kept;
+    for (kept, given, whole, refused) in [
+        (
+            kept.message_id,
+            given.message_id,
+            &mut whole.message_id,
+            "it keeps its message id, which its entry gives",
+        ),
+        (
+            kept.envelope_sha256,
+            given.envelope_sha256,
+            &mut whole.envelope_sha256,
+            "it keeps its envelope digest, which its entry gives",
+        ),
+        (
+            kept.sender,
+            given.sender,
+            &mut whole.sender,
+            "it keeps its sender, which its entry gives",
+        ),
+        (
+            kept.entry_hash,
+            given.entry_hash,
+            &mut whole.entry_hash,
+            "it keeps its entry hash, which its entry gives",
+        ),
+    ] {
+        if kept.is_empty() {
+            *whole = given;
+        } else if kept == given {
+            return Err(refused);
         }
-        out.extend_from_slice(&[6 << 3 | LENGTH_DELIMITED as u8, 32]);
-        out.extend_from_slice(&hash.0);
-        if !stored_at.is_empty() {
-            prost::encoding::encode_varint(7 << 3 | LENGTH_DELIMITED, &mut out);
-            prost::encoding::encode_varint(stored_at.len() as u64, &mut out);
-            out.extend_from_slice(stored_at);
-        }
-        return Ok(out);
     }
-    let mut receipt = pb::Receipt::decode(own).map_err(|e| e.to_string())?;
-    let kept = |name: &str| format!("it keeps its {name}, which its entry gives");
-    if receipt.message_id.is_empty() {
-        receipt.message_id.clone_from(&entry.message_id);
-    } else if receipt.message_id == entry.message_id {
-        return Err(kept("message id"));
+    if kept.log_sequence == 0 {
+        whole.log_sequence = given.log_sequence;
+    } else if kept.log_sequence == given.log_sequence {
+        return Err("it keeps its log sequence, which its entry gives");
     }
-    if receipt.envelope_sha256.is_empty() {
-        receipt.envelope_sha256.clone_from(&entry.content_sha256);
-    } else if receipt.envelope_sha256 == entry.content_sha256 {
-        return Err(kept("envelope digest"));
-    }
-    if receipt.sender.is_empty() {
-        receipt.sender.clone_from(&entry.peer);
-    } else if receipt.sender == entry.peer {
-        return Err(kept("sender"));
-    }
-    if receipt.log_sequence == 0 {
-        receipt.log_sequence = entry.sequence;
-    } else if receipt.log_sequence == entry.sequence {
-        return Err(kept("log sequence"));
-    }
-    if receipt.entry_hash.is_empty() {
-        receipt.entry_hash = hash.0.to_vec();
-    } else if receipt.entry_hash == hash.0 {
-        return Err(kept("entry hash"));
-    }
-    Ok(receipt.encode_to_vec())
-}
-
-/// The receiver and the time of a receipt kept without what its entry gives, if its bytes
-/// are exactly those the log writes: each of the two present once, not empty, in UTF-8, in
-/// field order, and nothing else.
-fn receiver_and_time(own: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut fields = [&[][..]; 2];
-    let mut at = 0;
-    let mut last = 0;
-    while at < own.len() {
-        let tag = varint(own, &mut at).ok()?;
-        let slot = match tag {
-            0x22 => 0,
-            0x3a => 1,
-            _ => return None,
-        };
-        let length = usize::try_from(varint(own, &mut at).ok()?).ok()?;
-        let end = at.checked_add(length).filter(|&end| end <= own.len())?;
-        if tag <= last || length == 0 {
-            return None;
-        }
-        last = tag;
-        fields[slot] = std::str::from_utf8(&own[at..end]).ok()?.as_bytes();
-        at = end;
-    }
-    Some((fields[0], fields[1]))
+    Ok(whole.encode())
 }
 
 #[cfg(test)]
@@ -391,16 +430,16 @@ mod tests {
     fn an_issued_receipt_is_kept_without_what_its_entry_gives_and_reads_back_whole() {
         let (entry, hash, receipt) = received();
         let whole = receipt.encode_to_vec();
-        let own = receipt_without_entry(&whole, &entry, &hash).expect("it describes its entry");
+        let short = short_receipt(&whole, &entry, &hash).expect("it describes its entry");
         assert_eq!(
-            pb::Receipt::decode(own.as_slice()).unwrap(),
+            pb::Receipt::decode(short.as_slice()).unwrap(),
             pb::Receipt {
                 receiver: "KHM".into(),
                 stored_at: receipt.stored_at.clone(),
                 ..Default::default()
             }
         );
-        assert_eq!(receipt_with_entry(&own, &entry, &hash).unwrap(), whole);
+        assert_eq!(whole_receipt(&short, &entry, &hash).unwrap(), whole);
         // Without a time or a receiver, or with a long message id, it reads back as written.
         for changed in [
             pb::Receipt {
@@ -421,8 +460,8 @@ mod tests {
                 ..entry.clone()
             };
             let whole = changed.encode_to_vec();
-            let own = receipt_without_entry(&whole, &entry, &hash).unwrap();
-            assert_eq!(receipt_with_entry(&own, &entry, &hash).unwrap(), whole);
+            let short = short_receipt(&whole, &entry, &hash).unwrap();
+            assert_eq!(whole_receipt(&short, &entry, &hash).unwrap(), whole);
         }
     }
 
@@ -433,9 +472,9 @@ mod tests {
             log_sequence: 8,
             ..receipt.clone()
         };
-        assert!(receipt_without_entry(&other.encode_to_vec(), &entry, &hash).is_none());
+        assert!(short_receipt(&other.encode_to_vec(), &entry, &hash).is_none());
         let other_hash = Digest([1; 32]);
-        assert!(receipt_without_entry(&receipt.encode_to_vec(), &entry, &other_hash).is_none());
+        assert!(short_receipt(&receipt.encode_to_vec(), &entry, &other_hash).is_none());
         // The same receipt with a field given twice decodes alike, but is not these bytes.
         let mut twice = receipt.encode_to_vec();
         twice.extend(
@@ -445,43 +484,43 @@ mod tests {
             }
             .encode_to_vec(),
         );
-        assert!(receipt_without_entry(&twice, &entry, &hash).is_none());
-        assert!(receipt_without_entry(b"receipt 1", &entry, &hash).is_none());
+        assert!(short_receipt(&twice, &entry, &hash).is_none());
+        assert!(short_receipt(b"receipt 1", &entry, &hash).is_none());
         // The log sequence written in two bytes where one will do: it decodes the same.
         let whole = receipt.encode_to_vec();
         let at = whole.iter().position(|&b| b == 5 << 3).unwrap();
         assert_eq!(whole[at + 1], 7);
         let longer = [&whole[..=at], &[0x87, 0x00], &whole[at + 2..]].concat();
         assert_eq!(pb::Receipt::decode(longer.as_slice()).unwrap(), receipt);
-        assert!(receipt_without_entry(&longer, &entry, &hash).is_none());
-        assert!(receipt_without_entry(&whole, &entry, &hash).is_some());
+        assert!(short_receipt(&longer, &entry, &hash).is_none());
+        assert!(short_receipt(&whole, &entry, &hash).is_some());
     }
 
     #[test]
     fn a_receipt_kept_without_its_entrys_fields_has_one_form() {
         let (entry, hash, receipt) = received();
-        let keeping = |r: pb::Receipt| receipt_with_entry(&r.encode_to_vec(), &entry, &hash);
-        let own = pb::Receipt {
+        let keeping = |r: pb::Receipt| whole_receipt(&r.encode_to_vec(), &entry, &hash);
+        let short = pb::Receipt {
             receiver: "KHM".into(),
             stored_at: receipt.stored_at.clone(),
             ..Default::default()
         };
         let err = keeping(pb::Receipt {
             sender: "IDN".into(),
-            ..own.clone()
+            ..short.clone()
         })
         .unwrap_err();
         assert!(err.contains("keeps its sender"), "{err}");
         let err = keeping(pb::Receipt {
             entry_hash: hash.0.to_vec(),
-            ..own.clone()
+            ..short.clone()
         })
         .unwrap_err();
         assert!(err.contains("keeps its entry hash"), "{err}");
         // One that differs from the entry stays, for the check against the entry to name.
         let back = keeping(pb::Receipt {
             message_id: "KHM-OTHER".into(),
-            ..own
+            ..short
         })
         .unwrap();
         let back = pb::Receipt::decode(back.as_slice()).unwrap();
