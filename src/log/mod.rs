@@ -3544,15 +3544,30 @@ mod tests {
         assert_eq!(seen.into_inner().unwrap(), vec![(2, true); 3]);
     }
 
-    #[test]
-    fn a_receipt_is_kept_without_what_its_entry_gives_and_read_back_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = ExchangeLog::open(
-            dir.path(),
+    /// A log that signs the receipts it issues, as KHM's node.
+    fn signing_log(dir: &Path) -> ExchangeLog {
+        ExchangeLog::open(
+            dir,
             LogOptions::from(Durability::Flush).with_signer(khm_signer()),
         )
-        .unwrap();
-        let receipt_of = |appended: &Appended, id: &str| pb::Receipt {
+        .unwrap()
+    }
+
+    /// Stores message `id` from IDN and issues its receipt, as `change` leaves it. Returns the
+    /// message's sequence and the receipt's encoding.
+    fn receive_and_issue(
+        t: &mut Txn<'_>,
+        id: &str,
+        change: impl FnOnce(&mut pb::Receipt),
+    ) -> Result<(u64, Vec<u8>), LogError> {
+        let appended = t.append(NewEntry {
+            kind: pb::EntryKind::MessageReceived,
+            peer: Some("IDN".parse().unwrap()),
+            message_id: id.into(),
+            content: Some(b"envelope".to_vec()),
+            ..Default::default()
+        })?;
+        let mut receipt = pb::Receipt {
             message_id: id.into(),
             envelope_sha256: Digest::of(b"envelope").0.to_vec(),
             sender: "IDN".into(),
@@ -3561,29 +3576,25 @@ mod tests {
             entry_hash: appended.hash.0.to_vec(),
             stored_at: "2025-05-01T08:00:00Z".into(),
         };
+        change(&mut receipt);
+        let receipt = receipt.encode_to_vec();
+        t.issue_receipt(appended.sequence, receipt.clone())?;
+        Ok((appended.sequence, receipt))
+    }
+
+    #[test]
+    fn a_receipt_is_kept_without_what_its_entry_gives_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = signing_log(dir.path());
         // Followed, the entries a write appends are kept for its followers: the same holds.
         let followed = log.subscribe_durable();
         let issued = log
             .transact_blocking(move |t| {
-                let mut issued = Vec::new();
-                for id in ["IDN-1", "IDN-2"] {
-                    let appended = t.append(NewEntry {
-                        kind: pb::EntryKind::MessageReceived,
-                        peer: Some("IDN".parse().unwrap()),
-                        message_id: id.into(),
-                        content: Some(b"envelope".to_vec()),
-                        ..Default::default()
-                    })?;
-                    let mut receipt = receipt_of(&appended, id);
-                    if id == "IDN-2" {
-                        // Not its entry's: kept whole, as issued.
-                        receipt.sender = "THA".into();
-                    }
-                    let receipt = receipt.encode_to_vec();
-                    t.issue_receipt(appended.sequence, receipt.clone())?;
-                    issued.push((appended.sequence, receipt));
-                }
-                Ok(issued)
+                Ok(vec![
+                    receive_and_issue(t, "IDN-1", |_| {})?,
+                    // Not its entry's: kept whole, as issued.
+                    receive_and_issue(t, "IDN-2", |r| r.sender = "THA".into())?,
+                ])
             })
             .unwrap();
         let tree = log.store().unwrap().tree.clone();
@@ -3621,36 +3632,13 @@ mod tests {
     #[test]
     fn a_receipt_kept_in_any_other_form_than_its_one_is_found() {
         let dir = tempfile::tempdir().unwrap();
-        let log = ExchangeLog::open(
-            dir.path(),
-            LogOptions::from(Durability::Flush).with_signer(khm_signer()),
-        )
-        .unwrap();
+        let log = signing_log(dir.path());
         let issued = log
             .transact_blocking(move |t| {
-                let mut issued = Vec::new();
-                for id in ["IDN-1", "IDN-2", "IDN-3"] {
-                    let appended = t.append(NewEntry {
-                        kind: pb::EntryKind::MessageReceived,
-                        peer: Some("IDN".parse().unwrap()),
-                        message_id: id.into(),
-                        content: Some(b"envelope".to_vec()),
-                        ..Default::default()
-                    })?;
-                    let receipt = pb::Receipt {
-                        message_id: id.into(),
-                        envelope_sha256: Digest::of(b"envelope").0.to_vec(),
-                        sender: "IDN".into(),
-                        receiver: "KHM".into(),
-                        log_sequence: appended.sequence,
-                        entry_hash: appended.hash.0.to_vec(),
-                        stored_at: "2025-05-01T08:00:00Z".into(),
-                    }
-                    .encode_to_vec();
-                    t.issue_receipt(appended.sequence, receipt.clone())?;
-                    issued.push((appended.sequence, receipt));
-                }
-                Ok(issued)
+                ["IDN-1", "IDN-2", "IDN-3"]
+                    .into_iter()
+                    .map(|id| receive_and_issue(t, id, |_| {}))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .unwrap();
         let tree = log.store().unwrap().tree.clone();
