@@ -242,7 +242,7 @@ pub(crate) fn run(entries: usize, catchup: usize, mut row: impl FnMut(&str, Stri
         std::fs::remove_dir_all(&ceiling_dir).unwrap();
         let floor = sled_least(&ceiling_dir, &template, entries);
         row(
-            "floor: sled alone, an envelope + 100 bytes and its message-id index: disk bytes per payload byte",
+            &format!("floor: sled alone, an envelope + {LEAST_BESIDE_ENVELOPE} bytes and its message-id index: disk bytes per payload byte"),
             format!("{floor:.2}"),
         );
         std::fs::remove_dir_all(&ceiling_dir).unwrap();

@@ -48,6 +48,24 @@ fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, &'static str> {
     Err("a field header is longer than ten bytes")
 }
 
+/// The `length` bytes at `at`, which then moves past them; `None` if they run past the end.
+fn take<'a>(bytes: &'a [u8], at: &mut usize, length: u64) -> Option<&'a [u8]> {
+    let end = usize::try_from(length)
+        .ok()
+        .and_then(|length| at.checked_add(length))
+        .filter(|&end| end <= bytes.len())?;
+    let value = &bytes[*at..end];
+    *at = end;
+    Some(value)
+}
+
+/// Writes `value` as length-delimited field `field`.
+fn put(out: &mut Vec<u8>, field: u64, value: &[u8]) {
+    prost::encoding::encode_varint((field << 3) | LENGTH_DELIMITED, out);
+    prost::encoding::encode_varint(value.len() as u64, out);
+    out.extend_from_slice(value);
+}
+
 impl<'a> View<'a> {
     /// Reads a stored record. Stored data is never read as a default: a field of no known
     /// number, of another wire type, twice, or an entry missing is an error.
@@ -66,13 +84,9 @@ impl<'a> View<'a> {
                 return Err("the record holds a field twice");
             }
             seen |= bit;
-            let length = usize::try_from(varint(bytes, &mut at)?).unwrap_or(usize::MAX);
-            let end = at
-                .checked_add(length)
-                .filter(|&end| end <= bytes.len())
-                .ok_or("a field runs past the end of the record")?;
-            let value = &bytes[at..end];
-            at = end;
+            let length = varint(bytes, &mut at)?;
+            let value =
+                take(bytes, &mut at, length).ok_or("a field runs past the end of the record")?;
             match field {
                 ENTRY => view.entry = value,
                 CONTENT => view.content = Some(value),
@@ -107,10 +121,9 @@ impl<'a> View<'a> {
             .sum();
         let mut out = Vec::with_capacity(size);
         for (field, value) in fields {
-            let Some(value) = value else { continue };
-            prost::encoding::encode_varint((field << 3) | LENGTH_DELIMITED, &mut out);
-            prost::encoding::encode_varint(value.len() as u64, &mut out);
-            out.extend_from_slice(value);
+            if let Some(value) = value {
+                put(&mut out, field, value);
+            }
         }
         out
     }
@@ -212,12 +225,10 @@ impl<'a> ReceiptFields<'a> {
                 fields.log_sequence = number;
                 continue;
             }
-            let end = usize::try_from(number)
-                .ok()
-                .and_then(|length| at.checked_add(length))
-                .filter(|&end| wire == LENGTH_DELIMITED && end <= bytes.len())?;
-            let value = &bytes[at..end];
-            at = end;
+            if wire != LENGTH_DELIMITED {
+                return None;
+            }
+            let value = take(bytes, &mut at, number)?;
             let text = |value: &'a [u8]| std::str::from_utf8(value).ok().map(str::as_bytes);
             match field {
                 MESSAGE_ID => fields.message_id = text(value)?,
@@ -245,22 +256,21 @@ impl<'a> ReceiptFields<'a> {
                 + self.stored_at.len()
                 + 16,
         );
-        let put = |field: u64, value: &[u8], out: &mut Vec<u8>| {
+        // The canonical encoding leaves out what is empty or 0.
+        let put_held = |out: &mut Vec<u8>, field: u64, value: &[u8]| {
             if !value.is_empty() {
-                prost::encoding::encode_varint((field << 3) | LENGTH_DELIMITED, out);
-                prost::encoding::encode_varint(value.len() as u64, out);
-                out.extend_from_slice(value);
+                put(out, field, value);
             }
         };
         for (field, value) in texts {
-            put(field, value, &mut out);
+            put_held(&mut out, field, value);
         }
         if self.log_sequence != 0 {
             prost::encoding::encode_varint((LOG_SEQUENCE << 3) | VARINT, &mut out);
             prost::encoding::encode_varint(self.log_sequence, &mut out);
         }
-        put(ENTRY_HASH, self.entry_hash, &mut out);
-        put(STORED_AT, self.stored_at, &mut out);
+        put_held(&mut out, ENTRY_HASH, self.entry_hash);
+        put_held(&mut out, STORED_AT, self.stored_at);
         out
     }
 
