@@ -285,5 +285,325 @@ async fn a_hit_report_is_checked_and_travels_with_its_response() {
         text.contains("located re IDN-20250430-ALERT-0001 at Poipet international checkpoint (KHM) on 2025-05-01T09:30:00Z"),
         "{text}"
     );
+    for line in [
+        "hit report KHM-H-OK:",
+        "  document presented: X2217845",
+        "  action taken: Placed in a shelter; the embassy was informed.",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    // Shown with the message, and carried in the auditors' export, on both sides.
+    let shown = idn.show("KHM-H-OK").await.unwrap();
+    match shown.messages[0].envelope.as_ref().unwrap().body.as_ref() {
+        Some(pb::envelope::Body::CaseResponse(r)) => {
+            assert_eq!(r.encounter.as_ref(), Some(&encounter));
+        }
+        other => panic!("not a response: {other:?}"),
+    }
+    for node in [&pair.idn, &pair.khm] {
+        let country = node.exchange().country().as_str().to_ascii_lowercase();
+        let config = focalpoint::node::config::NodeConfig::load(
+            &pair.dir.path().join(country).join("node.toml"),
+        )
+        .unwrap();
+        let records = focalpoint::exchange::audit::export(
+            node.exchange().log(),
+            &config.audit_trust().unwrap(),
+            1,
+            u64::MAX,
+            (None, None),
+        )
+        .unwrap();
+        let hit = records.iter().find(|r| r.message_id == "KHM-H-OK").unwrap();
+        let exported = hit.envelope.as_ref().unwrap().to_string();
+        for part in [
+            "Poipet international checkpoint",
+            "2025-05-01T09:30:00Z",
+            "X2217845",
+            "Placed in a shelter",
+        ] {
+            assert!(exported.contains(part), "{part}: {exported}");
+        }
+    }
     pair.stop().await;
+}
+
+/// IDN and KHM started on the example files under `dir`, each configuration changed by
+/// `change`, with their logs' clocks `hours` ahead of the system's.
+async fn start_ahead(
+    dir: tempfile::TempDir,
+    hours: i64,
+    change: impl Fn(&mut focalpoint::node::config::NodeConfig),
+) -> Pair {
+    let (mut idn, mut khm) = focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    change(&mut idn);
+    change(&mut khm);
+    let mut nodes = focalpoint::cli::demo::start_nodes_ahead(vec![idn, khm], hours * HOUR_MICROS)
+        .await
+        .unwrap()
+        .into_iter();
+    let (idn, khm) = (nodes.next().unwrap(), nodes.next().unwrap());
+    Pair { dir, idn, khm }
+}
+
+/// Stops both nodes, keeping their files.
+async fn stop_keeping_files(pair: Pair) -> tempfile::TempDir {
+    let Pair { dir, idn, khm } = pair;
+    idn.stop().await.unwrap();
+    khm.stop().await.unwrap();
+    dir
+}
+
+/// Events of `stream` until `wanted` of the kind `kind` came, those returned in order.
+async fn events_of_kind(
+    stream: &mut tonic::Streaming<pb::Event>,
+    kind: pb::EventKind,
+    wanted: usize,
+) -> Vec<pb::Event> {
+    use tokio_stream::StreamExt;
+    let mut found = Vec::new();
+    while found.len() < wanted {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+            .await
+            .expect("an event within 30 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if event.kind == kind as i32 {
+            found.push(event);
+        }
+    }
+    found
+}
+
+/// The metrics page of the node at `address` once it holds `line`.
+async fn metrics_with(address: std::net::SocketAddr, line: &str) -> String {
+    for _ in 0..300 {
+        let page = scrape(address).await;
+        if page.contains(line) {
+            return page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{line} never appeared: {}", scrape(address).await);
+}
+
+fn overdue_ids(listed: &pb::CasesResponse) -> Vec<(String, i32)> {
+    listed
+        .cases
+        .iter()
+        .map(|c| (c.state.as_ref().unwrap().case_id.clone(), c.direction))
+        .collect()
+}
+
+#[tokio::test]
+async fn running_nodes_list_tell_and_count_the_cases_overdue_by_the_times_they_agreed() {
+    // Both sides agree three hours for an urgent answer (twelve by default).
+    let agreed = |config: &mut focalpoint::node::config::NodeConfig| {
+        config.peers[0].response_hours.urgent = 3;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pair = start_ahead(dir, 0, agreed).await;
+    let mut idn = pair.client("idn", "operator");
+    for (id, urgency) in [
+        ("IDN-O-IMMEDIATE", pb::Urgency::Immediate),
+        ("IDN-O-URGENT", pb::Urgency::Urgent),
+        ("IDN-O-ROUTINE", pb::Urgency::Routine),
+    ] {
+        idn.send(alert(id, urgency), true).await.unwrap();
+    }
+    let mut fraud = example("khm/fraud-notice-poipet.json");
+    fraud.message_id = "KHM-O-FRAUD".into();
+    fraud.handling.as_mut().unwrap().urgency = pb::Urgency::Urgent as i32;
+    pair.client("khm", "operator")
+        .send(fraud, true)
+        .await
+        .unwrap();
+    let watched_from = pair.khm.exchange().log().head().unwrap().0;
+    let dir = stop_keeping_files(pair).await;
+
+    // Four hours on: the immediate and the urgent alert are overdue, and so is the urgent
+    // fraud notice the other way; the routine alert is not.
+    let pair = start_ahead(dir, 4, agreed).await;
+    let (sent, received) = (pb::Direction::Sent as i32, pb::Direction::Received as i32);
+    let listed = pair
+        .client("khm", "operator")
+        .cases(pb::CasesRequest {
+            overdue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        overdue_ids(&listed),
+        [
+            ("IDN-O-IMMEDIATE".to_owned(), received),
+            ("IDN-O-URGENT".to_owned(), received),
+            ("KHM-O-FRAUD".to_owned(), sent),
+        ]
+    );
+    let listed = pair
+        .client("idn", "operator")
+        .cases(pb::CasesRequest {
+            overdue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        overdue_ids(&listed),
+        [
+            ("IDN-O-IMMEDIATE".to_owned(), sent),
+            ("IDN-O-URGENT".to_owned(), sent),
+            ("KHM-O-FRAUD".to_owned(), received),
+        ]
+    );
+
+    // The running node's own check tells a watcher of each, once the deadline passed.
+    let mut stream = pair
+        .client("khm", "operator")
+        .watch(pb::WatchRequest {
+            from_sequence: watched_from,
+            kinds: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let told = events_of_kind(&mut stream, pb::EventKind::Overdue, 3).await;
+    let ids: Vec<_> = told.iter().map(|e| e.message_id.as_str()).collect();
+    assert_eq!(ids, ["IDN-O-IMMEDIATE", "IDN-O-URGENT", "KHM-O-FRAUD"]);
+    assert!(told.iter().all(|e| e.case.as_ref().unwrap().overdue));
+    assert_eq!(
+        told[0].category,
+        pb::AlertCategory::SuspectedTraffickingVictim as i32
+    );
+
+    // And counts them for the metrics, by peer and direction, on both sides.
+    let page = metrics_with(
+        pair.khm.metrics_address.unwrap(),
+        "focalpoint_overdue_responses{peer=\"IDN\",direction=\"received\"} 2",
+    )
+    .await;
+    assert!(
+        page.contains("focalpoint_overdue_responses{peer=\"IDN\",direction=\"sent\"} 1"),
+        "{page}"
+    );
+    let page = metrics_with(
+        pair.idn.metrics_address.unwrap(),
+        "focalpoint_overdue_responses{peer=\"KHM\",direction=\"sent\"} 2",
+    )
+    .await;
+    assert!(
+        page.contains("focalpoint_overdue_responses{peer=\"KHM\",direction=\"received\"} 1"),
+        "{page}"
+    );
+    let dir = stop_keeping_files(pair).await;
+
+    // Half a year on, cases noted overdue are still counted, however long ago they opened.
+    let khm = exchange_ahead(dir.path(), "khm", "idn", 200 * 24);
+    let counts = khm.note_deadlines(14).await.unwrap();
+    assert_eq!(counts.get(&("IDN".to_owned(), "received")), Some(&2));
+    assert_eq!(counts.get(&("IDN".to_owned(), "sent")), Some(&1));
+}
+
+#[tokio::test]
+async fn a_renewed_alert_reminds_its_sender_again_when_its_new_end_comes_near() {
+    let often = |config: &mut focalpoint::node::config::NodeConfig| {
+        config.cases.deadline_check_secs = 1;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pair = start_ahead(dir, 0, often).await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let ending = |id: &str, days: i64| {
+        let mut e = alert(id, pb::Urgency::Routine);
+        if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+            a.valid_until = (today + time::Duration::days(days)).to_string();
+        }
+        e
+    };
+    let mut idn = pair.client("idn", "operator");
+    idn.send(ending("IDN-E-LONG", 200), true).await.unwrap();
+    let mut stream = idn.watch(pb::WatchRequest::default()).await.unwrap();
+    idn.send(ending("IDN-E-1", 5), true).await.unwrap();
+    let told = events_of_kind(&mut stream, pb::EventKind::Expiring, 1).await;
+    assert_eq!(told[0].message_id, "IDN-E-1");
+    assert_eq!(
+        told[0].case.as_ref().unwrap().valid_until,
+        (today + time::Duration::days(5)).to_string()
+    );
+    // The sender's listing of what ends soon shows it.
+    let listed = idn
+        .cases(pb::CasesRequest {
+            expiring_within_days: 14,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        overdue_ids(&listed),
+        [("IDN-E-1".to_owned(), pb::Direction::Sent as i32)]
+    );
+
+    // Renewed for forty days: not ending soon, nothing more to remind.
+    let mut renewal = ending("IDN-E-1-R", 40);
+    renewal.reference = "IDN-E-1".into();
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut renewal.body {
+        a.lifecycle = pb::AlertLifecycle::Update as i32;
+    }
+    idn.send(renewal, true).await.unwrap();
+    let exchange = pair.idn.exchange().clone();
+    exchange.note_deadlines(14).await.unwrap();
+    let reminders = |log: &focalpoint::log::ExchangeLog| {
+        let (size, _) = log.head().unwrap();
+        log.range(1, size as usize)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind() == pb::EntryKind::Deadline && e.entry.reason == "expiring")
+            .count()
+    };
+    assert_eq!(reminders(exchange.log()), 1);
+    assert!(
+        idn.cases(pb::CasesRequest {
+            expiring_within_days: 14,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .cases
+        .is_empty()
+    );
+    let watched_from = exchange.log().head().unwrap().0;
+    drop(exchange);
+    let dir = stop_keeping_files(pair).await;
+
+    // Thirty days on, the renewal ends within the fortnight: its sender is reminded again.
+    let pair = start_ahead(dir, 30 * 24, often).await;
+    let mut stream = pair
+        .client("idn", "operator")
+        .watch(pb::WatchRequest {
+            from_sequence: watched_from,
+            kinds: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let told = events_of_kind(&mut stream, pb::EventKind::Expiring, 1).await;
+    assert_eq!(told[0].message_id, "IDN-E-1");
+    assert_eq!(told[0].case.as_ref().unwrap().in_effect, "IDN-E-1-R");
+    assert_eq!(reminders(pair.idn.exchange().log()), 2);
+    // The receiving side is not the one to renew it.
+    assert_eq!(reminders(pair.khm.exchange().log()), 0);
+    let dir = stop_keeping_files(pair).await;
+
+    // An alert valid for longer than the deadline check looks back for overdue answers is
+    // still reminded when its end comes near.
+    let idn = exchange_ahead(dir.path(), "idn", "khm", 190 * 24);
+    let before = idn.log().head().unwrap().0;
+    idn.note_deadlines(14).await.unwrap();
+    let noted: Vec<_> = idn
+        .log()
+        .range(before + 1, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.entry.reason == "expiring")
+        .map(|e| e.entry.message_id)
+        .collect();
+    assert_eq!(noted, ["IDN-E-LONG"]);
 }

@@ -218,19 +218,6 @@ async fn sigterm_shuts_down_cleanly_and_json_logs_are_json() {
     khm.stop().await.unwrap();
 }
 
-async fn scrape(address: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
 #[tokio::test]
 async fn metrics_count_messages_refusals_handshakes_and_read_the_log() {
     let pair = start_pair().await;

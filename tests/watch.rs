@@ -54,10 +54,17 @@ fn client_config(dir: &Path, role: &str, operator: &str) -> PathBuf {
     path
 }
 
-/// A `focalpoint watch` process whose lines arrive on the returned channel.
+/// A `focalpoint watch --json` process whose lines arrive on the returned channel.
 fn watcher(config: &Path, from: u64) -> (Child, mpsc::Receiver<String>) {
+    watch_process(config, &["--json", "--from", &from.to_string()])
+}
+
+/// A `focalpoint watch` process with `args`, whose lines arrive on the returned channel.
+fn watch_process(config: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_focalpoint"))
-        .args(["watch", "--json", "--from", &from.to_string(), "--config"])
+        .arg("watch")
+        .args(args)
+        .arg("--config")
         .arg(config)
         .env("FOCALPOINT_LOG", "error")
         .stdout(Stdio::piped())
@@ -403,4 +410,139 @@ async fn an_event_read_again_later_says_what_it_said_live() {
     let again = alert_event(khm.watch(pb::WatchRequest::default()).await.unwrap()).await;
     assert_eq!(again, live);
     pair.stop().await;
+}
+
+#[tokio::test]
+async fn a_watcher_is_told_of_a_failed_delivery_and_of_a_reference_to_nothing_exchanged() {
+    let pair = start_pair().await;
+    let mut idn_stream = pair
+        .client("idn", "operator")
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap();
+    let mut khm_stream = pair
+        .client("khm", "auditor")
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap();
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+
+    // KHM already holds IDN-EV-1 with other content, so it refuses IDN's own for good.
+    peer.deliver(pb::DeliverRequest {
+        envelope: idn_alert_bytes("IDN-EV-1", "another text"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut idn = pair.client("idn", "operator");
+    let mut refused = example("idn/alert-trafficking-victim.json");
+    refused.message_id = "IDN-EV-1".into();
+    let sent = idn.send(refused, true).await.unwrap();
+    assert_eq!(sent.state, pb::DeliveryState::Failed as i32);
+    let failed = next_event(&mut idn_stream).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            failed.kind,
+            failed.message_id.as_str(),
+            failed.peer.as_str()
+        ),
+        (pb::EventKind::DeliveryFailed as i32, "IDN-EV-1", "KHM")
+    );
+    assert!(
+        failed.detail.contains("ALREADY_EXISTS"),
+        "{}",
+        failed.detail
+    );
+
+    // An update naming an alert KHM never exchanged is a finding there.
+    let mut update = example("idn/alert-update.json");
+    update.message_id = "IDN-EV-2".into();
+    update.reference = "IDN-NEVER-SENT".into();
+    update.sender = "IDN".into();
+    update.created_at = "2025-04-30T08:15:00Z".into();
+    peer.deliver(pb::DeliverRequest {
+        envelope: prost::Message::encode_to_vec(&update),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let received = next_event(&mut khm_stream).await.unwrap().unwrap();
+    assert_eq!(received.kind, pb::EventKind::MessageReceived as i32);
+    assert_eq!(received.message_id, "IDN-EV-1");
+    assert_eq!(
+        received.category,
+        pb::AlertCategory::SuspectedTraffickingVictim as i32
+    );
+    assert_eq!(received.case.unwrap().status, pb::CaseStatus::Active as i32);
+    let finding = next_event(&mut khm_stream).await.unwrap().unwrap();
+    assert_eq!(
+        (finding.kind, finding.message_id.as_str()),
+        (pb::EventKind::Finding as i32, "IDN-EV-2")
+    );
+    assert!(
+        finding.detail.contains("never exchanged"),
+        "{}",
+        finding.detail
+    );
+    pair.stop().await;
+}
+
+#[tokio::test]
+async fn watch_prints_a_line_per_event_of_the_kinds_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    focalpoint::cli::demo::example_configs(dir.path()).unwrap();
+    std::fs::rename(
+        dir.path().join("khm/node.toml"),
+        dir.path().join("khm/node.toml.example"),
+    )
+    .unwrap();
+    let config = khm_config(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
+    let (mut node, peer, operator) = serve(&config, &dir.path().join("khm/data"));
+    let operator_config = client_config(dir.path(), "operator", &operator);
+    let (mut watching, rx) = watch_process(&operator_config, &["--kind", "response,fraud"]);
+
+    // An alert, which the watcher does not ask for, then a response naming nothing KHM sent.
+    deliver(&peer, &["IDN-K-1"]).await;
+    let mut response = example("idn/response-to-fraud-notice.json");
+    response.message_id = "IDN-K-R".into();
+    response.reference = "KHM-NEVER-SENT".into();
+    response.sender = "IDN".into();
+    response.created_at = "2025-04-30T08:15:00Z".into();
+    let (cert, key) = example_cert("idn", "node");
+    let tls = ClientTls {
+        ca_pem: read(&repo().join("certs-example/khm/ca.pem")).into_bytes(),
+        cert_pem: cert.into_bytes(),
+        key_pem: key.into_bytes(),
+        server_name: "khm.focalpoint.example".into(),
+    };
+    PeerServiceClient::new(tls.channel(&format!("https://{peer}")).unwrap())
+        .deliver(pb::DeliverRequest {
+            envelope: prost::Message::encode_to_vec(&response),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a line within 30 s");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "2", "the response's sequence: {line}");
+    assert_eq!(
+        &words[2..6],
+        ["finding", "IDN", "response", "IDN-K-R"],
+        "{line}"
+    );
+    assert!(
+        line.ends_with(": reference names a message this node never exchanged"),
+        "{line}"
+    );
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the alert is not printed"
+    );
+    watching.kill().unwrap();
+    watching.wait().unwrap();
+    node.kill().unwrap();
+    node.wait().unwrap();
 }

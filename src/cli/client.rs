@@ -581,10 +581,34 @@ pub fn case_text(r: &pb::CaseResponseView) -> String {
         ]);
     }
     out.push_str(&table.render());
+    for m in &r.messages {
+        if let Some(envelope) = &m.envelope
+            && let Some(pb::envelope::Body::CaseResponse(response)) = &envelope.body
+            && let Some(e) = &response.encounter
+        {
+            encounter_text(&mut out, &envelope.message_id, e);
+        }
+    }
     for finding in &r.findings {
         let _ = writeln!(out, "finding: {finding}");
     }
     out
+}
+
+/// A hit report's encounter, a line for each part given.
+fn encounter_text(out: &mut String, message_id: &str, e: &pb::Encounter) {
+    let _ = writeln!(out, "hit report {message_id}:");
+    let _ = writeln!(out, "  where: {} ({})", e.place, e.country);
+    let _ = writeln!(out, "  when: {}", e.encountered_at);
+    if !e.document_presented.is_empty() {
+        let _ = writeln!(out, "  document presented: {}", e.document_presented);
+    }
+    if !e.action_taken.is_empty() {
+        let _ = writeln!(out, "  action taken: {}", e.action_taken);
+    }
+    if !e.action_not_taken_reason.is_empty() {
+        let _ = writeln!(out, "  action not taken: {}", e.action_not_taken_reason);
+    }
 }
 
 /// A table of cases.

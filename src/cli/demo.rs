@@ -207,9 +207,18 @@ fn on_free_ports(dir: &Path, country: &str) -> anyhow::Result<NodeConfig> {
 
 /// Binds every node, points each at the others' peer listeners, and starts them, in order.
 pub async fn start_nodes(configs: Vec<NodeConfig>) -> anyhow::Result<Vec<RunningNode>> {
+    start_nodes_ahead(configs, 0).await
+}
+
+/// [`start_nodes`], with each log's clock `micros` ahead of the system's (see
+/// [`BoundNode::bind_ahead`]).
+pub async fn start_nodes_ahead(
+    configs: Vec<NodeConfig>,
+    micros: i64,
+) -> anyhow::Result<Vec<RunningNode>> {
     let mut bound = Vec::with_capacity(configs.len());
     for config in configs {
-        bound.push(BoundNode::bind(config, None).await?);
+        bound.push(BoundNode::bind_ahead(config, None, micros).await?);
     }
     let addresses: Vec<(CountryCode, String)> = bound
         .iter()

@@ -34,6 +34,15 @@ impl ResponseTimes {
         time::Duration::hours(i64::from(hours))
     }
 
+    /// The longest of the three.
+    pub fn longest(&self) -> time::Duration {
+        let hours = self
+            .immediate_hours
+            .max(self.urgent_hours)
+            .max(self.routine_hours);
+        time::Duration::hours(i64::from(hours))
+    }
+
     /// The time to answer a message of `urgency` (unspecified is routine).
     pub fn of(&self, urgency: i32) -> time::Duration {
         let hours = match pb::Urgency::try_from(urgency) {

@@ -166,6 +166,18 @@ pub fn opens_case(kind: i32) -> bool {
         || kind == pb::MessageKind::DocumentFraudNotice as i32
 }
 
+/// Whether `stored` is a message that opens a case of its own: an alert or a fraud notice,
+/// sent or received, that answers nothing and is no further peer's copy.
+fn opens(stored: &StoredEntry) -> bool {
+    let e = &stored.entry;
+    matches!(
+        stored.kind(),
+        pb::EntryKind::MessageSent | pb::EntryKind::MessageReceived
+    ) && opens_case(e.message_kind)
+        && e.reference.is_empty()
+        && e.copy_of.is_empty()
+}
+
 impl Exchange {
     /// The sequence of the message `id` this node exchanged (sent, or received from any peer).
     pub(crate) fn exchanged(&self, id: &str) -> Result<Option<u64>, ExchangeError> {
@@ -571,52 +583,91 @@ impl Exchange {
         let (counts, due) = tokio::task::spawn_blocking(move || exchange.deadlines(reminder_days))
             .await
             .map_err(|e| ExchangeError::internal("a deadline check stopped", e))??;
-        for (sequence, root, reason) in due {
-            if self.log().deadline_noted(sequence, reason)?.is_some() {
+        for Due {
+            case,
+            root,
+            reason,
+            since,
+        } in due
+        {
+            let noted = move |n: Option<u64>| n.is_some_and(|n| n > since);
+            if noted(self.log().deadline_noted(case, reason)?) {
                 continue;
             }
+            let id = root.message_id.clone();
             let entry = crate::log::NewEntry {
                 kind: pb::EntryKind::Deadline,
                 peer: root.peer.parse().ok(),
-                message_id: root.message_id.clone(),
+                message_id: root.message_id,
                 message_kind: pb::MessageKind::try_from(root.message_kind).unwrap_or_default(),
-                refers_to: sequence,
+                refers_to: case,
                 reason: reason.to_owned(),
                 ..Default::default()
             };
             // Noted once, whatever ran meanwhile.
             self.log()
-                .transact(move |t| match t.deadline_noted(sequence, reason)? {
-                    Some(_) => Ok(()),
-                    None => t.append(entry).map(drop),
+                .transact(move |t| {
+                    if noted(t.deadline_noted(case, reason)?) {
+                        Ok(())
+                    } else {
+                        t.append(entry).map(drop)
+                    }
                 })
                 .await?;
-            tracing::info!(case = %root.message_id, reason, "case deadline noted");
+            tracing::info!(case = %id, reason, "case deadline noted");
         }
         Ok(counts)
     }
 }
 
-/// A deadline that came: the case's first entry (its sequence and entry) and the reason.
-type Due = (u64, pb::LogEntry, &'static str);
+/// A deadline that came.
+struct Due {
+    /// The case's first message.
+    case: u64,
+    /// Its entry.
+    root: pb::LogEntry,
+    reason: &'static str,
+    /// A deadline entry for this case and reason notes it only if logged after this sequence:
+    /// for a reminder, the version in effect, so that a renewed alert is reminded again when
+    /// its new end comes near; 0 otherwise.
+    since: u64,
+}
 
-/// How far back the deadline check looks: cases opened earlier are not checked again.
+/// How long after its deadline a case is still found for a first note, should no check have
+/// found it before (the node was stopped, or the agreed times changed): cases opened more than
+/// the longest agreed response time and this many days ago are not read for it. A case noted
+/// overdue is read at every check, however old, while it stays overdue.
 pub const DEADLINE_WINDOW_DAYS: i64 = 180;
 
 impl Exchange {
-    /// The overdue cases by peer and direction, and the deadlines that came (noted or not),
-    /// among the cases opened within [`DEADLINE_WINDOW_DAYS`]. Only a case that could be due
-    /// is read whole: one younger than the shortest response time agreed with its peer cannot
-    /// be overdue, and only an alert this node sent can be expiring.
+    /// The overdue cases by peer and direction, and the deadlines that came (noted or not).
+    /// Three sets of cases are read: those opened within the longest agreed response time and
+    /// [`DEADLINE_WINDOW_DAYS`] (only those older than the shortest response time agreed with
+    /// their peer, as a younger one cannot be overdue), those noted overdue before, and every
+    /// alert this node sent that still opens a case (only those can be expiring, and an alert
+    /// can be valid for years).
     fn deadlines(&self, reminder_days: u32) -> Result<(OverdueCounts, Vec<Due>), ExchangeError> {
         let log = self.log();
         let now = log.now();
         let today = now.date();
         let (size, _) = log.head()?;
-        let window_start = now - time::Duration::days(DEADLINE_WINDOW_DAYS);
+        let times = |peer: &str| {
+            peer.parse()
+                .ok()
+                .and_then(|peer| self.response_times(peer))
+                .unwrap_or_default()
+        };
+        let longest = self
+            .peers()
+            .into_iter()
+            .filter_map(|peer| self.response_times(peer))
+            .chain([Default::default()])
+            .map(|t| t.longest())
+            .max()
+            .unwrap_or_default();
+        let window_start = now - longest - time::Duration::days(DEADLINE_WINDOW_DAYS);
+        let mut roots = std::collections::BTreeSet::new();
         let mut sequence = self.first_logged_after(window_start, size)?;
-        let mut counts = OverdueCounts::new();
-        let mut due = Vec::new();
         while sequence <= size {
             let batch = log.range(sequence, 1024)?;
             let Some(last) = batch.last().map(|s| s.entry.sequence) else {
@@ -624,42 +675,64 @@ impl Exchange {
             };
             for stored in &batch {
                 let e = &stored.entry;
-                let sent = stored.kind() == pb::EntryKind::MessageSent;
-                let is_message = sent || stored.kind() == pb::EntryKind::MessageReceived;
-                if !is_message || !opens_case(e.message_kind) || !e.reference.is_empty() {
-                    continue;
-                }
-                let shortest = e
-                    .peer
-                    .parse()
-                    .ok()
-                    .and_then(|peer| self.response_times(peer))
-                    .unwrap_or_default()
-                    .shortest();
                 let logged = crate::domain::model::from_micros(e.recorded_at_micros);
-                let may_be_overdue = now > logged + shortest;
-                let may_expire = sent && e.message_kind == pb::MessageKind::TravellerAlert as i32;
-                if !may_be_overdue && !may_expire {
-                    continue;
-                }
-                let Some(case) = self.case_state_at(e.sequence)? else {
-                    continue;
-                };
-                if case.overdue {
-                    let direction = if case.sent() { "sent" } else { "received" };
-                    *counts.entry((e.peer.clone(), direction)).or_default() += 1;
-                    due.push((e.sequence, e.clone(), OVERDUE));
-                }
-                let expiring = case.sent()
-                    && case.status == CaseStatus::Active
-                    && parse_date(&case.valid_until).is_ok_and(|until| {
-                        until <= today + time::Duration::days(i64::from(reminder_days))
-                    });
-                if expiring {
-                    due.push((e.sequence, e.clone(), EXPIRING));
+                if opens(stored) && now > logged + times(&e.peer).shortest() {
+                    roots.insert(e.sequence);
                 }
             }
             sequence = last + 1;
+        }
+        roots.extend(log.noted_deadlines(OVERDUE)?);
+        for sent in log.outbox()? {
+            if roots.contains(&sent) {
+                continue;
+            }
+            if let Some(stored) = log.entry(sent)?
+                && opens(&stored)
+                && stored.entry.message_kind == pb::MessageKind::TravellerAlert as i32
+            {
+                roots.insert(sent);
+            }
+        }
+        let mut counts = OverdueCounts::new();
+        let mut due = Vec::new();
+        for case in roots {
+            let Some(state) = self.case_state_at(case)? else {
+                continue;
+            };
+            let root = &state.root().entry.entry;
+            if root.sequence != case {
+                continue;
+            }
+            if state.overdue {
+                let direction = if state.sent() { "sent" } else { "received" };
+                *counts.entry((root.peer.clone(), direction)).or_default() += 1;
+                due.push(Due {
+                    case,
+                    root: root.clone(),
+                    reason: OVERDUE,
+                    since: 0,
+                });
+            }
+            let expiring = state.sent()
+                && state.status == CaseStatus::Active
+                && parse_date(&state.valid_until).is_ok_and(|until| {
+                    until <= today + time::Duration::days(i64::from(reminder_days))
+                });
+            if expiring {
+                let in_effect = state
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.entry.entry.message_id == state.in_effect)
+                    .map_or(case, |m| m.entry.entry.sequence);
+                due.push(Due {
+                    case,
+                    root: root.clone(),
+                    reason: EXPIRING,
+                    since: in_effect,
+                });
+            }
         }
         Ok((counts, due))
     }

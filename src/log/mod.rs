@@ -71,7 +71,8 @@ pub struct LogOptions {
     /// For a new log: how it stores its pages. An existing log keeps its own.
     pub compression: Compression,
     /// The log's clock runs this far ahead of the system clock: for retention drills and tests
-    /// that need the log as it will be days from now. A node never opens its log this way.
+    /// that need the log as it will be days from now. A node opens its log this way only when
+    /// started for such a drill (`BoundNode::bind_ahead`).
     pub clock_offset_micros: i64,
     /// MiB of pages kept in memory.
     pub cache_mib: u64,
@@ -789,7 +790,7 @@ impl Txn<'_> {
         read_seq(self, &key::seq(key::RECEIPT_FOR, sent))
     }
 
-    /// The deadline entry noting `reason` for the case opened at `case`, if one is logged.
+    /// The last deadline entry noting `reason` for the case opened at `case`, if one is logged.
     pub fn deadline_noted(&self, case: u64, reason: &str) -> Result<Option<u64>, LogError> {
         read_seq(self, &key::deadline(case, reason))
     }
@@ -1496,7 +1497,7 @@ impl ExchangeLog {
             .is_some_and(seal::is_sealed))
     }
 
-    /// The deadline entry noting `reason` for the case opened at `case`, if one is logged.
+    /// The last deadline entry noting `reason` for the case opened at `case`, if one is logged.
     pub fn deadline_noted(&self, case: u64, reason: &str) -> Result<Option<u64>, LogError> {
         read_seq(&self.store()?.tree, &key::deadline(case, reason))
     }
@@ -1649,6 +1650,38 @@ impl ExchangeLog {
         }
         received.sort_unstable();
         Ok(received)
+    }
+
+    /// Sequences of the messages this node sent, oldest first: derived from the message index.
+    pub fn outbox(&self) -> Result<Vec<u64>, LogError> {
+        let mut sent = Vec::new();
+        for kv in self
+            .store()?
+            .tree
+            .scan_prefix(key::message(&own_sender_marker(), ""))
+        {
+            let (_, v) = kv?;
+            if let Ok(sequence) = <[u8; 8]>::try_from(v.as_ref()) {
+                sent.push(u64::from_be_bytes(sequence));
+            }
+        }
+        sent.sort_unstable();
+        Ok(sent)
+    }
+
+    /// The cases a deadline entry with `reason` was noted for, by their first message's
+    /// sequence, in order.
+    pub fn noted_deadlines(&self, reason: &str) -> Result<Vec<u64>, LogError> {
+        let mut cases = Vec::new();
+        for k in self.store()?.tree.scan_prefix([key::DEADLINE]).keys() {
+            let k = k?;
+            if k.get(9..) == Some(reason.as_bytes())
+                && let Some(case) = k.get(1..9).and_then(key::tail_seq)
+            {
+                cases.push(case);
+            }
+        }
+        Ok(cases)
     }
 
     /// Sequences of messages that name `id` as their reference.

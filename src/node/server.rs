@@ -298,6 +298,17 @@ pub struct RunningNode {
 impl BoundNode {
     /// Loads certificates, opens the log and binds both listeners.
     pub async fn bind(config: NodeConfig, data_dir: Option<PathBuf>) -> Result<Self, NodeError> {
+        Self::bind_ahead(config, data_dir, 0).await
+    }
+
+    /// [`Self::bind`], with the log's clock `micros` ahead of the system's: for drills and
+    /// tests of deadlines and retention, which need the node as it will be days from now. A
+    /// service never starts a node this way.
+    pub async fn bind_ahead(
+        config: NodeConfig,
+        data_dir: Option<PathBuf>,
+        micros: i64,
+    ) -> Result<Self, NodeError> {
         tls::install_crypto_provider();
         raise_descriptor_limit();
         let data_dir = data_dir
@@ -320,7 +331,7 @@ impl BoundNode {
                 compression: config.compression,
                 cache_mib: config.cache_mib,
                 signer: Some(signer.clone()),
-                ..crate::log::LogOptions::default()
+                clock_offset_micros: micros,
             },
         )?;
         if log.compression() != config.compression {
@@ -466,6 +477,7 @@ impl BoundNode {
             self.exchange.clone(),
             channels.clone(),
             audit_rx,
+            watcher.clone(),
         ));
         let (operator_health, operator_v1, operator_v1alpha) =
             introspection::<OperatorServiceServer<OperatorApi>>().await?;

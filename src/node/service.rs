@@ -282,19 +282,23 @@ pub struct OperatorApi {
     exchange: Exchange,
     peers: PeerChannels,
     trust: watch::Receiver<crate::exchange::audit::AuditTrust>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl OperatorApi {
-    /// The operator plane over `exchange`, with a channel to each peer for replays.
+    /// The operator plane over `exchange`, with a channel to each peer for replays; the
+    /// streams it serves end when `stopping` turns true.
     pub fn new(
         exchange: Exchange,
         peers: PeerChannels,
         trust: watch::Receiver<crate::exchange::audit::AuditTrust>,
+        stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             exchange,
             peers,
             trust,
+            stopping,
         }
     }
 
@@ -385,14 +389,24 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>
 /// The events after `from` (only about `kinds`, if any), then each new one as its entry becomes
 /// durable. The reader never holds up the log: it reads what is durable, into a bounded buffer;
 /// a watcher that leaves the buffer full gets what it holds, then RESOURCE_EXHAUSTED, and
-/// resumes from the last sequence it saw.
-fn watch_events(exchange: Exchange, from: u64, kinds: Vec<i32>) -> EventStream {
+/// resumes from the last sequence it saw. The watch ends with UNAVAILABLE when the node stops.
+fn watch_events(
+    exchange: Exchange,
+    from: u64,
+    kinds: Vec<i32>,
+    mut stopping: watch::Receiver<bool>,
+) -> EventStream {
     // Events travel in the batches they were read in, so that a burst wakes the stream once
     // per batch rather than once per event; at most WATCH_BUFFER events wait.
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<pb::Event>>(WATCH_BUFFER / WATCH_BATCH);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Status>();
     tokio::spawn(async move {
-        let status = follow(&exchange, from, &kinds, &tx).await;
+        let status = tokio::select! {
+            status = follow(&exchange, from, &kinds, &tx) => status,
+            _ = stopping.wait_for(|stopping| *stopping) => {
+                Some(Status::unavailable("the node is stopping"))
+            }
+        };
         if let Some(status) = status {
             let _ = end_tx.send(status);
         }
@@ -817,6 +831,7 @@ impl OperatorService for OperatorApi {
             self.exchange.clone(),
             r.from_sequence,
             kinds,
+            self.stopping.clone(),
         )))
     }
 
