@@ -5,12 +5,13 @@
 //!    following KHM's events over mTLS. For each alert, from just before its delivery is sent
 //!    (its durable write comes after) to its event reaching the watcher: an upper bound of the
 //!    time from the durable write to the event. p50 and p99.
-//! 2. Cost: the receive path (validation, durable append, signed receipt; 512 in flight, no
-//!    network) for 12,800 alerts, without a watcher and with one following every event over
-//!    mTLS (timed until the watcher has the last event), alternating, 21 rounds each (the
-//!    watcher runs on a thread and runtime of its own, as a program beside the node would); the
-//!    medians and their ratio, and the median of each round's ratio (the two cores are shared,
-//!    and a round's pair sees the same machine).
+//! 2. Cost: the receive path for 12,800 alerts, without a watcher and with one following every
+//!    event over mTLS (timed until the watcher has the last event), alternating, 21 rounds each
+//!    (the watcher runs on a thread and runtime of its own, as a program beside the node
+//!    would); the medians and their ratio, and the median of each round's ratio (the two cores
+//!    are shared, and a round's pair sees the same machine). Twice: in process (validation,
+//!    durable append, signed receipt; 512 in flight, no network), and as a peer drives it, one
+//!    stream over the peer plane's mTLS with the peer's client on the same two cores.
 //!
 //! Run without `--bench` (as `cargo test` does) it only checks that it builds.
 
@@ -66,6 +67,95 @@ async fn receive(
         }
     }
     count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `count` alerts delivered as one stream over the peer plane's mTLS, each answered with its
+/// receipt: the receive path as a peer node drives it.
+async fn deliver(
+    peer: &mut pb::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
+    template: &pb::Envelope,
+    prefix: &str,
+    count: usize,
+) -> f64 {
+    let start = Instant::now();
+    let template = template.clone();
+    let prefix = prefix.to_owned();
+    let requests = (0..count).map(move |n| pb::DeliverRequest {
+        envelope: envelope(&template, &format!("IDN-{prefix}-{n:07}")),
+        ..Default::default()
+    });
+    let mut responses = peer
+        .deliver_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut receipted = 0;
+    while let Some(r) = responses.next().await {
+        assert!(matches!(
+            r.unwrap().outcome,
+            Some(pb::deliver_response::Outcome::Receipt(_))
+        ));
+        receipted += 1;
+    }
+    assert_eq!(receipted, count);
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A watcher following the node's events after `from` until it has seen `count`, as a program
+/// of its own: its client runs on a thread and runtime of its own, scheduled by the system
+/// beside the node rather than among its tasks. Returns once it is watching; joining the
+/// handle gives how many events it saw.
+fn follower(
+    config: &focalpoint::node::config::ClientConfig,
+    from: u64,
+    count: usize,
+) -> std::thread::JoinHandle<usize> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let config = config.clone();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut client = focalpoint::cli::client::OperatorClient::new(&config).unwrap();
+            let mut stream = client
+                .watch(pb::WatchRequest {
+                    from_sequence: from,
+                    kinds: vec![],
+                })
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut seen = 0usize;
+            while seen < count {
+                match stream.next().await {
+                    Some(Ok(_)) => seen += 1,
+                    _ => break,
+                }
+            }
+            seen
+        })
+    });
+    ready_rx.recv().unwrap();
+    handle
+}
+
+/// Rates without and with a watcher, round by round: the medians of each, and the median and
+/// range of each round's ratio.
+fn cost_line(name: &str, mut alone: Vec<f64>, mut watched: Vec<f64>) -> String {
+    let mut paired: Vec<f64> = watched.iter().zip(&alone).map(|(w, a)| w / a).collect();
+    paired.sort_by(f64::total_cmp);
+    alone.sort_by(f64::total_cmp);
+    watched.sort_by(f64::total_cmp);
+    let (alone, watched) = (alone[ROUNDS / 2], watched[ROUNDS / 2]);
+    format!(
+        "{name}: without a watcher {alone:.0}/s, with one {watched:.0}/s (medians of {ROUNDS}), {:.2} of without; each round's ratio: median {:.2}, from {:.2} to {:.2}",
+        watched / alone,
+        paired[ROUNDS / 2],
+        paired[0],
+        paired[ROUNDS - 1]
+    )
 }
 
 fn main() {
@@ -136,54 +226,28 @@ fn main() {
         latencies.sort();
         drop(events);
 
-        // 2. Cost to the receive path.
+        // 2. Cost to the receive path, in process and over the peer plane, each round without
+        // a watcher and then with one, timed until the watcher has every event too: its work
+        // is not left outside the time.
         let exchange = khm.exchange().clone();
         let (mut alone, mut watched) = (Vec::new(), Vec::new());
+        let (mut peer_alone, mut peer_watched) = (Vec::new(), Vec::new());
+        const COUNT: usize = 12_800;
         for round in 0..ROUNDS {
-            alone.push(receive(&exchange, &template, &format!("A{round}"), 12_800).await);
-            // The watcher is a program of its own: its client runs on a thread and runtime of
-            // its own, scheduled by the system beside the node rather than among its tasks.
-            let from = exchange.log().durable_head();
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let config = config.clone();
-            let follower = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let mut client =
-                        focalpoint::cli::client::OperatorClient::new(&config).unwrap();
-                    let mut stream = client
-                        .watch(pb::WatchRequest {
-                            from_sequence: from,
-                            kinds: vec![],
-                        })
-                        .await
-                        .unwrap();
-                    ready_tx.send(()).unwrap();
-                    let mut seen = 0usize;
-                    while seen < 12_800 {
-                        match stream.next().await {
-                            Some(Ok(_)) => seen += 1,
-                            _ => break,
-                        }
-                    }
-                    seen
-                })
-            });
-            ready_rx.recv().unwrap();
-            // Until the watcher has every event too: its work is not left outside the time.
+            alone.push(receive(&exchange, &template, &format!("A{round}"), COUNT).await);
+            let watching = follower(&config, exchange.log().durable_head(), COUNT);
             let start = Instant::now();
-            receive(&exchange, &template, &format!("W{round}"), 12_800).await;
-            assert_eq!(follower.join().unwrap(), 12_800, "the watcher saw every event");
-            watched.push(12_800.0 / start.elapsed().as_secs_f64());
+            receive(&exchange, &template, &format!("W{round}"), COUNT).await;
+            assert_eq!(watching.join().unwrap(), COUNT, "the watcher saw every event");
+            watched.push(COUNT as f64 / start.elapsed().as_secs_f64());
+
+            peer_alone.push(deliver(&mut peer, &template, &format!("PA{round}"), COUNT).await);
+            let watching = follower(&config, exchange.log().durable_head(), COUNT);
+            let start = Instant::now();
+            deliver(&mut peer, &template, &format!("PW{round}"), COUNT).await;
+            assert_eq!(watching.join().unwrap(), COUNT, "the watcher saw every event");
+            peer_watched.push(COUNT as f64 / start.elapsed().as_secs_f64());
         }
-        let mut paired: Vec<f64> = watched.iter().zip(&alone).map(|(w, a)| w / a).collect();
-        paired.sort_by(f64::total_cmp);
-        alone.sort_by(f64::total_cmp);
-        watched.sort_by(f64::total_cmp);
-        let (alone, watched) = (alone[ROUNDS / 2], watched[ROUNDS / 2]);
         println!("events benchmark");
         println!(
             "latency, delivery sent to event at the watcher, 2000 alerts one at a time over mTLS: p50 {:.3} ms, p99 {:.3} ms",
@@ -191,11 +255,20 @@ fn main() {
             percentile(&latencies, 0.99)
         );
         println!(
-            "receive path, 12800 alerts, 512 in flight: without a watcher {alone:.0}/s, with one {watched:.0}/s (medians of {ROUNDS}), {:.2} of without; each round's ratio: median {:.2}, from {:.2} to {:.2}",
-            watched / alone,
-            paired[ROUNDS / 2],
-            paired[0],
-            paired[ROUNDS - 1]
+            "{}",
+            cost_line(
+                "receive path in process, 12800 alerts, 512 in flight",
+                alone,
+                watched
+            )
+        );
+        println!(
+            "{}",
+            cost_line(
+                "receive path over the peer plane (mTLS), 12800 alerts in one stream",
+                peer_alone,
+                peer_watched
+            )
         );
         idn.stop().await.unwrap();
         khm.stop().await.unwrap();

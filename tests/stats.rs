@@ -271,6 +271,29 @@ async fn reconciliation_records_a_missing_and_an_extra_message() {
     assert!(quiet.agrees);
     assert_eq!(found[0].lines.iter().filter(|l| !l.agrees).count(), 2);
 
+    // A watcher is told of it.
+    let mut events = auditor.watch(pb::WatchRequest::default()).await.unwrap();
+    let finding = loop {
+        use tokio_stream::StreamExt;
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .unwrap();
+        if event.kind == pb::EventKind::Finding as i32 {
+            break event;
+        }
+    };
+    assert_eq!(
+        finding.message_kind,
+        pb::MessageKind::StatisticsReport as i32
+    );
+    assert_eq!(
+        finding.detail,
+        "a statistics report disagrees with this log"
+    );
+    drop(events);
+
     // The finding is an entry of IDN's log, chained like every other and verified.
     let log = idn.exchange().log();
     let (size, _) = log.head().unwrap();
