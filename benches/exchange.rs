@@ -502,14 +502,23 @@ async fn child_node(total: usize, values: &mut Vec<(String, String)>) -> Row {
         }
     }
     let elapsed = start.elapsed();
-    let (rss, peak) = (
+    let rss = status_kib_of(child.id(), "VmRSS:");
+    // Two seconds on, idle: what the node holds once the allocator has returned the pages
+    // freed by the last writes (within half a second, src/node/allocator.rs).
+    std::thread::sleep(Duration::from_secs(2));
+    let (settled, peak) = (
         status_kib_of(child.id(), "VmRSS:"),
         status_kib_of(child.id(), "VmHWM:"),
     );
     common::stop_node(child);
     values.push((
-        format!("node process: RSS after receiving {received} messages / peak"),
-        format!("{} MiB / {} MiB", rss / 1024, peak / 1024),
+        format!("node process: RSS after receiving {received} messages / 2 s later, idle / peak"),
+        format!(
+            "{} MiB / {} MiB / {} MiB",
+            rss / 1024,
+            settled / 1024,
+            peak / 1024
+        ),
     ));
     let mut startups: Vec<Duration> = (0..3)
         .map(|_| {
