@@ -502,6 +502,21 @@ async fn running_nodes_list_tell_and_count_the_cases_overdue_by_the_times_they_a
     let counts = khm.note_deadlines(14).await.unwrap();
     assert_eq!(counts.get(&("IDN".to_owned(), "received")), Some(&2));
     assert_eq!(counts.get(&("IDN".to_owned(), "sent")), Some(&1));
+    drop(khm);
+
+    // Past the retention period, the cases' content is gone: they are neither counted nor
+    // noted again, as whether they were answered can no longer be read.
+    let khm = exchange_ahead(dir.path(), "khm", "idn", 2000 * 24);
+    let config =
+        focalpoint::node::config::NodeConfig::load(&dir.path().join("khm/node.toml")).unwrap();
+    let now = khm.log().now();
+    let micros = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap();
+    focalpoint::exchange::retention::sweep(khm.log(), config.retention.as_ref().unwrap(), micros)
+        .unwrap();
+    let before = khm.log().head().unwrap().0;
+    let counts = khm.note_deadlines(14).await.unwrap();
+    assert!(counts.is_empty(), "{counts:?}");
+    assert_eq!(khm.log().head().unwrap().0, before);
 }
 
 #[tokio::test]

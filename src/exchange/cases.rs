@@ -636,7 +636,7 @@ struct Due {
 /// How long after its deadline a case is still found for a first note, should no check have
 /// found it before (the node was stopped, or the agreed times changed): cases opened more than
 /// the longest agreed response time and this many days ago are not read for it. A case noted
-/// overdue is read at every check, however old, while it stays overdue.
+/// overdue is read at every check, however old.
 pub const DEADLINE_WINDOW_DAYS: i64 = 180;
 
 impl Exchange {
@@ -701,7 +701,9 @@ impl Exchange {
                 continue;
             };
             let root = &state.root().entry.entry;
-            if root.sequence != case {
+            // A case whose content was removed under retention (or cannot be read here) no
+            // longer shows whether it was answered, withdrawn or renewed: it is not judged.
+            if root.sequence != case || state.messages.iter().any(|m| m.envelope.is_none()) {
                 continue;
             }
             if state.overdue {
