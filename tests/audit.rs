@@ -608,3 +608,130 @@ async fn a_damaged_data_file_is_named_and_never_taken_for_a_shorter_log() {
     let (code, text) = audit_cli(&config, &data, "none", |_| {});
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// Appends a deadline entry for the case opened at `case` to a copy of the log at `data`, and
+/// returns its sequence and the audit's verdict on the copy.
+fn audit_with_deadline(
+    config: &Path,
+    data: &Path,
+    name: &str,
+    case: u64,
+    reason: &str,
+    version: Option<&str>,
+) -> (
+    u64,
+    Result<audit::AuditReport, focalpoint::log::VerifyError>,
+) {
+    let copy = data.with_file_name(format!("deadline-{name}"));
+    copy_dir(data, &copy);
+    let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();
+    let root = log.entry(case).unwrap().unwrap().entry;
+    let entry = focalpoint::log::NewEntry {
+        kind: pb::EntryKind::Deadline,
+        peer: root.peer.parse().ok(),
+        message_id: root.message_id.clone(),
+        message_kind: pb::MessageKind::try_from(root.message_kind).unwrap(),
+        refers_to: case,
+        reason: reason.to_owned(),
+        reference: version.map(|v| v.parse().unwrap()),
+        ..Default::default()
+    };
+    let appended = log
+        .transact_blocking(move |t| t.append(entry).map(|a| a.sequence))
+        .unwrap();
+    let trust = NodeConfig::load(config).unwrap().audit_trust().unwrap();
+    (appended, audit::verify(&log, &trust))
+}
+
+#[tokio::test]
+async fn the_audit_holds_each_deadline_entry_to_a_case_this_node_could_note() {
+    let (_dir, config, data) = exchanged().await;
+    let (alert, notice, response_to_alert, response_to_notice) = {
+        let log = ExchangeLog::open(&data, Durability::Flush).unwrap();
+        let first = |kind: pb::EntryKind, message: pb::MessageKind| {
+            log.range(1, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .find(|e| e.kind() == kind && e.entry.message_kind == message as i32)
+                .unwrap()
+                .entry
+        };
+        (
+            first(pb::EntryKind::MessageSent, pb::MessageKind::TravellerAlert),
+            first(
+                pb::EntryKind::MessageReceived,
+                pb::MessageKind::DocumentFraudNotice,
+            ),
+            first(
+                pb::EntryKind::MessageReceived,
+                pb::MessageKind::CaseResponse,
+            ),
+            first(pb::EntryKind::MessageSent, pb::MessageKind::CaseResponse),
+        )
+    };
+    let bad = |name: &str, case: u64, reason: &str, version: Option<&str>, found: &str| {
+        let (sequence, verdict) = audit_with_deadline(&config, &data, name, case, reason, version);
+        let e = verdict.expect_err(name);
+        assert_eq!(e.sequence, sequence, "{name}: {e}");
+        assert!(e.to_string().contains(found), "{name}: {e}");
+    };
+
+    // What the node itself notes passes: a case overdue, an alert it sent reminded of by
+    // version.
+    for (name, case, reason, version) in [
+        ("overdue", notice.sequence, "overdue", None),
+        (
+            "expiring",
+            alert.sequence,
+            "expiring",
+            Some(alert.message_id.as_str()),
+        ),
+    ] {
+        let (_, verdict) = audit_with_deadline(&config, &data, name, case, reason, version);
+        assert!(verdict.is_ok(), "{name}: {verdict:?}");
+    }
+
+    bad(
+        "answer",
+        response_to_alert.sequence,
+        "overdue",
+        None,
+        "does not open a case",
+    );
+    bad(
+        "received-expiring",
+        notice.sequence,
+        "expiring",
+        None,
+        "not an alert this node sent",
+    );
+    bad(
+        "other-version",
+        alert.sequence,
+        "expiring",
+        Some(response_to_notice.message_id.as_str()),
+        "not a message of case",
+    );
+    // Noted overdue twice: the second entry is the one named.
+    let copy = data.with_file_name("deadline-twice-base");
+    copy_dir(&data, &copy);
+    {
+        let log = ExchangeLog::open(&copy, Durability::Flush).unwrap();
+        let entry = focalpoint::log::NewEntry {
+            kind: pb::EntryKind::Deadline,
+            peer: notice.peer.parse().ok(),
+            message_id: notice.message_id.clone(),
+            message_kind: pb::MessageKind::DocumentFraudNotice,
+            refers_to: notice.sequence,
+            reason: "overdue".into(),
+            ..Default::default()
+        };
+        log.transact_blocking(move |t| t.append(entry).map(drop))
+            .unwrap();
+    }
+    let (sequence, verdict) =
+        audit_with_deadline(&config, &copy, "twice", notice.sequence, "overdue", None);
+    let e = verdict.unwrap_err();
+    assert_eq!(e.sequence, sequence);
+    assert!(e.to_string().contains("already did"), "{e}");
+}

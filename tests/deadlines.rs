@@ -134,8 +134,9 @@ async fn unanswered_cases_are_overdue_after_the_time_agreed_for_their_urgency() 
     assert_eq!(counts.len(), 1);
     let (after, _) = khm.log().head().unwrap();
     assert_eq!(after, before + 1);
-    khm.note_deadlines(14).await.unwrap();
+    let again = khm.note_deadlines(14).await.unwrap();
     assert_eq!(khm.log().head().unwrap().0, after, "noted once");
+    assert_eq!(again, counts, "still counted while it stays overdue");
     let noted = khm.log().entry(after).unwrap().unwrap();
     assert_eq!(noted.kind(), pb::EntryKind::Deadline);
     let event = khm.event_of(&noted, None).unwrap().unwrap();
@@ -183,6 +184,44 @@ async fn an_alert_ending_soon_reminds_its_sender_once() {
     let event = exchange.event_of(&entries[0], None).unwrap().unwrap();
     assert_eq!(event.kind, pb::EventKind::Expiring as i32);
     assert_eq!(event.message_id, "IDN-D-SOON");
+    assert_eq!(
+        entries[0].entry.reference, "IDN-D-SOON",
+        "the version reminded"
+    );
+
+    // Renewed, still within the fortnight. A check that read the case before the renewal was
+    // logged leaves its reminder after it, naming the version before: the renewal is still
+    // reminded of, once.
+    let mut renewal = alert("IDN-D-SOON-R", pb::Urgency::Routine);
+    renewal.reference = "IDN-D-SOON".into();
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut renewal.body {
+        a.lifecycle = pb::AlertLifecycle::Update as i32;
+        a.valid_until = (in_five_days + time::Duration::days(5)).to_string();
+    }
+    idn.send(renewal, true).await.unwrap();
+    let case = entries[0].entry.refers_to;
+    let late = focalpoint::log::NewEntry {
+        kind: pb::EntryKind::Deadline,
+        peer: Some("KHM".parse().unwrap()),
+        message_id: "IDN-D-SOON".into(),
+        message_kind: pb::MessageKind::TravellerAlert,
+        refers_to: case,
+        reason: "expiring".into(),
+        reference: Some("IDN-D-SOON".parse().unwrap()),
+        ..Default::default()
+    };
+    exchange
+        .log()
+        .transact(move |t| t.append(late).map(drop))
+        .await
+        .unwrap();
+    let before = exchange.log().head().unwrap().0;
+    exchange.note_deadlines(14).await.unwrap();
+    exchange.note_deadlines(14).await.unwrap();
+    let entries = exchange.log().range(before + 1, 10).unwrap();
+    assert_eq!(entries.len(), 1, "the renewal reminded of, once");
+    assert_eq!(entries[0].entry.reference, "IDN-D-SOON-R");
+    assert_eq!(entries[0].entry.refers_to, case);
     // The receiving side is not the one to renew it.
     let khm = pair.khm.exchange().clone();
     let before = khm.log().head().unwrap().0;
@@ -556,6 +595,29 @@ async fn a_renewed_alert_reminds_its_sender_again_when_its_new_end_comes_near() 
         overdue_ids(&listed),
         [("IDN-E-1".to_owned(), pb::Direction::Sent as i32)]
     );
+    // The receiving side lists it as received, and not among the alerts it sent.
+    let mut khm = pair.client("khm", "operator");
+    let expiring = |direction: pb::Direction| pb::CasesRequest {
+        expiring_within_days: 14,
+        direction: direction as i32,
+        ..Default::default()
+    };
+    let listed = khm.cases(expiring(pb::Direction::Received)).await.unwrap();
+    assert_eq!(
+        overdue_ids(&listed),
+        [("IDN-E-1".to_owned(), pb::Direction::Received as i32)]
+    );
+    let listed = khm.cases(expiring(pb::Direction::Sent)).await.unwrap();
+    assert!(listed.cases.is_empty());
+    let mut unknown = expiring(pb::Direction::Sent);
+    unknown.direction = 9;
+    match khm.cases(unknown).await {
+        Err(focalpoint::cli::client::ClientError::Refused(status)) => {
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains("direction"), "{status:?}");
+        }
+        other => panic!("an unknown direction is refused: {other:?}"),
+    }
 
     // Renewed for forty days: not ending soon, nothing more to remind.
     let mut renewal = ending("IDN-E-1-R", 40);

@@ -595,19 +595,24 @@ pub fn case_text(r: &pb::CaseResponseView) -> String {
     out
 }
 
-/// A hit report's encounter, a line for each part given.
+/// A hit report's encounter, a line for each part given. Its text came from the peer and may
+/// hold line breaks: each further line is indented below its label, so none can pass for a
+/// line of the node's own.
 fn encounter_text(out: &mut String, message_id: &str, e: &pb::Encounter) {
     let _ = writeln!(out, "hit report {message_id}:");
-    let _ = writeln!(out, "  where: {} ({})", e.place, e.country);
-    let _ = writeln!(out, "  when: {}", e.encountered_at);
-    if !e.document_presented.is_empty() {
-        let _ = writeln!(out, "  document presented: {}", e.document_presented);
-    }
-    if !e.action_taken.is_empty() {
-        let _ = writeln!(out, "  action taken: {}", e.action_taken);
-    }
-    if !e.action_not_taken_reason.is_empty() {
-        let _ = writeln!(out, "  action not taken: {}", e.action_not_taken_reason);
+    let line = |out: &mut String, label: &str, value: &str| {
+        let _ = writeln!(out, "  {label}: {}", value.replace('\n', "\n    "));
+    };
+    line(out, "where", &format!("{} ({})", e.place, e.country));
+    line(out, "when", &e.encountered_at);
+    for (label, value) in [
+        ("document presented", &e.document_presented),
+        ("action taken", &e.action_taken),
+        ("action not taken", &e.action_not_taken_reason),
+    ] {
+        if !value.is_empty() {
+            line(out, label, value);
+        }
     }
 }
 
@@ -1037,5 +1042,30 @@ mod tests {
         // The proto3 JSON mapping writes 64-bit integers as strings, as grpcurl shows them.
         assert_eq!(json["value"], serde_json::json!("0"), "{json}");
         assert_eq!(json["breakdown"], serde_json::json!([]), "{json}");
+    }
+
+    #[test]
+    fn a_hit_reports_line_breaks_cannot_pass_for_the_nodes_own_lines() {
+        let encounter = pb::Encounter {
+            place: "Poipet\nfinding: none".into(),
+            country: "KHM".into(),
+            encountered_at: "2026-12-01T08:00:00Z".into(),
+            action_taken: "held\nhit report KHM-X:".into(),
+            ..Default::default()
+        };
+        let mut out = String::new();
+        encounter_text(&mut out, "KHM-R-1", &encounter);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "hit report KHM-R-1:",
+                "  where: Poipet",
+                "    finding: none (KHM)",
+                "  when: 2026-12-01T08:00:00Z",
+                "  action taken: held",
+                "    hit report KHM-X:",
+            ]
+        );
     }
 }

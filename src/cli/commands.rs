@@ -240,6 +240,9 @@ pub enum Command {
         /// Only cases past the response time agreed with the peer, without an answer.
         #[arg(long)]
         overdue: bool,
+        /// Only cases this node opened (sent) or a peer opened (received).
+        #[arg(long, value_enum)]
+        direction: Option<DirectionArg>,
     },
     /// Follows the node's events as they happen, one line each (JSON lines with --json), from
     /// the start of the log or after --from; reconnects by itself with backoff and resumes
@@ -386,6 +389,17 @@ impl CategoryArg {
 pub enum DirectionArg {
     Sent,
     Received,
+}
+
+impl DirectionArg {
+    /// The direction asked for, if any, as the operator plane takes it.
+    fn to_pb(arg: Option<Self>) -> i32 {
+        (match arg {
+            None => pb::Direction::Unspecified,
+            Some(Self::Sent) => pb::Direction::Sent,
+            Some(Self::Received) => pb::Direction::Received,
+        }) as i32
+    }
 }
 
 /// A case status on the command line.
@@ -886,11 +900,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 kind: kind.map_or(pb::MessageKind::Unspecified, KindArg::kind) as i32,
                 category: category.map_or(pb::AlertCategory::Unspecified, CategoryArg::category)
                     as i32,
-                direction: match direction {
-                    None => pb::Direction::Unspecified,
-                    Some(DirectionArg::Sent) => pb::Direction::Sent,
-                    Some(DirectionArg::Received) => pb::Direction::Received,
-                } as i32,
+                direction: DirectionArg::to_pb(direction),
                 all,
             };
             search(client, request).await
@@ -909,6 +919,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             awaiting_response,
             peer,
             overdue,
+            direction,
         } => {
             let request = pb::CasesRequest {
                 status: match status {
@@ -922,6 +933,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 awaiting_response,
                 peer: peer.unwrap_or_default(),
                 overdue,
+                direction: DirectionArg::to_pb(direction),
             };
             cases(client, request).await
         }

@@ -90,3 +90,15 @@ impl CaseStatus {
         }
     }
 }
+
+/// What a node's deadline checks keep from one to the next, so that a check reads what can
+/// still come due rather than all the node ever sent or noted.
+#[derive(Debug, Default)]
+pub struct DeadlineMemory {
+    /// The last sent message read for whether it is an alert that opens a case.
+    pub(crate) sent_read: u64,
+    /// The alerts this node sent that may still end soon.
+    pub(crate) alerts: std::collections::BTreeSet<u64>,
+    /// Cases noted overdue that never can be again: answered, ended, or no longer held whole.
+    pub(crate) overdue_done: std::collections::BTreeSet<u64>,
+}

@@ -175,6 +175,16 @@ pub enum Finding {
     Consultation(&'static str),
     #[error("records a case deadline of no known reason")]
     DeadlineReason,
+    #[error("notes a deadline of entry {0}, which does not open a case")]
+    DeadlineNotCase(u64),
+    #[error("notes case {0} overdue, which an entry before it already did")]
+    OverdueTwice(u64),
+    #[error("reminds of the end of entry {0}, which is not an alert this node sent")]
+    ExpiringNotSentAlert(u64),
+    #[error(
+        "reminds of version {version}, which is not a message of case {refers_to} sent before it"
+    )]
+    VersionNotInCase { version: String, refers_to: u64 },
     #[error("redacts a message, but no retention policy is configured")]
     NoRetentionPolicy,
     #[error("redacts entry {0}, which is missing")]
@@ -216,6 +226,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     let mut hashes = Vec::new();
     let mut unknown_references = 0;
     let mut first_unknown_reference = None;
+    let mut noted_overdue = std::collections::BTreeSet::new();
     // Batch signatures are checked on the thread that reads the batches ahead; each receipt
     // then finds its batch's signature checked, unless the thread had not reached it.
     let batch_ahead = |batch: &receipt::SignedBatch, certificate: &[u8]| {
@@ -284,7 +295,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
             pb::EntryKind::Consultation => check_consultation(checked)?,
-            pb::EntryKind::Deadline => check_deadline(log, e)?,
+            pb::EntryKind::Deadline => check_deadline(log, e, &mut noted_overdue)?,
             pb::EntryKind::Redaction => {
                 check_redaction(log, checked, trust)?;
                 redacted += 1;
@@ -327,8 +338,14 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     })
 }
 
-/// A deadline entry names a case's first message before it, and a known reason.
-fn check_deadline(log: &ExchangeLog, e: &pb::LogEntry) -> Result<(), Finding> {
+/// A deadline entry names a case's first message before it, and a known reason: a case is
+/// noted overdue once (`noted_overdue` holds those noted before it), and a reminder is of an
+/// alert this node sent, naming a version of it sent before the reminder, if it names one.
+fn check_deadline(
+    log: &ExchangeLog,
+    e: &pb::LogEntry,
+    noted_overdue: &mut std::collections::BTreeSet<u64>,
+) -> Result<(), Finding> {
     if e.refers_to == 0 || e.refers_to >= e.sequence {
         return Err(Finding::NotPreceding(e.refers_to));
     }
@@ -342,10 +359,56 @@ fn check_deadline(log: &ExchangeLog, e: &pb::LogEntry) -> Result<(), Finding> {
             found: case.entry.message_id,
         });
     }
+    let root = &case.entry;
+    if !crate::exchange::cases::opens_case(root.message_kind)
+        || !root.reference.is_empty()
+        || !root.copy_of.is_empty()
+    {
+        return Err(Finding::DeadlineNotCase(e.refers_to));
+    }
     match e.reason.as_str() {
-        crate::exchange::cases::OVERDUE | crate::exchange::cases::EXPIRING => Ok(()),
+        crate::exchange::cases::OVERDUE => {
+            if !noted_overdue.insert(e.refers_to) {
+                return Err(Finding::OverdueTwice(e.refers_to));
+            }
+            Ok(())
+        }
+        crate::exchange::cases::EXPIRING => {
+            if case.kind() != pb::EntryKind::MessageSent
+                || root.message_kind != pb::MessageKind::TravellerAlert as i32
+            {
+                return Err(Finding::ExpiringNotSentAlert(e.refers_to));
+            }
+            if e.reference.is_empty() || version_of(log, e, &root.message_id)? {
+                Ok(())
+            } else {
+                Err(Finding::VersionNotInCase {
+                    version: e.reference.clone(),
+                    refers_to: e.refers_to,
+                })
+            }
+        }
         _ => Err(Finding::DeadlineReason),
     }
+}
+
+/// Whether the version a reminder `e` names is a message this node sent before it, the alert
+/// `root` itself or a message that refers to it, at any depth.
+fn version_of(log: &ExchangeLog, e: &pb::LogEntry, root: &str) -> Result<bool, Finding> {
+    let mut id = e.reference.clone();
+    for _ in 0..64 {
+        if id == root {
+            return Ok(true);
+        }
+        let Some(sequence) = log.sent(&id)?.filter(|s| *s < e.sequence) else {
+            return Ok(false);
+        };
+        let Some(version) = log.entry(sequence)? else {
+            return Ok(false);
+        };
+        id = version.entry.reference;
+    }
+    Ok(false)
 }
 
 /// Whether the log holds the message `id` a reference names: sent by this node or received

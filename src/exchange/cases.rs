@@ -583,31 +583,33 @@ impl Exchange {
         let (counts, due) = tokio::task::spawn_blocking(move || exchange.deadlines(reminder_days))
             .await
             .map_err(|e| ExchangeError::internal("a deadline check stopped", e))??;
-        for Due {
-            case,
-            root,
-            reason,
-            since,
-        } in due
-        {
-            let noted = move |n: Option<u64>| n.is_some_and(|n| n > since);
-            if noted(self.log().deadline_noted(case, reason)?) {
+        for due in due {
+            let noted = match self.log().deadline_noted(due.case, due.reason)? {
+                Some(sequence) => self.log().entry(sequence)?,
+                None => None,
+            };
+            if due.noted_by(noted.as_ref()) {
                 continue;
             }
-            let id = root.message_id.clone();
+            let (id, reason) = (due.root.message_id.clone(), due.reason);
             let entry = crate::log::NewEntry {
                 kind: pb::EntryKind::Deadline,
-                peer: root.peer.parse().ok(),
-                message_id: root.message_id,
-                message_kind: pb::MessageKind::try_from(root.message_kind).unwrap_or_default(),
-                refers_to: case,
-                reason: reason.to_owned(),
+                peer: due.root.peer.parse().ok(),
+                message_id: due.root.message_id.clone(),
+                message_kind: pb::MessageKind::try_from(due.root.message_kind).unwrap_or_default(),
+                refers_to: due.case,
+                reason: due.reason.to_owned(),
+                reference: due.version.as_ref().and_then(|(_, id)| id.parse().ok()),
                 ..Default::default()
             };
             // Noted once, whatever ran meanwhile.
             self.log()
                 .transact(move |t| {
-                    if noted(t.deadline_noted(case, reason)?) {
+                    let noted = match t.deadline_noted(due.case, due.reason)? {
+                        Some(sequence) => t.entry(sequence)?,
+                        None => None,
+                    };
+                    if due.noted_by(noted.as_ref()) {
                         Ok(())
                     } else {
                         t.append(entry).map(drop)
@@ -627,10 +629,28 @@ struct Due {
     /// Its entry.
     root: pb::LogEntry,
     reason: &'static str,
-    /// A deadline entry for this case and reason notes it only if logged after this sequence:
-    /// for a reminder, the version in effect, so that a renewed alert is reminded again when
-    /// its new end comes near; 0 otherwise.
-    since: u64,
+    /// For a reminder, the version in effect (its sequence and message id): each version is
+    /// reminded once, so that a renewed alert is reminded again when its new end comes near.
+    version: Option<(u64, String)>,
+}
+
+impl Due {
+    /// Whether `noted`, the latest deadline entry for this case and reason, notes this
+    /// deadline: any does for an overdue case; for a reminder, one that names the version in
+    /// effect. A reminder that names no version (written before they were named) notes the
+    /// version in effect if it was logged after it. The name, not the order, decides: a
+    /// renewal logged between a check's reading and its reminder leaves the reminder naming
+    /// the version before, and the renewal is reminded in its turn.
+    fn noted_by(&self, noted: Option<&StoredEntry>) -> bool {
+        let Some(noted) = noted.map(|n| &n.entry) else {
+            return false;
+        };
+        match &self.version {
+            None => true,
+            Some((sequence, _)) if noted.reference.is_empty() => noted.sequence > *sequence,
+            Some((_, id)) => noted.reference == *id,
+        }
+    }
 }
 
 /// How long after its deadline a case is still found for a first note, should no check have
@@ -682,18 +702,31 @@ impl Exchange {
             }
             sequence = last + 1;
         }
-        roots.extend(log.noted_deadlines(OVERDUE)?);
-        for sent in log.outbox()? {
-            if roots.contains(&sent) {
-                continue;
-            }
-            if let Some(stored) = log.entry(sent)?
+        let mut memory = self
+            .deadline_memory()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let noted: BTreeSet<u64> = log
+            .noted_deadlines(OVERDUE)?
+            .into_iter()
+            .filter(|case| !memory.overdue_done.contains(case))
+            .collect();
+        roots.extend(&noted);
+        // The sent alerts that open a case, read once each: a message's entry never changes.
+        let sent = log.outbox()?;
+        let read = memory.sent_read;
+        for &s in sent.iter().filter(|s| **s > read) {
+            if let Some(stored) = log.entry(s)?
                 && opens(&stored)
                 && stored.entry.message_kind == pb::MessageKind::TravellerAlert as i32
             {
-                roots.insert(sent);
+                memory.alerts.insert(s);
             }
         }
+        memory.sent_read = sent
+            .last()
+            .map_or(memory.sent_read, |l| memory.sent_read.max(*l));
+        roots.extend(&memory.alerts);
         let mut counts = OverdueCounts::new();
         let mut due = Vec::new();
         for case in roots {
@@ -702,9 +735,23 @@ impl Exchange {
             };
             let root = &state.root().entry.entry;
             // A case whose content was removed under retention (or cannot be read here) no
-            // longer shows whether it was answered, withdrawn or renewed: it is not judged.
+            // longer shows whether it was answered, withdrawn or renewed: it is not judged,
+            // now or later.
             if root.sequence != case || state.messages.iter().any(|m| m.envelope.is_none()) {
+                memory.alerts.remove(&case);
+                if noted.contains(&case) {
+                    memory.overdue_done.insert(case);
+                }
                 continue;
+            }
+            // What can never come again is not read again: a withdrawn or closed alert never
+            // ends soon, an answered or ended case is never overdue.
+            let ended = matches!(state.status, CaseStatus::Withdrawn | CaseStatus::Closed);
+            if ended {
+                memory.alerts.remove(&case);
+            }
+            if (ended || state.answered) && noted.contains(&case) {
+                memory.overdue_done.insert(case);
             }
             if state.overdue {
                 let direction = if state.sent() { "sent" } else { "received" };
@@ -713,7 +760,7 @@ impl Exchange {
                     case,
                     root: root.clone(),
                     reason: OVERDUE,
-                    since: 0,
+                    version: None,
                 });
             }
             let expiring = state.sent()
@@ -732,7 +779,7 @@ impl Exchange {
                     case,
                     root: root.clone(),
                     reason: EXPIRING,
-                    since: in_effect,
+                    version: Some((in_effect, state.in_effect.clone())),
                 });
             }
         }
@@ -777,6 +824,8 @@ pub struct CasesFilter {
     pub peer: Option<CountryCode>,
     /// Only overdue cases.
     pub overdue: bool,
+    /// Only cases this node opened (`Some(true)`) or a peer opened (`Some(false)`).
+    pub sent: Option<bool>,
 }
 
 impl CasesFilter {
@@ -785,6 +834,9 @@ impl CasesFilter {
             return false;
         }
         if self.awaiting_response && case.answered {
+            return false;
+        }
+        if self.sent.is_some_and(|sent| sent != case.sent()) {
             return false;
         }
         if let Some(days) = self.expiring_within_days {

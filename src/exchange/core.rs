@@ -308,6 +308,8 @@ struct Inner {
     max_clock_skew_secs: std::sync::atomic::AtomicU64,
     /// What this node found good among the peers' receipts and checkpoints.
     verifier: receipt::Verifier,
+    /// What the deadline checks keep from one to the next.
+    deadlines: std::sync::Mutex<crate::domain::case::DeadlineMemory>,
 }
 
 /// Delivery attempts of one sent message since this node started.
@@ -346,12 +348,18 @@ impl Exchange {
                 metrics: Arc::default(),
                 max_envelope_bytes: validate::MAX_ENVELOPE_BYTES.into(),
                 verifier: receipt::Verifier::new(),
+                deadlines: std::sync::Mutex::default(),
                 max_clock_skew_secs: validate::DEFAULT_CLOCK_SKEW
                     .whole_seconds()
                     .unsigned_abs()
                     .into(),
             }),
         }
+    }
+
+    /// What the deadline checks keep from one to the next.
+    pub(crate) fn deadline_memory(&self) -> &std::sync::Mutex<crate::domain::case::DeadlineMemory> {
+        &self.inner.deadlines
     }
 
     /// This node's country.

@@ -858,6 +858,14 @@ impl OperatorService for OperatorApi {
             awaiting_response: r.awaiting_response,
             peer,
             overdue: r.overdue,
+            sent: match pb::Direction::try_from(r.direction) {
+                Ok(pb::Direction::Unspecified) => None,
+                Ok(pb::Direction::Sent) => Some(true),
+                Ok(pb::Direction::Received) => Some(false),
+                Err(_) => {
+                    return Err(Status::invalid_argument("direction: is not a known value"));
+                }
+            },
         };
         let exchange = self.exchange.clone();
         let cases = tokio::task::spawn_blocking(move || exchange.cases(&filter))
