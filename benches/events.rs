@@ -6,12 +6,16 @@
 //!    (its durable write comes after) to its event reaching the watcher: an upper bound of the
 //!    time from the durable write to the event. p50 and p99.
 //! 2. Cost: the receive path for 12,800 alerts, without a watcher and with one following every
-//!    event over mTLS (timed until the watcher has the last event), alternating, 21 rounds each
-//!    (the watcher runs on a thread and runtime of its own, as a program beside the node
-//!    would); the medians and their ratio, and the median of each round's ratio (the two cores
-//!    are shared, and a round's pair sees the same machine). Twice: in process (validation,
-//!    durable append, signed receipt; 512 in flight, no network), and as a peer drives it, one
-//!    stream over the peer plane's mTLS with the peer's client on the same two cores.
+//!    event over mTLS (timed until the watcher has the last event), 21 rounds of each, a round's
+//!    pair in turn order (without first in even rounds, with first in odd ones, so that what
+//!    one leaves to sled weighs on either as often). The watcher runs on a thread and runtime
+//!    of its own, as a program beside the node would. Printed: the medians and their ratio,
+//!    the median of each round's ratio (the two cores are shared, and a round's pair sees the
+//!    same machine), and the CPU time per message of each group of threads without and with a
+//!    watcher (from each thread's `schedstat`), which shows where a watcher's work lands.
+//!    Twice: in process (validation, durable append, signed receipt; 512 in flight, no
+//!    network), and as a peer drives it, one stream over the peer plane's mTLS with the
+//!    peer's client on the same two cores.
 //!
 //! Run without `--bench` (as `cargo test` does) it only checks that it builds.
 
@@ -104,41 +108,136 @@ async fn deliver(
 /// A watcher following the node's events after `from` until it has seen `count`, as a program
 /// of its own: its client runs on a thread and runtime of its own, scheduled by the system
 /// beside the node rather than among its tasks. Returns once it is watching; joining the
-/// handle gives how many events it saw.
+/// handle gives how many events it saw and the CPU time its thread took, in nanoseconds.
 fn follower(
     config: &focalpoint::node::config::ClientConfig,
     from: u64,
     count: usize,
-) -> std::thread::JoinHandle<usize> {
+) -> std::thread::JoinHandle<(usize, u64)> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let config = config.clone();
-    let handle = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let mut client = focalpoint::cli::client::OperatorClient::new(&config).unwrap();
-            let mut stream = client
-                .watch(pb::WatchRequest {
-                    from_sequence: from,
-                    kinds: vec![],
-                })
-                .await
+    let handle = std::thread::Builder::new()
+        .name("watcher".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
                 .unwrap();
-            ready_tx.send(()).unwrap();
-            let mut seen = 0usize;
-            while seen < count {
-                match stream.next().await {
-                    Some(Ok(_)) => seen += 1,
-                    _ => break,
+            let seen = runtime.block_on(async move {
+                let mut client = focalpoint::cli::client::OperatorClient::new(&config).unwrap();
+                let mut stream = client
+                    .watch(pb::WatchRequest {
+                        from_sequence: from,
+                        kinds: vec![],
+                    })
+                    .await
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                let mut seen = 0usize;
+                while seen < count {
+                    match stream.next().await {
+                        Some(Ok(_)) => seen += 1,
+                        _ => break,
+                    }
                 }
-            }
-            seen
+                seen
+            });
+            (seen, cpu_ns("/proc/thread-self/schedstat"))
         })
-    });
+        .unwrap();
     ready_rx.recv().unwrap();
     handle
+}
+
+/// The CPU time a thread has taken, in nanoseconds, from its `schedstat`.
+fn cpu_ns(schedstat: impl AsRef<std::path::Path>) -> u64 {
+    std::fs::read_to_string(schedstat)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CPU time this process's threads have taken so far, in nanoseconds, summed by what
+/// they do: the log's writer, the tokio workers (the node's planes and the peer's client),
+/// the node's background thread (where a watch reads its events), sled's I/O threads, the
+/// main thread (which drives the in-process rounds and runs their receive path's decoding
+/// and validation), and the rest.
+fn cpu_by_thread() -> std::collections::BTreeMap<&'static str, u64> {
+    let mut by = std::collections::BTreeMap::new();
+    let main = std::process::id().to_string();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let group = match comm.trim() {
+            _ if task.file_name().to_str() == Some(main.as_str()) => "main thread",
+            "exchange-log-wr" => "log writer",
+            "tokio-rt-worker" => "tokio workers",
+            "background" => "background",
+            "watcher" => continue,
+            c if c.starts_with("sled-io") => "sled I/O",
+            _ => "other",
+        };
+        *by.entry(group).or_default() += cpu_ns(task.path().join("schedstat"));
+    }
+    by
+}
+
+/// CPU time by thread group over a round: `after` less `before`.
+fn spent(
+    before: &std::collections::BTreeMap<&'static str, u64>,
+    after: &std::collections::BTreeMap<&'static str, u64>,
+) -> std::collections::BTreeMap<&'static str, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (*k, v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .collect()
+}
+
+/// The rounds of one way of driving the receive path: each round's rate without and with a
+/// watcher, and the CPU time each took by thread group.
+#[derive(Default)]
+struct Rounds {
+    alone: Vec<f64>,
+    watched: Vec<f64>,
+    cpu_alone: std::collections::BTreeMap<&'static str, u64>,
+    cpu_watched: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Rounds {
+    fn add(
+        &mut self,
+        watched: bool,
+        rate: f64,
+        cpu: std::collections::BTreeMap<&'static str, u64>,
+    ) {
+        let (rates, total) = if watched {
+            (&mut self.watched, &mut self.cpu_watched)
+        } else {
+            (&mut self.alone, &mut self.cpu_alone)
+        };
+        rates.push(rate);
+        for (k, v) in cpu {
+            *total.entry(k).or_default() += v;
+        }
+    }
+
+    /// CPU per message by thread group, without and with a watcher, in microseconds.
+    fn cpu_line(&self, messages: usize) -> String {
+        let per = |ns: u64| ns as f64 / 1000.0 / messages as f64;
+        let total = |m: &std::collections::BTreeMap<&'static str, u64>| m.values().sum::<u64>();
+        let mut parts = vec![format!(
+            "all threads {:.1} -> {:.1}",
+            per(total(&self.cpu_alone)),
+            per(total(&self.cpu_watched))
+        )];
+        for (k, with) in &self.cpu_watched {
+            let without = self.cpu_alone.get(k).copied().unwrap_or(0);
+            parts.push(format!("{k} {:.2} -> {:.2}", per(without), per(*with)));
+        }
+        format!(
+            "CPU per message, µs, without -> with a watcher: {}",
+            parts.join(", ")
+        )
+    }
 }
 
 /// Rates without and with a watcher, round by round: the medians of each, and the median and
@@ -230,23 +329,50 @@ fn main() {
         // a watcher and then with one, timed until the watcher has every event too: its work
         // is not left outside the time.
         let exchange = khm.exchange().clone();
-        let (mut alone, mut watched) = (Vec::new(), Vec::new());
-        let (mut peer_alone, mut peer_watched) = (Vec::new(), Vec::new());
+        let (mut local, mut remote) = (Rounds::default(), Rounds::default());
         const COUNT: usize = 12_800;
         for round in 0..ROUNDS {
-            alone.push(receive(&exchange, &template, &format!("A{round}"), COUNT).await);
-            let watching = follower(&config, exchange.log().durable_head(), COUNT);
-            let start = Instant::now();
-            receive(&exchange, &template, &format!("W{round}"), COUNT).await;
-            assert_eq!(watching.join().unwrap(), COUNT, "the watcher saw every event");
-            watched.push(COUNT as f64 / start.elapsed().as_secs_f64());
-
-            peer_alone.push(deliver(&mut peer, &template, &format!("PA{round}"), COUNT).await);
-            let watching = follower(&config, exchange.log().durable_head(), COUNT);
-            let start = Instant::now();
-            deliver(&mut peer, &template, &format!("PW{round}"), COUNT).await;
-            assert_eq!(watching.join().unwrap(), COUNT, "the watcher saw every event");
-            peer_watched.push(COUNT as f64 / start.elapsed().as_secs_f64());
+            // Each round's pair in turn order, so that what one leaves behind (sled's work
+            // after a write) weighs on either as often.
+            let order = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            for watched in order {
+                let before = cpu_by_thread();
+                let watching =
+                    watched.then(|| follower(&config, exchange.log().durable_head(), COUNT));
+                let start = Instant::now();
+                receive(&exchange, &template, &format!("R{round}{watched}"), COUNT).await;
+                let mut cpu_watcher = 0;
+                if let Some(watching) = watching {
+                    let (seen, ns) = watching.join().unwrap();
+                    assert_eq!(seen, COUNT, "the watcher saw every event");
+                    cpu_watcher = ns;
+                }
+                let rate = COUNT as f64 / start.elapsed().as_secs_f64();
+                let mut cpu = spent(&before, &cpu_by_thread());
+                cpu.insert("watcher", cpu_watcher);
+                local.add(watched, rate, cpu);
+            }
+            for watched in order {
+                let before = cpu_by_thread();
+                let watching =
+                    watched.then(|| follower(&config, exchange.log().durable_head(), COUNT));
+                let start = Instant::now();
+                deliver(&mut peer, &template, &format!("P{round}{watched}"), COUNT).await;
+                let mut cpu_watcher = 0;
+                if let Some(watching) = watching {
+                    let (seen, ns) = watching.join().unwrap();
+                    assert_eq!(seen, COUNT, "the watcher saw every event");
+                    cpu_watcher = ns;
+                }
+                let rate = COUNT as f64 / start.elapsed().as_secs_f64();
+                let mut cpu = spent(&before, &cpu_by_thread());
+                cpu.insert("watcher", cpu_watcher);
+                remote.add(watched, rate, cpu);
+            }
         }
         println!("events benchmark");
         println!(
@@ -258,18 +384,20 @@ fn main() {
             "{}",
             cost_line(
                 "receive path in process, 12800 alerts, 512 in flight",
-                alone,
-                watched
+                local.alone.clone(),
+                local.watched.clone()
             )
         );
+        println!("  {}", local.cpu_line(COUNT * ROUNDS));
         println!(
             "{}",
             cost_line(
                 "receive path over the peer plane (mTLS), 12800 alerts in one stream",
-                peer_alone,
-                peer_watched
+                remote.alone.clone(),
+                remote.watched.clone()
             )
         );
+        println!("  {}", remote.cpu_line(COUNT * ROUNDS));
         idn.stop().await.unwrap();
         khm.stop().await.unwrap();
     });
