@@ -676,18 +676,52 @@ async fn the_audit_holds_each_deadline_entry_to_a_case_this_node_could_note() {
         assert!(e.to_string().contains(found), "{name}: {e}");
     };
 
-    // What the node itself notes passes: a case overdue, an alert it sent reminded of by
-    // version.
-    for (name, case, reason, version) in [
-        ("overdue", notice.sequence, "overdue", None),
+    // A renewal of the alert, as the node sends one.
+    let renewed = data.with_file_name("deadline-renewed-base");
+    copy_dir(&data, &renewed);
+    {
+        let log = ExchangeLog::open(&renewed, Durability::Flush).unwrap();
+        let mut envelope = example("idn/alert-trafficking-victim.json");
+        envelope.message_id = "IDN-RENEWAL-1".into();
+        envelope.reference = alert.message_id.clone();
+        if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut envelope.body {
+            a.lifecycle = pb::AlertLifecycle::Update as i32;
+        }
+        let entry = focalpoint::log::NewEntry {
+            kind: pb::EntryKind::MessageSent,
+            peer: Some("KHM".parse().unwrap()),
+            message_id: envelope.message_id.clone(),
+            message_kind: pb::MessageKind::TravellerAlert,
+            reference: Some(alert.message_id.parse().unwrap()),
+            created_at: envelope.created_at.clone(),
+            content: Some(envelope.encode_to_vec()),
+            ..Default::default()
+        };
+        log.transact_blocking(move |t| t.append(entry).map(drop))
+            .unwrap();
+    }
+
+    // What the node itself notes passes: a case overdue; an alert it sent reminded of, naming
+    // the alert or its renewal as the version, or (as before reminders named one) no version.
+    for (name, base, case, reason, version) in [
+        ("overdue", &data, notice.sequence, "overdue", None),
         (
             "expiring",
+            &data,
             alert.sequence,
             "expiring",
             Some(alert.message_id.as_str()),
         ),
+        ("unnamed", &data, alert.sequence, "expiring", None),
+        (
+            "renewal",
+            &renewed,
+            alert.sequence,
+            "expiring",
+            Some("IDN-RENEWAL-1"),
+        ),
     ] {
-        let (_, verdict) = audit_with_deadline(&config, &data, name, case, reason, version);
+        let (_, verdict) = audit_with_deadline(&config, base, name, case, reason, version);
         assert!(verdict.is_ok(), "{name}: {verdict:?}");
     }
 
@@ -696,7 +730,7 @@ async fn the_audit_holds_each_deadline_entry_to_a_case_this_node_could_note() {
         response_to_alert.sequence,
         "overdue",
         None,
-        "does not open a case",
+        "rather than opening a case",
     );
     bad(
         "received-expiring",

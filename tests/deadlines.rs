@@ -137,6 +137,18 @@ async fn unanswered_cases_are_overdue_after_the_time_agreed_for_their_urgency() 
     let again = khm.note_deadlines(14).await.unwrap();
     assert_eq!(khm.log().head().unwrap().0, after, "noted once");
     assert_eq!(again, counts, "still counted while it stays overdue");
+    // Answered late, it is counted no longer, by the same node's next checks and by a node
+    // started afresh on the log.
+    let mut late = example("khm/response-to-alert.json");
+    late.message_id = "KHM-D-LATE".into();
+    late.reference = "IDN-D-IMMEDIATE".into();
+    khm.submit(&identity("urn:focalpoint:KHM:operator:duty"), late)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(khm.note_deadlines(14).await.unwrap().is_empty());
+    }
+    assert!(overdue(&khm).is_empty());
     let noted = khm.log().entry(after).unwrap().unwrap();
     assert_eq!(noted.kind(), pb::EntryKind::Deadline);
     let event = khm.event_of(&noted, None).unwrap().unwrap();
@@ -153,12 +165,14 @@ async fn unanswered_cases_are_overdue_after_the_time_agreed_for_their_urgency() 
     let report = focalpoint::exchange::audit::verify(khm.log(), &config.audit_trust().unwrap());
     assert!(report.is_ok(), "{:?}", report.err());
     drop(khm);
+    // IDN, which the late answer has not reached (both nodes are stopped), is still owed it.
     let idn_ahead = exchange_ahead(&dir, "idn", "khm", 2);
     assert_eq!(overdue(&idn_ahead), ["IDN-D-IMMEDIATE"]);
     drop(idn_ahead);
-    // Eight days on, the routine one too (seven days by default).
+    // Eight days on, the routine one is overdue too (seven days by default); the answered one
+    // stays answered.
     let khm = exchange_ahead(&dir, "khm", "idn", 8 * 24);
-    assert_eq!(overdue(&khm), ["IDN-D-IMMEDIATE", "IDN-D-ROUTINE"]);
+    assert_eq!(overdue(&khm), ["IDN-D-ROUTINE"]);
     drop(keep);
 }
 
@@ -683,4 +697,86 @@ async fn a_renewed_alert_reminds_its_sender_again_when_its_new_end_comes_near() 
         .map(|e| e.entry.message_id)
         .collect();
     assert_eq!(noted, ["IDN-E-LONG"]);
+}
+
+#[tokio::test]
+async fn a_change_to_an_alert_from_the_side_that_did_not_open_its_case_is_not_taken() {
+    let pair = start_pair().await;
+    let in_five_days = time::OffsetDateTime::now_utc().date() + time::Duration::days(5);
+    let mut own = example("idn/alert-trafficking-victim.json");
+    own.message_id = "KHM-D-OWN".into();
+    own.sender = "KHM".into();
+    own.receiver = "IDN".into();
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut own.body {
+        a.valid_until = in_five_days.to_string();
+    }
+    pair.client("khm", "operator")
+        .send(own.clone(), true)
+        .await
+        .unwrap();
+    // IDN's node sends what reads as a renewal of KHM's alert.
+    let mut renewal = own;
+    renewal.message_id = "IDN-D-NOT-YOURS".into();
+    renewal.sender = "IDN".into();
+    renewal.receiver = "KHM".into();
+    renewal.reference = "KHM-D-OWN".into();
+    renewal.created_at = "2025-04-30T08:15:00Z".into();
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut renewal.body {
+        a.lifecycle = pb::AlertLifecycle::Update as i32;
+        a.valid_until = (in_five_days + time::Duration::days(60)).to_string();
+    }
+    let (cert, key) = example_cert("idn", "node");
+    let mut peer = peer_client(&pair.khm, "khm", cert, key);
+    let delivered = peer
+        .deliver(pb::DeliverRequest {
+            envelope: prost::Message::encode_to_vec(&renewal),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        matches!(
+            delivered.outcome,
+            Some(pb::deliver_response::Outcome::Receipt(_))
+        ),
+        "{delivered:?}"
+    );
+
+    // KHM's case keeps its own version, and says why the other is not taken.
+    let case = pair
+        .client("khm", "operator")
+        .case("KHM-D-OWN")
+        .await
+        .unwrap();
+    let state = case.state.unwrap();
+    assert_eq!(state.in_effect, "KHM-D-OWN");
+    assert_eq!(state.valid_until, in_five_days.to_string());
+    assert_eq!(case.messages.len(), 2);
+    assert!(
+        case.findings
+            .iter()
+            .any(|f| f.starts_with("IDN-D-NOT-YOURS:") && f.contains("not taken")),
+        "{:?}",
+        case.findings
+    );
+    // So KHM is reminded that its alert ends, naming its own version.
+    let exchange = pair.khm.exchange().clone();
+    let before = exchange.log().head().unwrap().0;
+    exchange.note_deadlines(14).await.unwrap();
+    let noted = exchange.log().range(before + 1, 10).unwrap();
+    let reminders: Vec<_> = noted
+        .iter()
+        .filter(|e| e.kind() == pb::EntryKind::Deadline && e.entry.reason == "expiring")
+        .collect();
+    assert_eq!(reminders.len(), 1, "{noted:?}");
+    assert_eq!(reminders[0].entry.reference, "KHM-D-OWN");
+    // The audit holds the reminder to a version of the alert KHM sent.
+    let config =
+        focalpoint::node::config::NodeConfig::load(&pair.dir.path().join("khm/node.toml")).unwrap();
+    let report =
+        focalpoint::exchange::audit::verify(exchange.log(), &config.audit_trust().unwrap());
+    assert!(report.is_ok(), "{:?}", report.err());
+    drop(exchange);
+    pair.stop().await;
 }

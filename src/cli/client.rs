@@ -596,12 +596,13 @@ pub fn case_text(r: &pb::CaseResponseView) -> String {
 }
 
 /// A hit report's encounter, a line for each part given. Its text came from the peer and may
-/// hold line breaks: each further line is indented below its label, so none can pass for a
-/// line of the node's own.
+/// hold line breaks (validation refuses every other control character): each further line is
+/// indented below its label, so none can pass for a line of the node's own.
 fn encounter_text(out: &mut String, message_id: &str, e: &pb::Encounter) {
     let _ = writeln!(out, "hit report {message_id}:");
     let line = |out: &mut String, label: &str, value: &str| {
-        let _ = writeln!(out, "  {label}: {}", value.replace('\n', "\n    "));
+        let lines: Vec<&str> = value.split(['\n', '\u{2028}', '\u{2029}']).collect();
+        let _ = writeln!(out, "  {label}: {}", lines.join("\n    "));
     };
     line(out, "where", &format!("{} ({})", e.place, e.country));
     line(out, "when", &e.encountered_at);
@@ -1050,7 +1051,7 @@ mod tests {
             place: "Poipet\nfinding: none".into(),
             country: "KHM".into(),
             encountered_at: "2026-12-01T08:00:00Z".into(),
-            action_taken: "held\nhit report KHM-X:".into(),
+            action_taken: "held\u{2028}hit report KHM-X:".into(),
             ..Default::default()
         };
         let mut out = String::new();

@@ -175,7 +175,9 @@ pub enum Finding {
     Consultation(&'static str),
     #[error("records a case deadline of no known reason")]
     DeadlineReason,
-    #[error("notes a deadline of entry {0}, which does not open a case")]
+    #[error(
+        "notes a deadline of entry {0}, which answers or changes a message rather than opening a case"
+    )]
     DeadlineNotCase(u64),
     #[error("notes case {0} overdue, which an entry before it already did")]
     OverdueTwice(u64),
@@ -295,7 +297,7 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
             }
             pb::EntryKind::Reconciliation => check_reconciliation(log, checked)?,
             pb::EntryKind::Consultation => check_consultation(checked)?,
-            pb::EntryKind::Deadline => check_deadline(log, e, &mut noted_overdue)?,
+            pb::EntryKind::Deadline => check_deadline(log, trust, e, &mut noted_overdue)?,
             pb::EntryKind::Redaction => {
                 check_redaction(log, checked, trust)?;
                 redacted += 1;
@@ -338,11 +340,15 @@ pub fn verify(log: &ExchangeLog, trust: &AuditTrust) -> Result<AuditReport, Veri
     })
 }
 
-/// A deadline entry names a case's first message before it, and a known reason: a case is
-/// noted overdue once (`noted_overdue` holds those noted before it), and a reminder is of an
-/// alert this node sent, naming a version of it sent before the reminder, if it names one.
+/// A deadline entry names a message before it that opens a case (a case's first message; the
+/// node's code before 2026-12-07 also noted a copy sent to a further peer, or a message whose
+/// reference names nothing held, which stands as a case of its own) and a known reason: a
+/// case is noted overdue once (`noted_overdue` holds those noted before it), and a reminder is
+/// of an alert this node sent, naming, if it names one, a version of that alert this node sent
+/// before the reminder.
 fn check_deadline(
     log: &ExchangeLog,
+    trust: &AuditTrust,
     e: &pb::LogEntry,
     noted_overdue: &mut std::collections::BTreeSet<u64>,
 ) -> Result<(), Finding> {
@@ -359,11 +365,8 @@ fn check_deadline(
             found: case.entry.message_id,
         });
     }
-    let root = &case.entry;
-    if !crate::exchange::cases::opens_case(root.message_kind)
-        || !root.reference.is_empty()
-        || !root.copy_of.is_empty()
-    {
+    let answers = &case.entry.reference;
+    if !answers.is_empty() && references_held(log, trust, answers)? {
         return Err(Finding::DeadlineNotCase(e.refers_to));
     }
     match e.reason.as_str() {
@@ -374,12 +377,10 @@ fn check_deadline(
             Ok(())
         }
         crate::exchange::cases::EXPIRING => {
-            if case.kind() != pb::EntryKind::MessageSent
-                || root.message_kind != pb::MessageKind::TravellerAlert as i32
-            {
+            if !is_sent_alert(&case) {
                 return Err(Finding::ExpiringNotSentAlert(e.refers_to));
             }
-            if e.reference.is_empty() || version_of(log, e, &root.message_id)? {
+            if e.reference.is_empty() || version_of(log, e, &case.entry.message_id)? {
                 Ok(())
             } else {
                 Err(Finding::VersionNotInCase {
@@ -392,21 +393,36 @@ fn check_deadline(
     }
 }
 
-/// Whether the version a reminder `e` names is a message this node sent before it, the alert
-/// `root` itself or a message that refers to it, at any depth.
+fn is_sent_alert(stored: &crate::log::StoredEntry) -> bool {
+    stored.kind() == pb::EntryKind::MessageSent
+        && stored.entry.message_kind == pb::MessageKind::TravellerAlert as i32
+}
+
+/// Whether the version a reminder `e` names is an alert this node sent before it that is the
+/// alert `root` or leads to it, through the messages it updates or the copies it was made
+/// from, at any depth.
 fn version_of(log: &ExchangeLog, e: &pb::LogEntry, root: &str) -> Result<bool, Finding> {
     let mut id = e.reference.clone();
+    let mut named = true;
     for _ in 0..64 {
-        if id == root {
-            return Ok(true);
-        }
         let Some(sequence) = log.sent(&id)?.filter(|s| *s < e.sequence) else {
             return Ok(false);
         };
         let Some(version) = log.entry(sequence)? else {
             return Ok(false);
         };
-        id = version.entry.reference;
+        if named && !is_sent_alert(&version) {
+            return Ok(false);
+        }
+        named = false;
+        if id == root {
+            return Ok(true);
+        }
+        id = if version.entry.reference.is_empty() {
+            version.entry.copy_of
+        } else {
+            version.entry.reference
+        };
     }
     Ok(false)
 }

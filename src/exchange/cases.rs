@@ -468,7 +468,21 @@ impl Exchange {
                 ));
             }
             let from_other_side = (m.entry.kind() == pb::EntryKind::MessageSent) != root_sent;
-            if let Some(alert) = alert_of(m) {
+            // Only the side that opened a case updates, withdraws or ends its alert.
+            let changes_alert = alert_of(m).is_some_and(|a| {
+                matches!(
+                    pb::AlertLifecycle::try_from(a.lifecycle).unwrap_or_default(),
+                    pb::AlertLifecycle::Update
+                        | pb::AlertLifecycle::Withdraw
+                        | pb::AlertLifecycle::Expire
+                )
+            });
+            if from_other_side && changes_alert {
+                findings.push(format!(
+                    "{}: a change to the alert from the side that did not open the case is not taken",
+                    e.message_id
+                ));
+            } else if let Some(alert) = alert_of(m) {
                 match pb::AlertLifecycle::try_from(alert.lifecycle).unwrap_or_default() {
                     pb::AlertLifecycle::Update if ended.is_none() => in_effect = m,
                     pb::AlertLifecycle::Withdraw => {
@@ -584,11 +598,13 @@ impl Exchange {
             .await
             .map_err(|e| ExchangeError::internal("a deadline check stopped", e))??;
         for due in due {
-            let noted = match self.log().deadline_noted(due.case, due.reason)? {
-                Some(sequence) => self.log().entry(sequence)?,
-                None => None,
-            };
-            if due.noted_by(noted.as_ref()) {
+            let log = self.log();
+            let noted = due.noted_by(
+                |case, reason| log.deadline_noted(case, reason),
+                |sequence| log.entry(sequence),
+                |id| log.sent(id),
+            )?;
+            if noted {
                 continue;
             }
             let (id, reason) = (due.root.message_id.clone(), due.reason);
@@ -603,20 +619,23 @@ impl Exchange {
                 ..Default::default()
             };
             // Noted once, whatever ran meanwhile.
-            self.log()
+            let appended = log
                 .transact(move |t| {
-                    let noted = match t.deadline_noted(due.case, due.reason)? {
-                        Some(sequence) => t.entry(sequence)?,
-                        None => None,
-                    };
-                    if due.noted_by(noted.as_ref()) {
-                        Ok(())
+                    let noted = due.noted_by(
+                        |case, reason| t.deadline_noted(case, reason),
+                        |sequence| t.entry(sequence),
+                        |id| t.sent(id),
+                    )?;
+                    if noted {
+                        Ok(false)
                     } else {
-                        t.append(entry).map(drop)
+                        t.append(entry).map(|_| true)
                     }
                 })
                 .await?;
-            tracing::info!(case = %id, reason, "case deadline noted");
+            if appended {
+                tracing::info!(case = %id, reason, "case deadline noted");
+            }
         }
         Ok(counts)
     }
@@ -635,21 +654,31 @@ struct Due {
 }
 
 impl Due {
-    /// Whether `noted`, the latest deadline entry for this case and reason, notes this
-    /// deadline: any does for an overdue case; for a reminder, one that names the version in
-    /// effect. A reminder that names no version (written before they were named) notes the
-    /// version in effect if it was logged after it. The name, not the order, decides: a
-    /// renewal logged between a check's reading and its reminder leaves the reminder naming
-    /// the version before, and the renewal is reminded in its turn.
-    fn noted_by(&self, noted: Option<&StoredEntry>) -> bool {
-        let Some(noted) = noted.map(|n| &n.entry) else {
-            return false;
+    /// Whether the latest deadline entry for this case and reason (found through
+    /// `deadline_noted` and `entry`) notes this deadline: any does for an overdue case. For a
+    /// reminder, one that names the version in effect or a version logged after it (`sent`
+    /// gives where): a renewal logged between a check's reading and its reminder leaves the
+    /// reminder naming the version before, and the renewal is reminded in its turn, once
+    /// however many checks run at a time. A reminder that names no version (written before
+    /// reminders named one) notes the version in effect if it was logged after it.
+    fn noted_by(
+        &self,
+        deadline_noted: impl Fn(u64, &str) -> Result<Option<u64>, crate::log::LogError>,
+        entry: impl Fn(u64) -> Result<Option<StoredEntry>, crate::log::LogError>,
+        sent: impl Fn(&str) -> Result<Option<u64>, crate::log::LogError>,
+    ) -> Result<bool, crate::log::LogError> {
+        let noted = match deadline_noted(self.case, self.reason)? {
+            Some(sequence) => entry(sequence)?,
+            None => None,
         };
-        match &self.version {
+        let Some(noted) = noted.map(|n| n.entry) else {
+            return Ok(false);
+        };
+        Ok(match &self.version {
             None => true,
-            Some((sequence, _)) if noted.reference.is_empty() => noted.sequence > *sequence,
-            Some((_, id)) => noted.reference == *id,
-        }
+            Some((version, _)) if noted.reference.is_empty() => noted.sequence > *version,
+            Some((version, _)) => sent(&noted.reference)?.is_some_and(|s| s >= *version),
+        })
     }
 }
 

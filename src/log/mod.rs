@@ -356,7 +356,8 @@ pub struct NewEntry {
     pub refers_to: u64,
     /// For refusals and failed deliveries: why.
     pub reason: String,
-    /// For messages: the earlier message referred to.
+    /// For messages: the earlier message referred to. For a reminder (a deadline entry
+    /// `expiring`): the version of the alert it reminds of.
     pub reference: Option<MessageId>,
     /// For received messages: the position in the sender's log.
     pub peer_sequence: u64,
