@@ -153,6 +153,19 @@ fn alert_of(m: &StoredMessage) -> Option<&pb::TravellerAlert> {
     }
 }
 
+/// A case's status: how it ended, if it did, else active until the day after its
+/// `valid_until` (if it has one), as of `now`.
+fn status_of(
+    ended: Option<CaseStatus>,
+    valid_until: &str,
+    now: time::OffsetDateTime,
+) -> CaseStatus {
+    ended.unwrap_or_else(|| match parse_date(valid_until) {
+        Ok(until) if until < now.date() => CaseStatus::Expired,
+        _ => CaseStatus::Active,
+    })
+}
+
 fn response_of(m: &StoredMessage) -> Option<&pb::CaseResponse> {
     match m.envelope.as_ref()?.body.as_ref()? {
         pb::envelope::Body::CaseResponse(r) => Some(r),
@@ -504,26 +517,14 @@ impl Exchange {
         let valid_until = alert_of(in_effect)
             .map(|a| a.valid_until.clone())
             .unwrap_or_default();
-        let status = ended.unwrap_or_else(|| match parse_date(&valid_until) {
-            Ok(until) if until < now.date() => CaseStatus::Expired,
-            _ => CaseStatus::Active,
-        });
+        let status = status_of(ended, &valid_until, now);
         let in_effect = in_effect.entry.entry.message_id.clone();
         let urgency = root
             .envelope
             .as_ref()
             .and_then(|e| e.handling.as_ref())
             .map_or(0, |h| h.urgency);
-        let times = root
-            .entry
-            .entry
-            .peer
-            .parse()
-            .ok()
-            .and_then(|peer| self.response_times(peer))
-            .unwrap_or_default();
-        let respond_by = crate::domain::model::from_micros(root.entry.entry.recorded_at_micros)
-            + times.of(urgency);
+        let respond_by = self.respond_by(&root.entry.entry, urgency);
         let overdue = status == CaseStatus::Active && !answered && now > respond_by;
         Ok(Case {
             messages,
@@ -535,6 +536,55 @@ impl Exchange {
             respond_by,
             overdue,
         })
+    }
+
+    /// When an answer to the case `root` opens is due: when it was logged, plus the time
+    /// agreed with its peer for `urgency`.
+    fn respond_by(&self, root: &pb::LogEntry, urgency: i32) -> time::OffsetDateTime {
+        let times = root
+            .peer
+            .parse()
+            .ok()
+            .and_then(|peer| self.response_times(peer))
+            .unwrap_or_default();
+        crate::domain::model::from_micros(root.recorded_at_micros) + times.of(urgency)
+    }
+
+    /// The state of the case that `stored` opens, as of its own entry, and its alert's
+    /// category: what [`Self::case_state_as_of`] gives for it, read from the message's own
+    /// fields, since the case holds it alone then. `None` if it does not open a case.
+    pub(crate) fn opening_state(
+        &self,
+        stored: &StoredEntry,
+        content: Option<&[u8]>,
+    ) -> Result<Option<(i32, pb::CaseState)>, ExchangeError> {
+        if !opens(stored) {
+            return Ok(None);
+        }
+        let e = &stored.entry;
+        let fields = self
+            .content_at_hand(e.sequence, content)?
+            .and_then(|c| <CaseFields as prost::Message>::decode(c.as_ref()).ok())
+            .unwrap_or_default();
+        let alert = fields.traveller_alert.unwrap_or_default();
+        let ended = match pb::AlertLifecycle::try_from(alert.lifecycle).unwrap_or_default() {
+            pb::AlertLifecycle::Withdraw => Some(CaseStatus::Withdrawn),
+            pb::AlertLifecycle::Expire => Some(CaseStatus::Expired),
+            _ => None,
+        };
+        let now = crate::domain::model::from_micros(e.recorded_at_micros);
+        let status = status_of(ended, &alert.valid_until, now);
+        let respond_by = self.respond_by(e, fields.handling.map_or(0, |h| h.urgency));
+        let state = pb::CaseState {
+            case_id: e.message_id.clone(),
+            status: status.to_pb() as i32,
+            answered: false,
+            in_effect: e.message_id.clone(),
+            valid_until: alert.valid_until,
+            respond_by: crate::domain::model::format_instant(respond_by),
+            overdue: status == CaseStatus::Active && now > respond_by,
+        };
+        Ok(Some((alert.category, state)))
     }
 
     /// Every case this node holds (opened by an alert or a fraud notice, sent or received),

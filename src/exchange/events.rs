@@ -42,7 +42,19 @@ impl Exchange {
         };
         event.kind = match stored.kind() {
             pb::EntryKind::MessageReceived => {
-                if let Some(case) = self.case_state_as_of(stored, content)? {
+                // Most messages open a case of their own: read straight from their fields.
+                if let Some((category, state)) = self.opening_state(stored, content)? {
+                    debug_assert_eq!(
+                        self.case_state_as_of(stored, content)?.map(|case| (
+                            crate::exchange::cases::category_of(case.root()),
+                            case.state()
+                        )),
+                        Some((category, state.clone())),
+                        "a case opening read from its fields as the whole case reads it"
+                    );
+                    event.category = category;
+                    event.case = Some(state);
+                } else if let Some(case) = self.case_state_as_of(stored, content)? {
                     if let Some(this) = case
                         .messages
                         .iter()

@@ -515,7 +515,9 @@ async fn in_background<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'stat
                     tracing::warn!(error = %e, "the background thread keeps the node's priority");
                 }
                 for job in rx {
-                    job();
+                    // A job that panics answers nothing (its caller is told the reader
+                    // stopped); the thread goes on with the next.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }
             })
             .ok()
