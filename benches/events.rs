@@ -202,12 +202,52 @@ struct Rounds {
     cpu_watched: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// One measurement of a round: started before the receive path is driven (with a watcher
+/// following, if `watched`), ended once it is done and the watcher has every event.
+struct Measured {
+    count: usize,
+    before: std::collections::BTreeMap<&'static str, u64>,
+    watching: Option<std::thread::JoinHandle<(usize, u64)>>,
+    start: Instant,
+}
+
+impl Measured {
+    fn start(
+        config: &focalpoint::node::config::ClientConfig,
+        exchange: &focalpoint::exchange::Exchange,
+        watched: bool,
+        count: usize,
+    ) -> Self {
+        let before = cpu_by_thread();
+        let watching = watched.then(|| follower(config, exchange.log().durable_head(), count));
+        Self {
+            count,
+            before,
+            watching,
+            start: Instant::now(),
+        }
+    }
+
+    /// The rate, and the CPU time each group of threads took (the watcher's among them).
+    fn end(self) -> (f64, std::collections::BTreeMap<&'static str, u64>) {
+        let mut cpu_watcher = 0;
+        if let Some(watching) = self.watching {
+            let (seen, ns) = watching.join().unwrap();
+            assert_eq!(seen, self.count, "the watcher saw every event");
+            cpu_watcher = ns;
+        }
+        let rate = self.count as f64 / self.start.elapsed().as_secs_f64();
+        let mut cpu = spent(&self.before, &cpu_by_thread());
+        cpu.insert("watcher", cpu_watcher);
+        (rate, cpu)
+    }
+}
+
 impl Rounds {
     fn add(
         &mut self,
         watched: bool,
-        rate: f64,
-        cpu: std::collections::BTreeMap<&'static str, u64>,
+        (rate, cpu): (f64, std::collections::BTreeMap<&'static str, u64>),
     ) {
         let (rates, total) = if watched {
             (&mut self.watched, &mut self.cpu_watched)
@@ -340,38 +380,14 @@ fn main() {
                 [true, false]
             };
             for watched in order {
-                let before = cpu_by_thread();
-                let watching =
-                    watched.then(|| follower(&config, exchange.log().durable_head(), COUNT));
-                let start = Instant::now();
+                let measured = Measured::start(&config, &exchange, watched, COUNT);
                 receive(&exchange, &template, &format!("R{round}{watched}"), COUNT).await;
-                let mut cpu_watcher = 0;
-                if let Some(watching) = watching {
-                    let (seen, ns) = watching.join().unwrap();
-                    assert_eq!(seen, COUNT, "the watcher saw every event");
-                    cpu_watcher = ns;
-                }
-                let rate = COUNT as f64 / start.elapsed().as_secs_f64();
-                let mut cpu = spent(&before, &cpu_by_thread());
-                cpu.insert("watcher", cpu_watcher);
-                local.add(watched, rate, cpu);
+                local.add(watched, measured.end());
             }
             for watched in order {
-                let before = cpu_by_thread();
-                let watching =
-                    watched.then(|| follower(&config, exchange.log().durable_head(), COUNT));
-                let start = Instant::now();
+                let measured = Measured::start(&config, &exchange, watched, COUNT);
                 deliver(&mut peer, &template, &format!("P{round}{watched}"), COUNT).await;
-                let mut cpu_watcher = 0;
-                if let Some(watching) = watching {
-                    let (seen, ns) = watching.join().unwrap();
-                    assert_eq!(seen, COUNT, "the watcher saw every event");
-                    cpu_watcher = ns;
-                }
-                let rate = COUNT as f64 / start.elapsed().as_secs_f64();
-                let mut cpu = spent(&before, &cpu_by_thread());
-                cpu.insert("watcher", cpu_watcher);
-                remote.add(watched, rate, cpu);
+                remote.add(watched, measured.end());
             }
         }
         println!("events benchmark");

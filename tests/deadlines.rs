@@ -478,38 +478,26 @@ async fn running_nodes_list_tell_and_count_the_cases_overdue_by_the_times_they_a
     // fraud notice the other way; the routine alert is not.
     let pair = start_ahead(dir, 4, agreed).await;
     let (sent, received) = (pb::Direction::Sent as i32, pb::Direction::Received as i32);
-    let listed = pair
-        .client("khm", "operator")
-        .cases(pb::CasesRequest {
-            overdue: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        overdue_ids(&listed),
-        [
-            ("IDN-O-IMMEDIATE".to_owned(), received),
-            ("IDN-O-URGENT".to_owned(), received),
-            ("KHM-O-FRAUD".to_owned(), sent),
-        ]
-    );
-    let listed = pair
-        .client("idn", "operator")
-        .cases(pb::CasesRequest {
-            overdue: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        overdue_ids(&listed),
-        [
-            ("IDN-O-IMMEDIATE".to_owned(), sent),
-            ("IDN-O-URGENT".to_owned(), sent),
-            ("KHM-O-FRAUD".to_owned(), received),
-        ]
-    );
+    // Each side lists the alerts and the fraud notice in the direction they went from it.
+    for (country, alerts, notice) in [("khm", received, sent), ("idn", sent, received)] {
+        let listed = pair
+            .client(country, "operator")
+            .cases(pb::CasesRequest {
+                overdue: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            overdue_ids(&listed),
+            [
+                ("IDN-O-IMMEDIATE".to_owned(), alerts),
+                ("IDN-O-URGENT".to_owned(), alerts),
+                ("KHM-O-FRAUD".to_owned(), notice),
+            ],
+            "{country}"
+        );
+    }
 
     // The running node's own check tells a watcher of each, once the deadline passed.
     let mut stream = pair

@@ -122,18 +122,20 @@ async fn deliver(peer: &str, ids: &[&str]) {
     }
 }
 
+/// The example certificates in `dir`, and KHM's node served from `dir/khm/data` as a process
+/// of its own on free ports: the process, and its peer and operator addresses.
+fn served_khm(dir: &Path) -> (Child, String, String) {
+    focalpoint::cli::demo::example_configs(dir).unwrap();
+    std::fs::rename(dir.join("khm/node.toml"), dir.join("khm/node.toml.example")).unwrap();
+    let config = khm_config(dir, "127.0.0.1:0", "127.0.0.1:0");
+    serve(&config, &dir.join("khm/data"))
+}
+
 #[tokio::test]
 async fn a_watcher_killed_and_restarted_sees_every_event_once_across_a_node_restart() {
     let dir = tempfile::tempdir().unwrap();
-    focalpoint::cli::demo::example_configs(dir.path()).unwrap();
-    std::fs::rename(
-        dir.path().join("khm/node.toml"),
-        dir.path().join("khm/node.toml.example"),
-    )
-    .unwrap();
     let data = dir.path().join("khm/data");
-    let config = khm_config(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
-    let (mut node, peer, operator) = serve(&config, &data);
+    let (mut node, peer, operator) = served_khm(dir.path());
     let operator_config = client_config(dir.path(), "operator", &operator);
 
     // A watcher from the start sees the first three alerts.
@@ -491,14 +493,7 @@ async fn a_watcher_is_told_of_a_failed_delivery_and_of_a_reference_to_nothing_ex
 #[tokio::test]
 async fn watch_prints_a_line_per_event_of_the_kinds_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    focalpoint::cli::demo::example_configs(dir.path()).unwrap();
-    std::fs::rename(
-        dir.path().join("khm/node.toml"),
-        dir.path().join("khm/node.toml.example"),
-    )
-    .unwrap();
-    let config = khm_config(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
-    let (mut node, peer, operator) = serve(&config, &dir.path().join("khm/data"));
+    let (mut node, peer, operator) = served_khm(dir.path());
     let operator_config = client_config(dir.path(), "operator", &operator);
     let (mut watching, rx) = watch_process(&operator_config, &["--kind", "response,fraud"]);
 
