@@ -15,7 +15,7 @@
 
 mod index;
 pub mod migrate;
-pub use recent::{Entries, Window};
+pub use recent::{DurableEntry, Entries, Window};
 mod recent;
 mod record;
 
@@ -522,8 +522,7 @@ pub struct Txn<'a> {
     receipts: &'a mut Vec<PendingReceipt>,
     /// Whether the entries appended are kept for those following the log.
     followed: bool,
-    /// The entry appended last, when it is not kept for those following the log: a receipt
-    /// issued for it leaves out what it gives.
+    /// The entry appended last: a receipt issued for it leaves out what it gives.
     last: Option<StoredEntry>,
 }
 
@@ -763,11 +762,7 @@ impl Txn<'_> {
 
     /// The entry `sequence`, if this job appended it last.
     fn appended(&self, sequence: u64) -> Option<&StoredEntry> {
-        let last = match self.own.entries.last() {
-            Some(held) => Some(&held.stored),
-            None => self.last.as_ref(),
-        };
-        last.filter(|s| s.entry.sequence == sequence)
+        self.last.as_ref().filter(|s| s.entry.sequence == sequence)
     }
 
     /// Stages the record of entry `sequence` as `change` encodes it anew.
@@ -865,24 +860,32 @@ impl Txn<'_> {
                 .collect();
             self.own.tagged.push(index::Tagged { sequence, tags });
         }
-        let (stored, shared) = new_record(&bytes, new.kind, content.as_deref(), None, None);
+        let (record, shared) = new_record(&bytes, new.kind, content.as_deref(), None, None);
+        // The record holds the content otherwise than it came when it is sealed or a peer's
+        // receipt kept in parts: a follower is then given it in plain beside the record.
+        let held_otherwise = !shared.is_empty() || plain.is_some();
         for (k, v) in shared {
             if !self.contains_key(&k)? {
                 self.own.insert(k, v);
             }
         }
-        self.own.insert(key::seq(key::ENTRY, sequence), stored);
-        self.next += 1;
-        self.head = hash;
-        let stored = StoredEntry { entry, hash };
+        let record = sled::IVec::from(record);
         if self.followed {
             self.own.entries.push(recent::Held {
-                stored,
-                content: plain.or(content),
+                sequence,
+                hash,
+                record: record.clone(),
+                plain: if held_otherwise {
+                    plain.or(content)
+                } else {
+                    None
+                },
             });
-        } else {
-            self.last = Some(stored);
         }
+        self.own.insert(key::seq(key::ENTRY, sequence), record);
+        self.next += 1;
+        self.head = hash;
+        self.last = Some(StoredEntry { entry, hash });
         Ok(Appended { sequence, hash })
     }
 
@@ -3893,18 +3896,25 @@ mod tests {
         }
         let entries = log.durable_entries(2, 4).unwrap();
         assert!(matches!(entries, Entries::Recent(_)));
-        let read: Vec<(u64, Option<Vec<u8>>)> = entries
+        // The window gives each entry, its hash and its content in plain as the store does.
+        let read: Vec<(pb::LogEntry, Digest, Option<Vec<u8>>)> = entries
             .iter()
-            .map(|(e, content)| (e.entry.sequence, content.map(<[u8]>::to_vec)))
+            .map(|read| {
+                let (e, content) = read.unwrap();
+                (e.entry.clone(), e.hash, content.map(<[u8]>::to_vec))
+            })
             .collect();
-        let stored: Vec<(u64, Option<Vec<u8>>)> = log
+        let stored: Vec<(pb::LogEntry, Digest, Option<Vec<u8>>)> = log
             .range(2, 3)
             .unwrap()
             .into_iter()
-            .map(|e| (e.entry.sequence, log.content(e.entry.sequence).unwrap()))
+            .map(|e| {
+                let content = log.content(e.entry.sequence).unwrap();
+                (e.entry, e.hash, content)
+            })
             .collect();
         assert_eq!(read, stored);
-        assert_eq!(read[0].1.as_deref(), Some(&b"content of S-1"[..]));
+        assert_eq!(read[0].2.as_deref(), Some(&b"content of S-1"[..]));
         assert!(log.is_sealed(2).unwrap(), "the store holds it sealed");
         assert!(
             matches!(log.durable_entries(1, 4).unwrap(), Entries::Read(_)),
@@ -3921,7 +3931,7 @@ mod tests {
             .durable_entries(5, 5)
             .unwrap()
             .iter()
-            .map(|(e, _)| e.entry.sequence)
+            .map(|read| read.unwrap().0.entry.sequence)
             .collect();
         assert_eq!(after, vec![5], "the writes after it are followed again");
     }

@@ -544,8 +544,9 @@ fn read_events(
     let last = head.min(next.saturating_add(WATCH_BATCH as u64 - 1));
     let entries = exchange.log().durable_entries(next, last)?;
     let mut events = Vec::new();
-    for (stored, content) in entries.iter() {
-        if let Some(event) = exchange.event_of(stored, content)? {
+    for read in entries.iter() {
+        let (stored, content) = read?;
+        if let Some(event) = exchange.event_of(&stored, content)? {
             events.push(event);
         }
     }

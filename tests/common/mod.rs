@@ -251,13 +251,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The log's sled database opened directly, as someone with the disk would. No background
-/// flusher thread, so the directory is released as soon as the handle is dropped.
+/// flusher thread, so the directory is released as soon as the handle is dropped. A log just
+/// dropped may still hold the directory for a moment (sled's flusher thread ends on its own
+/// time), so the lock is tried again for a second, as the log itself does.
 pub fn raw_sled(dir: &Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap()
+    let mut attempts = 0;
+    loop {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Err(sled::Error::Io(e))
+                if attempts < 50 && e.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
 }
 
 /// Removes the log's head marker, as whoever rewrites the store on purpose would: the chain
