@@ -260,6 +260,33 @@ impl Rounds {
         }
     }
 
+    /// Rates without and with a watcher, round by round: the medians of each, and the median
+    /// and range of each round's ratio; then the CPU per message of each thread group.
+    fn report(&self, name: &str, messages: usize) -> String {
+        let median = |rates: &[f64]| {
+            let mut sorted = rates.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            sorted[sorted.len() / 2]
+        };
+        let mut paired: Vec<f64> = self
+            .watched
+            .iter()
+            .zip(&self.alone)
+            .map(|(w, a)| w / a)
+            .collect();
+        paired.sort_by(f64::total_cmp);
+        let (alone, watched) = (median(&self.alone), median(&self.watched));
+        format!(
+            "{name}: without a watcher {alone:.0}/s, with one {watched:.0}/s (medians of {}), {:.2} of without; each round's ratio: median {:.2}, from {:.2} to {:.2}\n  {}",
+            paired.len(),
+            watched / alone,
+            paired[paired.len() / 2],
+            paired[0],
+            paired[paired.len() - 1],
+            self.cpu_line(messages)
+        )
+    }
+
     /// CPU per message by thread group, without and with a watcher, in microseconds.
     fn cpu_line(&self, messages: usize) -> String {
         let per = |ns: u64| ns as f64 / 1000.0 / messages as f64;
@@ -278,23 +305,6 @@ impl Rounds {
             parts.join(", ")
         )
     }
-}
-
-/// Rates without and with a watcher, round by round: the medians of each, and the median and
-/// range of each round's ratio.
-fn cost_line(name: &str, mut alone: Vec<f64>, mut watched: Vec<f64>) -> String {
-    let mut paired: Vec<f64> = watched.iter().zip(&alone).map(|(w, a)| w / a).collect();
-    paired.sort_by(f64::total_cmp);
-    alone.sort_by(f64::total_cmp);
-    watched.sort_by(f64::total_cmp);
-    let (alone, watched) = (alone[ROUNDS / 2], watched[ROUNDS / 2]);
-    format!(
-        "{name}: without a watcher {alone:.0}/s, with one {watched:.0}/s (medians of {ROUNDS}), {:.2} of without; each round's ratio: median {:.2}, from {:.2} to {:.2}",
-        watched / alone,
-        paired[ROUNDS / 2],
-        paired[0],
-        paired[ROUNDS - 1]
-    )
 }
 
 fn main() {
@@ -396,24 +406,18 @@ fn main() {
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99)
         );
+        let messages = COUNT * ROUNDS;
         println!(
             "{}",
-            cost_line(
-                "receive path in process, 12800 alerts, 512 in flight",
-                local.alone.clone(),
-                local.watched.clone()
-            )
+            local.report("receive path in process, 12800 alerts, 512 in flight", messages)
         );
-        println!("  {}", local.cpu_line(COUNT * ROUNDS));
         println!(
             "{}",
-            cost_line(
+            remote.report(
                 "receive path over the peer plane (mTLS), 12800 alerts in one stream",
-                remote.alone.clone(),
-                remote.watched.clone()
+                messages
             )
         );
-        println!("  {}", remote.cpu_line(COUNT * ROUNDS));
         idn.stop().await.unwrap();
         khm.stop().await.unwrap();
     });

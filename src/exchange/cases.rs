@@ -541,13 +541,17 @@ impl Exchange {
     /// When an answer to the case `root` opens is due: when it was logged, plus the time
     /// agreed with its peer for `urgency`.
     fn respond_by(&self, root: &pb::LogEntry, urgency: i32) -> time::OffsetDateTime {
-        let times = root
-            .peer
-            .parse()
+        crate::domain::model::from_micros(root.recorded_at_micros)
+            + self.times_agreed(&root.peer).of(urgency)
+    }
+
+    /// The response times agreed with the peer an entry names (the defaults for a peer no
+    /// longer configured).
+    fn times_agreed(&self, peer: &str) -> crate::domain::case::ResponseTimes {
+        peer.parse()
             .ok()
             .and_then(|peer| self.response_times(peer))
-            .unwrap_or_default();
-        crate::domain::model::from_micros(root.recorded_at_micros) + times.of(urgency)
+            .unwrap_or_default()
     }
 
     /// The state of the case that `stored` opens, as of its own entry, and its alert's
@@ -750,12 +754,6 @@ impl Exchange {
         let now = log.now();
         let today = now.date();
         let (size, _) = log.head()?;
-        let times = |peer: &str| {
-            peer.parse()
-                .ok()
-                .and_then(|peer| self.response_times(peer))
-                .unwrap_or_default()
-        };
         let longest = self
             .peers()
             .into_iter()
@@ -775,7 +773,7 @@ impl Exchange {
             for stored in &batch {
                 let e = &stored.entry;
                 let logged = crate::domain::model::from_micros(e.recorded_at_micros);
-                if opens(stored) && now > logged + times(&e.peer).shortest() {
+                if opens(stored) && now > logged + self.times_agreed(&e.peer).shortest() {
                     roots.insert(e.sequence);
                 }
             }
