@@ -10,9 +10,10 @@
 //! open on a thread of its own so that the node is ready before it is, and kept up to date by
 //! the writer once each write is durable. A search waits for it.
 //!
-//! A posting keeps the first 28 bits of its tag with the message's sequence in one 8-byte word
-//! (16 bytes for a sequence of 2^36 or more): a collision only adds a candidate, and every
-//! candidate is checked against its envelope before it is returned.
+//! A posting keeps the first 28 bits of its tag with the message's sequence (in 16 bytes for a
+//! sequence of 2^36 or more): a collision only adds a candidate, and every candidate is checked
+//! against its envelope before it is returned. Sorted postings are held gap-coded in blocks,
+//! about 4 bytes a posting at 1,000,000 messages where a word would take 8.
 
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -203,27 +204,346 @@ impl<P: Posting> Sorted<P> {
     }
 }
 
-/// Every posting: packed in a word while the sequence allows, wide beyond.
+/// Postings a block holds: the unit a lookup decodes.
+const BLOCK: usize = 128;
+
+/// A gap whose quotient reaches this is written whole, after as many one bits.
+const ESCAPE: u32 = 32;
+
+/// Where one block of a run starts, and how its gaps are coded.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    /// Its first posting, whole: what a lookup searches by.
+    first: u64,
+    /// The bit its second posting starts at.
+    at: u64,
+    /// Low bits of each gap written as they are.
+    k: u8,
+    /// Bits the block's largest sequence takes.
+    s: u8,
+}
+
+/// Sorted packed postings, coded in blocks of [`BLOCK`]. Within a block a posting is taken as
+/// its tag's bits above just the bits the block's sequences need, and written as its gap from
+/// the one before, Rice-coded: the gap's quotient by 2^k in unary, then its k low bits. Tags
+/// are keyed hashes, so postings spread evenly and a gap is near the block's mean: about the
+/// mean's logarithm in bits, some 31 a posting at 1,000,000 messages against the 64 of a word.
+#[derive(Debug, Default)]
+struct Run {
+    blocks: Vec<Block>,
+    bits: Vec<u64>,
+    /// Bits written.
+    end: u64,
+    len: usize,
+}
+
+/// A posting in a block's form: its tag's bits above the `s` bits of its sequence.
+fn narrow(posting: u64, s: u8) -> u64 {
+    ((posting >> SEQUENCE_BITS) << s) | posting.sequence()
+}
+
+/// A posting from its block's form.
+fn widen(key: u64, s: u8) -> u64 {
+    u64::of((key >> s) << SEQUENCE_BITS, key & low_bits(s.into()))
+}
+
+/// A mask of the `n` low bits.
+fn low_bits(n: u32) -> u64 {
+    u64::MAX.checked_shr(64 - n).unwrap_or(0)
+}
+
+impl Run {
+    /// A run of `postings`, which come sorted; a repeated one is kept once.
+    fn of(postings: impl Iterator<Item = u64>) -> Self {
+        let mut run = Self::default();
+        let mut block = Vec::with_capacity(BLOCK);
+        for posting in postings {
+            if block.last() == Some(&posting) {
+                continue;
+            }
+            debug_assert!(block.last().is_none_or(|last| *last < posting));
+            block.push(posting);
+            if block.len() == BLOCK {
+                run.push_block(&block);
+                block.clear();
+            }
+        }
+        if !block.is_empty() {
+            run.push_block(&block);
+        }
+        run.bits.shrink_to_fit();
+        run.blocks.shrink_to_fit();
+        run
+    }
+
+    fn push_block(&mut self, block: &[u64]) {
+        let largest = block.iter().map(|p| p.sequence()).max().unwrap_or(0);
+        let s = (64 - largest.leading_zeros()) as u8;
+        let (first, last) = (narrow(block[0], s), narrow(block[block.len() - 1], s));
+        let mean = (last - first) / (block.len() as u64 - 1).max(1);
+        let k = mean.checked_ilog2().unwrap_or(0);
+        self.blocks.push(Block {
+            first: block[0],
+            at: self.end,
+            k: k as u8,
+            s,
+        });
+        let mut previous = first;
+        for posting in &block[1..] {
+            let key = narrow(*posting, s);
+            let gap = key - previous;
+            previous = key;
+            match u32::try_from(gap >> k) {
+                Ok(quotient) if quotient < ESCAPE => {
+                    self.push_bits(low_bits(quotient), quotient + 1);
+                    self.push_bits(gap & low_bits(k), k);
+                }
+                _ => {
+                    self.push_bits(low_bits(ESCAPE), ESCAPE);
+                    self.push_bits(gap, 64);
+                }
+            }
+        }
+        self.len += block.len();
+    }
+
+    /// Appends the `n` low bits of `value`.
+    fn push_bits(&mut self, value: u64, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let at = (self.end % 64) as u32;
+        if at == 0 {
+            self.bits.push(0);
+        }
+        let last = self.bits.len() - 1;
+        self.bits[last] |= value << at;
+        if at + n > 64 {
+            self.bits.push(value >> (64 - at));
+        }
+        self.end += u64::from(n);
+    }
+
+    /// The postings from the start of block `block` on, in order.
+    fn starting_at(&self, block: usize) -> RunIter<'_> {
+        RunIter {
+            run: self,
+            block,
+            left: 0,
+            key: 0,
+            at: 0,
+        }
+    }
+
+    fn iter(&self) -> RunIter<'_> {
+        self.starting_at(0)
+    }
+
+    /// The sequences under the tag that starts with `short`.
+    fn lookup(&self, short: u64, out: &mut Vec<u64>) {
+        let first = u64::first(short);
+        // The postings under the tag may start in the block before the first that starts
+        // at or after it.
+        let block = self
+            .blocks
+            .partition_point(|b| b.first < first)
+            .saturating_sub(1);
+        let found = self
+            .starting_at(block)
+            .skip_while(|p| *p < first)
+            .take_while(|p| p.under(short))
+            .map(|p| p.sequence());
+        out.extend(found);
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    fn size(&self) -> usize {
+        self.bits.len() * 8 + self.blocks.len() * std::mem::size_of::<Block>()
+    }
+}
+
+/// A run's postings in order, decoded a gap at a time.
+struct RunIter<'a> {
+    run: &'a Run,
+    /// The block of the next posting, when `left` is 0.
+    block: usize,
+    /// Postings left in the current block.
+    left: usize,
+    /// The last posting in its block's form.
+    key: u64,
+    /// The bit the next gap starts at.
+    at: u64,
+}
+
+impl RunIter<'_> {
+    /// The next `n` bits (at most 64).
+    fn take(&mut self, n: u32) -> u64 {
+        let value = self.peek(n);
+        self.at += u64::from(n);
+        value
+    }
+
+    fn peek(&self, n: u32) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let bits = &self.run.bits;
+        let (word, shift) = ((self.at / 64) as usize, (self.at % 64) as u32);
+        let mut value = bits.get(word).copied().unwrap_or(0) >> shift;
+        if shift > 0 && shift + n > 64 {
+            value |= bits.get(word + 1).copied().unwrap_or(0) << (64 - shift);
+        }
+        value & low_bits(n)
+    }
+}
+
+impl Iterator for RunIter<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        if self.left == 0 {
+            let b = self.run.blocks.get(self.block)?;
+            self.left = (self.run.len - self.block * BLOCK).min(BLOCK) - 1;
+            self.key = narrow(b.first, b.s);
+            self.at = b.at;
+            self.block += 1;
+            return Some(b.first);
+        }
+        let b = self.run.blocks[self.block - 1];
+        let k = u32::from(b.k);
+        let quotient = self.peek(ESCAPE).trailing_ones();
+        let gap = if quotient < ESCAPE {
+            self.at += u64::from(quotient) + 1;
+            (u64::from(quotient) << k) | self.take(k)
+        } else {
+            self.at += u64::from(ESCAPE);
+            self.take(64)
+        };
+        self.key += gap;
+        self.left -= 1;
+        Some(widen(self.key, b.s))
+    }
+}
+
+/// Packed postings as runs of decreasing size, each at least twice the next, with the latest
+/// additions and removals kept apart until they are folded in. Folding makes the additions a
+/// run and merges it with the runs before it while they are no more than twice its size, so
+/// that a posting is rewritten about once for each doubling of the index, and a fold's work
+/// is most often the size of the additions rather than of the index.
+#[derive(Debug, Default)]
+struct Compact {
+    runs: Vec<Run>,
+    recent: Vec<u64>,
+    removed: HashSet<u64>,
+}
+
+impl Compact {
+    fn insert(&mut self, posting: u64) {
+        self.removed.remove(&posting);
+        self.recent.push(posting);
+        if self.recent.len() >= RECENT {
+            self.fold();
+        }
+    }
+
+    fn remove(&mut self, posting: u64) {
+        self.removed.insert(posting);
+        if self.removed.len() >= RECENT {
+            self.fold_all();
+        }
+    }
+
+    /// Makes the recent additions a run, and merges it with the runs before it while they are
+    /// no more than twice its size.
+    fn fold(&mut self) {
+        if self.recent.is_empty() {
+            return;
+        }
+        let mut recent = std::mem::take(&mut self.recent);
+        recent.sort_unstable();
+        let run = Run::of(recent.into_iter().filter(|p| !self.removed.contains(p)));
+        self.runs.push(run);
+        while let [.., older, newer] = self.runs.as_slice() {
+            if older.len > 2 * newer.len {
+                break;
+            }
+            let (newer, older) = (self.runs.pop(), self.runs.pop());
+            let merged = self.merge(&[older, newer].map(Option::unwrap_or_default));
+            self.runs.push(merged);
+        }
+        self.runs.retain(|run| run.len > 0);
+    }
+
+    /// Merges everything into one run and forgets the removals.
+    fn fold_all(&mut self) {
+        self.fold();
+        let runs = std::mem::take(&mut self.runs);
+        let merged = self.merge(&runs);
+        self.runs.push(merged);
+        self.removed.clear();
+        self.runs.retain(|run| run.len > 0);
+    }
+
+    /// One run of every posting of `runs` not removed.
+    fn merge(&self, runs: &[Run]) -> Run {
+        let mut heads: Vec<_> = runs.iter().map(|run| run.iter().peekable()).collect();
+        let merged = std::iter::from_fn(|| {
+            let (at, _) = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, head)| head.peek().map(|p| (i, *p)))
+                .min_by_key(|(_, p)| *p)?;
+            heads[at].next()
+        });
+        Run::of(merged.filter(|p| !self.removed.contains(p)))
+    }
+
+    fn lookup(&self, short: u64, out: &mut Vec<u64>) {
+        let start = out.len();
+        for run in &self.runs {
+            run.lookup(short, out);
+        }
+        out.extend(
+            self.recent
+                .iter()
+                .filter(|p| p.under(short))
+                .map(|p| p.sequence()),
+        );
+        if !self.removed.is_empty() {
+            let mut i = start;
+            while i < out.len() {
+                if self.removed.contains(&u64::of(short, out[i])) {
+                    out.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Every posting: packed while the sequence allows, wide beyond.
 #[derive(Debug, Default)]
 struct Postings {
-    packed: Sorted<u64>,
+    packed: Compact,
     wide: Sorted<Wide>,
 }
 
 impl Postings {
     fn insert(&mut self, tagged: &Tagged) {
-        self.each(tagged, Sorted::insert, Sorted::insert);
+        self.each(tagged, Compact::insert, Sorted::insert);
     }
 
     fn remove(&mut self, tagged: &Tagged) {
-        self.each(tagged, Sorted::remove, Sorted::remove);
+        self.each(tagged, Compact::remove, Sorted::remove);
     }
 
     /// Applies `packed` or `wide` to each posting of `tagged`, by the form its sequence takes.
     fn each(
         &mut self,
         tagged: &Tagged,
-        packed: fn(&mut Sorted<u64>, u64),
+        packed: fn(&mut Compact, u64),
         wide: fn(&mut Sorted<Wide>, Wide),
     ) {
         for tag in &tagged.tags {
@@ -233,6 +553,28 @@ impl Postings {
                 wide(&mut self.wide, Posting::of(short(tag), tagged.sequence));
             }
         }
+    }
+
+    /// Adds what the tag log held when it was read: its packed postings sorted at once into a
+    /// run of their own, rather than folded in a batch at a time.
+    fn load(&mut self, read: &[Tagged]) {
+        let mut packed = Vec::new();
+        for tagged in read {
+            if tagged.sequence >> SEQUENCE_BITS == 0 {
+                let postings = tagged
+                    .tags
+                    .iter()
+                    .map(|tag| u64::of(short(tag), tagged.sequence));
+                packed.extend(postings);
+            } else {
+                self.insert(tagged);
+            }
+        }
+        if !packed.is_empty() {
+            packed.sort_unstable();
+            self.packed.runs.insert(0, Run::of(packed.into_iter()));
+        }
+        self.fold();
     }
 
     fn fold(&mut self) {
@@ -285,10 +627,7 @@ impl SearchIndex {
         let mut guard = self.postings.lock().unwrap_or_else(PoisonError::into_inner);
         match read {
             Ok(read) => {
-                for t in &read {
-                    guard.1.insert(t);
-                }
-                guard.1.fold();
+                guard.1.load(&read);
                 guard.0 = Load::Loaded;
             }
             Err(why) => guard.0 = Load::Failed(why),
@@ -358,19 +697,120 @@ mod tests {
         assert_eq!(decode(&bytes[..5]), Err(Truncated));
     }
 
+    /// A xorshift generator: the same numbers on every run.
+    fn numbers(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    /// A run gives back exactly the postings it was made of, and a lookup finds every posting
+    /// of a tag and no other: with tags spread at random, a tag whose postings fill several
+    /// blocks, gaps too large for the coding's quotient, and the smallest and largest tags and
+    /// sequences a packed posting holds.
+    #[test]
+    fn runs_give_back_their_postings_and_find_each_tag() {
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
+        let largest = (1 << SEQUENCE_BITS) - 1;
+        let mut postings: Vec<u64> = (0..20_000)
+            .map(|_| u64::of(next(), next() % 300_000))
+            .collect();
+        let crowded = next();
+        postings.extend((0..1_000).map(|n| u64::of(crowded, n * 7)));
+        postings.extend([
+            u64::of(0, 0),
+            u64::of(0, largest),
+            u64::of(u64::MAX, 0),
+            u64::of(u64::MAX, largest),
+            u64::of(1 << 40, largest),
+        ]);
+        postings.extend(postings.clone().into_iter().take(100));
+        postings.sort_unstable();
+        let run = Run::of(postings.iter().copied());
+        postings.dedup();
+        assert_eq!(run.len, postings.len());
+        assert_eq!(run.iter().collect::<Vec<_>>(), postings);
+        let mut shorts: Vec<u64> = postings
+            .iter()
+            .map(|p| p & !low_bits(SEQUENCE_BITS))
+            .collect();
+        shorts.extend([u64::of(next(), 0), u64::of(1, 0)]);
+        shorts.dedup();
+        for short in shorts {
+            let mut found = Vec::new();
+            run.lookup(short, &mut found);
+            let expected: Vec<u64> = postings
+                .iter()
+                .filter(|p| p.under(short))
+                .map(|p| p.sequence())
+                .collect();
+            assert_eq!(found, expected, "tag {short:x}");
+        }
+        // A block with one gap far beyond its mean, between two crowded tags: that gap is
+        // written whole.
+        let uneven: Vec<u64> = [5, 6_000]
+            .into_iter()
+            .flat_map(|tag| (0..64).map(move |n| u64::of(tag << SEQUENCE_BITS, 1_000_000 + n)))
+            .collect();
+        let run = Run::of(uneven.iter().copied());
+        assert_eq!(run.iter().collect::<Vec<_>>(), uneven);
+    }
+
+    /// As a node's index holds them (two tags a message, a million messages), postings take
+    /// about half the memory of one word each.
+    #[test]
+    fn a_run_takes_about_half_a_word_a_posting() {
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
+        let mut postings: Vec<u64> = (1..=100_000u64)
+            .flat_map(|sequence| {
+                [
+                    u64::of(next(), sequence * 10),
+                    u64::of(next(), sequence * 10),
+                ]
+            })
+            .collect();
+        postings.sort_unstable();
+        let run = Run::of(postings.iter().copied());
+        let per_posting = run.size() as f64 / postings.len() as f64;
+        assert!(
+            (3.0..4.5).contains(&per_posting),
+            "{per_posting} bytes a posting"
+        );
+    }
+
+    /// What the tag log held when it was read joins what the writer applied meanwhile, and a
+    /// removal applied meanwhile holds.
+    #[test]
+    fn loading_keeps_what_the_writer_applied_meanwhile() {
+        let one = |sequence, byte| Tagged {
+            sequence,
+            tags: vec![tag(byte)],
+        };
+        let mut postings = Postings::default();
+        postings.insert(&one(40, 1));
+        postings.remove(&one(5, 1));
+        postings.fold();
+        postings.insert(&one(41, 1));
+        postings.load(&[one(5, 1), one(6, 1), one(7, 2), one(1 << 40, 1)]);
+        let mut found = Vec::new();
+        postings.lookup(&tag(1), &mut found);
+        found.sort_unstable();
+        assert_eq!(found, vec![6, 40, 41, 1 << 40]);
+        found.clear();
+        postings.lookup(&tag(2), &mut found);
+        assert_eq!(found, vec![7]);
+    }
+
     /// Postings against a plain list of (tag, sequence) pairs, through inserts, removals and
     /// folds in every order.
     #[test]
     fn postings_agree_with_a_plain_list() {
         let mut postings = Postings::default();
         let mut plain: Vec<(Tag, u64)> = Vec::new();
-        let mut state = 0x2545_f491_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = numbers(0x2545_f491);
         for step in 0..20_000u64 {
             let t = tag((next() % 40) as u8);
             // Both sides of the largest sequence a packed posting holds.
@@ -379,7 +819,7 @@ mod tests {
                 sequence,
                 tags: vec![t],
             };
-            if next() % 4 == 0 {
+            if next().is_multiple_of(4) {
                 postings.remove(&one);
                 plain.retain(|p| *p != (t, sequence));
             } else {
