@@ -426,6 +426,82 @@ impl Iterator for RunIter<'_> {
     }
 }
 
+/// One run of the postings of `runs` that `keep` keeps.
+fn merge(runs: &[Run], keep: impl Fn(&u64) -> bool) -> Run {
+    let mut heads: Vec<_> = runs.iter().map(|run| run.iter().peekable()).collect();
+    let merged = std::iter::from_fn(|| {
+        let (at, _) = heads
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, head)| head.peek().map(|p| (i, *p)))
+            .min_by_key(|(_, p)| *p)?;
+        heads[at].next()
+    });
+    Run::of(merged.filter(keep))
+}
+
+/// Postings read from the tag log a value at a time: sorted into a run for every
+/// [`READ_RUN`] of them, so that what loading a large log holds at once stays small.
+#[derive(Debug, Default)]
+pub(super) struct Read {
+    runs: Vec<Run>,
+    packed: Vec<u64>,
+    wide: Vec<Tagged>,
+}
+
+/// Postings read before they are sorted into a run: 8 MiB of them.
+const READ_RUN: usize = 1 << 20;
+
+impl Read {
+    /// Adds the messages of one tag-log value.
+    pub(super) fn add(&mut self, value: &[u8]) -> Result<(), Truncated> {
+        for tagged in decode(value)? {
+            if tagged.sequence >> SEQUENCE_BITS == 0 {
+                let postings = tagged
+                    .tags
+                    .iter()
+                    .map(|tag| u64::of(short(tag), tagged.sequence));
+                self.packed.extend(postings);
+            } else {
+                self.wide.push(tagged);
+            }
+        }
+        if self.packed.len() >= READ_RUN {
+            self.sort_into_run();
+        }
+        Ok(())
+    }
+
+    fn sort_into_run(&mut self) {
+        let mut packed = std::mem::take(&mut self.packed);
+        if !packed.is_empty() {
+            packed.sort_unstable();
+            self.runs.push(Run::of(packed.into_iter()));
+        }
+    }
+
+    /// Everything read, its packed postings in one run.
+    fn finish(mut self) -> Loaded {
+        self.sort_into_run();
+        let run = match self.runs.len() {
+            0 => None,
+            1 => self.runs.pop(),
+            _ => Some(merge(&self.runs, |_| true)),
+        };
+        Loaded {
+            run,
+            wide: self.wide,
+        }
+    }
+}
+
+/// What the tag log held, ready to join the postings.
+#[derive(Debug)]
+struct Loaded {
+    run: Option<Run>,
+    wide: Vec<Tagged>,
+}
+
 /// Packed postings as runs of decreasing size, each at least twice the next, with the latest
 /// additions and removals kept apart until they are folded in. Folding makes the additions a
 /// run and merges it with the runs before it while they are no more than twice its size, so
@@ -487,16 +563,7 @@ impl Compact {
 
     /// One run of every posting of `runs` not removed.
     fn merge(&self, runs: &[Run]) -> Run {
-        let mut heads: Vec<_> = runs.iter().map(|run| run.iter().peekable()).collect();
-        let merged = std::iter::from_fn(|| {
-            let (at, _) = heads
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, head)| head.peek().map(|p| (i, *p)))
-                .min_by_key(|(_, p)| *p)?;
-            heads[at].next()
-        });
-        Run::of(merged.filter(|p| !self.removed.contains(p)))
+        merge(runs, |p| !self.removed.contains(p))
     }
 
     fn lookup(&self, short: u64, out: &mut Vec<u64>) {
@@ -555,24 +622,13 @@ impl Postings {
         }
     }
 
-    /// Adds what the tag log held when it was read: its packed postings sorted at once into a
-    /// run of their own, rather than folded in a batch at a time.
-    fn load(&mut self, read: &[Tagged]) {
-        let mut packed = Vec::new();
-        for tagged in read {
-            if tagged.sequence >> SEQUENCE_BITS == 0 {
-                let postings = tagged
-                    .tags
-                    .iter()
-                    .map(|tag| u64::of(short(tag), tagged.sequence));
-                packed.extend(postings);
-            } else {
-                self.insert(tagged);
-            }
+    /// Adds what the tag log held when it was read.
+    fn load(&mut self, read: Loaded) {
+        if let Some(run) = read.run {
+            self.packed.runs.insert(0, run);
         }
-        if !packed.is_empty() {
-            packed.sort_unstable();
-            self.packed.runs.insert(0, Run::of(packed.into_iter()));
+        for tagged in &read.wide {
+            self.insert(tagged);
         }
         self.fold();
     }
@@ -623,11 +679,13 @@ impl SearchIndex {
 
     /// Adds what the tag log held when it was read, to what the writer applied meanwhile, and
     /// wakes the searches waiting for it.
-    pub(super) fn loaded(&self, read: Result<Vec<Tagged>, String>) {
+    pub(super) fn loaded(&self, read: Result<Read, String>) {
+        // Sorted before the writer, which applies what it makes durable, is kept waiting.
+        let read = read.map(Read::finish);
         let mut guard = self.postings.lock().unwrap_or_else(PoisonError::into_inner);
         match read {
             Ok(read) => {
-                guard.1.load(&read);
+                guard.1.load(read);
                 guard.0 = Load::Loaded;
             }
             Err(why) => guard.0 = Load::Failed(why),
@@ -794,7 +852,12 @@ mod tests {
         postings.remove(&one(5, 1));
         postings.fold();
         postings.insert(&one(41, 1));
-        postings.load(&[one(5, 1), one(6, 1), one(7, 2), one(1 << 40, 1)]);
+        let mut read = Read::default();
+        read.add(&encode(&[one(5, 1), one(6, 1)])).unwrap();
+        // As a large log's load does: what was read so far sorted into a run of its own.
+        read.sort_into_run();
+        read.add(&encode(&[one(7, 2), one(1 << 40, 1)])).unwrap();
+        postings.load(read.finish());
         let mut found = Vec::new();
         postings.lookup(&tag(1), &mut found);
         found.sort_unstable();

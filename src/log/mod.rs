@@ -2847,13 +2847,13 @@ fn index_record(
 }
 
 /// Every message of the tag log, or why it cannot be read.
-fn read_tag_log(tree: &sled::Tree) -> Result<Vec<index::Tagged>, String> {
-    let mut out = Vec::new();
+fn read_tag_log(tree: &sled::Tree) -> Result<index::Read, String> {
+    let mut read = index::Read::default();
     for kv in tree.scan_prefix([key::TAGS]) {
         let (_, v) = kv.map_err(|e| format!("reading the search index: {e}"))?;
-        out.extend(index::decode(&v).map_err(|e| e.to_string())?);
+        read.add(&v).map_err(|e| e.to_string())?;
     }
-    Ok(out)
+    Ok(read)
 }
 
 /// A message record's content in plain: opened with `key` when sealed; `None` when it is not
