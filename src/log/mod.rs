@@ -1114,6 +1114,13 @@ impl Drop for Inner {
             let _ = writer.join();
         }
         // The search index's loader holds the store open while it reads.
+        self.wait_for_loader();
+    }
+}
+
+impl Inner {
+    /// Waits for the search index's loader started at open, if it still runs.
+    fn wait_for_loader(&self) {
         let loader = self
             .loader
             .lock()
@@ -2028,6 +2035,9 @@ impl ExchangeLog {
             Ok(replayed)
         })
         .and_then(|replayed| {
+            // The loader started at open must not add the tag log it read to the index read
+            // again here.
+            self.inner.wait_for_loader();
             self.inner.search.reset();
             let tree = self.store()?.tree.clone();
             self.inner.search.loaded(read_tag_log(&tree));
