@@ -768,3 +768,82 @@ async fn a_change_to_an_alert_from_the_side_that_did_not_open_its_case_is_not_ta
     drop(exchange);
     pair.stop().await;
 }
+
+/// An alert whose end has passed is expired on both sides and reminds nobody; renewed by its
+/// sender, its case is active again on both sides, and its sender is reminded of the renewal
+/// when the renewal's own end comes near.
+#[tokio::test]
+async fn an_alert_renewed_after_its_end_is_active_again_and_its_renewal_is_reminded() {
+    let quiet = |config: &mut focalpoint::node::config::NodeConfig| {
+        config.cases.deadline_check_secs = 86_400;
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let ending = |id: &str, days: i64| {
+        let mut e = alert(id, pb::Urgency::Routine);
+        if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+            a.valid_until = (today + time::Duration::days(days)).to_string();
+        }
+        e
+    };
+    let pair = start_ahead(tempfile::tempdir().unwrap(), 0, quiet).await;
+    pair.client("idn", "operator")
+        .send(ending("IDN-X-1", 5), true)
+        .await
+        .unwrap();
+    let dir = stop_keeping_files(pair).await;
+
+    // Ten days on, its end has passed.
+    let pair = start_ahead(dir, 10 * 24, quiet).await;
+    let (mut idn, mut khm) = (
+        pair.client("idn", "operator"),
+        pair.client("khm", "operator"),
+    );
+    for side in [&mut idn, &mut khm] {
+        let case = side.case("IDN-X-1").await.unwrap();
+        let state = case.state.unwrap();
+        assert_eq!(state.status, pb::CaseStatus::Expired as i32);
+        assert_eq!(state.in_effect, "IDN-X-1");
+    }
+    let exchange = pair.idn.exchange().clone();
+    let before = exchange.log().head().unwrap().0;
+    exchange.note_deadlines(14).await.unwrap();
+    let noted = exchange.log().range(before + 1, 10).unwrap();
+    assert!(
+        noted.iter().all(|e| e.entry.reason != "expiring"),
+        "an alert that has ended is not reminded of"
+    );
+
+    // Renewed to end a week from the nodes' today: active again, the renewal in effect.
+    let mut renewal = ending("IDN-X-1-R", 17);
+    renewal.reference = "IDN-X-1".into();
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut renewal.body {
+        a.lifecycle = pb::AlertLifecycle::Update as i32;
+    }
+    idn.send(renewal, true).await.unwrap();
+    for side in [&mut idn, &mut khm] {
+        let state = side.case("IDN-X-1").await.unwrap().state.unwrap();
+        assert_eq!(state.status, pb::CaseStatus::Active as i32);
+        assert_eq!(state.in_effect, "IDN-X-1-R");
+        assert_eq!(
+            state.valid_until,
+            (today + time::Duration::days(17)).to_string()
+        );
+    }
+    let before = exchange.log().head().unwrap().0;
+    exchange.note_deadlines(14).await.unwrap();
+    let reminders: Vec<_> = exchange
+        .log()
+        .range(before + 1, 10)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.entry.reason == "expiring")
+        .map(|e| (e.entry.message_id, e.entry.reference))
+        .collect();
+    assert_eq!(
+        reminders,
+        [("IDN-X-1".to_owned(), "IDN-X-1-R".to_owned())],
+        "the renewal reminded of, under its case"
+    );
+    drop(exchange);
+    stop_keeping_files(pair).await;
+}
