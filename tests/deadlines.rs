@@ -25,6 +25,30 @@ fn alert(id: &str, urgency: pb::Urgency) -> pb::Envelope {
     e
 }
 
+/// A routine alert `id` valid until `days` after `today`.
+fn ending(id: &str, today: time::Date, days: i64) -> pb::Envelope {
+    let mut e = alert(id, pb::Urgency::Routine);
+    if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
+        a.valid_until = (today + time::Duration::days(days)).to_string();
+    }
+    e
+}
+
+/// Runs `exchange`'s deadline check once, with the default reminder period, and gives the
+/// expiry reminders it noted: each case's first message id and the version reminded of.
+async fn reminders_noted(exchange: &Exchange) -> Vec<(String, String)> {
+    let before = exchange.log().head().unwrap().0;
+    exchange.note_deadlines(14).await.unwrap();
+    exchange
+        .log()
+        .range(before + 1, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.entry.reason == "expiring")
+        .map(|e| (e.entry.message_id, e.entry.reference))
+        .collect()
+}
+
 /// The exchange of the stopped node `country` (`own`) over its log as it will be `hours` from
 /// now, with `peer` configured at the default response times.
 fn exchange_ahead(dir: &Path, own: &str, peer: &str, hours: i64) -> Exchange {
@@ -568,13 +592,7 @@ async fn a_renewed_alert_reminds_its_sender_again_when_its_new_end_comes_near() 
     let dir = tempfile::tempdir().unwrap();
     let pair = start_ahead(dir, 0, often).await;
     let today = time::OffsetDateTime::now_utc().date();
-    let ending = |id: &str, days: i64| {
-        let mut e = alert(id, pb::Urgency::Routine);
-        if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
-            a.valid_until = (today + time::Duration::days(days)).to_string();
-        }
-        e
-    };
+    let ending = |id: &str, days: i64| ending(id, today, days);
     let mut idn = pair.client("idn", "operator");
     idn.send(ending("IDN-E-LONG", 200), true).await.unwrap();
     let mut stream = idn.watch(pb::WatchRequest::default()).await.unwrap();
@@ -674,17 +692,8 @@ async fn a_renewed_alert_reminds_its_sender_again_when_its_new_end_comes_near() 
     // An alert valid for longer than the deadline check looks back for overdue answers is
     // still reminded when its end comes near.
     let idn = exchange_ahead(dir.path(), "idn", "khm", 190 * 24);
-    let before = idn.log().head().unwrap().0;
-    idn.note_deadlines(14).await.unwrap();
-    let noted: Vec<_> = idn
-        .log()
-        .range(before + 1, 100)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.entry.reason == "expiring")
-        .map(|e| e.entry.message_id)
-        .collect();
-    assert_eq!(noted, ["IDN-E-LONG"]);
+    let noted: Vec<_> = reminders_noted(&idn).await;
+    assert_eq!(noted, [("IDN-E-LONG".to_owned(), "IDN-E-LONG".to_owned())]);
 }
 
 #[tokio::test]
@@ -778,13 +787,7 @@ async fn an_alert_renewed_after_its_end_is_active_again_and_its_renewal_is_remin
         config.cases.deadline_check_secs = 86_400;
     };
     let today = time::OffsetDateTime::now_utc().date();
-    let ending = |id: &str, days: i64| {
-        let mut e = alert(id, pb::Urgency::Routine);
-        if let Some(pb::envelope::Body::TravellerAlert(a)) = &mut e.body {
-            a.valid_until = (today + time::Duration::days(days)).to_string();
-        }
-        e
-    };
+    let ending = |id: &str, days: i64| ending(id, today, days);
     let pair = start_ahead(tempfile::tempdir().unwrap(), 0, quiet).await;
     pair.client("idn", "operator")
         .send(ending("IDN-X-1", 5), true)
@@ -805,11 +808,8 @@ async fn an_alert_renewed_after_its_end_is_active_again_and_its_renewal_is_remin
         assert_eq!(state.in_effect, "IDN-X-1");
     }
     let exchange = pair.idn.exchange().clone();
-    let before = exchange.log().head().unwrap().0;
-    exchange.note_deadlines(14).await.unwrap();
-    let noted = exchange.log().range(before + 1, 10).unwrap();
     assert!(
-        noted.iter().all(|e| e.entry.reason != "expiring"),
+        reminders_noted(&exchange).await.is_empty(),
         "an alert that has ended is not reminded of"
     );
 
@@ -829,18 +829,8 @@ async fn an_alert_renewed_after_its_end_is_active_again_and_its_renewal_is_remin
             (today + time::Duration::days(17)).to_string()
         );
     }
-    let before = exchange.log().head().unwrap().0;
-    exchange.note_deadlines(14).await.unwrap();
-    let reminders: Vec<_> = exchange
-        .log()
-        .range(before + 1, 10)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.entry.reason == "expiring")
-        .map(|e| (e.entry.message_id, e.entry.reference))
-        .collect();
     assert_eq!(
-        reminders,
+        reminders_noted(&exchange).await,
         [("IDN-X-1".to_owned(), "IDN-X-1-R".to_owned())],
         "the renewal reminded of, under its case"
     );
