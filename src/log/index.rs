@@ -217,8 +217,9 @@ pub(super) struct Read {
     wide: Vec<Tagged>,
 }
 
-/// Postings read before they are sorted into a run: 8 MiB of them.
-const READ_RUN: usize = 1 << 20;
+/// Postings read before they are sorted into a run: 8 MiB of them, as many as a fold merges
+/// at most.
+const READ_RUN: usize = LARGEST_MERGE;
 
 impl Read {
     /// Adds the messages of one tag-log value.
@@ -248,16 +249,12 @@ impl Read {
         }
     }
 
-    /// Everything read, its packed postings in one run.
+    /// Everything read, its packed postings in runs of about [`READ_RUN`]: runs of the size
+    /// a fold stops merging at, which a sweep rewrites one at a time.
     fn finish(mut self) -> Loaded {
         self.sort_into_run();
-        let run = match self.runs.len() {
-            0 => None,
-            1 => self.runs.pop(),
-            _ => Some(merge(&self.runs, |_| true)),
-        };
         Loaded {
-            run,
+            runs: self.runs,
             wide: self.wide,
         }
     }
@@ -266,7 +263,7 @@ impl Read {
 /// What the tag log held, ready to join the postings.
 #[derive(Debug)]
 struct Loaded {
-    run: Option<Run>,
+    runs: Vec<Run>,
     wide: Vec<Tagged>,
 }
 
@@ -286,11 +283,23 @@ struct Compact {
     runs: Vec<Run>,
     recent: Vec<u64>,
     removed: HashSet<u64>,
+    sweep: Sweep,
+}
+
+/// Removals set apart while the runs written before them are rewritten without them, a run at
+/// a time, so that forgetting many removals (a retention sweep's redactions) never keeps the
+/// writer on the whole index at once.
+#[derive(Debug, Default)]
+struct Sweep {
+    removed: HashSet<u64>,
+    /// How many runs, the oldest ones, may still hold a posting of `removed`.
+    left: usize,
 }
 
 impl Compact {
     fn insert(&mut self, posting: u64) {
         self.removed.remove(&posting);
+        self.sweep.removed.remove(&posting);
         self.recent.push(posting);
         if self.recent.len() >= RECENT {
             self.fold();
@@ -299,9 +308,13 @@ impl Compact {
 
     fn remove(&mut self, posting: u64) {
         self.removed.insert(posting);
-        if self.removed.len() >= RECENT {
-            self.fold_all();
+        if self.removed.len() >= RECENT && self.sweep.removed.is_empty() {
+            self.start_sweep();
         }
+    }
+
+    fn is_removed(&self, posting: &u64) -> bool {
+        self.removed.contains(posting) || self.sweep.removed.contains(posting)
     }
 
     /// Makes the recent additions a run, and merges it with the runs before it while they are
@@ -312,7 +325,7 @@ impl Compact {
         }
         let mut recent = std::mem::take(&mut self.recent);
         recent.sort_unstable();
-        let run = Run::of(recent.into_iter().filter(|p| !self.removed.contains(p)));
+        let run = Run::of(recent.into_iter().filter(|p| !self.is_removed(p)));
         self.runs.push(run);
         while let [.., older, newer] = self.runs.as_slice() {
             if older.len() > 2 * newer.len() || older.len() + newer.len() > LARGEST_MERGE {
@@ -321,25 +334,51 @@ impl Compact {
             let (newer, older) = (self.runs.pop(), self.runs.pop());
             let merged = self.merge(&[older, newer].map(Option::unwrap_or_default));
             self.runs.push(merged);
+            // A merged run holds no removal.
+            self.sweep.left = self.sweep.left.min(self.runs.len() - 1);
         }
-        self.runs.retain(|run| !run.is_empty());
+        self.drop_empty_runs();
     }
 
-    /// Merges everything into one run and forgets the removals. (Should the tag log still be
-    /// loading, a posting it read before its removal comes back: a candidate only, which the
-    /// check of every candidate against its envelope drops.)
-    fn fold_all(&mut self) {
-        self.fold();
-        let runs = std::mem::take(&mut self.runs);
-        let merged = self.merge(&runs);
-        self.runs.push(merged);
-        self.removed.clear();
+    /// Sets the removals apart for a sweep of every run there is now.
+    fn start_sweep(&mut self) {
+        self.sweep.removed = std::mem::take(&mut self.removed);
+        self.sweep.left = self.runs.len();
+    }
+
+    /// One step of a sweep: rewrites the newest run that may still hold a removal set apart,
+    /// without them; once none may, forgets them, and sets apart the removals made since if
+    /// they are many. The writer takes a step each time it applies a write, so that a step's
+    /// work is at most a run's (about [`LARGEST_MERGE`] postings). (Should the tag log still be
+    /// loading when removals are forgotten, a posting it read before its removal comes back: a
+    /// candidate only, which the check of every candidate against its envelope drops.)
+    fn sweep_step(&mut self) {
+        if let Some(newest) = self.sweep.left.checked_sub(1) {
+            let rewritten = self.merge(std::slice::from_ref(&self.runs[newest]));
+            self.runs[newest] = rewritten;
+            self.sweep.left = newest;
+            self.drop_empty_runs();
+        }
+        if self.sweep.left == 0 {
+            self.sweep.removed.clear();
+            if self.removed.len() >= RECENT {
+                self.start_sweep();
+            }
+        }
+    }
+
+    /// Drops the runs left empty, keeping the ones a sweep has still to rewrite first.
+    fn drop_empty_runs(&mut self) {
+        self.sweep.left = self.runs[..self.sweep.left]
+            .iter()
+            .filter(|run| !run.is_empty())
+            .count();
         self.runs.retain(|run| !run.is_empty());
     }
 
     /// One run of every posting of `runs` not removed.
     fn merge(&self, runs: &[Run]) -> Run {
-        merge(runs, |p| !self.removed.contains(p))
+        merge(runs, |p| !self.is_removed(p))
     }
 
     fn lookup(&self, short: u64, out: &mut Vec<u64>) {
@@ -353,10 +392,10 @@ impl Compact {
                 .filter(|p| p.under(short))
                 .map(|p| p.sequence()),
         );
-        if !self.removed.is_empty() {
+        if !self.removed.is_empty() || !self.sweep.removed.is_empty() {
             let mut i = start;
             while i < out.len() {
-                if self.removed.contains(&u64::of(short, out[i])) {
+                if self.is_removed(&u64::of(short, out[i])) {
                     out.swap_remove(i);
                 } else {
                     i += 1;
@@ -401,9 +440,11 @@ impl Postings {
     /// Adds what the tag log held when it was read. A removal the writer applied meanwhile
     /// holds: what was read joins the postings without undoing it.
     fn load(&mut self, read: Loaded) {
-        if let Some(run) = read.run {
-            self.packed.runs.insert(0, run);
+        // Read before the removals a sweep has set apart, if any: they are swept too.
+        if !self.packed.sweep.removed.is_empty() {
+            self.packed.sweep.left += read.runs.len();
         }
+        self.packed.runs.splice(0..0, read.runs);
         for tagged in &read.wide {
             let postings = tagged
                 .tags
@@ -456,6 +497,7 @@ impl SearchIndex {
         for t in removed {
             guard.1.remove(t);
         }
+        guard.1.packed.sweep_step();
     }
 
     /// Adds what the tag log held when it was read, to what the writer applied meanwhile, and
@@ -596,8 +638,77 @@ mod tests {
         }
     }
 
-    /// Postings against a plain list of (tag, sequence) pairs, through inserts, removals and
-    /// folds in every order.
+    /// Many removals are forgotten a run at a time: each step of the sweep rewrites one run,
+    /// no posting removed is found meanwhile, and once every run is rewritten the removals
+    /// are gone from memory and from every run.
+    #[test]
+    fn a_sweep_rewrites_one_run_at_a_time() {
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
+        let mut compact = Compact::default();
+        let mut kept = Vec::new();
+        let mut removed = Vec::new();
+        for sequence in 1..=6 * RECENT as u64 {
+            let posting = u64::of(next(), sequence);
+            compact.insert(posting);
+            if sequence % 3 == 0 {
+                removed.push(posting);
+            } else if sequence % 1_001 == 0 {
+                kept.push(posting);
+            }
+        }
+        compact.fold();
+        let runs = compact.runs.len();
+        assert!(runs >= 2, "{runs} runs");
+        let total: usize = compact.runs.iter().map(Run::len).sum();
+        let found = |compact: &Compact, posting: u64| {
+            let mut out = Vec::new();
+            compact.lookup(posting, &mut out);
+            out.contains(&posting.sequence())
+        };
+        for &posting in &removed[..RECENT] {
+            compact.remove(posting);
+        }
+        // The threshold set the removals apart: nothing rewritten yet, nothing removed found.
+        assert!(compact.removed.is_empty());
+        assert_eq!(compact.sweep.removed.len(), RECENT);
+        assert_eq!(compact.sweep.left, runs);
+        assert_eq!(compact.runs.iter().map(Run::len).sum::<usize>(), total);
+        assert!(
+            removed[..RECENT]
+                .iter()
+                .step_by(97)
+                .all(|&p| !found(&compact, p))
+        );
+        // Removals made during the sweep wait for the next one.
+        for &posting in &removed[RECENT..RECENT + 10] {
+            compact.remove(posting);
+        }
+        for step in 1..=runs {
+            let before: Vec<usize> = compact.runs.iter().map(Run::len).collect();
+            compact.sweep_step();
+            let after: Vec<usize> = compact.runs.iter().map(Run::len).collect();
+            let rewritten = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+            assert!(rewritten <= 1, "step {step} rewrote {rewritten} runs");
+            assert_eq!(compact.sweep.left, runs - step);
+            assert!(
+                removed[..RECENT + 10]
+                    .iter()
+                    .step_by(89)
+                    .all(|&p| !found(&compact, p))
+            );
+        }
+        assert!(compact.sweep.removed.is_empty());
+        assert_eq!(compact.removed.len(), 10);
+        assert_eq!(
+            compact.runs.iter().map(Run::len).sum::<usize>(),
+            total - RECENT - 10,
+            "every run rewritten without the removals, those made during the sweep too"
+        );
+        assert!(kept.iter().all(|&p| found(&compact, p)));
+    }
+
+    /// Postings against a plain list of (tag, sequence) pairs, through inserts, removals,
+    /// folds and sweeps in every order.
     #[test]
     fn postings_agree_with_a_plain_list() {
         let mut postings = Postings::default();
@@ -626,8 +737,12 @@ mod tests {
             if step % 997 == 0 {
                 postings.fold();
             }
-            if step % 4_999 == 0 {
-                postings.packed.fold_all();
+            // Sweeps set apart and stepped through while postings come and go.
+            if step % 4_999 == 0 && postings.packed.sweep.removed.is_empty() {
+                postings.packed.start_sweep();
+            }
+            if step % 701 == 0 {
+                postings.packed.sweep_step();
             }
         }
         for byte in 0..40 {
