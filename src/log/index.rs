@@ -221,11 +221,20 @@ pub(super) struct Read {
 /// at most.
 const READ_RUN: usize = LARGEST_MERGE;
 
+/// Room beyond [`READ_RUN`] in the buffer postings are read into, for the tag-log value that
+/// takes it past.
+const READ_SLACK: usize = 1 << 14;
+
 impl Read {
     /// Adds the messages of one tag-log value.
     pub(super) fn add(&mut self, value: &[u8]) -> Result<(), Truncated> {
         for tagged in decode(value)? {
             if tagged.sequence >> SEQUENCE_BITS == 0 {
+                if self.packed.capacity() == 0 {
+                    // One buffer for every run, so that loading does not leave behind the
+                    // smaller ones a growing buffer passes through.
+                    self.packed.reserve_exact(READ_RUN + READ_SLACK);
+                }
                 let postings = tagged
                     .tags
                     .iter()
@@ -242,10 +251,9 @@ impl Read {
     }
 
     fn sort_into_run(&mut self) {
-        let mut packed = std::mem::take(&mut self.packed);
-        if !packed.is_empty() {
-            packed.sort_unstable();
-            self.runs.push(Run::of(packed.into_iter()));
+        if !self.packed.is_empty() {
+            self.packed.sort_unstable();
+            self.runs.push(Run::of(self.packed.drain(..)));
         }
     }
 
