@@ -221,19 +221,18 @@ pub(super) struct Read {
 /// at most.
 const READ_RUN: usize = LARGEST_MERGE;
 
-/// Room beyond [`READ_RUN`] in the buffer postings are read into, for the tag-log value that
-/// takes it past.
-const READ_SLACK: usize = 1 << 14;
-
 impl Read {
     /// Adds the messages of one tag-log value.
     pub(super) fn add(&mut self, value: &[u8]) -> Result<(), Truncated> {
         for tagged in decode(value)? {
             if tagged.sequence >> SEQUENCE_BITS == 0 {
+                // One buffer for every run, never grown: loading leaves behind none of the
+                // smaller ones a growing buffer passes through.
                 if self.packed.capacity() == 0 {
-                    // One buffer for every run, so that loading does not leave behind the
-                    // smaller ones a growing buffer passes through.
-                    self.packed.reserve_exact(READ_RUN + READ_SLACK);
+                    self.packed.reserve_exact(READ_RUN);
+                }
+                if self.packed.len() + tagged.tags.len() > self.packed.capacity() {
+                    self.sort_into_run();
                 }
                 let postings = tagged
                     .tags
@@ -243,9 +242,6 @@ impl Read {
             } else {
                 self.wide.push(tagged);
             }
-        }
-        if self.packed.len() >= READ_RUN {
-            self.sort_into_run();
         }
         Ok(())
     }
@@ -257,8 +253,8 @@ impl Read {
         }
     }
 
-    /// Everything read, its packed postings in runs of about [`READ_RUN`]: runs of the size
-    /// a fold stops merging at, which a sweep rewrites one at a time.
+    /// Everything read, its packed postings in runs of at most [`READ_RUN`] (the last one
+    /// smaller): the size a fold stops merging at, which a sweep rewrites one at a time.
     fn finish(mut self) -> Loaded {
         self.sort_into_run();
         Loaded {
@@ -281,11 +277,12 @@ struct Loaded {
 /// by side, and a lookup reads a block of each.
 const LARGEST_MERGE: usize = 1 << 20;
 
-/// Packed postings as runs of decreasing size, each at least twice the next up to
-/// [`LARGEST_MERGE`], with the latest additions and removals kept apart until they are folded
-/// in. Folding makes the additions a run and merges it with the runs before it while they are
-/// no more than twice its size, so that a posting is rewritten about once for each doubling of
-/// its run, and a fold's work is most often the size of the additions rather than of the index.
+/// Packed postings as runs of at most about [`LARGEST_MERGE`], with the latest additions kept
+/// apart until they are folded in, and removals kept apart until a sweep drops them. Folding
+/// makes the additions a run and merges it with the runs before it while they are no more than
+/// twice its size, so that a posting is rewritten about once for each doubling of its run, and
+/// a fold's work is most often the size of the additions rather than of the index. (The runs
+/// the tag log was read into come first, whatever their size, and a sweep shrinks runs.)
 #[derive(Debug, Default)]
 struct Compact {
     runs: Vec<Run>,
@@ -348,8 +345,11 @@ impl Compact {
         self.drop_empty_runs();
     }
 
-    /// Sets the removals apart for a sweep of every run there is now.
+    /// Sets the removals apart for a sweep of every run there is now, once the recent
+    /// additions are rid of them (the sweep rewrites only runs).
     fn start_sweep(&mut self) {
+        let removed = &self.removed;
+        self.recent.retain(|p| !removed.contains(p));
         self.sweep.removed = std::mem::take(&mut self.removed);
         self.sweep.left = self.runs.len();
     }
@@ -446,7 +446,8 @@ impl Postings {
     }
 
     /// Adds what the tag log held when it was read. A removal the writer applied meanwhile
-    /// holds: what was read joins the postings without undoing it.
+    /// holds, unless a sweep already forgot it (see [`Compact::sweep_step`]): what was read
+    /// joins the postings without undoing it.
     fn load(&mut self, read: Loaded) {
         // Read before the removals a sweep has set apart, if any: they are swept too.
         if !self.packed.sweep.removed.is_empty() {
@@ -647,8 +648,9 @@ mod tests {
     }
 
     /// Many removals are forgotten a run at a time: each step of the sweep rewrites one run,
-    /// no posting removed is found meanwhile, and once every run is rewritten the removals
-    /// are gone from memory and from every run.
+    /// after which no run it has rewritten holds a removal; no posting removed is found
+    /// meanwhile, recent additions included; and once every run is rewritten the removals are
+    /// gone from memory and from every run.
     #[test]
     fn a_sweep_rewrites_one_run_at_a_time() {
         let mut next = numbers(0x9e37_79b9_7f4a_7c15);
@@ -658,7 +660,7 @@ mod tests {
         for sequence in 1..=6 * RECENT as u64 {
             let posting = u64::of(next(), sequence);
             compact.insert(posting);
-            if sequence % 3 == 0 {
+            if sequence % 5 == 0 {
                 removed.push(posting);
             } else if sequence % 1_001 == 0 {
                 kept.push(posting);
@@ -668,55 +670,107 @@ mod tests {
         let runs = compact.runs.len();
         assert!(runs >= 2, "{runs} runs");
         let total: usize = compact.runs.iter().map(Run::len).sum();
+        // Additions not yet folded, half of them removed.
+        let late: Vec<u64> = (1..=100)
+            .map(|i| u64::of(next(), 6 * RECENT as u64 + i))
+            .collect();
+        for &posting in &late {
+            compact.insert(posting);
+        }
+        let (late_removed, late_kept) = late.split_at(50);
+        for &posting in late_removed {
+            compact.remove(posting);
+        }
+        // Spread over every run.
+        let (first, rest) = removed.split_at(RECENT - late_removed.len());
+        for &posting in first {
+            compact.remove(posting);
+        }
         let found = |compact: &Compact, posting: u64| {
             let mut out = Vec::new();
             compact.lookup(posting, &mut out);
             out.contains(&posting.sequence())
         };
-        for &posting in &removed[..RECENT] {
-            compact.remove(posting);
-        }
+        let hidden = |compact: &Compact, removals: &[u64]| {
+            removals.iter().step_by(89).all(|&p| !found(compact, p))
+        };
         // The threshold set the removals apart: nothing rewritten yet, nothing removed found.
         assert!(compact.removed.is_empty());
         assert_eq!(compact.sweep.removed.len(), RECENT);
         assert_eq!(compact.sweep.left, runs);
         assert_eq!(compact.runs.iter().map(Run::len).sum::<usize>(), total);
-        assert!(
-            removed[..RECENT]
-                .iter()
-                .step_by(97)
-                .all(|&p| !found(&compact, p))
-        );
-        // Removals made during the sweep wait for the next one.
-        for &posting in &removed[RECENT..RECENT + 10] {
+        assert!(hidden(&compact, first));
+        assert!(late_removed.iter().all(|&p| !found(&compact, p)));
+        // Removals made during the sweep are hidden at once; their set waits for the next.
+        let during = &rest[..10];
+        for &posting in during {
             compact.remove(posting);
         }
         for step in 1..=runs {
             let before: Vec<usize> = compact.runs.iter().map(Run::len).collect();
             compact.sweep_step();
             let after: Vec<usize> = compact.runs.iter().map(Run::len).collect();
-            let rewritten = before.iter().zip(&after).filter(|(b, a)| b != a).count();
-            assert!(rewritten <= 1, "step {step} rewrote {rewritten} runs");
+            assert!(after.len() == before.len() && after[..runs - step] == before[..runs - step]);
             assert_eq!(compact.sweep.left, runs - step);
             assert!(
-                removed[..RECENT + 10]
+                compact.runs[runs - step..]
                     .iter()
-                    .step_by(89)
-                    .all(|&p| !found(&compact, p))
+                    .all(|run| run.iter().all(|p| !compact.is_removed(&p))),
+                "step {step}: a rewritten run still holds a removal"
             );
+            assert!(hidden(&compact, first) && hidden(&compact, during));
         }
         assert!(compact.sweep.removed.is_empty());
-        assert_eq!(compact.removed.len(), 10);
+        assert_eq!(compact.removed.len(), during.len());
+        compact.fold();
+        let held: usize = compact.runs.iter().map(Run::len).sum();
         assert_eq!(
-            compact.runs.iter().map(Run::len).sum::<usize>(),
-            total - RECENT - 10,
+            held,
+            total + late_kept.len() - first.len() - during.len(),
             "every run rewritten without the removals, those made during the sweep too"
         );
-        assert!(kept.iter().all(|&p| found(&compact, p)));
+        assert!(late_removed.iter().all(|&p| !found(&compact, p)));
+        assert!(kept.iter().chain(late_kept).all(|&p| found(&compact, p)));
+    }
+
+    /// The runs read from the tag log while a sweep is on are swept too.
+    #[test]
+    fn a_sweep_on_while_loading_covers_what_was_read() {
+        let one = |sequence, byte| Tagged {
+            sequence,
+            tags: vec![tag(byte)],
+        };
+        let mut postings = Postings::default();
+        postings.insert(&one(40, 1));
+        postings.fold();
+        postings.remove(&one(5, 1));
+        postings.packed.start_sweep();
+        let mut read = Read::default();
+        read.add(&encode(&[one(5, 1), one(6, 1)])).unwrap();
+        read.sort_into_run();
+        read.add(&encode(&[one(7, 1)])).unwrap();
+        postings.load(read.finish());
+        assert_eq!(postings.packed.runs.len(), 3);
+        assert_eq!(postings.packed.sweep.left, 3);
+        while postings.packed.sweep.left > 0 {
+            postings.packed.sweep_step();
+        }
+        assert!(postings.packed.sweep.removed.is_empty());
+        let held: Vec<u64> = postings
+            .packed
+            .runs
+            .iter()
+            .flat_map(|run| run.iter().map(|p| p.sequence()).collect::<Vec<_>>())
+            .collect();
+        assert!(!held.contains(&5), "{held:?}");
+        let mut found = Vec::new();
+        postings.lookup(&tag(1), &mut found);
+        found.sort_unstable();
+        assert_eq!(found, vec![6, 7, 40]);
     }
 
     /// Postings against a plain list of (tag, sequence) pairs, through inserts, removals,
-    /// folds and sweeps in every order.
+    /// folds and sweeps, interleaved.
     #[test]
     fn postings_agree_with_a_plain_list() {
         let mut postings = Postings::default();
