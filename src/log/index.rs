@@ -565,6 +565,14 @@ mod tests {
         [byte; INDEX_TAG_LEN]
     }
 
+    /// A message at `sequence` with one tag, all of whose bytes are `byte`.
+    fn one(sequence: u64, byte: u8) -> Tagged {
+        Tagged {
+            sequence,
+            tags: vec![tag(byte)],
+        }
+    }
+
     #[test]
     fn tag_log_values_round_trip_and_a_cut_one_is_refused() {
         let entries = vec![
@@ -592,10 +600,6 @@ mod tests {
     /// removal applied meanwhile holds.
     #[test]
     fn loading_keeps_what_the_writer_applied_meanwhile() {
-        let one = |sequence, byte| Tagged {
-            sequence,
-            tags: vec![tag(byte)],
-        };
         let mut postings = Postings::default();
         postings.insert(&one(40, 1));
         postings.remove(&one(5, 1));
@@ -736,10 +740,6 @@ mod tests {
     /// The runs read from the tag log while a sweep is on are swept too.
     #[test]
     fn a_sweep_on_while_loading_covers_what_was_read() {
-        let one = |sequence, byte| Tagged {
-            sequence,
-            tags: vec![tag(byte)],
-        };
         let mut postings = Postings::default();
         postings.insert(&one(40, 1));
         postings.fold();
