@@ -361,6 +361,11 @@ impl Compact {
     /// loading when removals are forgotten, a posting it read before its removal comes back: a
     /// candidate only, which the check of every candidate against its envelope drops.)
     fn sweep_step(&mut self) {
+        if self.sweep.removed.is_empty() {
+            // None on, or re-inserts took back every removal it held.
+            self.sweep.left = 0;
+            return;
+        }
         if let Some(newest) = self.sweep.left.checked_sub(1) {
             let rewritten = self.merge(std::slice::from_ref(&self.runs[newest]));
             self.runs[newest] = rewritten;
@@ -368,7 +373,8 @@ impl Compact {
             self.drop_empty_runs();
         }
         if self.sweep.left == 0 {
-            self.sweep.removed.clear();
+            // Its table given back, not kept at the size of the removals it held.
+            self.sweep.removed = HashSet::new();
             if self.removed.len() >= RECENT {
                 self.start_sweep();
             }
@@ -724,7 +730,11 @@ mod tests {
             );
             assert!(hidden(&compact, first) && hidden(&compact, during));
         }
-        assert!(compact.sweep.removed.is_empty());
+        assert_eq!(
+            compact.sweep.removed.capacity(),
+            0,
+            "the swept set's table given back"
+        );
         assert_eq!(compact.removed.len(), during.len());
         compact.fold();
         let held: usize = compact.runs.iter().map(Run::len).sum();
