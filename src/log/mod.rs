@@ -16,7 +16,7 @@
 mod index;
 pub mod migrate;
 pub use recent::{DurableEntry, Entries, Window};
-use txn::{InSignedBatch, PendingReceipt, Read, Staged};
+use txn::{Read, Staged};
 pub use txn::{ReceiptTicket, Txn};
 mod recent;
 mod record;
@@ -34,7 +34,7 @@ use prost::Message;
 
 use crate::crypto::receipt::{self, ReceiptSigner};
 use crate::crypto::seal::{self, LogKey, SealError};
-use crate::domain::model::{CountryCode, Digest, MessageId, now_micros};
+use crate::domain::model::{CountryCode, Digest, MessageId};
 use crate::domain::search::{self, Term};
 use crate::pb;
 

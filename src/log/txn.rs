@@ -1,7 +1,21 @@
-//! A job's view of the log while the writer runs it: reads see what is committed and what the
-//! write staged before it, writes are staged and join the write if the job succeeds.
+//! A job's view of the log while the writer runs it: reads see what the job itself staged, then
+//! what the write staged before it, then what is committed; writes are staged and join the
+//! write if the job succeeds. Also here: what a write stages and how it becomes one sled batch,
+//! and the tickets by which a receipt issued in a write is found once the write is durable.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message;
+
+use super::{
+    Appended, Issued, LogError, NewEntry, StoredBatch, StoredEntry, entry_hash, index, is_message,
+    issued_state, key, new_record, own_sender_marker, parse_record, read_entry, read_seq,
+    receipt_mismatch, received_cursor, recent, record, view_updates,
+};
+use crate::crypto::seal::{self, LogKey};
+use crate::domain::model::{CountryCode, Digest, now_micros};
+use crate::pb;
 
 /// One writer's view while it runs a job: reads see everything committed so far, writes are
 /// staged and applied atomically when the job succeeds.
@@ -258,12 +272,12 @@ impl Txn<'_> {
     }
 
     /// The entry `sequence`, if this job appended it last.
-    pub(super) fn appended(&self, sequence: u64) -> Option<&StoredEntry> {
+    fn appended(&self, sequence: u64) -> Option<&StoredEntry> {
         self.last.as_ref().filter(|s| s.entry.sequence == sequence)
     }
 
     /// Stages the record of entry `sequence` as `change` encodes it anew.
-    pub(super) fn change_record(
+    fn change_record(
         &mut self,
         sequence: u64,
         change: impl FnOnce(record::View<'_>) -> Vec<u8>,
@@ -411,7 +425,7 @@ impl Txn<'_> {
 
     /// Takes message `sequence` out of the tag log: from this write's tags if it was stored in
     /// it, else from the tag-log value that holds it (the last one starting at or before it).
-    pub(super) fn untag(&mut self, sequence: u64) -> Result<(), LogError> {
+    fn untag(&mut self, sequence: u64) -> Result<(), LogError> {
         if let Some(i) = self.own.tagged.iter().position(|t| t.sequence == sequence) {
             self.own.tagged.remove(i);
             return Ok(());
@@ -468,7 +482,7 @@ impl Txn<'_> {
     }
 
     /// What this write staged under `prefix`, the later job's over the earlier's.
-    pub(super) fn staged_under(&self, prefix: u8) -> BTreeMap<Vec<u8>, Option<sled::IVec>> {
+    fn staged_under(&self, prefix: u8) -> BTreeMap<Vec<u8>, Option<sled::IVec>> {
         let mut staged = BTreeMap::new();
         for layer in [self.group, &self.own] {
             let after = layer.keys.range(vec![prefix]..);
@@ -481,13 +495,13 @@ impl Txn<'_> {
 }
 
 /// sled's keys under a prefix merged with the staged ones, which win, in key order.
-pub(super) struct Merged<S, T>
+struct Merged<S, T>
 where
     S: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
     T: Iterator<Item = (Vec<u8>, Option<sled::IVec>)>,
 {
-    pub(super) stored: std::iter::Peekable<S>,
-    pub(super) staged: std::iter::Peekable<T>,
+    stored: std::iter::Peekable<S>,
+    staged: std::iter::Peekable<T>,
 }
 
 impl<S, T> Iterator for Merged<S, T>

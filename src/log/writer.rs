@@ -1,11 +1,29 @@
-//! The log's writer: the one thread that appends. It takes the jobs queued at once as one
-//! write, runs each against the store and what the write staged before it, signs the receipts
-//! the write issued under one signature, applies the write to sled as one atomic batch, makes it
-//! durable, and only then answers each job.
+//! The log's writer: the one thread that appends. It takes the jobs queued at once (up to 1,024)
+//! as one write, runs each against the store and what the write staged before it, signs the
+//! receipts the write issued under one signature, applies the write to sled as one atomic
+//! batch, makes it durable, and only then answers each job. A write that fails answers every
+//! job with its error. After a full disk the writer lets go of the store and opens it again once
+//! space is freed (jobs that come meanwhile are dropped, which their callers hear as the log
+//! being closed); after any other storage failure it stops, and the log stays closed.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
-/// Starts the writer on a thread of its own; it ends once `jobs` has no sender left.
+use prost::Message;
+
+use super::txn::{InSignedBatch, PendingReceipt, Staged, Txn};
+use super::{
+    Completion, Job, LogError, MARKER_FLUSH, MARKER_FSYNC, MARKER_TAG, Place, SharedSigner,
+    SharedStore, Store, StoredBatch, index, key, recent, sign_unsigned, tail,
+};
+use crate::crypto::receipt;
+use crate::crypto::seal::LogKey;
+use crate::domain::model::{Digest, now_micros};
+use crate::pb;
+
+/// Starts the writer on a thread of its own. It ends once `jobs` has no sender left, or after a
+/// storage failure it cannot recover from (the log then stays closed).
 pub(super) fn spawn(start: Start) -> std::io::Result<std::thread::JoinHandle<()>> {
     let Start {
         store,
@@ -44,8 +62,9 @@ pub(super) fn spawn(start: Start) -> std::io::Result<std::thread::JoinHandle<()>
 /// What the writer starts from and shares with the rest of the log.
 pub(super) struct Start {
     pub(super) store: Arc<Store>,
-    /// The log's next entry and the hash of its last, as the store holds them.
+    /// The log's next entry, as the store holds it.
     pub(super) next: u64,
+    /// The hash of the log's last entry, as the store holds it.
     pub(super) head: Digest,
     pub(super) jobs: mpsc::Receiver<Job>,
     pub(super) shared: SharedStore,
