@@ -18,6 +18,7 @@ pub mod migrate;
 pub use recent::{DurableEntry, Entries, Window};
 use txn::{Read, Staged};
 pub use txn::{ReceiptTicket, Txn};
+use writer::Writer;
 mod recent;
 mod record;
 mod txn;
@@ -646,21 +647,21 @@ impl ExchangeLog {
         let search = Arc::new(index::SearchIndex::default());
         let durable = Arc::new(tokio::sync::watch::Sender::new(next - 1));
         let recent = Arc::new(recent::Recent::default());
-        let writer = writer::spawn(writer::Start {
-            store,
-            next,
-            head,
-            jobs: receiver,
+        let writer = Writer {
             shared: shared.clone(),
             place,
             key: key.clone(),
             signer: signer.clone(),
             clock_offset: offset_micros,
+            next,
+            head,
+            durable_next: next,
             closed: closed.clone(),
             search: search.clone(),
             durable: durable.clone(),
             recent: recent.clone(),
-        })
+        }
+        .spawn(store, receiver)
         .map_err(|source| LogError::Open {
             path: dir.to_owned(),
             source,

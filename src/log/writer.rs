@@ -22,82 +22,42 @@ use crate::crypto::seal::LogKey;
 use crate::domain::model::{Digest, now_micros};
 use crate::pb;
 
-/// Starts the writer on a thread of its own. It ends once `jobs` has no sender left, or after a
-/// storage failure it cannot recover from (the log then stays closed).
-pub(super) fn spawn(start: Start) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let Start {
-        store,
-        next,
-        head,
-        jobs,
-        shared,
-        place,
-        key,
-        signer,
-        clock_offset,
-        closed,
-        search,
-        durable,
-        recent,
-    } = start;
-    let writer = Writer {
-        recent,
-        search,
-        durable,
-        shared,
-        place,
-        key,
-        signer,
-        clock_offset,
-        next,
-        head,
-        durable_next: next,
-        closed,
-    };
-    std::thread::Builder::new()
-        .name("exchange-log-writer".into())
-        .spawn(move || writer.run(store, &jobs))
-}
-
-/// What the writer starts from and shares with the rest of the log.
-pub(super) struct Start {
-    pub(super) store: Arc<Store>,
-    /// The log's next entry, as the store holds it.
-    pub(super) next: u64,
-    /// The hash of the log's last entry, as the store holds it.
-    pub(super) head: Digest,
-    pub(super) jobs: mpsc::Receiver<Job>,
+/// The writer's state, built by the log as it opens.
+pub(super) struct Writer {
     pub(super) shared: SharedStore,
     pub(super) place: Place,
     pub(super) key: Option<Arc<LogKey>>,
     pub(super) signer: SharedSigner,
     pub(super) clock_offset: i64,
+    /// The log's next entry.
+    pub(super) next: u64,
+    /// The hash of the log's last entry.
+    pub(super) head: Digest,
+    /// The entry after the last one made durable.
+    pub(super) durable_next: u64,
     pub(super) closed: Arc<AtomicBool>,
+    /// The in-memory search index, told what each durable write tagged and untagged.
     pub(super) search: Arc<index::SearchIndex>,
+    /// The last entry made durable, for readers that must see nothing else.
     pub(super) durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The entries of the last durable writes, while someone follows the log.
     pub(super) recent: Arc<recent::Recent>,
 }
 
-struct Writer {
-    shared: SharedStore,
-    place: Place,
-    key: Option<Arc<LogKey>>,
-    signer: SharedSigner,
-    clock_offset: i64,
-    next: u64,
-    head: Digest,
-    /// The entry after the last one made durable.
-    durable_next: u64,
-    closed: Arc<AtomicBool>,
-    /// The in-memory search index, told what each durable write tagged and untagged.
-    search: Arc<index::SearchIndex>,
-    /// The last entry made durable, for readers that must see nothing else.
-    durable: Arc<tokio::sync::watch::Sender<u64>>,
-    /// The entries of the last durable writes, while someone follows the log.
-    recent: Arc<recent::Recent>,
-}
-
 impl Writer {
+    /// Starts the writer on a thread of its own, from `store` as it holds `next` and `head`.
+    /// It ends once `jobs` has no sender left, or after a storage failure it cannot recover
+    /// from (the log then stays closed).
+    pub(super) fn spawn(
+        self,
+        store: Arc<Store>,
+        jobs: mpsc::Receiver<Job>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("exchange-log-writer".into())
+            .spawn(move || self.run(store, &jobs))
+    }
+
     fn run(mut self, mut store: Arc<Store>, jobs: &mpsc::Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
